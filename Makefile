@@ -1,0 +1,56 @@
+# cqrskit: the two commands of the quick start are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv services services-down services-status lint typecheck test unit demo clean
+
+help:
+	@echo "make demo             start the services and run the demo"
+	@echo "make test             install, start the services, lint, type-check and run every test"
+	@echo "make services         start PostgreSQL, Kafka and Elasticsearch on 127.0.0.1"
+	@echo "make services-down    stop them"
+	@echo "make services-status  say which are up"
+
+# The virtual environment is rebuilt only when pyproject.toml changes; pip's
+# own cache keeps the downloads between clones.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "cqrskit needs Python 3.11 or newer as $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+services:
+	@bash scripts/services.sh start
+
+services-down:
+	@bash scripts/services.sh stop
+
+services-status:
+	@bash scripts/services.sh status
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: venv
+	$(BIN)/mypy --strict cqrskit
+
+unit: venv
+	$(BIN)/pytest -m 'not integration'
+
+test: venv services lint typecheck
+	$(BIN)/pytest
+
+demo: venv services
+	$(BIN)/cqrskit doctor
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

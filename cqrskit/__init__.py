@@ -1,0 +1,78 @@
+"""cqrskit: CQRS and event sourcing on PostgreSQL, Kafka and Elasticsearch.
+
+Commands change aggregates whose events are stored in PostgreSQL; an outbox
+relay publishes them to Kafka; projection workers build Elasticsearch read
+models that query handlers serve. See ``docs/`` for the concepts.
+"""
+
+from cqrskit._version import __version__
+from cqrskit.commands import (
+    Command,
+    CommandBus,
+    CommandHandler,
+    CommandHandlers,
+    CommandResult,
+    UnitOfWork,
+)
+from cqrskit.doctor import ServiceCheck, check_services
+from cqrskit.domain import (
+    Aggregate,
+    CausationContext,
+    DomainEvent,
+    EventMetadata,
+    Snapshot,
+    causation,
+    event,
+)
+from cqrskit.errors import (
+    AggregateNotFound,
+    CommandRejected,
+    ConcurrencyError,
+    ConfigurationError,
+    CqrskitError,
+    FieldError,
+    IdempotencyKeyReused,
+    PermanentError,
+    RuleViolated,
+    ServiceUnavailable,
+    TransientError,
+    UnknownCommand,
+)
+from cqrskit.eventstore import Application, IdempotencyRecord, Upcaster, Upcasters
+from cqrskit.settings import Settings
+
+__all__ = [
+    "Aggregate",
+    "AggregateNotFound",
+    "Application",
+    "CausationContext",
+    "Command",
+    "CommandBus",
+    "CommandHandler",
+    "CommandHandlers",
+    "CommandRejected",
+    "CommandResult",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CqrskitError",
+    "DomainEvent",
+    "EventMetadata",
+    "FieldError",
+    "IdempotencyKeyReused",
+    "IdempotencyRecord",
+    "PermanentError",
+    "RuleViolated",
+    "ServiceCheck",
+    "ServiceUnavailable",
+    "Settings",
+    "Snapshot",
+    "TransientError",
+    "UnitOfWork",
+    "UnknownCommand",
+    "Upcaster",
+    "Upcasters",
+    "__version__",
+    "causation",
+    "check_services",
+    "event",
+]

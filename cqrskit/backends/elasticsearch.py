@@ -1,0 +1,54 @@
+"""Elasticsearch adapter: the client, error translation and the health probe."""
+
+from __future__ import annotations
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+
+from cqrskit.backends._probe import ServiceInfo
+from cqrskit.errors import ServiceUnavailable
+from cqrskit.settings import Settings
+
+__all__ = ["client", "probe"]
+
+SERVICE = "Elasticsearch"
+VARIABLE = "CQRSKIT_ELASTICSEARCH_URL"
+
+
+def client(settings: Settings) -> Elasticsearch:
+    """A client for the read-model cluster; connects lazily."""
+    return Elasticsearch(
+        settings.elasticsearch_url,
+        request_timeout=settings.connect_timeout,
+        max_retries=0,
+    )
+
+
+def probe(settings: Settings) -> ServiceInfo:
+    """Ask the cluster for its version and health.
+
+    Raises:
+        ServiceUnavailable: the cluster cannot be reached or answers with an
+            error; names the URL and ``CQRSKIT_ELASTICSEARCH_URL``.
+    """
+    es = client(settings)
+    try:
+        info = es.info()
+        health = es.cluster.health()
+    except (TransportError, ApiError) as exc:
+        raise ServiceUnavailable(
+            SERVICE, settings.elasticsearch_url, _reason(exc), VARIABLE
+        ) from exc
+    finally:
+        es.close()
+    version = str(info["version"]["number"])
+    detail = f"cluster {info['cluster_name']}, status {health['status']}"
+    return ServiceInfo(SERVICE, settings.elasticsearch_url, version, detail)
+
+
+def _reason(exc: Exception) -> str:
+    """The most specific words of a transport error: its cause's, if it has one."""
+    cause = exc.__cause__ or exc.__context__
+    text = str(cause) if cause is not None else str(exc)
+    # urllib3 prefixes "HTTPConnection(host=..., port=...): " which we print anyway.
+    return text.split("): ", 1)[-1] or type(exc).__name__

@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import IntegrityError, PersistenceError
+from pydantic import ValidationError
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from cqrskit.commands._command import Command, CommandResult
+from cqrskit.commands._handlers import CommandHandlers, field_errors
+from cqrskit.commands._unit_of_work import UnitOfWork
+from cqrskit.domain import Aggregate, CausationContext, causation
+from cqrskit.errors import (
+    CommandRejected,
+    ConcurrencyError,
+    IdempotencyKeyReused,
+    ServiceUnavailable,
+)
+from cqrskit.eventstore import Application, IdempotencyRecord
+
+__all__ = ["CommandBus"]
+
+
+class _Conflict(Exception):
+    """Another writer appended to one of our aggregates first."""
+
+    def __init__(self, aggregate_id: UUID, detail: str):
+        super().__init__(detail)
+        self.aggregate_id = aggregate_id
+
+
+class CommandBus:
+    """Dispatches commands to their handlers and appends the resulting events.
+
+    Each attempt loads fresh aggregates, runs the handler, and appends every
+    new event in one transaction. If another writer got there first, the
+    attempt is thrown away and run again (up to ``settings.command_retries``
+    times, with jittered exponential backoff), so no update is ever lost.
+    """
+
+    def __init__(self, application: Application, handlers: CommandHandlers):
+        self.application = application
+        self.handlers = handlers
+
+    def dispatch(
+        self,
+        command: Command,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: UUID | None = None,
+        causation_id: UUID | None = None,
+        traceparent: str | None = None,
+    ) -> CommandResult:
+        """Handle ``command`` and append its events; return what it did.
+
+        With ``idempotency_key``, sending the same command again (from any
+        process, after any restart) appends nothing and returns the first
+        result with ``replayed=True``.
+
+        Raises:
+            UnknownCommand: no handler is registered for the command's type.
+            CommandRejected: an event's payload failed validation; nothing stored.
+            AggregateNotFound: the handler asked for an aggregate that does not exist.
+            IdempotencyKeyReused: the key was used before for a different command.
+            ConcurrencyError: the aggregate kept changing; retries ran out.
+            ServiceUnavailable: the event store could not be reached.
+        """
+        handler = self.handlers.handler_for(command)
+        fingerprint = command.fingerprint() if idempotency_key else ""
+        if idempotency_key:
+            earlier = self._find_key(idempotency_key)
+            if earlier is not None:
+                return _replay(earlier, fingerprint, command)
+        command_id = uuid4()
+        context = CausationContext(
+            correlation_id=correlation_id or causation_id or command_id,
+            causation_id=causation_id or command_id,
+            traceparent=traceparent,
+        )
+        attempts = self.application.settings.command_retries
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Conflict),
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=0.005, max=0.25),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(command, handler, context, idempotency_key, fingerprint)
+        except RetryError as exc:
+            conflict = exc.last_attempt.exception()
+            assert isinstance(conflict, _Conflict)
+            raise ConcurrencyError(conflict.aggregate_id, attempts, str(conflict)) from conflict
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _attempt(
+        self,
+        command: Command,
+        handler: Any,
+        context: CausationContext,
+        key: str | None,
+        fingerprint: str,
+    ) -> CommandResult:
+        uow = UnitOfWork(self.application)
+        try:
+            with causation(context):
+                primary = handler(command, uow)
+        except ValidationError as exc:
+            raise CommandRejected(command.command_type, field_errors(exc)) from exc
+        if primary is not None:
+            uow.add(primary)
+        changed = [a for a in uow.aggregates if a.pending_events]
+        subject = primary or (changed[0] if changed else None)
+        if subject is None:
+            raise ValueError(
+                f"the handler of {command.command_type} returned no aggregate and changed none"
+            )
+        if not changed:
+            return CommandResult(
+                aggregate_id=subject.id, version=subject.version, position=None, events=0
+            )
+        record = None
+        if key:
+            record = IdempotencyRecord(
+                key, fingerprint, command.command_type, subject.id, subject.version, None
+            )
+        try:
+            recordings = self._save(changed, record)
+        except IntegrityError as exc:
+            if key:
+                earlier = self._find_key(key)
+                if earlier is not None:
+                    return _replay(earlier, fingerprint, command)
+            raise _Conflict(subject.id, str(exc).splitlines()[0]) from exc
+        positions = [r.notification.id for r in recordings if r.notification.id is not None]
+        return CommandResult(
+            aggregate_id=subject.id,
+            version=subject.version,
+            position=max(positions) if positions else None,
+            events=len(recordings),
+        )
+
+    def _save(self, aggregates: Sequence[Aggregate], record: IdempotencyRecord | None) -> Any:
+        kwargs = {"idempotency": record} if record is not None else {}
+        try:
+            return self.application.save(*aggregates, **kwargs)
+        except IntegrityError:
+            raise
+        except PersistenceError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _find_key(self, key: str) -> IdempotencyRecord | None:
+        try:
+            return self.application.find_idempotency(key)
+        except PersistenceError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> ServiceUnavailable:
+        settings = self.application.settings
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        return ServiceUnavailable(
+            "PostgreSQL", settings.postgres_address(), reason, "CQRSKIT_POSTGRES_DSN"
+        )
+
+
+def _replay(earlier: IdempotencyRecord, fingerprint: str, command: Command) -> CommandResult:
+    if earlier.request_hash != fingerprint:
+        raise IdempotencyKeyReused(earlier.key, command.command_type)
+    return CommandResult(
+        aggregate_id=earlier.aggregate_id,
+        version=earlier.aggregate_version,
+        position=earlier.position,
+        events=0,
+        replayed=True,
+    )

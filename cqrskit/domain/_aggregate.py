@@ -1,0 +1,153 @@
+"""Aggregates whose events are frozen pydantic models carrying metadata.
+
+The style is the eventsourcing library's: methods decorated with
+:func:`event` become event classes, and calling them records the event and
+applies it. Because the base event class here is a pydantic model, every
+event's payload is validated when it is raised, and every event carries
+:class:`EventMetadata` (event id, schema version, correlation, causation and
+trace context) without the aggregate author writing any of it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any, ClassVar, get_type_hints
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate as _LibraryAggregate
+from eventsourcing.domain import (
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanSnapshotAggregate,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from cqrskit.domain._context import current_causation
+
+__all__ = ["Aggregate", "DomainEvent", "EventMetadata", "Snapshot"]
+
+
+class EventMetadata(BaseModel):
+    """What every stored event carries besides its payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID = Field(default_factory=uuid4)
+    schema_version: int = 1
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    traceparent: str | None = None
+
+
+class DomainEvent(BaseModel):
+    """A frozen, validated domain event.
+
+    ``schema_version`` (a class attribute, default 1) is the version of the
+    payload's shape; raise it when the shape changes and register an
+    upcaster for the old one (see :class:`cqrskit.Upcasters`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    schema_version: ClassVar[int] = 1
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    # Filled from the causation context by _fill_metadata before validation.
+    metadata: EventMetadata = Field(default_factory=EventMetadata)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_metadata(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("metadata") is None:
+            context = current_causation()
+            data = dict(data)
+            data["metadata"] = EventMetadata(
+                schema_version=cls.schema_version,
+                correlation_id=context.correlation_id,
+                causation_id=context.causation_id,
+                traceparent=context.traceparent,
+            )
+        return data
+
+    @property
+    def event_id(self) -> UUID:
+        """The event's own id, unique across the store."""
+        return self.metadata.event_id
+
+
+class Snapshot(DomainEvent, CanSnapshotAggregate[UUID]):
+    """The state of an aggregate at one version, stored to shorten replays.
+
+    Attributes are stored as JSON; on load, attributes that the aggregate
+    class annotates are validated back into their declared types (pydantic
+    models, decimals, dates...), the rest stay as JSON values.
+    """
+
+    topic: str
+    state: dict[str, Any]
+
+    @classmethod
+    def take(cls, aggregate: Any) -> Snapshot:
+        """Capture ``aggregate``'s current state."""
+        state = {k: v for k, v in vars(aggregate).items() if k not in _NOT_SNAPSHOTTED}
+        return cls(
+            originator_id=aggregate.id,
+            originator_version=aggregate.version,
+            timestamp=cls.create_timestamp(),
+            topic=get_topic(type(aggregate)),
+            state=TypeAdapter(dict[str, Any]).dump_python(state, mode="json"),
+        )
+
+    def mutate(self, _: None) -> Any:
+        """Rebuild the aggregate from this snapshot."""
+        aggregate_cls = resolve_topic(self.topic)
+        adapters = _attribute_adapters(aggregate_cls)
+        state = {
+            key: adapters[key].validate_python(value) if key in adapters else value
+            for key, value in self.state.items()
+        }
+        state["_id"] = self.originator_id
+        state["_version"] = self.originator_version
+        state["_pending_events"] = []
+        aggregate = object.__new__(aggregate_cls)
+        object.__setattr__(aggregate, "__dict__", state)
+        return aggregate
+
+
+_NOT_SNAPSHOTTED = frozenset({"_id", "_version", "_pending_events"})
+
+
+@cache
+def _attribute_adapters(aggregate_cls: type) -> dict[str, TypeAdapter[Any]]:
+    hints = {
+        name: hint
+        for name, hint in get_type_hints(aggregate_cls).items()
+        if not name.startswith("__") and getattr(hint, "__origin__", None) is not ClassVar
+    }
+    hints["_created_on"] = datetime
+    hints["_modified_on"] = datetime
+    return {name: TypeAdapter(hint) for name, hint in hints.items()}
+
+
+class Aggregate(_LibraryAggregate):
+    """Base class for event-sourced aggregates.
+
+    Decorate command methods with :func:`cqrskit.event`; the method's
+    arguments become the event's validated payload. Annotate attributes at
+    class level when they hold more than JSON values, so snapshots restore
+    their types.
+    """
+
+    class Event(DomainEvent, CanMutateAggregate[UUID]):
+        """Base class of this aggregate's events."""
+
+    class Created(Event, CanInitAggregate[UUID]):
+        """Base class of the event that creates an aggregate."""
+
+        originator_topic: str
+
+    Snapshot = Snapshot  # type: ignore[assignment]  # ours is a pydantic model

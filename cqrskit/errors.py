@@ -1,0 +1,157 @@
+"""The one error tree of cqrskit.
+
+Every error cqrskit raises is a :class:`CqrskitError`. Its two branches say
+whether trying again can help::
+
+    CqrskitError
+    ├── TransientError              retrying later may succeed
+    │   ├── ServiceUnavailable      a service could not be reached or answered
+    │   └── ConcurrencyError        an aggregate changed under us, retries spent
+    └── PermanentError              retrying the same thing fails the same way
+        ├── ConfigurationError      a setting is malformed (names the variable)
+        ├── CommandRejected         a command failed validation (field paths)
+        ├── RuleViolated            the aggregate's state forbids the command
+        ├── UnknownCommand          no handler is registered for a command type
+        ├── AggregateNotFound       no aggregate with that id
+        └── IdempotencyKeyReused    a key came back with a different command
+
+Driver errors (psycopg, confluent-kafka, elasticsearch) are translated into
+this tree at the adapter edge and re-raised ``from`` the original, so callers
+never have to import a driver to handle a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+__all__ = [
+    "AggregateNotFound",
+    "CommandRejected",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CqrskitError",
+    "FieldError",
+    "IdempotencyKeyReused",
+    "PermanentError",
+    "RuleViolated",
+    "ServiceUnavailable",
+    "TransientError",
+    "UnknownCommand",
+]
+
+
+class CqrskitError(Exception):
+    """Base of every error cqrskit raises."""
+
+    #: True when the same call may succeed if tried again later.
+    transient: bool = False
+
+
+class TransientError(CqrskitError):
+    """Retrying later may succeed: a service was down or state moved under us."""
+
+    transient = True
+
+
+class PermanentError(CqrskitError):
+    """Retrying the same call cannot succeed; the input or the setup is wrong."""
+
+    transient = False
+
+
+class ServiceUnavailable(TransientError):
+    """A service (PostgreSQL, Kafka, Elasticsearch) could not be reached.
+
+    Carries the service name, the address tried and, when the address came
+    from a setting, the environment variable that sets it.
+    """
+
+    def __init__(self, service: str, address: str, reason: str, variable: str | None = None):
+        self.service = service
+        self.address = address
+        self.reason = reason
+        self.variable = variable
+        where = f"{address} (set by {variable})" if variable else address
+        super().__init__(f"{service} at {where} is unreachable: {reason}")
+
+
+class ConcurrencyError(TransientError):
+    """An aggregate kept changing under a command until its retries ran out."""
+
+    def __init__(self, aggregate_id: UUID, attempts: int, detail: str = ""):
+        self.aggregate_id = aggregate_id
+        self.attempts = attempts
+        message = (
+            f"aggregate {aggregate_id} was changed by another writer on each of {attempts} attempts"
+        )
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class ConfigurationError(PermanentError):
+    """A setting is malformed; the message names the variable and the value."""
+
+    def __init__(self, variable: str, value: object, reason: str):
+        self.variable = variable
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{variable}={value!r} is invalid: {reason}")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One reason a command or payload was refused, at one field path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class CommandRejected(PermanentError):
+    """A command (or an event payload) failed validation; nothing was stored."""
+
+    def __init__(self, command_type: str, errors: Sequence[FieldError]):
+        self.command_type = command_type
+        self.errors = tuple(errors)
+        details = "; ".join(str(e) for e in self.errors)
+        super().__init__(f"{command_type} refused: {details}")
+
+
+class RuleViolated(PermanentError):
+    """A business rule refuses the command in the aggregate's current state.
+
+    Raise it from aggregate methods (for example: cancelling a paid order).
+    """
+
+
+class UnknownCommand(PermanentError):
+    """No handler is registered for the command's type."""
+
+    def __init__(self, command_type: str):
+        self.command_type = command_type
+        super().__init__(f"no handler is registered for command type {command_type!r}")
+
+
+class AggregateNotFound(PermanentError):
+    """No aggregate has the given id."""
+
+    def __init__(self, aggregate_id: UUID, aggregate_type: str | None = None):
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        kind = aggregate_type or "aggregate"
+        super().__init__(f"{kind} {aggregate_id} not found")
+
+
+class IdempotencyKeyReused(PermanentError):
+    """An idempotency key was sent again with a different command."""
+
+    def __init__(self, key: str, command_type: str):
+        self.key = key
+        self.command_type = command_type
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different {command_type} "
+            "command; use a new key for a new command"
+        )

@@ -1,0 +1,125 @@
+"""Settings: the only code in cqrskit that reads the environment.
+
+Values come from the defaults below (the local services that
+``make services`` starts), then from ``CQRSKIT_*`` environment variables,
+then from explicit arguments, each overriding the one before. A malformed
+value fails at start-up with a :class:`~cqrskit.errors.ConfigurationError`
+naming the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cqrskit.errors import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "CQRSKIT_"
+
+
+class Settings(BaseSettings):
+    """Where the services are and how patiently to talk to them.
+
+    Build it with :meth:`load`, which turns validation failures into a
+    :class:`~cqrskit.errors.ConfigurationError` naming the variable.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    postgres_dsn: str = Field(
+        default="postgresql://cqrskit:cqrskit@127.0.0.1:5432/cqrskit",
+        description="libpq connection string or URL of the event store database.",
+    )
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="Comma-separated host:port list of Kafka bootstrap brokers.",
+    )
+    elasticsearch_url: str = Field(
+        default="http://127.0.0.1:9200",
+        description="http(s) URL of the Elasticsearch cluster holding read models.",
+    )
+    postgres_schema: str = Field(
+        default="public",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Schema that holds the event store's tables.",
+    )
+    postgres_pool_size: int = Field(
+        default=10, ge=1, le=500, description="Connections kept open to the event store."
+    )
+    command_retries: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts at a command whose aggregate changed under it.",
+    )
+    connect_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds to wait for a service to answer before giving up.",
+    )
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Read defaults, then the environment, then ``overrides``.
+
+        Raises:
+            ConfigurationError: a value is malformed; names the variable.
+        """
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            raise ConfigurationError(variable_for(field), first.get("input"), first["msg"]) from exc
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _check_dsn(cls, value: str) -> str:
+        try:
+            conninfo_to_dict(value)
+        except Exception as exc:
+            raise ValueError(f"not a PostgreSQL connection string ({exc})") from exc
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        brokers = [b.strip() for b in value.split(",") if b.strip()]
+        if not brokers:
+            raise ValueError("expected host:port[,host:port...]")
+        for broker in brokers:
+            host, sep, port = broker.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{broker!r} is not host:port")
+        return ",".join(brokers)
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - urlsplit validates the port lazily
+        except ValueError as exc:
+            raise ValueError(str(exc)) from exc
+        return value.rstrip("/")
+
+    def postgres_address(self) -> str:
+        """host:port/dbname of the event store, without the password."""
+        params = conninfo_to_dict(self.postgres_dsn)
+        host = params.get("host") or "localhost"
+        port = params.get("port") or 5432
+        return f"{host}:{port}/{params.get('dbname', '')}"
+
+
+def variable_for(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"

@@ -1,0 +1,130 @@
+"""Given/when/then for aggregates and command handlers, in memory.
+
+::
+
+    scenario = Scenario(handlers)
+    scenario.given(*placed_order_events).when(CancelOrder(order_id=oid)).then(
+        expect(Order.Cancelled, reason="customer asked")
+    )
+
+No services are needed: the scenario runs on the in-memory event store
+with the same command bus as production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cqrskit.commands import Command, CommandBus, CommandHandlers, CommandResult
+from cqrskit.domain import DomainEvent
+from cqrskit.errors import CqrskitError
+from cqrskit.eventstore import Application
+
+__all__ = ["ExpectedEvent", "Scenario", "expect", "payload_of"]
+
+_ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "metadata"}
+
+
+def payload_of(event: DomainEvent) -> dict[str, Any]:
+    """An event's payload: its fields without ids, version, time and metadata."""
+    return {k: v for k, v in event if k not in _ENVELOPE_FIELDS and k != "originator_topic"}
+
+
+@dataclass(frozen=True)
+class ExpectedEvent:
+    """An event type and (some or all of) its payload, for :meth:`Scenario.then`."""
+
+    event_class: type[DomainEvent]
+    payload: dict[str, Any] = field(default_factory=dict)
+    exact: bool = True
+
+    def describe(self) -> str:
+        """Human text for assertion messages."""
+        return f"{self.event_class.__qualname__}({self.payload})"
+
+    def matches(self, event: DomainEvent) -> bool:
+        """True when ``event`` has this type and payload."""
+        if type(event) is not self.event_class:
+            return False
+        actual = payload_of(event)
+        if self.exact:
+            return actual == self.payload
+        return all(actual.get(k) == v for k, v in self.payload.items())
+
+
+def expect(
+    event_class: type[DomainEvent], /, *, exact: bool = True, **payload: Any
+) -> ExpectedEvent:
+    """Expect an event of ``event_class`` with ``payload`` (all of it, or a subset)."""
+    return ExpectedEvent(event_class, payload, exact)
+
+
+class Scenario:
+    """Given past events, when a command is dispatched, then expect events or an error."""
+
+    def __init__(
+        self, handlers: CommandHandlers, application_class: type[Application] = Application
+    ):
+        self.application = application_class(persistence="memory")
+        self.bus = CommandBus(self.application, handlers)
+        self._given = 0
+        self._result: CommandResult | None = None
+        self._error: CqrskitError | None = None
+
+    def given(self, *events: DomainEvent) -> Scenario:
+        """Store ``events`` as history (e.g. ``*aggregate.collect_events()``)."""
+        self.application.events.put(list(events))
+        self._given += len(events)
+        return self
+
+    def when(self, command: Command, **dispatch: Any) -> Scenario:
+        """Dispatch ``command``; an error is kept for :meth:`then_raises`."""
+        try:
+            self._result = self.bus.dispatch(command, **dispatch)
+        except CqrskitError as exc:
+            self._error = exc
+        return self
+
+    @property
+    def result(self) -> CommandResult:
+        """The command's result; fails if it raised."""
+        if self._error is not None:
+            raise AssertionError(f"the command raised {self._error!r}")
+        assert self._result is not None, "call when() first"
+        return self._result
+
+    def new_events(self) -> list[DomainEvent]:
+        """Events appended by :meth:`when`, in order."""
+        notifications = self.application.recorder.select_notifications(
+            start=self._given + 1, limit=1_000_000
+        )
+        mapper = self.application.mapper
+        return [mapper.to_domain_event(n) for n in notifications]  # type: ignore[misc]
+
+    def then(self, *expected: ExpectedEvent | type[DomainEvent]) -> Sequence[DomainEvent]:
+        """Assert that exactly ``expected`` events were appended, in order."""
+        _ = self.result
+        wanted = [e if isinstance(e, ExpectedEvent) else expect(e, exact=False) for e in expected]
+        actual = self.new_events()
+        described = [f"{type(a).__qualname__}({payload_of(a)})" for a in actual]
+        if len(actual) != len(wanted) or not all(
+            w.matches(a) for w, a in zip(wanted, actual, strict=True)
+        ):
+            raise AssertionError(
+                f"expected events {[w.describe() for w in wanted]}, got {described}"
+            )
+        return actual
+
+    def then_raises(self, error_class: type[CqrskitError], match: str = "") -> CqrskitError:
+        """Assert that the command raised ``error_class`` and appended nothing."""
+        if self._error is None:
+            raise AssertionError(f"expected {error_class.__name__}, the command succeeded")
+        if not isinstance(self._error, error_class):
+            raise AssertionError(f"expected {error_class.__name__}, got {self._error!r}")
+        if match and match not in str(self._error):
+            raise AssertionError(f"expected {match!r} in {str(self._error)!r}")
+        if self.new_events():
+            raise AssertionError("the command raised but events were appended")
+        return self._error

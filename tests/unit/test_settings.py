@@ -1,0 +1,45 @@
+import pytest
+
+from cqrskit import ConfigurationError, Settings
+
+
+def test_defaults_point_at_the_local_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CQRSKIT_POSTGRES_DSN", "CQRSKIT_KAFKA_BOOTSTRAP", "CQRSKIT_ELASTICSEARCH_URL"):
+        monkeypatch.delenv(var, raising=False)
+    settings = Settings.load()
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.elasticsearch_url == "http://127.0.0.1:9200"
+    assert settings.postgres_address() == "127.0.0.1:5432/cqrskit"
+
+
+def test_environment_overrides_defaults_and_arguments_override_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CQRSKIT_KAFKA_BOOTSTRAP", "broker-a:9093, broker-b:9094")
+    monkeypatch.setenv("CQRSKIT_ELASTICSEARCH_URL", "https://search.example:9201/")
+    settings = Settings.load()
+    assert settings.kafka_bootstrap == "broker-a:9093,broker-b:9094"
+    assert settings.elasticsearch_url == "https://search.example:9201"
+    assert Settings.load(kafka_bootstrap="other:1").kafka_bootstrap == "other:1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("CQRSKIT_KAFKA_BOOTSTRAP", "no-port", "not host:port"),
+        ("CQRSKIT_KAFKA_BOOTSTRAP", "host:99999", "not host:port"),
+        ("CQRSKIT_ELASTICSEARCH_URL", "ftp://x", "http"),
+        ("CQRSKIT_ELASTICSEARCH_URL", "http://h:notaport", "port"),
+        ("CQRSKIT_POSTGRES_DSN", "host=a port", "connection string"),
+        ("CQRSKIT_CONNECT_TIMEOUT", "-1", "greater than 0"),
+    ],
+)
+def test_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, reason: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load()
+    assert caught.value.variable == variable
+    assert variable in str(caught.value)
+    assert reason in str(caught.value)
