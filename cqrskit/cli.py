@@ -11,19 +11,28 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cqrskit._loading import load_application_class
 from cqrskit._version import __version__
 from cqrskit.doctor import check_services
-from cqrskit.errors import ConfigurationError
+from cqrskit.errors import ConfigurationError, CqrskitError
 from cqrskit.settings import Settings
 
 __all__ = ["main"]
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
     try:
-        return Settings.load()
+        return Settings.load(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+APP_OPTION = click.option(
+    "--app",
+    "app_spec",
+    metavar="MODULE:CLASS",
+    help="The application class (default: CQRSKIT_APP), e.g. examples.shop:ShopApp.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,6 +65,31 @@ def doctor(as_json: bool) -> None:
                 console.print(f"[red]{c.service} is unreachable[/red]: {escape(c.hint)}.")
     if not all(c.ok for c in checks):
         sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """The event store's schema in PostgreSQL."""
+
+
+@db.command("init")
+@APP_OPTION
+def db_init(app_spec: str | None) -> None:
+    """Create or migrate the event store's tables; idempotent, never drops data."""
+    settings = _settings(app=app_spec)
+    try:
+        app_class = load_application_class(settings.app)
+        app = app_class(settings, env={"CREATE_TABLE": "false"})
+        try:
+            app.create_tables()
+        finally:
+            app.close()
+    except CqrskitError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"event store of {app_class.name!r} is ready in schema "
+        f"{settings.postgres_schema!r} at {settings.postgres_address()}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
+    app: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="The application class, as module:Class (e.g. examples.shop:ShopApp).",
+    )
     postgres_dsn: str = Field(
         default="postgresql://cqrskit:cqrskit@127.0.0.1:5432/cqrskit",
         description="libpq connection string or URL of the event store database.",

@@ -370,7 +370,7 @@ cmd_start() {
         ES_PATH_CONF="$run/config" \
         ES_TMPDIR="$run/tmp" \
         timeout "$ES_START_TIMEOUT" "$run/home-$ES_VERSION/bin/elasticsearch" -d -p "$run/run/es.pid" \
-        >"$run/logs/launcher.log" 2>&1); then
+        >"$run/logs/launcher.log" 2>&1 9>&-); then
         pid="$(cat "$run/run/es.pid" 2>/dev/null || true)"
         if is_our_es "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
         fail_start "Elasticsearch failed to start (the launcher exited non-zero or ran past ${ES_START_TIMEOUT}s)" "$log_offset"

@@ -33,16 +33,17 @@ def probe(settings: Settings) -> ServiceInfo:
     """
     es = client(settings)
     try:
-        info = es.info()
+        # Not GET / (info): minimal distributions do not serve the root endpoint.
         health = es.cluster.health()
+        nodes = es.nodes.info(node_id="_local", metric="_none")
     except (TransportError, ApiError) as exc:
         raise ServiceUnavailable(
             SERVICE, settings.elasticsearch_url, _reason(exc), VARIABLE
         ) from exc
     finally:
         es.close()
-    version = str(info["version"]["number"])
-    detail = f"cluster {info['cluster_name']}, status {health['status']}"
+    version = ", ".join(sorted({str(n["version"]) for n in nodes["nodes"].values()})) or "?"
+    detail = f"cluster {health['cluster_name']}, status {health['status']}"
     return ServiceInfo(SERVICE, settings.elasticsearch_url, version, detail)
 
 

@@ -164,11 +164,7 @@ class CommandBus:
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: Exception) -> ServiceUnavailable:
-        settings = self.application.settings
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        return ServiceUnavailable(
-            "PostgreSQL", settings.postgres_address(), reason, "CQRSKIT_POSTGRES_DSN"
-        )
+        return self.application.unavailable(exc)
 
 
 def _replay(earlier: IdempotencyRecord, fingerprint: str, command: Command) -> CommandResult:

@@ -6,12 +6,18 @@ from typing import ClassVar, Literal
 from uuid import UUID
 
 from eventsourcing.application import Application as _LibraryApplication
-from eventsourcing.persistence import InfrastructureFactory, Mapper, PersistenceError
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    InterfaceError,
+    Mapper,
+    OperationalError,
+    PersistenceError,
+)
 from eventsourcing.utils import Environment, get_topic
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
-from cqrskit.errors import ServiceUnavailable
+from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
 from cqrskit.eventstore._mapper import OrjsonTranscoder, PydanticMapper, Upcasters
 from cqrskit.eventstore._memory import MemoryEventRecorder, MemoryEventStoreFactory
@@ -46,21 +52,20 @@ class Application(_LibraryApplication[UUID]):
         try:
             super().__init__(env={**self._environment(), **(env or {})})
         except PersistenceError as exc:
-            raise ServiceUnavailable(
-                "PostgreSQL",
-                self.settings.postgres_address(),
-                str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__,
-                "CQRSKIT_POSTGRES_DSN",
-            ) from exc
+            raise self.unavailable(exc) from exc
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         """The library's factory; for PostgreSQL, after making sure the schema exists."""
         factory = super().construct_factory(env)
         if isinstance(factory, PostgresEventStoreFactory) and factory.env_create_table():
+            self._create_schema(factory)
+        return factory
+
+    def _create_schema(self, factory: object) -> None:
+        if isinstance(factory, PostgresEventStoreFactory):
             schema = Identifier(self.settings.postgres_schema)
             with factory.datastore.transaction(commit=True) as curs:
                 curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(schema))
-        return factory
 
     def _environment(self) -> dict[str, str]:
         if self.persistence == "memory":
@@ -100,7 +105,23 @@ class Application(_LibraryApplication[UUID]):
 
         Idempotent: safe to run on every deployment.
         """
-        for recorder in (self.recorder, getattr(self.snapshots, "recorder", None)):
-            create = getattr(recorder, "create_table", None)
-            if create is not None:
-                create()
+        try:
+            self._create_schema(self.factory)
+            for recorder in (self.recorder, getattr(self.snapshots, "recorder", None)):
+                create = getattr(recorder, "create_table", None)
+                if create is not None:
+                    create()
+        except (OperationalError, InterfaceError) as exc:
+            raise self.unavailable(exc) from exc
+        except PersistenceError as exc:
+            raise PermanentError(f"cannot create the event store's tables: {exc}") from exc
+
+    def unavailable(self, exc: Exception) -> ServiceUnavailable:
+        """The driver error ``exc`` as a ServiceUnavailable naming the database."""
+        text = str(exc).strip()
+        return ServiceUnavailable(
+            "PostgreSQL",
+            self.settings.postgres_address(),
+            text.splitlines()[-1] if text else type(exc).__name__,
+            "CQRSKIT_POSTGRES_DSN",
+        )

@@ -32,14 +32,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    settings = Settings.load()
-    down = [c for c in check_services(settings) if not c.ok]
-    if down:
-        names = ", ".join(f"{c.service} ({c.address}: {c.detail})" for c in down)
+    return Settings.load()
+
+
+def _require(settings: Settings, service: str) -> None:
+    (check,) = [c for c in check_services(settings) if c.service == service]
+    if not check.ok:
         pytest.fail(
-            f"integration tests need the real services; down: {names}. Run 'make services'."
+            f"this test needs the real {service} at {check.address} ({check.detail}); "
+            "start the services with 'make services'"
         )
-    return settings
+
+
+@pytest.fixture(scope="session")
+def postgres_up(settings: Settings) -> None:
+    _require(settings, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def kafka_up(settings: Settings) -> None:
+    _require(settings, "Kafka")
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_up(settings: Settings) -> None:
+    _require(settings, "Elasticsearch")
 
 
 @pytest.fixture
@@ -50,7 +67,9 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def pg(settings: Settings, unique_name: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+def pg(
+    settings: Settings, unique_name: str, postgres_up: None
+) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A connection whose search_path is a fresh schema, dropped afterwards."""
     with pg_backend.connect(settings) as conn:
         conn.execute(f'CREATE SCHEMA "{unique_name}"')
@@ -62,7 +81,7 @@ def pg(settings: Settings, unique_name: str) -> Iterator[psycopg.Connection[tupl
 
 
 @pytest.fixture
-def kafka_topic(settings: Settings, unique_name: str) -> Iterator[str]:
+def kafka_topic(settings: Settings, unique_name: str, kafka_up: None) -> Iterator[str]:
     """A fresh topic with 3 partitions, deleted afterwards."""
     admin: AdminClient = kafka_backend.admin(settings)
     admin.create_topics([NewTopic(unique_name, num_partitions=3, replication_factor=1)])[
@@ -75,7 +94,7 @@ def kafka_topic(settings: Settings, unique_name: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def es(settings: Settings) -> Iterator[Elasticsearch]:
+def es(settings: Settings, elasticsearch_up: None) -> Iterator[Elasticsearch]:
     client = es_backend.client(settings).options(request_timeout=30)
     try:
         yield client
@@ -90,3 +109,11 @@ def es_index(es: Elasticsearch, unique_name: str) -> Iterator[str]:
         yield unique_name
     finally:
         es.options(ignore_status=404).indices.delete(index=unique_name)
+
+
+@pytest.fixture
+def schema_settings(settings: Settings, unique_name: str, postgres_up: None) -> Iterator[Settings]:
+    """Settings whose event store lives in a fresh schema, dropped afterwards."""
+    yield settings.model_copy(update={"postgres_schema": unique_name})
+    with pg_backend.connect(settings) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')

@@ -1,0 +1,68 @@
+"""eventsourcing's own recorder conformance suites, run against our recorder.
+
+We subclass the library's PostgreSQL application recorder; these are the
+library's tests for that contract, on the real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.tests.persistence import (
+    ApplicationRecorderTestCase,
+    NonInterleavingNotificationIDsBaseCase,
+)
+from psycopg.conninfo import conninfo_to_dict
+
+from cqrskit import Settings
+from cqrskit.backends import postgres as pg_backend
+from cqrskit.eventstore import PostgresEventRecorder
+
+pytestmark = pytest.mark.usefixtures("postgres_up")
+
+
+class _OnFreshSchema:
+    """Each test case gets its own schema and datastore."""
+
+    datastore: PostgresDatastore
+    schema: str
+
+    def setUp(self) -> None:
+        settings = Settings.load()
+        params = conninfo_to_dict(settings.postgres_dsn)
+        self.schema = f"conformance_{uuid.uuid4().hex[:10]}"
+        with pg_backend.connect(settings) as conn:
+            conn.execute(f'CREATE SCHEMA "{self.schema}"')
+        self.datastore = PostgresDatastore(
+            dbname=str(params["dbname"]),
+            host=str(params["host"]),
+            port=str(params.get("port", 5432)),
+            user=str(params["user"]),
+            password=str(params["password"]),
+            schema=self.schema,
+            pool_size=10,
+        )
+
+    def tearDown(self) -> None:
+        self.datastore.close()
+        with pg_backend.connect(Settings.load()) as conn:
+            conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+
+    def create_recorder(self) -> PostgresEventRecorder:
+        recorder = PostgresEventRecorder(self.datastore, events_table_name="stored_events")
+        recorder.create_table()
+        return recorder
+
+
+class TestPostgresEventRecorderIsAnApplicationRecorder(
+    _OnFreshSchema, ApplicationRecorderTestCase[PostgresEventRecorder]
+):
+    pass
+
+
+class TestPostgresEventRecorderNeverInterleavesNotificationIds(
+    _OnFreshSchema, NonInterleavingNotificationIDsBaseCase
+):
+    pass
