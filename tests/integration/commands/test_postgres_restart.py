@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from cqrskit import CommandBus, ServiceUnavailable, Settings
 from examples.shop import PlaceOrder, ShopApp, handlers
 from tests.integration.conftest import REPO_ROOT
@@ -20,13 +22,10 @@ def test_an_outage_is_named_and_a_keyed_retry_appends_once(schema_settings: Sett
         bus.dispatch(ORDER)
         subprocess.run([*POSTGRES, "stop"], check=True, timeout=120)
         try:
-            try:
+            with pytest.raises(ServiceUnavailable) as caught:
                 bus.dispatch(ORDER, idempotency_key="during-outage")
-            except ServiceUnavailable as exc:
-                assert settings.postgres_address() in str(exc)
-                assert "CQRSKIT_POSTGRES_DSN" in str(exc)
-            else:
-                raise AssertionError("a command succeeded with PostgreSQL stopped")
+            assert settings.postgres_address() in str(caught.value)
+            assert "CQRSKIT_POSTGRES_DSN" in str(caught.value)
         finally:
             subprocess.run([*POSTGRES, "start"], check=True, timeout=120)
 
