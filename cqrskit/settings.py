@@ -9,7 +9,7 @@ naming the variable.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
@@ -62,6 +62,27 @@ class Settings(BaseSettings):
         ge=1,
         le=100,
         description="Attempts at a command whose aggregate changed under it.",
+    )
+    topic_layout: Literal["per-aggregate", "per-application"] = Field(
+        default="per-aggregate",
+        description="One Kafka topic per aggregate type (<prefix>.<type>), or one per application.",
+    )
+    topic_prefix: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Start of every topic name; defaults to the application's name.",
+    )
+    topic_partitions: int = Field(default=6, ge=1, le=10_000)
+    topic_replication: int = Field(default=1, ge=1, le=10)
+    relay_page_size: int = Field(
+        default=2000, ge=1, le=100_000, description="Outbox rows read per query."
+    )
+    relay_pages_in_flight: int = Field(
+        default=8, ge=1, le=1000, description="Pages produced before the oldest must be acked."
+    )
+    relay_compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = "lz4"
+    relay_drain_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds to wait for acks when stopping."
     )
     connect_timeout: float = Field(
         default=5.0,

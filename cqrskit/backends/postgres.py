@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
 from cqrskit.backends._probe import ServiceInfo
@@ -14,9 +16,7 @@ SERVICE = "PostgreSQL"
 VARIABLE = "CQRSKIT_POSTGRES_DSN"
 
 
-def connect(
-    settings: Settings, *, autocommit: bool = True
-) -> psycopg.Connection[tuple[object, ...]]:
+def connect(settings: Settings, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
     """Open one connection to the event store database.
 
     Raises:

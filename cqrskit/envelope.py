@@ -1,0 +1,121 @@
+"""The wire format: one JSON envelope per event, on Kafka and in replays.
+
+::
+
+    {
+      "event_id": "7d1c…", "event_type": "Order.Placed", "schema_version": 1,
+      "event_class": "examples.shop.domain:Order.Placed",
+      "aggregate_id": "5b4d…", "aggregate_type": "Order", "aggregate_version": 1,
+      "position": 1234, "occurred_at": "2026-11-23T18:49:08.304975Z",
+      "payload": {"customer_id": "ada", "lines": […]},
+      "metadata": {"correlation_id": "…", "causation_id": "…", "traceparent": "00-…"}
+    }
+
+``position`` is the event's global position in the store (its notification
+id), increasing in commit order. Kafka messages carry the aggregate id as
+key and repeat ``event_type``, ``position`` and ``traceparent`` as headers,
+so a consumer can route or skip a message without decoding it.
+
+This module imports no driver: the relay encodes with it, projection
+workers decode with it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["HEADER_EVENT_TYPE", "HEADER_POSITION", "HEADER_TRACEPARENT", "Envelope", "encode"]
+
+HEADER_EVENT_TYPE = "event_type"
+HEADER_POSITION = "position"
+HEADER_TRACEPARENT = "traceparent"
+
+_NOT_PAYLOAD = ("metadata", "timestamp", "originator_topic")
+
+
+class EnvelopeMetadata(BaseModel):
+    """Why the event happened: the ids that tie it to its cause and its trace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    traceparent: str | None = None
+
+
+class Envelope(BaseModel):
+    """One event as it travels: identity, position, payload and metadata."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: UUID
+    event_type: str
+    event_class: str
+    schema_version: int
+    aggregate_id: UUID
+    aggregate_type: str
+    aggregate_version: int
+    position: int
+    occurred_at: datetime
+    payload: dict[str, Any]
+    metadata: EnvelopeMetadata
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Envelope:
+        """Parse and validate one envelope.
+
+        Raises:
+            pydantic.ValidationError: the data is not an envelope.
+        """
+        return cls.model_validate_json(data)
+
+
+def event_type_of(topic: str) -> tuple[str, str]:
+    """(event type, aggregate type) from an event class topic ``module:Agg.Event``."""
+    qualname = topic.rpartition(":")[2]
+    aggregate_type, _, _ = qualname.rpartition(".")
+    return qualname, aggregate_type or qualname
+
+
+def encode(
+    *,
+    position: int,
+    aggregate_id: UUID | str,
+    aggregate_version: int,
+    topic: str,
+    state: bytes,
+) -> tuple[bytes, str, str, str | None]:
+    """Build the envelope of one stored event.
+
+    Returns the envelope's JSON, the event type, the aggregate type and the
+    traceparent (or None). Works on the stored JSON directly: no domain
+    class is imported, so a relay needs none of the application's code.
+    """
+    stored: dict[str, Any] = orjson.loads(state)
+    metadata = stored.get("metadata") or {}
+    event_type, aggregate_type = event_type_of(topic)
+    payload = {k: v for k, v in stored.items() if k not in _NOT_PAYLOAD}
+    traceparent = metadata.get("traceparent")
+    envelope = {
+        "event_id": metadata.get("event_id"),
+        "event_type": event_type,
+        "event_class": topic,
+        "schema_version": metadata.get("schema_version", 1),
+        "aggregate_id": str(aggregate_id),
+        "aggregate_type": aggregate_type,
+        "aggregate_version": aggregate_version,
+        "position": position,
+        "occurred_at": stored.get("timestamp"),
+        "payload": payload,
+        "metadata": {
+            "correlation_id": metadata.get("correlation_id"),
+            "causation_id": metadata.get("causation_id"),
+            "traceparent": traceparent,
+        },
+    }
+    return orjson.dumps(envelope), event_type, aggregate_type, traceparent

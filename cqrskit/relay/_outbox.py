@@ -1,0 +1,255 @@
+"""The outbox side of the relay: PostgreSQL, read in commit order, with leadership.
+
+Everything the active relay does in PostgreSQL goes through one connection:
+the one holding the session-level advisory lock that makes it the leader.
+PostgreSQL releases that lock the moment the session ends (a killed
+process's socket closes), so a standby takes over within its polling
+interval; and since the position is written on that same session, a relay
+that lost its session cannot record a position any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import orjson
+import psycopg
+from psycopg.sql import SQL, Identifier
+
+from cqrskit.backends import postgres as pg_backend
+from cqrskit.settings import Settings
+
+__all__ = ["OutboxRow", "PostgresOutbox", "RelayStatus"]
+
+#: The position before the first event: nothing published yet.
+BEFORE_FIRST = 0
+
+
+class OutboxRow(NamedTuple):
+    """One stored event as the relay reads it."""
+
+    position: int
+    aggregate_id: Any
+    aggregate_version: int
+    topic: str
+    state: bytes
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """Where a relay is, as ``cqrskit relay status`` shows it."""
+
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    active_instance: str | None
+    heartbeat_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+def instance_name() -> str:
+    """host:pid of this process, to say which relay is active."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class PostgresOutbox:
+    """The events table read as an outbox, and the relay's position beside it."""
+
+    #: A leader whose heartbeat is older than this is reported as gone.
+    HEARTBEAT_STALE_SECONDS = 10.0
+
+    def __init__(self, settings: Settings, application_name: str, relay_name: str = "default"):
+        self.settings = settings
+        self.relay_name = relay_name
+        schema = settings.postgres_schema
+        self.events = Identifier(schema, f"{application_name.lower()}_events")
+        self.table = Identifier(schema, "cqrskit_relay")
+        self.channel = f"{application_name.lower()}_events"
+        digest = hashlib.blake2b(
+            f"cqrskit-relay:{schema}:{application_name}:{relay_name}".encode(), digest_size=8
+        ).digest()
+        self.lock_key = int.from_bytes(digest, "big", signed=True)
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+
+    # -- connection and leadership -------------------------------------------
+
+    def connect(self) -> None:
+        """Open the session that leads, reads and records.
+
+        Raises:
+            ServiceUnavailable: PostgreSQL cannot be reached.
+        """
+        self.close()
+        self._conn = pg_backend.connect(self.settings)
+        self.ensure_table()
+
+    @property
+    def conn(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            raise psycopg.OperationalError("the relay's PostgreSQL session is closed")
+        return self._conn
+
+    def close(self) -> None:
+        """End the session, and with it any leadership."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def ensure_table(self) -> None:
+        """Create the relay table if missing; idempotent."""
+        self.conn.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {table} ("
+                "name text PRIMARY KEY, "
+                "position bigint NOT NULL DEFAULT 0, "
+                "instance text, "
+                "heartbeat_at timestamptz, "
+                "last_error text, "
+                "last_error_at timestamptz, "
+                "updated_at timestamptz NOT NULL DEFAULT now())"
+            ).format(table=self.table)
+        )
+        self.conn.execute(
+            SQL("INSERT INTO {table} (name) VALUES (%s) ON CONFLICT (name) DO NOTHING").format(
+                table=self.table
+            ),
+            [self.relay_name],
+        )
+
+    def try_lead(self, instance: str) -> bool:
+        """Take leadership if no other session holds it; True if we lead now."""
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [self.lock_key]).fetchone()
+        if not (row and row[0]):
+            return False
+        self.conn.execute(
+            SQL("UPDATE {table} SET instance = %s, heartbeat_at = now() WHERE name = %s").format(
+                table=self.table
+            ),
+            [instance, self.relay_name],
+        )
+        self.conn.execute(SQL("LISTEN {0}").format(Identifier(self.channel)))
+        return True
+
+    # -- reading and recording -------------------------------------------------
+
+    def position(self) -> int:
+        """The last position acknowledged by Kafka and recorded."""
+        row = self.conn.execute(
+            SQL("SELECT position FROM {table} WHERE name = %s").format(table=self.table),
+            [self.relay_name],
+        ).fetchone()
+        return int(row[0]) if row else BEFORE_FIRST
+
+    def read(self, after: int, limit: int) -> Sequence[OutboxRow]:
+        """Up to ``limit`` events after ``after``, in commit order."""
+        cursor = self.conn.execute(
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            ).format(events=self.events),
+            [after, limit],
+            prepare=True,
+        )
+        return [OutboxRow(r[0], r[1], r[2], r[3], bytes(r[4])) for r in cursor.fetchall()]
+
+    def record(self, position: int) -> None:
+        """Record ``position`` as published, on the leader's own session."""
+        self.conn.execute(
+            SQL(
+                "UPDATE {table} SET position = %s, heartbeat_at = now(), updated_at = now() "
+                "WHERE name = %s"
+            ).format(table=self.table),
+            [position, self.relay_name],
+            prepare=True,
+        )
+
+    def heartbeat(self) -> None:
+        """Say the leader is alive."""
+        self.conn.execute(
+            SQL("UPDATE {table} SET heartbeat_at = now() WHERE name = %s").format(table=self.table),
+            [self.relay_name],
+            prepare=True,
+        )
+
+    def record_error(self, error: str) -> None:
+        """Keep the latest error for ``relay status``; best effort."""
+        with contextlib.suppress(psycopg.Error):
+            self.conn.execute(
+                SQL(
+                    "UPDATE {table} SET last_error = %s, last_error_at = now() WHERE name = %s"
+                ).format(table=self.table),
+                [error[:2000], self.relay_name],
+            )
+
+    def wait_for_events(self, timeout: float) -> None:
+        """Block until an append is notified or ``timeout`` passes."""
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            pass
+
+
+def read_status(
+    settings: Settings, application_name: str, relay_name: str = "default"
+) -> RelayStatus:
+    """The relay's position and lag, read without taking part in leadership.
+
+    Raises:
+        ServiceUnavailable: PostgreSQL cannot be reached.
+    """
+    outbox = PostgresOutbox(settings, application_name, relay_name)
+    with pg_backend.connect(settings) as conn:
+        outbox._conn = conn
+        outbox.ensure_table()
+        row = conn.execute(
+            SQL(
+                "SELECT position, instance, heartbeat_at, last_error, last_error_at "
+                "FROM {table} WHERE name = %s"
+            ).format(table=outbox.table),
+            [relay_name],
+        ).fetchone()
+        assert row is not None
+        position = int(row[0])
+        head_row = conn.execute(
+            SQL("SELECT coalesce(max(notification_id), 0) FROM {events}").format(
+                events=outbox.events
+            )
+        ).fetchone()
+        head = int(head_row[0]) if head_row else 0
+        oldest = conn.execute(
+            SQL(
+                "SELECT state FROM {events} WHERE notification_id > %s "
+                "ORDER BY notification_id LIMIT 1"
+            ).format(events=outbox.events),
+            [position],
+        ).fetchone()
+        outbox._conn = None
+    now = datetime.now(UTC)
+    lag_seconds = 0.0
+    if oldest is not None:
+        stamp = orjson.loads(bytes(oldest[0])).get("timestamp")
+        if stamp:
+            lag_seconds = max(0.0, (now - datetime.fromisoformat(stamp)).total_seconds())
+    heartbeat_at = row[2]
+    alive = heartbeat_at is not None and (
+        (now - heartbeat_at).total_seconds() < PostgresOutbox.HEARTBEAT_STALE_SECONDS
+    )
+    return RelayStatus(
+        name=relay_name,
+        position=position,
+        head=head,
+        lag_events=max(0, head - position),
+        lag_seconds=lag_seconds,
+        active_instance=row[1] if alive else None,
+        heartbeat_at=heartbeat_at,
+        last_error=row[3],
+        last_error_at=row[4],
+    )

@@ -1,0 +1,143 @@
+"""The Kafka side of the relay: an idempotent, batching, compressing producer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.cimpl import NewTopic
+
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.errors import PermanentError, ServiceUnavailable
+from cqrskit.settings import Settings
+
+__all__ = ["DeliveryCallback", "KafkaPublisher"]
+
+log = logging.getLogger("cqrskit.relay")
+
+#: Called once per message with None (acknowledged) or the error that lost it.
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+# librdkafka error codes that mean "the broker cannot be reached right now".
+_UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
+
+
+class KafkaPublisher:
+    """Publishes envelopes to Kafka with many messages in flight.
+
+    The producer is idempotent with ``acks=all``: retries inside librdkafka
+    never duplicate or reorder messages of one partition. While the broker
+    is unreachable, messages wait in the producer's queue for as long as it
+    takes; the relay's pages in flight bound how many.
+    """
+
+    def __init__(self, settings: Settings, on_unreachable: Callable[[str], None] | None = None):
+        self.settings = settings
+        self._on_unreachable = on_unreachable
+        config: dict[str, Any] = {
+            **kafka_backend.base_config(settings),
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": settings.relay_compression,
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            # Never give up on a message: while the broker is away, messages wait.
+            "message.timeout.ms": 0,
+            # A batch that fails must not leave a gap that later messages of
+            # the same partition skip over: that would reorder an aggregate's
+            # events once we re-send. librdkafka then stops the producer and
+            # we start a new one from the recorded position.
+            "enable.gapless.guarantee": True,
+            "error_cb": self._error,
+        }
+        self._producer = Producer(config)
+        self._admin = kafka_backend.admin(settings)
+        self._topics: set[str] = set()
+
+    def _error(self, error: KafkaError) -> None:
+        if error.code() in _UNREACHABLE and self._on_unreachable is not None:
+            self._on_unreachable(error.str())
+        elif error.fatal():
+            log.error("Kafka producer fatal error: %s", error.str())
+
+    def ensure_topic(self, topic: str) -> None:
+        """Create ``topic`` with the configured partitions if it is missing.
+
+        Raises:
+            ServiceUnavailable: the broker did not answer.
+            PermanentError: the topic cannot be created (bad name, refused).
+        """
+        if topic in self._topics:
+            return
+        timeout = self.settings.connect_timeout
+        new = NewTopic(
+            topic,
+            num_partitions=self.settings.topic_partitions,
+            replication_factor=self.settings.topic_replication,
+        )
+        try:
+            self._admin.create_topics([new], request_timeout=timeout)[topic].result(
+                timeout=timeout * 2
+            )
+            log.info("created topic %s with %d partitions", topic, self.settings.topic_partitions)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                if error.retriable() or error.code() in _UNREACHABLE:
+                    raise ServiceUnavailable(
+                        "Kafka", self.settings.kafka_bootstrap, error.str(), kafka_backend.VARIABLE
+                    ) from exc
+                raise PermanentError(f"cannot create topic {topic!r}: {error.str()}") from exc
+        except TimeoutError as exc:
+            raise ServiceUnavailable(
+                "Kafka",
+                self.settings.kafka_bootstrap,
+                f"no answer creating topic {topic!r}",
+                kafka_backend.VARIABLE,
+            ) from exc
+        self._topics.add(topic)
+
+    def publish(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        """Queue one message; ``on_delivery`` runs from :meth:`poll` or :meth:`flush`."""
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room.
+                self._producer.poll(0.1)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery callbacks, waiting up to ``timeout`` seconds for one."""
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for every queued message; return how many remain."""
+        return int(self._producer.flush(timeout))
+
+    def abandon(self, timeout: float) -> None:
+        """Drop queued messages, wait for those on the wire, and stop.
+
+        After a delivery failure everything from the recorded position is
+        sent again by a new producer, in order.
+        """
+        self._producer.purge(in_queue=True, in_flight=False)
+        self._producer.flush(timeout)
+
+    def pending(self) -> int:
+        """Messages queued or in flight, not yet acknowledged."""
+        return len(self._producer)

@@ -1,0 +1,256 @@
+"""The outbox relay: PostgreSQL's events, in commit order, to Kafka, nothing lost.
+
+One loop, three duties:
+
+1. lead or stand by: the relay that holds the advisory lock publishes; the
+   others try again every second and take over when it dies;
+2. publish: read pages of the outbox after the recorded position and hand
+   them to the producer, keeping up to ``relay_pages_in_flight`` pages
+   unacknowledged at once;
+3. record: when every message of the oldest pages is acknowledged by the
+   broker (acks=all), record the last position of those pages.
+
+A crash therefore re-sends at most the pages in flight (at-least-once);
+consumers make the effect exactly-once by guarding on the event's version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import psycopg
+from confluent_kafka import KafkaError, Message
+from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
+
+from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_TRACEPARENT, encode
+from cqrskit.errors import PermanentError, TransientError
+from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
+from cqrskit.relay._publisher import KafkaPublisher
+from cqrskit.settings import Settings
+
+__all__ = ["OutboxRelay", "topic_for"]
+
+log = logging.getLogger("cqrskit.relay")
+
+
+class DeliveryFailed(TransientError):
+    """The broker refused or timed out a message; the relay starts over from its position."""
+
+
+class LostSession(TransientError):
+    """The PostgreSQL session (and with it the leadership) was lost."""
+
+
+@dataclass
+class _Page:
+    """One page of the outbox in flight: acknowledged when outstanding is 0."""
+
+    last: int
+    outstanding: int
+    error: KafkaError | None = field(default=None)
+
+    def ack(self, error: KafkaError | None, _message: Message) -> None:
+        self.outstanding -= 1
+        if error is not None and self.error is None:
+            self.error = error
+
+
+def topic_for(settings: Settings, application_name: str, aggregate_type: str) -> str:
+    """The topic an aggregate type's events go to, by ``settings.topic_layout``."""
+    prefix = settings.topic_prefix or application_name.lower()
+    if settings.topic_layout == "per-application":
+        return f"{prefix}.events"
+    return f"{prefix}.{aggregate_type.lower()}"
+
+
+class OutboxRelay:
+    """Publishes one application's outbox to Kafka; run several for high availability.
+
+    :meth:`run` blocks until :meth:`stop` is called (for example from a
+    SIGTERM handler); it then waits for the broker to acknowledge what is in
+    flight (up to ``relay_drain_timeout``), records the position, and returns.
+    """
+
+    def __init__(self, settings: Settings, application_name: str, relay_name: str = "default"):
+        self.settings = settings
+        self.application_name = application_name
+        self.instance = instance_name()
+        self.outbox = PostgresOutbox(settings, application_name, relay_name)
+        self._stopping = threading.Event()
+        self._state = ""
+        self._topics: dict[str, str] = {}
+        #: The last position this relay recorded as acknowledged.
+        self.position: int | None = None
+
+    # -- life cycle --------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to drain, record and return. Safe from a signal handler."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        """Lead or stand by, publish, and survive outages until stopped.
+
+        Raises:
+            PermanentError: something retrying cannot fix (a missing events
+                table, a topic the broker refuses to create).
+        """
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=0.5, max=30),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._failed(
+                state.outcome.exception() if state.outcome else None
+            ),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._session()
+                if self.stopping:
+                    break
+        finally:
+            self.outbox.close()
+            self._set_state("stopped", f"relay {self.instance} stopped")
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def _failed(self, error: BaseException | None) -> None:
+        text = f"{type(error).__name__}: {error}" if error else "unknown error"
+        self._set_state(f"failing:{type(error).__name__}", f"relay error, backing off: {text}")
+        try:
+            self.outbox.connect()
+            self.outbox.record_error(text)
+        except Exception:  # best effort: the outage may be PostgreSQL's own
+            pass
+        finally:
+            self.outbox.close()
+
+    def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
+        if state != self._state:
+            self._state = state
+            log.log(level, message)
+
+    # -- one session: connect, lead, publish -------------------------------------
+
+    def _session(self) -> None:
+        try:
+            self.outbox.connect()
+            while not self.stopping:
+                if self.outbox.try_lead(self.instance):
+                    break
+                self._set_state("standby", f"relay {self.instance} is standing by")
+                self._stopping.wait(1.0)
+            if self.stopping:
+                return
+            self._set_state("leading", f"relay {self.instance} is leading")
+            publisher = KafkaPublisher(self.settings, self._kafka_unreachable)
+            try:
+                self._publish(publisher)
+            except DeliveryFailed:
+                publisher.abandon(self.settings.relay_drain_timeout)
+                raise
+        except psycopg.errors.UndefinedTable as exc:
+            raise PermanentError(
+                f"the events table of {self.application_name!r} does not exist in schema "
+                f"{self.settings.postgres_schema!r}; run 'cqrskit db init' first"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise LostSession(str(exc).strip().splitlines()[-1]) from exc
+        finally:
+            self.outbox.close()
+
+    def _kafka_unreachable(self, reason: str) -> None:
+        self._set_state(
+            "kafka-unreachable", f"Kafka unreachable, holding messages: {reason}", logging.WARNING
+        )
+
+    def _publish(self, publisher: KafkaPublisher) -> None:
+        settings = self.settings
+        after = self.outbox.position()
+        inflight: deque[_Page] = deque()
+        last_beat = time.monotonic()
+        while not self.stopping:
+            rows: list[OutboxRow] = []
+            if len(inflight) < settings.relay_pages_in_flight:
+                rows = list(self.outbox.read(after, settings.relay_page_size))
+                if rows:
+                    inflight.append(self._send(publisher, rows))
+                    after = rows[-1].position
+            publisher.poll(0)
+            if self._retire(inflight):
+                last_beat = time.monotonic()
+            elif time.monotonic() - last_beat > 1.0:
+                self.outbox.heartbeat()
+                last_beat = time.monotonic()
+            if not rows:
+                if inflight:
+                    publisher.poll(0.05)
+                else:
+                    self.outbox.wait_for_events(0.5)
+        self._drain(publisher, inflight)
+
+    def _send(self, publisher: KafkaPublisher, rows: list[OutboxRow]) -> _Page:
+        page = _Page(last=rows[-1].position, outstanding=len(rows))
+        for row in rows:
+            value, event_type, aggregate_type, traceparent = encode(
+                position=row.position,
+                aggregate_id=row.aggregate_id,
+                aggregate_version=row.aggregate_version,
+                topic=row.topic,
+                state=row.state,
+            )
+            topic = self._topics.get(aggregate_type)
+            if topic is None:
+                topic = topic_for(self.settings, self.application_name, aggregate_type)
+                publisher.ensure_topic(topic)
+                self._topics[aggregate_type] = topic
+            headers: list[tuple[str, str | bytes | None]] = [
+                (HEADER_EVENT_TYPE, event_type.encode()),
+                (HEADER_POSITION, str(row.position).encode()),
+            ]
+            if traceparent:
+                headers.append((HEADER_TRACEPARENT, traceparent.encode()))
+            publisher.publish(topic, str(row.aggregate_id).encode(), value, headers, page.ack)
+        return page
+
+    def _retire(self, inflight: deque[_Page]) -> bool:
+        """Record the last position of the acknowledged head pages; True if any."""
+        acked: int | None = None
+        try:
+            while inflight and inflight[0].outstanding == 0:
+                page = inflight[0]
+                if page.error is not None:
+                    raise DeliveryFailed(f"message not delivered: {page.error.str()}")
+                inflight.popleft()
+                acked = page.last
+        finally:
+            if acked is not None:
+                self.outbox.record(acked)
+        if acked is None:
+            return False
+        self.position = acked
+        if self._state != "leading":
+            self._set_state("leading", f"relay {self.instance} is publishing again")
+        return True
+
+    def _drain(self, publisher: KafkaPublisher, inflight: deque[_Page]) -> None:
+        deadline = time.monotonic() + self.settings.relay_drain_timeout
+        while inflight and time.monotonic() < deadline:
+            publisher.poll(0.1)
+            self._retire(inflight)
+        if inflight:
+            log.warning(
+                "stopping with %d pages unacknowledged; the next relay sends them again",
+                len(inflight),
+            )
