@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import sys
+from typing import Any
 
 from cqrskit.errors import ConfigurationError
 from cqrskit.eventstore import Application
+from cqrskit.projections import Projection
 
-__all__ = ["load_application_class"]
+__all__ = ["load_application_class", "load_projections"]
 
 
 def load_application_class(spec: str | None, variable: str = "CQRSKIT_APP") -> type[Application]:
@@ -36,3 +39,44 @@ def load_application_class(spec: str | None, variable: str = "CQRSKIT_APP") -> t
             variable, spec, f"{module_name} has no cqrskit Application named {class_name}"
         )
     return found
+
+
+def load_projections(
+    module_name: str | None, variable: str = "CQRSKIT_PROJECTIONS"
+) -> dict[str, type[Projection[Any]]]:
+    """Every Projection subclass with a name defined in a module or package.
+
+    Raises:
+        ConfigurationError: no module named, it does not import, it defines no
+            projection, or two projections share a name.
+    """
+    if not module_name:
+        raise ConfigurationError(
+            variable, module_name, "name the projections module (--projections)"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        root = importlib.import_module(module_name)
+        modules = [root]
+        for info in pkgutil.walk_packages(getattr(root, "__path__", []), f"{module_name}."):
+            modules.append(importlib.import_module(info.name))
+    except ImportError as exc:
+        raise ConfigurationError(variable, module_name, f"cannot import: {exc}") from exc
+    found: dict[str, type[Projection[Any]]] = {}
+    for module in modules:
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Projection)
+                and value.__module__ == module.__name__
+                and "name" in vars(value)
+            ):
+                if value.name in found and found[value.name] is not value:
+                    raise ConfigurationError(
+                        variable, module_name, f"two projections are named {value.name!r}"
+                    )
+                found[value.name] = value
+    if not found:
+        raise ConfigurationError(variable, module_name, "defines no projection")
+    return dict(sorted(found.items()))

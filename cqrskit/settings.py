@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     relay_drain_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds to wait for acks when stopping."
     )
+    index_prefix: str = Field(
+        default="",
+        pattern=r"^[a-z0-9._-]{0,100}$",
+        description="Start of every Elasticsearch index and alias name.",
+    )
+    projections: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*$",
+        description="Module (or package) that defines the projections, e.g. projections.",
+    )
+    projection_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Events applied per bulk request."
+    )
+    projection_retries: int = Field(
+        default=3, ge=1, le=100, description="Attempts at an event before it is dead-lettered."
+    )
     connect_timeout: float = Field(
         default=5.0,
         gt=0,

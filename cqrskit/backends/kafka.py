@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from cqrskit.backends._kafka_protocol import metadata_version
 from cqrskit.backends._probe import ServiceInfo
-from cqrskit.errors import ServiceUnavailable
+from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.settings import Settings
 
-__all__ = ["admin", "base_config", "probe"]
+__all__ = ["admin", "base_config", "create_topic", "headers_of", "probe"]
 
 SERVICE = "Kafka"
 VARIABLE = "CQRSKIT_KAFKA_BOOTSTRAP"
@@ -36,6 +37,45 @@ def base_config(settings: Settings) -> dict[str, Any]:
 def admin(settings: Settings) -> AdminClient:
     """An admin client for topic management and health checks."""
     return AdminClient(base_config(settings))
+
+
+def create_topic(
+    client: AdminClient, settings: Settings, topic: str, partitions: int | None = None
+) -> bool:
+    """Create ``topic`` unless it exists; True if this call created it.
+
+    Uses ``settings.topic_partitions`` (or ``partitions``) and
+    ``settings.topic_replication``.
+
+    Raises:
+        ServiceUnavailable: the broker did not answer.
+        PermanentError: the broker refused (bad name, too many replicas...).
+    """
+    timeout = settings.connect_timeout
+    new = NewTopic(
+        topic,
+        num_partitions=partitions or settings.topic_partitions,
+        replication_factor=settings.topic_replication,
+    )
+    try:
+        client.create_topics([new], request_timeout=timeout)[topic].result(timeout=timeout * 2)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        if error.retriable() or error.code() in (
+            KafkaError._ALL_BROKERS_DOWN,
+            KafkaError._TRANSPORT,
+        ):
+            raise ServiceUnavailable(
+                SERVICE, settings.kafka_bootstrap, error.str(), VARIABLE
+            ) from exc
+        raise PermanentError(f"cannot create topic {topic!r}: {error.str()}") from exc
+    except TimeoutError as exc:
+        raise ServiceUnavailable(
+            SERVICE, settings.kafka_bootstrap, f"no answer creating topic {topic!r}", VARIABLE
+        ) from exc
+    return True
 
 
 def probe(settings: Settings) -> ServiceInfo:
@@ -73,3 +113,12 @@ def _reason(exc: BaseException) -> str:
         text = error.str() if hasattr(error, "str") else str(error)
         return str(text)
     return str(exc) or "no broker answered in time"
+
+
+def headers_of(message: Message) -> dict[str, bytes]:
+    """A message's headers as a dict (the last value of a repeated name wins)."""
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {
+        name: value if isinstance(value, bytes) else (value or "").encode() for name, value in pairs
+    }

@@ -54,8 +54,11 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         )
         self._insert_key = SQL(
             "INSERT INTO {table} (key, request_hash, command_type, aggregate_id, "
-            "aggregate_version, position) VALUES (%s, %s, %s, %s, %s, %s)"
+            "aggregate_version) VALUES (%s, %s, %s, %s, %s)"
         ).format(table=table)
+        self._set_key_position = SQL("UPDATE {table} SET position = %s WHERE key = %s").format(
+            table=table
+        )
         self._select_key = SQL(
             "SELECT key, request_hash, command_type, aggregate_id, aggregate_version, position "
             "FROM {table} WHERE key = %s"
@@ -85,13 +88,16 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         result: Sequence[StoredEvent] = _UNRETRIED_SELECT(self, originator_id, **kwargs)
         return result
 
-    def _fetch_ids_after_insert_events(
+    def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+    ) -> None:
+        # Runs first in the appending transaction, before the table lock, and
+        # is pipelined: a key that exists already fails at the library's own
+        # sync after the events insert, inside the block that rolls back. A
+        # concurrent twin with the same key waits on the key's unique index.
+        super()._insert_events(curs, stored_events, **kwargs)
         record: IdempotencyRecord | None = kwargs.get("idempotency")
         if record is not None:
-            position = max(ids) if ids else None
             curs.execute(
                 self._insert_key,
                 (
@@ -100,15 +106,18 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                     record.command_type,
                     record.aggregate_id,
                     record.aggregate_version,
-                    position,
                 ),
                 prepare=True,
             )
-            # In pipeline mode a unique violation would otherwise surface only
-            # at commit; syncing here fails the transaction inside the block
-            # that turns it into a rollback.
-            with curs.connection.pipeline() as pipeline:
-                pipeline.sync()
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        record: IdempotencyRecord | None = kwargs.get("idempotency")
+        if record is not None and ids:
+            # Pipelined too: no round trip while the table lock is held.
+            curs.execute(self._set_key_position, (max(ids), record.key), prepare=True)
         return ids
 
     def select_idempotency(self, key: str) -> IdempotencyRecord | None:

@@ -6,11 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka import KafkaError, Message, Producer
 
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.settings import Settings
 
 __all__ = ["DeliveryCallback", "KafkaPublisher"]
@@ -74,32 +72,8 @@ class KafkaPublisher:
         """
         if topic in self._topics:
             return
-        timeout = self.settings.connect_timeout
-        new = NewTopic(
-            topic,
-            num_partitions=self.settings.topic_partitions,
-            replication_factor=self.settings.topic_replication,
-        )
-        try:
-            self._admin.create_topics([new], request_timeout=timeout)[topic].result(
-                timeout=timeout * 2
-            )
+        if kafka_backend.create_topic(self._admin, self.settings, topic):
             log.info("created topic %s with %d partitions", topic, self.settings.topic_partitions)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                if error.retriable() or error.code() in _UNREACHABLE:
-                    raise ServiceUnavailable(
-                        "Kafka", self.settings.kafka_bootstrap, error.str(), kafka_backend.VARIABLE
-                    ) from exc
-                raise PermanentError(f"cannot create topic {topic!r}: {error.str()}") from exc
-        except TimeoutError as exc:
-            raise ServiceUnavailable(
-                "Kafka",
-                self.settings.kafka_bootstrap,
-                f"no answer creating topic {topic!r}",
-                kafka_backend.VARIABLE,
-            ) from exc
         self._topics.add(topic)
 
     def publish(

@@ -1,0 +1,40 @@
+"""Projections: Elasticsearch read models built from the event stream.
+
+A projection is a view model, a document-id rule and handlers per event
+type (see :class:`Projection`); a :class:`ProjectionWorker` keeps it up to
+date from Kafka, effectively once.
+"""
+
+from cqrskit.projections._applier import Applier, Failure
+from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic, dead_letter_topic
+from cqrskit.projections._mapping import METADATA_FIELD, EsType, Keyword, Text, mapping_for
+from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
+from cqrskit.projections._readmodel import Checkpoint, DocState, ElasticsearchReadModel, index_names
+from cqrskit.projections._worker import ProjectionWorker, consumer_group, read_model_for, topics_for
+
+__all__ = [
+    "DELETE",
+    "METADATA_FIELD",
+    "UNCHANGED",
+    "Applier",
+    "Checkpoint",
+    "DeadLetter",
+    "DeadLetterTopic",
+    "DocState",
+    "ElasticsearchReadModel",
+    "EsType",
+    "Failure",
+    "Handler",
+    "Keyword",
+    "Outcome",
+    "Projection",
+    "ProjectionWorker",
+    "Text",
+    "consumer_group",
+    "dead_letter_topic",
+    "handles",
+    "index_names",
+    "mapping_for",
+    "read_model_for",
+    "topics_for",
+]

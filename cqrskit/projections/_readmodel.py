@@ -1,0 +1,280 @@
+"""A read model in Elasticsearch: versioned indices behind an alias, guarded writes.
+
+Each document carries, under :data:`METADATA_FIELD`, the last version it
+applied from every source aggregate, the position of the last event it
+applied, events that were dead-lettered, and a deletion flag (a deleted
+document stays as a tombstone so that a re-delivered old event cannot bring
+it back). Writes are conditional on the ``_seq_no``/``_primary_term`` the
+document was read with, so two workers never overwrite each other: a
+conflicting document is read again and its events folded again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+from pydantic import BaseModel
+
+from cqrskit.errors import PermanentError, ServiceUnavailable
+from cqrskit.projections._mapping import METADATA_FIELD
+from cqrskit.settings import Settings
+
+__all__ = ["Checkpoint", "DocState", "ElasticsearchReadModel", "index_names"]
+
+
+@dataclass
+class DocState:
+    """One document as a batch sees it, and whether the batch changed it."""
+
+    doc_id: str
+    view: BaseModel | None = None
+    sources: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, list[int]] = field(default_factory=dict)
+    position: int = 0
+    deleted: bool = False
+    seq_no: int | None = None
+    primary_term: int | None = None
+    dirty: bool = False
+
+    def applied(self, source: str, version: int) -> bool:
+        """True if the event (source aggregate, version) already took effect here."""
+        return version <= self.sources.get(source, 0) and version not in self.failed.get(source, ())
+
+    def body(self) -> dict[str, Any]:
+        """The JSON document to store."""
+        document: dict[str, Any] = {} if self.view is None else self.view.model_dump(mode="json")
+        document[METADATA_FIELD] = {
+            "sources": {"applied": self.sources, "failed": self.failed},
+            "position": self.position,
+            "deleted": self.deleted or self.view is None,
+        }
+        return document
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far one partition of a projection's topics has been applied."""
+
+    projection: str
+    topic: str
+    partition: int
+    offset: int
+    position: int
+
+    @property
+    def doc_id(self) -> str:
+        return f"{self.projection}|{self.topic}|{self.partition}"
+
+
+def index_names(settings: Settings, projection_name: str) -> tuple[str, str]:
+    """(alias, checkpoints index) of a projection."""
+    return (
+        f"{settings.index_prefix}{projection_name}",
+        f"{settings.index_prefix}cqrskit-checkpoints",
+    )
+
+
+_CHECKPOINT_MAPPING = {
+    "dynamic": "strict",
+    "properties": {
+        "projection": {"type": "keyword"},
+        "topic": {"type": "keyword"},
+        "partition": {"type": "integer"},
+        "offset": {"type": "long"},
+        "position": {"type": "long"},
+        "updated_at": {"type": "date"},
+    },
+}
+
+
+class ElasticsearchReadModel:
+    """The Elasticsearch side of one projection.
+
+    Every method raises :class:`ServiceUnavailable` when the cluster cannot
+    be reached or answers 429/5xx (retrying can help), and
+    :class:`PermanentError` for what retrying cannot fix.
+    """
+
+    def __init__(
+        self,
+        es: Elasticsearch,
+        settings: Settings,
+        name: str,
+        view: type[BaseModel],
+        mapping: dict[str, Any],
+    ):
+        self.es = es
+        self.settings = settings
+        self.name = name
+        self.view = view
+        self.mapping = mapping
+        self.alias, self.checkpoints_index = index_names(settings, name)
+
+    # -- indices ---------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create version 1 of the index behind the alias, and the checkpoints index."""
+        with self._translated("create indices"):
+            if not self.es.indices.exists_alias(name=self.alias):
+                self.create_index(f"{self.alias}-v1", alias=True)
+            if not self.es.indices.exists(index=self.checkpoints_index):
+                self._create(self.checkpoints_index, _CHECKPOINT_MAPPING, None)
+
+    def create_index(self, index: str, *, alias: bool) -> None:
+        """Create ``index`` with the view's mapping; optionally as the alias's target."""
+        self._create(index, self.mapping, self.alias if alias else None)
+
+    def _create(self, index: str, mapping: dict[str, Any], alias: str | None) -> None:
+        body: dict[str, Any] = {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": mapping,
+        }
+        if alias:
+            body["aliases"] = {alias: {"is_write_index": True}}
+        try:
+            self.es.indices.create(index=index, **body)
+        except ApiError as exc:
+            if exc.meta.status == 400 and "resource_already_exists" in str(exc):
+                return  # another worker created it first
+            raise
+
+    # -- documents -------------------------------------------------------------
+
+    def load(self, ids: Iterable[str], index: str | None = None) -> dict[str, DocState]:
+        """Current state of the documents (empty states for missing ones)."""
+        wanted = sorted(set(ids))
+        states = {doc_id: DocState(doc_id) for doc_id in wanted}
+        if not wanted:
+            return states
+        with self._translated("read documents"):
+            found = self.es.mget(index=index or self.alias, ids=wanted)
+        for doc in found["docs"]:
+            if not doc.get("found"):
+                continue
+            source = dict(doc["_source"])
+            meta = source.pop(METADATA_FIELD, {}) or {}
+            sources = meta.get("sources") or {}
+            deleted = bool(meta.get("deleted"))
+            states[doc["_id"]] = DocState(
+                doc_id=doc["_id"],
+                view=None if deleted else self.view.model_validate(source),
+                sources=dict(sources.get("applied") or {}),
+                failed={k: list(v) for k, v in (sources.get("failed") or {}).items()},
+                position=int(meta.get("position") or 0),
+                deleted=deleted,
+                seq_no=doc["_seq_no"],
+                primary_term=doc["_primary_term"],
+            )
+        return states
+
+    def write(self, docs: Sequence[DocState], index: str | None = None) -> set[str]:
+        """Write changed documents, each guarded by what it was read as.
+
+        Returns the ids that another writer changed in between (to be read
+        and folded again).
+        """
+        target = index or self.alias
+        operations: list[dict[str, Any]] = []
+        for doc in docs:
+            if doc.seq_no is None:
+                action: dict[str, Any] = {"create": {"_index": target, "_id": doc.doc_id}}
+            else:
+                action = {
+                    "index": {
+                        "_index": target,
+                        "_id": doc.doc_id,
+                        "if_seq_no": doc.seq_no,
+                        "if_primary_term": doc.primary_term,
+                    }
+                }
+            operations += [action, doc.body()]
+        if not operations:
+            return set()
+        with self._translated("write documents"):
+            response = self.es.bulk(operations=operations)
+        conflicts: set[str] = set()
+        for item in response["items"]:
+            result = next(iter(item.values()))
+            status = result.get("status", 200)
+            if status == 409:
+                conflicts.add(result["_id"])
+            elif status >= 300:
+                error = result.get("error", {})
+                if status == 429 or status >= 500:
+                    raise self._unavailable(f"writing {result.get('_id')!r}: {error}")
+                raise PermanentError(
+                    f"Elasticsearch refused document {result.get('_id')!r} of {self.name!r}: "
+                    f"{error.get('type')}: {error.get('reason')}"
+                )
+        return conflicts
+
+    # -- checkpoints -----------------------------------------------------------
+
+    def save_checkpoints(self, checkpoints: Iterable[Checkpoint]) -> None:
+        """Record how far each partition was applied (after its effects are durable)."""
+        now = datetime.now(UTC).isoformat()
+        operations: list[dict[str, Any]] = []
+        for c in checkpoints:
+            operations.append({"index": {"_index": self.checkpoints_index, "_id": c.doc_id}})
+            operations.append(
+                {
+                    "projection": c.projection,
+                    "topic": c.topic,
+                    "partition": c.partition,
+                    "offset": c.offset,
+                    "position": c.position,
+                    "updated_at": now,
+                }
+            )
+        if operations:
+            with self._translated("save checkpoints"):
+                response = self.es.bulk(operations=operations)
+            if response.get("errors"):
+                raise self._unavailable(f"checkpoint write of {self.name!r} failed")
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every recorded checkpoint of this projection."""
+        with self._translated("read checkpoints"):
+            if not self.es.indices.exists(index=self.checkpoints_index):
+                return []
+            found = self.es.search(
+                index=self.checkpoints_index,
+                query={"term": {"projection": self.name}},
+                size=10_000,
+            )
+        return [
+            Checkpoint(
+                projection=h["_source"]["projection"],
+                topic=h["_source"]["topic"],
+                partition=h["_source"]["partition"],
+                offset=h["_source"]["offset"],
+                position=h["_source"]["position"],
+            )
+            for h in found["hits"]["hits"]
+        ]
+
+    # -- errors ------------------------------------------------------------------
+
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """Driver errors become cqrskit's, named by what we were doing."""
+        what = f"{doing} of read model {self.name!r}"
+        try:
+            yield
+        except TransportError as exc:
+            raise self._unavailable(f"{what}: {exc}") from exc
+        except ApiError as exc:
+            if exc.meta.status == 429 or exc.meta.status >= 500:
+                raise self._unavailable(f"{what}: {exc}") from exc
+            raise PermanentError(f"cannot {what}: {exc}") from exc
+
+    def _unavailable(self, reason: str) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            "Elasticsearch", self.settings.elasticsearch_url, reason, "CQRSKIT_ELASTICSEARCH_URL"
+        )

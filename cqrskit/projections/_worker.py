@@ -1,0 +1,230 @@
+"""The projection worker: Kafka in, bulk writes to Elasticsearch, offsets after effects.
+
+One consumer group per projection, so several worker processes of one
+projection share its partitions. For each batch the worker decodes the
+envelopes (skipping, by header, event types the projection does not
+handle), applies them (see :mod:`._applier`), dead-letters what a handler
+could not apply, records checkpoints in Elasticsearch, and only then commits
+the batch's offsets to Kafka. A crash anywhere re-delivers the batch, and the
+guards make the second delivery a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from elasticsearch import Elasticsearch
+from pydantic import ValidationError
+from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
+
+from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
+from cqrskit.errors import TransientError
+from cqrskit.projections._applier import Applier, Failure
+from cqrskit.projections._deadletters import DeadLetterTopic
+from cqrskit.projections._projection import Projection
+from cqrskit.projections._readmodel import Checkpoint, ElasticsearchReadModel
+from cqrskit.relay import topic_for
+from cqrskit.settings import Settings
+
+__all__ = ["ProjectionWorker", "consumer_group", "read_model_for", "topics_for"]
+
+log = logging.getLogger("cqrskit.projections")
+
+
+def consumer_group(settings: Settings, application_name: str, projection_name: str) -> str:
+    """The Kafka consumer group of a projection."""
+    prefix = settings.topic_prefix or application_name.lower()
+    return f"{prefix}.projection.{projection_name}"
+
+
+def topics_for(
+    settings: Settings, application_name: str, projection: type[Projection[Any]]
+) -> list[str]:
+    """The topics carrying the events a projection handles."""
+    return sorted({topic_for(settings, application_name, t) for t in projection.aggregate_types()})
+
+
+def read_model_for(
+    settings: Settings, projection: Projection[Any], es: Elasticsearch | None = None
+) -> ElasticsearchReadModel:
+    """The Elasticsearch read model of ``projection``."""
+    return ElasticsearchReadModel(
+        es
+        or es_backend.client(settings).options(request_timeout=max(30.0, settings.connect_timeout)),
+        settings,
+        projection.name,
+        projection.view,
+        projection.mapping(),
+    )
+
+
+class ProjectionWorker:
+    """Keeps one projection's read model up to date from Kafka until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        application_name: str,
+        projection: Projection[Any],
+        es: Elasticsearch | None = None,
+    ):
+        self.settings = settings
+        self.projection = projection
+        self.read_model = read_model_for(settings, projection, es)
+        self.applier = Applier(projection, self.read_model, settings.projection_retries)
+        self.dead_letters = DeadLetterTopic(settings, application_name, projection.name)
+        self.topics = topics_for(settings, application_name, type(projection))
+        self.group = consumer_group(settings, application_name, projection.name)
+        self.wanted = {t.encode() for t in projection.event_types()}
+        self._stopping = threading.Event()
+        self._state = ""
+        #: Events applied (or skipped as already applied) since start.
+        self.processed = 0
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and return from :meth:`run`."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
+        if state != self._state:
+            self._state = state
+            log.log(level, "projection %s: %s", self.projection.name, message)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=0.5, max=15),
+            stop=lambda _state: self.stopping,
+            sleep=self._sleep,
+            before_sleep=lambda rs: self._set_state(
+                "failing",
+                f"retrying after {rs.outcome.exception() if rs.outcome else 'an error'}",
+                logging.WARNING,
+            ),
+        )
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume, apply and commit until :meth:`stop`.
+
+        Raises:
+            PermanentError: the read model cannot be set up (e.g. a bad mapping).
+        """
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    self._prepare()
+        except RetryError:
+            return
+        consumer = Consumer(
+            {
+                **kafka_backend.base_config(self.settings),
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "max.poll.interval.ms": 600_000,
+                "partition.assignment.strategy": "cooperative-sticky",
+            }
+        )
+        consumer.subscribe(self.topics)
+        self._set_state("running", f"consuming {', '.join(self.topics)} as group {self.group}")
+        try:
+            while not self.stopping:
+                messages = consumer.consume(self.settings.projection_batch_size, timeout=0.5)
+                if messages:
+                    self._process(consumer, messages)
+        finally:
+            consumer.close()
+            self._set_state("stopped", "stopped")
+
+    def _prepare(self) -> None:
+        self.read_model.ensure()
+        admin = kafka_backend.admin(self.settings)
+        for topic in self.topics:
+            kafka_backend.create_topic(admin, self.settings, topic)
+
+    def _process(self, consumer: Consumer, messages: Sequence[Message]) -> None:
+        envelopes: list[Envelope] = []
+        origin: dict[int, Message] = {}
+        dead: list[tuple[Message, str, str]] = []
+        checkpoints: dict[tuple[str, int], Checkpoint] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                continue
+            checkpoint = self._checkpoint(checkpoints, message)
+            if kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE, b"") not in self.wanted:
+                continue
+            try:
+                envelope = Envelope.decode(message.value() or b"")
+            except ValidationError as exc:
+                dead.append((message, "decode", f"not an event envelope: {exc}"))
+                continue
+            envelopes.append(envelope)
+            origin[envelope.position] = message
+            checkpoints[(checkpoint.topic, checkpoint.partition)] = Checkpoint(
+                checkpoint.projection,
+                checkpoint.topic,
+                checkpoint.partition,
+                checkpoint.offset,
+                max(checkpoint.position, envelope.position),
+            )
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    failures: list[Failure] = self.applier.apply(envelopes)
+                    for message, handler, error_text in dead:
+                        self.dead_letters.send(message, handler, error_text)
+                    for failure in failures:
+                        self.dead_letters.send(
+                            origin[failure.envelope.position], failure.handler, failure.error
+                        )
+                    self.dead_letters.flush()
+                    dead = []
+                    self.read_model.save_checkpoints(checkpoints.values())
+        except RetryError:
+            return  # stopping mid-outage: not committed, so re-delivered later
+        if self._state != "running":
+            self._set_state("running", "applying again")
+        self._commit(consumer, checkpoints.values())
+        self.processed += len(envelopes)
+
+    def _checkpoint(
+        self, checkpoints: dict[tuple[str, int], Checkpoint], message: Message
+    ) -> Checkpoint:
+        key = (str(message.topic()), int(message.partition() or 0))
+        previous = checkpoints.get(key)
+        offset = int(message.offset() or 0) + 1
+        checkpoint = Checkpoint(
+            self.projection.name, key[0], key[1], offset, previous.position if previous else 0
+        )
+        checkpoints[key] = checkpoint
+        return checkpoint
+
+    def _commit(self, consumer: Consumer, checkpoints: Any) -> None:
+        offsets = [TopicPartition(c.topic, c.partition, c.offset) for c in checkpoints]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Typically a rebalance took the partition away: its new owner
+            # gets the batch again, and the guards make that a no-op.
+            log.warning("projection %s: offsets not committed: %s", self.projection.name, exc)
