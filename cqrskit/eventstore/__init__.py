@@ -9,6 +9,7 @@ from cqrskit.eventstore._idempotency import IdempotencyRecord
 from cqrskit.eventstore._mapper import OrjsonTranscoder, PydanticMapper, Upcaster, Upcasters
 from cqrskit.eventstore._memory import MemoryEventRecorder, MemoryEventStoreFactory
 from cqrskit.eventstore._postgres import PostgresEventRecorder, PostgresEventStoreFactory
+from cqrskit.eventstore._reader import read_envelopes, store_head
 
 __all__ = [
     "Application",
@@ -22,4 +23,6 @@ __all__ = [
     "PydanticMapper",
     "Upcaster",
     "Upcasters",
+    "read_envelopes",
+    "store_head",
 ]

@@ -8,9 +8,24 @@ date from Kafka, effectively once.
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic, dead_letter_topic
 from cqrskit.projections._mapping import METADATA_FIELD, EsType, Keyword, Text, mapping_for
+from cqrskit.projections._memory import MemoryReadModel, fold
 from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
-from cqrskit.projections._readmodel import Checkpoint, DocState, ElasticsearchReadModel, index_names
-from cqrskit.projections._worker import ProjectionWorker, consumer_group, read_model_for, topics_for
+from cqrskit.projections._readmodel import (
+    Checkpoint,
+    DocState,
+    DocumentStore,
+    ElasticsearchReadModel,
+    index_names,
+)
+from cqrskit.projections._status import ProjectionStatus, projection_status
+from cqrskit.projections._worker import (
+    ProjectionWorker,
+    ReplayResult,
+    consumer_group,
+    read_model_for,
+    replay_dead_letters,
+    topics_for,
+)
 
 __all__ = [
     "DELETE",
@@ -21,20 +36,27 @@ __all__ = [
     "DeadLetter",
     "DeadLetterTopic",
     "DocState",
+    "DocumentStore",
     "ElasticsearchReadModel",
     "EsType",
     "Failure",
     "Handler",
     "Keyword",
+    "MemoryReadModel",
     "Outcome",
     "Projection",
+    "ProjectionStatus",
     "ProjectionWorker",
+    "ReplayResult",
     "Text",
     "consumer_group",
     "dead_letter_topic",
+    "fold",
     "handles",
     "index_names",
     "mapping_for",
+    "projection_status",
     "read_model_for",
+    "replay_dead_letters",
     "topics_for",
 ]

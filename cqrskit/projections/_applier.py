@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from cqrskit.envelope import Envelope
 from cqrskit.errors import TransientError
 from cqrskit.projections._projection import DELETE, UNCHANGED, Projection
-from cqrskit.projections._readmodel import DocState, ElasticsearchReadModel
+from cqrskit.projections._readmodel import DocState, DocumentStore
 
 __all__ = ["Applier", "Failure"]
 
@@ -54,9 +54,7 @@ class Applier:
 
     MAX_CONFLICT_ROUNDS = 20
 
-    def __init__(
-        self, projection: Projection[Any], read_model: ElasticsearchReadModel, retries: int
-    ):
+    def __init__(self, projection: Projection[Any], read_model: DocumentStore, retries: int):
         self.projection = projection
         self.read_model = read_model
         self.retries = retries

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.errors import ServiceUnavailable
@@ -60,6 +60,47 @@ class DeadLetterTopic:
 
     def send(self, message: Message, handler: str, error: str) -> None:
         """Queue ``message`` on the dead-letter topic with the reason; see :meth:`flush`."""
+        origin = {
+            "dlq.topic": str(message.topic()).encode(),
+            "dlq.partition": str(message.partition()).encode(),
+            "dlq.offset": str(message.offset()).encode(),
+        }
+        self._send(
+            key=message.key(),
+            value=message.value() or b"",
+            headers=kafka_backend.headers_of(message),
+            origin=origin,
+            handler=handler,
+            error=error,
+        )
+
+    def resend(self, letter: DeadLetter, handler: str, error: str) -> None:
+        """Queue a dead letter again (it failed again on replay), with the new reason."""
+        origin = {
+            k: v
+            for k, v in letter.headers.items()
+            if k in ("dlq.topic", "dlq.partition", "dlq.offset")
+        }
+        headers = {k: v for k, v in letter.headers.items() if not k.startswith("dlq.")}
+        self._send(
+            key=letter.key,
+            value=letter.value,
+            headers=headers,
+            origin=origin,
+            handler=handler,
+            error=error,
+        )
+
+    def _send(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        headers: dict[str, bytes],
+        origin: dict[str, bytes],
+        handler: str,
+        error: str,
+    ) -> None:
         if self._producer is None:
             kafka_backend.create_topic(
                 kafka_backend.admin(self.settings), self.settings, self.topic, 1
@@ -71,20 +112,14 @@ class DeadLetterTopic:
                     "acks": "all",
                 }
             )
-        headers: list[tuple[str, str | bytes | None]] = list(
-            kafka_backend.headers_of(message).items()
-        )
-        headers += [
+        all_headers: list[tuple[str, str | bytes | None]] = list(headers.items())
+        all_headers += list(origin.items())
+        all_headers += [
             ("dlq.projection", self.projection_name.encode()),
             ("dlq.handler", handler.encode()),
             ("dlq.error", error[:4000].encode()),
-            ("dlq.topic", str(message.topic()).encode()),
-            ("dlq.partition", str(message.partition()).encode()),
-            ("dlq.offset", str(message.offset()).encode()),
         ]
-        self._producer.produce(
-            self.topic, value=message.value(), key=message.key(), headers=headers
-        )
+        self._producer.produce(self.topic, value=value, key=key, headers=all_headers)
 
     def flush(self) -> None:
         """Wait until every queued dead letter is acknowledged.
@@ -100,44 +135,75 @@ class DeadLetterTopic:
                 kafka_backend.VARIABLE,
             )
 
-    def read_all(self) -> Iterator[DeadLetter]:
-        """Every dead letter from the start of the topic to its current end."""
-        consumer = Consumer(
+    @property
+    def replay_group(self) -> str:
+        """The consumer group whose committed offset marks what was replayed."""
+        return f"{self.topic}.replay"
+
+    def _consumer(self) -> Consumer:
+        return Consumer(
             {
                 **kafka_backend.base_config(self.settings),
-                "group.id": f"{self.topic}.reader",
+                "group.id": self.replay_group,
                 "enable.auto.commit": False,
             }
         )
+
+    def pending(self, *, include_replayed: bool = False) -> tuple[list[DeadLetter], int]:
+        """Dead letters not replayed yet (or all of them), and the offset after the last.
+
+        Raises:
+            ServiceUnavailable: the broker did not answer.
+        """
+        consumer = self._consumer()
+        timeout = self.settings.connect_timeout
         try:
-            metadata = consumer.list_topics(self.topic, timeout=self.settings.connect_timeout)
+            metadata = consumer.list_topics(self.topic, timeout=timeout)
             if metadata.topics[self.topic].error is not None:
-                return
+                return [], 0  # no dead letter was ever written
             partition = TopicPartition(self.topic, 0)
-            low, high = consumer.get_watermark_offsets(
-                partition, timeout=self.settings.connect_timeout
-            )
-            if high <= low:
-                return
-            consumer.assign([TopicPartition(self.topic, 0, low)])
-            offset = low
-            while offset < high:
-                message = consumer.poll(self.settings.connect_timeout)
-                if message is None:
-                    raise ServiceUnavailable(
-                        "Kafka",
-                        self.settings.kafka_bootstrap,
-                        f"no answer reading {self.topic}",
-                        kafka_backend.VARIABLE,
-                    )
-                if message.error() is not None:
-                    continue
-                offset = (message.offset() or 0) + 1
-                yield DeadLetter(
-                    offset=offset - 1,
-                    key=message.key(),
-                    value=message.value() or b"",
-                    headers=kafka_backend.headers_of(message),
-                )
+            low, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+            start = low
+            if not include_replayed:
+                (committed,) = consumer.committed([partition], timeout=timeout)
+                start = max(low, committed.offset) if committed.offset >= 0 else low
+            letters = list(self._read(consumer, start, high))
+            return letters, high
+        except KafkaException as exc:
+            raise ServiceUnavailable(
+                "Kafka", self.settings.kafka_bootstrap, str(exc), kafka_backend.VARIABLE
+            ) from exc
         finally:
             consumer.close()
+
+    def mark_replayed(self, offset: int) -> None:
+        """Record that every dead letter before ``offset`` was replayed."""
+        consumer = self._consumer()
+        try:
+            consumer.commit(offsets=[TopicPartition(self.topic, 0, offset)], asynchronous=False)
+        finally:
+            consumer.close()
+
+    def _read(self, consumer: Consumer, start: int, end: int) -> Iterator[DeadLetter]:
+        if end <= start:
+            return
+        consumer.assign([TopicPartition(self.topic, 0, start)])
+        offset = start
+        while offset < end:
+            message = consumer.poll(self.settings.connect_timeout)
+            if message is None:
+                raise ServiceUnavailable(
+                    "Kafka",
+                    self.settings.kafka_bootstrap,
+                    f"no answer reading {self.topic}",
+                    kafka_backend.VARIABLE,
+                )
+            if message.error() is not None:
+                continue
+            offset = (message.offset() or 0) + 1
+            yield DeadLetter(
+                offset=offset - 1,
+                key=message.key(),
+                value=message.value() or b"",
+                headers=kafka_backend.headers_of(message),
+            )

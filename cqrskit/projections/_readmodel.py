@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
@@ -25,7 +25,7 @@ from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.settings import Settings
 
-__all__ = ["Checkpoint", "DocState", "ElasticsearchReadModel", "index_names"]
+__all__ = ["Checkpoint", "DocState", "DocumentStore", "ElasticsearchReadModel", "index_names"]
 
 
 @dataclass
@@ -55,6 +55,18 @@ class DocState:
             "deleted": self.deleted or self.view is None,
         }
         return document
+
+
+class DocumentStore(Protocol):
+    """Where a projection's documents live: guarded reads and writes."""
+
+    def load(self, ids: Iterable[str], index: str | None = None) -> dict[str, DocState]:
+        """Current state of the documents (empty states for missing ones)."""
+        ...
+
+    def write(self, docs: Sequence[DocState], index: str | None = None) -> set[str]:
+        """Write changed documents; return the ids another writer changed meanwhile."""
+        ...
 
 
 @dataclass(frozen=True)

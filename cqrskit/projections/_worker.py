@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -26,13 +27,20 @@ from cqrskit.backends import kafka as kafka_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
-from cqrskit.projections._deadletters import DeadLetterTopic
+from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import Checkpoint, ElasticsearchReadModel
 from cqrskit.relay import topic_for
 from cqrskit.settings import Settings
 
-__all__ = ["ProjectionWorker", "consumer_group", "read_model_for", "topics_for"]
+__all__ = [
+    "ProjectionWorker",
+    "ReplayResult",
+    "consumer_group",
+    "read_model_for",
+    "replay_dead_letters",
+    "topics_for",
+]
 
 log = logging.getLogger("cqrskit.projections")
 
@@ -228,3 +236,50 @@ class ProjectionWorker:
             # Typically a rebalance took the partition away: its new owner
             # gets the batch again, and the guards make that a no-op.
             log.warning("projection %s: offsets not committed: %s", self.projection.name, exc)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What ``dlq replay`` did: events applied now, and events that failed again."""
+
+    replayed: int
+    failed_again: int
+
+
+def replay_dead_letters(
+    settings: Settings, application_name: str, projection: Projection[Any]
+) -> ReplayResult:
+    """Apply a projection's dead letters again (after a fix); idempotent.
+
+    Events that fail again go back to the dead-letter topic with the new
+    reason; either way every replayed letter is marked done.
+
+    Raises:
+        ServiceUnavailable: Kafka or Elasticsearch is unreachable (nothing is marked).
+    """
+    read_model = read_model_for(settings, projection)
+    read_model.ensure()
+    applier = Applier(projection, read_model, settings.projection_retries)
+    topic = DeadLetterTopic(settings, application_name, projection.name)
+    letters, end = topic.pending()
+    if not letters:
+        return ReplayResult(0, 0)
+    envelopes: list[Envelope] = []
+    by_position: dict[int, DeadLetter] = {}
+    failed_again = 0
+    for letter in letters:
+        try:
+            envelope = Envelope.decode(letter.value)
+        except ValidationError as exc:
+            topic.resend(letter, "decode", f"not an event envelope: {exc}")
+            failed_again += 1
+            continue
+        envelopes.append(envelope)
+        by_position[envelope.position] = letter
+    failures = applier.apply(envelopes, replay=True)
+    for failure in failures:
+        topic.resend(by_position[failure.envelope.position], failure.handler, failure.error)
+    topic.flush()
+    topic.mark_replayed(end)
+    failed_again += len(failures)
+    return ReplayResult(len(letters) - failed_again, failed_again)

@@ -52,10 +52,12 @@ class Order(Aggregate):
         """Cancel a placed order; a paid or cancelled one cannot be."""
         if self.status != "placed":
             raise RuleViolated(f"order {self.id} is {self.status} and cannot be cancelled")
-        self._cancelled(reason=reason)
+        self._cancelled(reason=reason, customer_id=self.customer_id, total=self.total)
 
+    # Events carry what their readers need (customer, total), so projections
+    # never have to look anything up.
     @event("Cancelled")
-    def _cancelled(self, reason: str) -> None:
+    def _cancelled(self, reason: str, customer_id: str, total: Money) -> None:
         self.status = "cancelled"
         self.cancel_reason = reason
 
@@ -63,10 +65,10 @@ class Order(Aggregate):
         """Record the captured payment of a placed order."""
         if self.status != "placed":
             raise RuleViolated(f"order {self.id} is {self.status} and cannot be paid")
-        self._paid(payment_id=payment_id)
+        self._paid(payment_id=payment_id, customer_id=self.customer_id, total=self.total)
 
     @event("Paid")
-    def _paid(self, payment_id: UUID) -> None:
+    def _paid(self, payment_id: UUID, customer_id: str, total: Money) -> None:
         self.status = "paid"
         self.payment_id = payment_id
 
@@ -114,10 +116,10 @@ class InventoryItem(Aggregate):
         """Give back an order's reservation (compensation for a cancelled order)."""
         if str(order_id) not in self.reservations:
             raise RuleViolated(f"no stock of {self.sku} is reserved for order {order_id}")
-        self._released(order_id=order_id)
+        self._released(order_id=order_id, quantity=self.reservations[str(order_id)])
 
     @event("Released")
-    def _released(self, order_id: UUID) -> None:
+    def _released(self, order_id: UUID, quantity: int) -> None:
         del self.reservations[str(order_id)]
 
 

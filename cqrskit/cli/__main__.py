@@ -1,0 +1,3 @@
+from cqrskit.cli._main import main
+
+main()

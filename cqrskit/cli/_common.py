@@ -1,0 +1,126 @@
+"""What every command shares: settings, options, error translation, output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cqrskit._loading import load_application_class, load_projections
+from cqrskit.errors import ConfigurationError, CqrskitError
+from cqrskit.projections import Projection
+from cqrskit.settings import Settings
+
+__all__ = [
+    "APP_OPTION",
+    "JSON_OPTION",
+    "PROJECTIONS_OPTION",
+    "application_name",
+    "configure_logging",
+    "echo_json",
+    "errors_as_messages",
+    "load_settings",
+    "on_stop_signals",
+    "print_table",
+    "projection_classes",
+]
+
+APP_OPTION = click.option(
+    "--app",
+    "app_spec",
+    metavar="MODULE:CLASS",
+    help="The application class (default: CQRSKIT_APP), e.g. examples.shop:ShopApp.",
+)
+PROJECTIONS_OPTION = click.option(
+    "--projections",
+    "projections_module",
+    metavar="MODULE",
+    help="Module defining the projections (default: CQRSKIT_PROJECTIONS), e.g. projections.",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and the given options; a bad value is a clean error."""
+    try:
+        return Settings.load(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def errors_as_messages() -> Iterator[None]:
+    """Turn cqrskit's errors into a one-line message and exit status 1."""
+    try:
+        yield
+    except CqrskitError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def application_name(settings: Settings) -> str:
+    """The name (table and topic prefix) of the configured application."""
+    with errors_as_messages():
+        return load_application_class(settings.app).name
+
+
+def projection_classes(
+    settings: Settings, names: Sequence[str] = ()
+) -> list[type[Projection[Any]]]:
+    """The configured projections, or those named (all must exist)."""
+    with errors_as_messages():
+        found = load_projections(settings.projections)
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise click.ClickException(
+            f"unknown projection {', '.join(unknown)}; known: {', '.join(found)}"
+        )
+    return [found[n] for n in names] if names else list(found.values())
+
+
+def configure_logging() -> None:
+    """Log lines to stderr, one per change of state."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def on_stop_signals(stop: Callable[[], None], logger: str) -> None:
+    """Call ``stop`` on SIGTERM or SIGINT (Ctrl-C)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        logging.getLogger(logger).info("received %s, stopping", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def echo_json(value: Any) -> None:
+    """Print a dataclass (or a list of them) as JSON."""
+    if isinstance(value, list):
+        value = [asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for v in value]
+    elif is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    click.echo(json.dumps(value, default=str, indent=2))
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print rows as a table; cell text is shown literally, never as markup."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(str(cell)) for cell in row))
+    Console().print(table)

@@ -1,0 +1,80 @@
+"""The ``cqrskit`` command line: thin parsing over the library's functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cqrskit._loading import load_application_class
+from cqrskit._version import __version__
+from cqrskit.cli._common import APP_OPTION, errors_as_messages, load_settings
+from cqrskit.cli._projections import projections
+from cqrskit.cli._relay import relay
+from cqrskit.doctor import check_services
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cqrskit")
+def main() -> None:
+    """cqrskit: CQRS and event sourcing on PostgreSQL, Kafka and Elasticsearch."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(as_json: bool) -> None:
+    """Check that PostgreSQL, Kafka and Elasticsearch are reachable.
+
+    Exits 1 when any service is unreachable, naming it and what to do.
+    """
+    checks = check_services(load_settings())
+    if as_json:
+        click.echo(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        table = Table(title="cqrskit doctor")
+        for column in ("service", "address", "status", "version", "detail"):
+            table.add_column(column)
+        for c in checks:
+            status = "[green]up[/green]" if c.ok else "[red]DOWN[/red]"
+            table.add_row(c.service, escape(c.address), status, escape(c.version), escape(c.detail))
+        console = Console()
+        console.print(table)
+        for c in checks:
+            if not c.ok:
+                console.print(f"[red]{c.service} is unreachable[/red]: {escape(c.hint)}.")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """The event store's schema in PostgreSQL."""
+
+
+@db.command("init")
+@APP_OPTION
+def db_init(app_spec: str | None) -> None:
+    """Create or migrate the event store's tables; idempotent, never drops data."""
+    settings = load_settings(app=app_spec)
+    with errors_as_messages():
+        app_class = load_application_class(settings.app)
+        app = app_class(settings, env={"CREATE_TABLE": "false"})
+        try:
+            app.create_tables()
+        finally:
+            app.close()
+    click.echo(
+        f"event store of {app_class.name!r} is ready in schema "
+        f"{settings.postgres_schema!r} at {settings.postgres_address()}"
+    )
+
+
+main.add_command(relay)
+main.add_command(projections)

@@ -1,0 +1,75 @@
+"""``cqrskit relay``: run the outbox relay, show where it is."""
+
+from __future__ import annotations
+
+import click
+
+from cqrskit.cli._common import (
+    APP_OPTION,
+    JSON_OPTION,
+    application_name,
+    configure_logging,
+    echo_json,
+    errors_as_messages,
+    load_settings,
+    on_stop_signals,
+    print_table,
+)
+from cqrskit.relay import OutboxRelay, read_status
+
+__all__ = ["relay"]
+
+NAME_OPTION = click.option(
+    "--name", default="default", show_default=True, help="Relay name (each keeps its own position)."
+)
+
+
+@click.group()
+def relay() -> None:
+    """The outbox relay: publish stored events to Kafka in commit order."""
+
+
+@relay.command("run")
+@APP_OPTION
+@NAME_OPTION
+def relay_run(app_spec: str | None, name: str) -> None:
+    """Publish the outbox to Kafka until SIGTERM; several may run, one leads.
+
+    On SIGTERM or Ctrl-C the relay waits for the broker to acknowledge what
+    is in flight, records its position and exits 0.
+    """
+    settings = load_settings(app=app_spec)
+    outbox_relay = OutboxRelay(settings, application_name(settings), name)
+    configure_logging()
+    on_stop_signals(outbox_relay.stop, "cqrskit.relay")
+    with errors_as_messages():
+        outbox_relay.run()
+
+
+@relay.command("status")
+@APP_OPTION
+@NAME_OPTION
+@JSON_OPTION
+def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
+    """Position, store head, lag in events and seconds, active instance, last error."""
+    settings = load_settings(app=app_spec)
+    app_name = application_name(settings)
+    with errors_as_messages():
+        status = read_status(settings, app_name, name)
+    if as_json:
+        echo_json(status)
+        return
+    last_error = f"{status.last_error} ({status.last_error_at})" if status.last_error else "none"
+    print_table(
+        f"relay {name!r} of {app_name!r}",
+        ("", ""),
+        [
+            ("position", status.position),
+            ("store head", status.head),
+            ("lag (events)", status.lag_events),
+            ("lag (seconds)", f"{status.lag_seconds:.1f}"),
+            ("active instance", status.active_instance or "none"),
+            ("last heartbeat", status.heartbeat_at or "never"),
+            ("last error", last_error),
+        ],
+    )

@@ -1,0 +1,62 @@
+"""Reading the whole store in commit order, as envelopes: for replays and verification."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from psycopg.sql import SQL, Identifier
+
+from cqrskit.backends import postgres as pg_backend
+from cqrskit.envelope import Envelope, encode
+from cqrskit.settings import Settings
+
+__all__ = ["read_envelopes", "store_head"]
+
+
+def read_envelopes(
+    settings: Settings,
+    application_name: str,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+    page_size: int = 5000,
+) -> Iterator[Envelope]:
+    """Every stored event after position ``after`` (up to ``upto``), in position order.
+
+    Pages through the events table with keyset queries, so memory stays flat
+    however large the store is.
+
+    Raises:
+        ServiceUnavailable: PostgreSQL cannot be reached.
+    """
+    events = Identifier(settings.postgres_schema, f"{application_name.lower()}_events")
+    query = SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM {events} "
+        "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+    ).format(events=events)
+    ceiling = upto if upto is not None else 2**63 - 1
+    with pg_backend.connect(settings) as conn:
+        while True:
+            rows = conn.execute(query, [after, ceiling, page_size], prepare=True).fetchall()
+            for position, aggregate_id, version, topic, state in rows:
+                value, *_ = encode(
+                    position=position,
+                    aggregate_id=aggregate_id,
+                    aggregate_version=version,
+                    topic=topic,
+                    state=bytes(state),
+                )
+                yield Envelope.decode(value)
+            if len(rows) < page_size:
+                return
+            after = int(rows[-1][0])
+
+
+def store_head(settings: Settings, application_name: str) -> int:
+    """The position of the last stored event (0 if none)."""
+    events = Identifier(settings.postgres_schema, f"{application_name.lower()}_events")
+    with pg_backend.connect(settings) as conn:
+        row = conn.execute(
+            SQL("SELECT coalesce(max(notification_id), 0) FROM {events}").format(events=events)
+        ).fetchone()
+    return int(row[0]) if row else 0

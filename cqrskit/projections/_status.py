@@ -1,0 +1,85 @@
+"""Where each projection is: checkpoints (from Elasticsearch), lag (from Kafka if it answers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.errors import CqrskitError
+from cqrskit.projections._projection import Projection
+from cqrskit.projections._worker import consumer_group, read_model_for, topics_for
+from cqrskit.settings import Settings
+
+__all__ = ["ProjectionStatus", "projection_status"]
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """A projection's progress as ``cqrskit projections status`` shows it."""
+
+    name: str
+    alias: str
+    documents: int
+    position: int
+    partitions: int
+    lag: int | None
+    note: str = ""
+
+
+def projection_status(
+    settings: Settings, application_name: str, projection: Projection[Any]
+) -> ProjectionStatus:
+    """Checkpoints from Elasticsearch; lag in events from Kafka (None if Kafka is away).
+
+    Raises:
+        ServiceUnavailable: Elasticsearch is unreachable.
+    """
+    read_model = read_model_for(settings, projection)
+    checkpoints = read_model.checkpoints()
+    documents = 0
+    if read_model.es.indices.exists_alias(name=read_model.alias):
+        documents = int(read_model.es.count(index=read_model.alias)["count"])
+    lag: int | None = None
+    note = ""
+    try:
+        lag = _lag(settings, application_name, projection)
+    except (KafkaException, CqrskitError) as exc:
+        note = f"lag unknown: Kafka did not answer ({exc})"
+    return ProjectionStatus(
+        name=projection.name,
+        alias=read_model.alias,
+        documents=documents,
+        position=max((c.position for c in checkpoints), default=0),
+        partitions=len(checkpoints),
+        lag=lag,
+        note=note,
+    )
+
+
+def _lag(settings: Settings, application_name: str, projection: Projection[Any]) -> int:
+    timeout = settings.connect_timeout
+    consumer = Consumer(
+        {
+            **kafka_backend.base_config(settings),
+            "group.id": consumer_group(settings, application_name, projection.name),
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions: list[TopicPartition] = []
+        metadata = consumer.list_topics(timeout=timeout)
+        for topic in topics_for(settings, application_name, type(projection)):
+            if topic in metadata.topics:
+                partitions += [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+        committed = consumer.committed(partitions, timeout=timeout) if partitions else []
+        total = 0
+        for partition in committed:
+            low, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+            start = partition.offset if partition.offset >= 0 else low
+            total += max(0, high - start)
+        return total
+    finally:
+        consumer.close()

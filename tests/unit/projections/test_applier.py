@@ -1,0 +1,134 @@
+"""The effectively-once core, on the in-memory read model."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from pydantic import BaseModel
+
+from cqrskit.envelope import Envelope, encode
+from cqrskit.eventstore import OrjsonTranscoder, PydanticMapper
+from cqrskit.projections import (
+    DELETE,
+    Applier,
+    MemoryReadModel,
+    Projection,
+    fold,
+    handles,
+    mapping_for,
+)
+from examples.shop import Order, OrderLine, Payment
+from projections import CustomerOrdersProjection, OrderSummaries
+
+LINES = [OrderLine(sku="tea", quantity=2, unit_price=Decimal("3.50"))]
+MAPPER = PydanticMapper(OrjsonTranscoder())
+
+
+def envelopes_of(*aggregates: Any, start: int = 1) -> list[Envelope]:
+    """The envelopes the relay would publish for these aggregates' new events."""
+    result = []
+    events = [e for a in aggregates for e in a.collect_events()]
+    for offset, event in enumerate(events):
+        stored = MAPPER.to_stored_event(event)
+        value, *_ = encode(
+            position=start + offset,
+            aggregate_id=stored.originator_id,
+            aggregate_version=stored.originator_version,
+            topic=stored.topic,
+            state=stored.state,
+        )
+        result.append(Envelope.decode(value))
+    return result
+
+
+def test_an_order_summary_joins_order_and_payment() -> None:
+    order = Order(customer_id="ada", lines=LINES)
+    history = envelopes_of(order)
+    payment = Payment(order_id=order.id, amount=Decimal("7.00"))
+    history += envelopes_of(payment, start=len(history) + 1)
+    docs = fold(OrderSummaries(), history)
+    summary = docs[str(order.id)]
+    assert summary.model_dump()["payment_status"] == "authorised"
+    assert summary.model_dump()["total"] == Decimal("7.00")
+
+
+def test_a_redelivered_event_has_no_second_effect() -> None:
+    orders = [Order(customer_id="ada", lines=LINES) for _ in range(3)]
+    history = envelopes_of(*orders)
+    once = fold(CustomerOrdersProjection(), history)
+    twice = fold(CustomerOrdersProjection(), history + history[:2] + history)
+    assert once == twice
+    assert once["ada"].model_dump()["orders_placed"] == 3
+
+
+class Note(BaseModel):
+    note_id: str
+    text: str
+
+
+class Notes(Projection[Note]):
+    name = "notes"
+    view = Note
+    broken = True
+
+    @handles("Order.Placed")
+    def placed(self, event: Envelope, doc: Note | None) -> Note:
+        if self.broken and event.payload["customer_id"] == "poison":
+            raise ValueError("cannot handle poison")
+        return Note(note_id=str(event.aggregate_id), text=event.payload["customer_id"])
+
+    @handles("Order.Cancelled")
+    def cancelled(self, event: Envelope, doc: Note | None) -> Any:
+        return DELETE
+
+
+def test_a_failing_event_is_reported_once_and_replayable() -> None:
+    good, bad = Order(customer_id="ada", lines=LINES), Order(customer_id="poison", lines=LINES)
+    history = envelopes_of(good, bad)
+    store = MemoryReadModel()
+    projection = Notes()
+    applier = Applier(projection, store, retries=3)
+    failures = applier.apply(history)
+    assert [f.envelope.aggregate_id for f in failures] == [bad.id]
+    assert "cannot handle poison" in failures[0].error
+    assert set(store.views()) == {str(good.id)}
+    assert applier.apply(history) == []  # redelivery: not failed twice
+    projection.broken = False
+    assert applier.apply([history[1]], replay=True) == []
+    assert set(store.views()) == {str(good.id), str(bad.id)}
+
+
+def test_a_deleted_document_stays_deleted_when_old_events_come_again() -> None:
+    order = Order(customer_id="ada", lines=LINES)
+    order.cancel("no")
+    history = envelopes_of(order)
+    store = MemoryReadModel()
+    applier = Applier(Notes(), store, retries=1)
+    applier.apply(history)
+    applier.apply(history[:1])  # the Placed event again, after the delete
+    assert store.views() == {}
+    assert store.docs[str(order.id)].deleted
+
+
+def test_mappings_follow_the_view_model() -> None:
+    mapping = mapping_for(OrderSummaries.view)["properties"]
+    assert mapping["customer_id"]["type"] == "keyword"
+    assert mapping["total"]["type"] == "double"
+    assert mapping["placed_at"]["type"] == "date"
+    assert mapping["skus"]["type"] == "keyword"
+
+    class Odd(BaseModel):
+        value: int | str
+
+    with pytest.raises(TypeError, match=r"Odd\.value"):
+        mapping_for(Odd)
+
+
+def test_every_projection_has_a_unique_id_rule() -> None:
+    order_id = uuid4()
+    (placed,) = envelopes_of(Order(customer_id="ada", lines=LINES))
+    assert CustomerOrdersProjection().doc_id(placed) == "ada"
+    assert OrderSummaries().doc_id(placed) == str(placed.aggregate_id) != str(order_id)
