@@ -107,7 +107,7 @@ our_pid() {
 healthy() {
     local body
     body="$(curl -sf --max-time 10 \
-        "$ES_URL/_cluster/health?wait_for_status=yellow&timeout=${1:-1s}" 2>/dev/null)" || return 1
+        "$ES_URL/_cluster/health?wait_for_status=yellow&wait_for_no_initializing_shards=true&timeout=${1:-1s}" 2>/dev/null)" || return 1
     [[ "$body" == *\"timed_out\":false* && "$body" =~ \"status\":\"(green|yellow)\" ]]
 }
 

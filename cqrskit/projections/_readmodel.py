@@ -226,6 +226,14 @@ class ElasticsearchReadModel:
                 )
         return conflicts
 
+    def count(self) -> int:
+        """Live documents behind the alias (tombstones not counted); 0 if there is no index."""
+        with self._translated("count documents"):
+            if not self.es.indices.exists_alias(name=self.alias):
+                return 0
+            query = {"bool": {"must_not": {"term": {f"{METADATA_FIELD}.deleted": True}}}}
+            return int(self.es.count(index=self.alias, query=query)["count"])
+
     # -- checkpoints -----------------------------------------------------------
 
     def save_checkpoints(self, checkpoints: Iterable[Checkpoint]) -> None:

@@ -39,9 +39,7 @@ def projection_status(
     """
     read_model = read_model_for(settings, projection)
     checkpoints = read_model.checkpoints()
-    documents = 0
-    if read_model.es.indices.exists_alias(name=read_model.alias):
-        documents = int(read_model.es.count(index=read_model.alias)["count"])
+    documents = read_model.count()
     lag: int | None = None
     note = ""
     try:

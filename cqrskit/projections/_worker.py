@@ -149,7 +149,7 @@ class ProjectionWorker:
                 "partition.assignment.strategy": "cooperative-sticky",
             }
         )
-        consumer.subscribe(self.topics)
+        consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         self._set_state("running", f"consuming {', '.join(self.topics)} as group {self.group}")
         try:
             while not self.stopping:
@@ -159,6 +159,22 @@ class ProjectionWorker:
         finally:
             consumer.close()
             self._set_state("stopped", "stopped")
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            log.info(
+                "projection %s: assigned %s",
+                self.projection.name,
+                ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
+            )
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            log.info(
+                "projection %s: revoked %s",
+                self.projection.name,
+                ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
+            )
 
     def _prepare(self) -> None:
         self.read_model.ensure()

@@ -1,0 +1,176 @@
+"""A whole pipeline per test: store, in-process relay, worker processes, Elasticsearch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from cqrskit import ServiceUnavailable, Settings
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.eventstore import read_envelopes, store_head
+from cqrskit.projections import METADATA_FIELD, Projection, fold, projection_status
+from cqrskit.relay import OutboxRelay, read_status
+from examples.shop import ShopApp
+from tests.integration.conftest import REPO_ROOT
+from tests.integration.relay.conftest import wait_until
+
+APP = "examples.shop:ShopApp"
+
+
+@dataclass
+class Worker:
+    """One ``cqrskit projections run`` process."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=120)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    tmp: Path
+    projections_module: str = "projections"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workers: list[Worker] = field(default_factory=list)
+    relay: OutboxRelay | None = None
+    relay_thread: threading.Thread | None = None
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CQRSKIT_APP": APP,
+            "CQRSKIT_PROJECTIONS": self.projections_module,
+            "CQRSKIT_POSTGRES_SCHEMA": self.settings.postgres_schema,
+            "CQRSKIT_TOPIC_PREFIX": self.settings.topic_prefix or "",
+            "CQRSKIT_INDEX_PREFIX": self.settings.index_prefix,
+            "CQRSKIT_PROJECTION_BATCH_SIZE": str(self.settings.projection_batch_size),
+            **self.extra_env,
+        }
+
+    def start_relay(self) -> None:
+        self.relay = OutboxRelay(self.settings, "shop")
+        self.relay_thread = threading.Thread(target=self.relay.run, daemon=True)
+        self.relay_thread.start()
+
+    def start_worker(self, *names: str) -> Worker:
+        log = self.tmp / f"worker-{len(self.workers)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cqrskit.cli", "projections", "run", *names],
+                env=self.env(),
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Worker(proc, log)
+        self.workers.append(worker)
+        return worker
+
+    def wait_relayed(self, timeout: float = 120) -> int:
+        head = store_head(self.settings, "shop")
+
+        def relayed() -> bool:
+            return read_status(self.settings, "shop").position >= head
+
+        wait_until(relayed, timeout, f"the relay to publish up to {head}")
+        return head
+
+    def wait_applied(self, projection: Projection[Any], timeout: float = 180) -> None:
+        """Wait until the relay published everything and the worker committed it all."""
+        self.wait_relayed(timeout)
+
+        def applied() -> bool:
+            try:
+                status = projection_status(self.settings, "shop", projection)
+            except ServiceUnavailable:
+                return False  # Elasticsearch may be recovering from a restart
+            return status.lag == 0 and status.partitions > 0
+
+        wait_until(applied, timeout, f"projection {projection.name} to apply everything")
+
+    def expected(self, projection: Projection[Any]) -> dict[str, dict[str, Any]]:
+        views = fold(projection, read_envelopes(self.settings, "shop"))
+        return {k: v.model_dump(mode="json") for k, v in views.items()}
+
+    def actual(self, es: Elasticsearch, projection: Projection[Any]) -> dict[str, dict[str, Any]]:
+        alias = f"{self.settings.index_prefix}{projection.name}"
+        es.indices.refresh(index=alias)
+        docs: dict[str, dict[str, Any]] = {}
+        search_after: list[Any] | None = None
+        pit = es.open_point_in_time(index=alias, keep_alive="1m")["id"]
+        while True:
+            page = es.search(
+                pit={"id": pit, "keep_alive": "1m"},
+                size=5000,
+                sort=["_shard_doc"],
+                search_after=search_after,
+            )["hits"]["hits"]
+            if not page:
+                es.close_point_in_time(id=pit)
+                return docs
+            for hit in page:
+                source = dict(hit["_source"])
+                meta = source.pop(METADATA_FIELD)
+                if not meta["deleted"]:
+                    view = projection.view.model_validate(source)
+                    docs[hit["_id"]] = view.model_dump(mode="json")
+            search_after = page[-1]["sort"]
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            if worker.proc.poll() is None:
+                worker.kill9()
+        if self.relay is not None and self.relay_thread is not None:
+            self.relay.stop()
+            self.relay_thread.join(timeout=60)
+
+
+@pytest.fixture
+def pipeline(
+    schema_settings: Settings,
+    unique_name: str,
+    tmp_path: Path,
+    es: Elasticsearch,
+    kafka_up: None,
+) -> Iterator[Pipeline]:
+    settings = schema_settings.model_copy(
+        update={
+            "topic_prefix": unique_name,
+            "index_prefix": f"{unique_name}-",
+            "projection_batch_size": 500,
+        }
+    )
+    with ShopApp(settings):
+        pass  # the event store's tables
+    line = Pipeline(settings, tmp_path)
+    try:
+        yield line
+    finally:
+        line.stop()
+        es.options(ignore_status=404).indices.delete(index=f"{unique_name}-*")
+        admin = kafka_backend.admin(settings)
+        topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(unique_name)]
+        if topics:
+            for future in admin.delete_topics(topics).values():
+                future.result(timeout=30)

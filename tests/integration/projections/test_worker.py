@@ -1,0 +1,207 @@
+"""Projection workers on the real stack: equal to a fresh fold, whatever is killed."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from decimal import Decimal
+
+from elasticsearch import Elasticsearch
+
+from cqrskit import CommandBus, Settings
+from cqrskit.projections import DeadLetterTopic, projection_status, replay_dead_letters
+from examples.shop import (
+    AuthorisePayment,
+    CancelOrder,
+    CapturePayment,
+    Order,
+    OrderLine,
+    PlaceOrder,
+    RegisterItem,
+    ReleaseStock,
+    ReserveStock,
+    ShopApp,
+    handlers,
+)
+from projections import CustomerOrdersProjection, OrderSummaries, ProductSearch, StockLevels
+from tests.integration.conftest import REPO_ROOT
+from tests.integration.projections.conftest import Pipeline
+from tests.integration.projections.poison import PoisonNotes
+from tests.integration.relay.conftest import wait_until
+
+ELASTICSEARCH = ["bash", str(REPO_ROOT / "scripts" / "elasticsearch.sh")]
+ALL = (OrderSummaries(), CustomerOrdersProjection(), StockLevels(), ProductSearch())
+
+
+def shop_burst(settings: Settings, orders: int, seed: int = 7) -> None:
+    """A realistic mix: items, orders, reservations, payments, cancellations."""
+    rng = random.Random(seed)
+    with ShopApp(settings) as app:
+        bus = CommandBus(app, handlers)
+        items = [
+            bus.dispatch(RegisterItem(sku=f"sku-{n}", name=f"green tea no. {n}", quantity=10_000))
+            for n in range(5)
+        ]
+        for n in range(orders):
+            item = rng.choice(items)
+            quantity = rng.randint(1, 3)
+            line = OrderLine(sku=f"sku-{n % 5}", quantity=quantity, unit_price=Decimal("2.50"))
+            order = bus.dispatch(PlaceOrder(customer_id=f"customer-{n % 12}", lines=[line]))
+            bus.dispatch(
+                ReserveStock(
+                    item_id=item.aggregate_id, order_id=order.aggregate_id, quantity=quantity
+                )
+            )
+            fate = rng.random()
+            if fate < 0.5:
+                amount = line.unit_price * quantity
+                payment = bus.dispatch(AuthorisePayment(order_id=order.aggregate_id, amount=amount))
+                if fate < 0.35:
+                    bus.dispatch(CapturePayment(payment_id=payment.aggregate_id))
+            elif fate < 0.7:
+                bus.dispatch(CancelOrder(order_id=order.aggregate_id, reason="changed my mind"))
+                bus.dispatch(ReleaseStock(item_id=item.aggregate_id, order_id=order.aggregate_id))
+
+
+def bulk_orders(settings: Settings, orders: int, customers: int = 50) -> None:
+    """Many orders fast (many aggregates per transaction), customers repeating."""
+    line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1.00"))
+    with ShopApp(settings) as app:
+        for start in range(0, orders, 1000):
+            app.save(
+                *[
+                    Order(customer_id=f"c-{i % customers}", lines=[line])
+                    for i in range(start, min(orders, start + 1000))
+                ]
+            )
+
+
+def assert_equal_to_fold(pipeline: Pipeline, es: Elasticsearch, *projections: object) -> None:
+    for projection in projections or ALL:
+        expected = pipeline.expected(projection)  # type: ignore[arg-type]
+        actual = pipeline.actual(es, projection)  # type: ignore[arg-type]
+        assert expected, f"{projection} folded to nothing"
+        missing = expected.keys() - actual.keys()
+        extra = actual.keys() - expected.keys()
+        different = [k for k in expected.keys() & actual.keys() if expected[k] != actual[k]]
+        name = projection.name  # type: ignore[attr-defined]
+        assert not missing, f"{name}: {len(missing)} documents missing, e.g. {list(missing)[:3]}"
+        assert not extra, f"{name}: {len(extra)} documents extra, e.g. {list(extra)[:3]}"
+        assert not different, f"{name}: {len(different)} documents differ, e.g. {different[:3]}"
+
+
+def test_after_a_burst_every_read_model_equals_a_fresh_fold(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    pipeline.start_relay()
+    pipeline.start_worker(*(p.name for p in ALL))
+    shop_burst(pipeline.settings, orders=150)
+    for projection in ALL:
+        pipeline.wait_applied(projection)
+    assert_equal_to_fold(pipeline, es)
+
+
+def test_a_worker_killed_mid_batch_leaves_nothing_missing_or_doubled(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    bulk_orders(pipeline.settings, 30_000)
+    pipeline.start_relay()
+    pipeline.wait_relayed()
+    projection = CustomerOrdersProjection()
+    first = pipeline.start_worker(projection.name)
+
+    def mid_way() -> bool:
+        status = projection_status(pipeline.settings, "shop", projection)
+        return status.position > 0 and (status.lag or 0) > 0
+
+    wait_until(mid_way, 120, "the worker to be part-way through")
+    first.kill9()
+    pipeline.start_worker(projection.name)
+    pipeline.wait_applied(projection)
+    assert_equal_to_fold(pipeline, es, projection)
+    totals = pipeline.actual(es, projection)
+    assert sum(d["orders_placed"] for d in totals.values()) == 30_000  # none doubled
+
+
+def test_elasticsearch_stopped_and_restarted_mid_stream(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    pipeline.start_relay()
+    projection = StockLevels()
+    worker = pipeline.start_worker(projection.name, OrderSummaries.name)
+    shop_burst(pipeline.settings, orders=40, seed=1)
+    pipeline.wait_applied(projection)
+    subprocess.run([*ELASTICSEARCH, "stop"], check=True, timeout=180)
+    try:
+        shop_burst(pipeline.settings, orders=60, seed=2)  # events keep flowing meanwhile
+        pipeline.wait_relayed()
+    finally:
+        subprocess.run([*ELASTICSEARCH, "start"], check=True, timeout=300)
+    pipeline.wait_applied(projection)
+    pipeline.wait_applied(OrderSummaries())
+    assert worker.proc.poll() is None, "the worker died while Elasticsearch was away"
+    assert_equal_to_fold(pipeline, es, projection, OrderSummaries())
+
+
+def test_two_workers_share_the_partitions_with_the_same_result(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = CustomerOrdersProjection()
+    pipeline.start_relay()
+    first = pipeline.start_worker(projection.name)
+    second = pipeline.start_worker(projection.name)
+    wait_until(lambda: "assigned" in first.output(), 60, "the first worker's partitions")
+    wait_until(lambda: "assigned" in second.output(), 60, "the second worker's partitions")
+    bulk_orders(pipeline.settings, 5_000)
+    shop_burst(pipeline.settings, orders=50)
+    pipeline.wait_applied(projection)
+    assert_equal_to_fold(pipeline, es, projection)
+
+
+def test_a_poison_event_is_dead_lettered_and_the_rest_goes_on(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    pipeline.projections_module = "tests.integration.projections.poison"
+    pipeline.extra_env["POISON_IS_POISONOUS"] = "yes"  # the bug, in the worker only
+    projection = PoisonNotes()
+    pipeline.start_relay()
+    with ShopApp(pipeline.settings) as app:
+        bus = CommandBus(app, handlers)
+        line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1.00"))
+        before = [bus.dispatch(PlaceOrder(customer_id=f"c{i}", lines=[line])) for i in range(5)]
+        poison = bus.dispatch(PlaceOrder(customer_id="poison", lines=[line]))
+        after = [bus.dispatch(PlaceOrder(customer_id=f"d{i}", lines=[line])) for i in range(5)]
+    worker = pipeline.start_worker(projection.name)
+    pipeline.wait_applied(projection)
+    docs = pipeline.actual(es, projection)
+    assert set(docs) == {str(r.aggregate_id) for r in before + after}
+    topic = DeadLetterTopic(pipeline.settings, "shop", projection.name)
+    letters, _ = topic.pending()
+    assert len(letters) == 1
+    assert "poison is not edible" in letters[0].error
+    assert letters[0].headers["position"] == str(poison.position).encode()
+    assert worker.proc.poll() is None
+
+    # The handler is fixed (this process does not have the bug); replay.
+    result = replay_dead_letters(pipeline.settings, "shop", PoisonNotes())
+    assert (result.replayed, result.failed_again) == (1, 0)
+    assert str(poison.aggregate_id) in pipeline.actual(es, projection)
+    assert topic.pending()[0] == []
+    again = replay_dead_letters(pipeline.settings, "shop", PoisonNotes())
+    assert (again.replayed, again.failed_again) == (0, 0)
+
+
+def test_status_reads_checkpoints_without_kafka_answering(pipeline: Pipeline) -> None:
+    projection = OrderSummaries()
+    pipeline.start_relay()
+    pipeline.start_worker(projection.name)
+    shop_burst(pipeline.settings, orders=10)
+    pipeline.wait_applied(projection)
+    away = pipeline.settings.model_copy(
+        update={"kafka_bootstrap": "127.0.0.1:1", "connect_timeout": 1}
+    )
+    status = projection_status(away, "shop", projection)
+    assert status.documents == 10
+    assert status.position > 0
+    assert status.lag is None
+    assert "Kafka did not answer" in status.note
