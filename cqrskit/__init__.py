@@ -24,6 +24,7 @@ from cqrskit.domain import (
     causation,
     event,
 )
+from cqrskit.envelope import Envelope
 from cqrskit.errors import (
     AggregateNotFound,
     CommandRejected,
@@ -39,9 +40,22 @@ from cqrskit.errors import (
     UnknownCommand,
 )
 from cqrskit.eventstore import Application, IdempotencyRecord, Upcaster, Upcasters
+from cqrskit.projections import (
+    DELETE,
+    UNCHANGED,
+    EsType,
+    Keyword,
+    Projection,
+    ProjectionWorker,
+    Text,
+    handles,
+)
+from cqrskit.relay import OutboxRelay
 from cqrskit.settings import Settings
 
 __all__ = [
+    "DELETE",
+    "UNCHANGED",
     "Aggregate",
     "AggregateNotFound",
     "Application",
@@ -56,16 +70,23 @@ __all__ = [
     "ConfigurationError",
     "CqrskitError",
     "DomainEvent",
+    "Envelope",
+    "EsType",
     "EventMetadata",
     "FieldError",
     "IdempotencyKeyReused",
     "IdempotencyRecord",
+    "Keyword",
+    "OutboxRelay",
     "PermanentError",
+    "Projection",
+    "ProjectionWorker",
     "RuleViolated",
     "ServiceCheck",
     "ServiceUnavailable",
     "Settings",
     "Snapshot",
+    "Text",
     "TransientError",
     "UnitOfWork",
     "UnknownCommand",
@@ -75,4 +96,5 @@ __all__ = [
     "causation",
     "check_services",
     "event",
+    "handles",
 ]

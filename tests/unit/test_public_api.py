@@ -5,8 +5,9 @@ import inspect
 import cqrskit
 
 
-def test_all_is_sorted_and_unique() -> None:
-    assert list(cqrskit.__all__) == sorted(set(cqrskit.__all__))
+def test_all_is_unique() -> None:
+    # Its order is ruff's (RUF022: constants, classes, then functions, each sorted).
+    assert len(cqrskit.__all__) == len(set(cqrskit.__all__))
 
 
 def test_every_public_name_is_exported() -> None:
