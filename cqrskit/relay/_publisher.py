@@ -76,7 +76,7 @@ class KafkaPublisher:
             log.info("created topic %s with %d partitions", topic, self.settings.topic_partitions)
         self._topics.add(topic)
 
-    def publish(
+    def produce(
         self,
         topic: str,
         key: bytes,
@@ -84,16 +84,22 @@ class KafkaPublisher:
         headers: list[tuple[str, str | bytes | None]],
         on_delivery: DeliveryCallback,
     ) -> None:
-        """Queue one message; ``on_delivery`` runs from :meth:`poll` or :meth:`flush`."""
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                # The local queue is full: serve delivery reports to make room.
+        """Queue one message; ``on_delivery`` runs from :meth:`poll` or :meth:`flush`.
+
+        When the local queue is full, serves delivery reports until there is room.
+        """
+        try:
+            self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        except BufferError:
+            while True:
                 self._producer.poll(0.1)
+                try:
+                    self._producer.produce(
+                        topic, value, key, headers=headers, on_delivery=on_delivery
+                    )
+                    return
+                except BufferError:
+                    continue
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks, waiting up to ``timeout`` seconds for one."""
