@@ -155,6 +155,10 @@ class CommandBus:
         except IntegrityError:
             raise
         except PersistenceError as exc:
+            if record is not None and self._find_key(record.key) is not None:
+                # The append failed because a twin with the same key committed
+                # first; report it as the conflict it is, so it is replayed.
+                raise IntegrityError(f"idempotency key {record.key!r} taken") from exc
             raise self._unavailable(exc) from exc
 
     def _find_key(self, key: str) -> IdempotencyRecord | None:

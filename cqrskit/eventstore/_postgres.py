@@ -91,10 +91,11 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        # Runs first in the appending transaction, before the table lock, and
-        # is pipelined: a key that exists already fails at the library's own
-        # sync after the events insert, inside the block that rolls back. A
-        # concurrent twin with the same key waits on the key's unique index.
+        # Runs first in the appending transaction, before the table lock is
+        # taken. The sync makes a reused key fail here, as a unique violation
+        # (IntegrityError) that rolls the transaction back; a concurrent twin
+        # with the same key waits on the key's unique index, not on the lock
+        # that serialises all writers.
         super()._insert_events(curs, stored_events, **kwargs)
         record: IdempotencyRecord | None = kwargs.get("idempotency")
         if record is not None:
@@ -109,6 +110,8 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                 ),
                 prepare=True,
             )
+            with curs.connection.pipeline() as pipeline:
+                pipeline.sync()
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

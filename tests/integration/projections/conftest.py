@@ -18,7 +18,13 @@ from elasticsearch import Elasticsearch
 from cqrskit import ServiceUnavailable, Settings
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.eventstore import read_envelopes, store_head
-from cqrskit.projections import METADATA_FIELD, Projection, fold, projection_status
+from cqrskit.projections import (
+    METADATA_FIELD,
+    Projection,
+    ProjectionStatus,
+    fold,
+    projection_status,
+)
 from cqrskit.relay import OutboxRelay, read_status
 from examples.shop import ShopApp
 from tests.integration.conftest import REPO_ROOT
@@ -101,13 +107,18 @@ class Pipeline:
         self.wait_relayed(timeout)
 
         def applied() -> bool:
-            try:
-                status = projection_status(self.settings, "shop", projection)
-            except ServiceUnavailable:
-                return False  # Elasticsearch may be recovering from a restart
-            return status.lag == 0 and status.partitions > 0
+            status = self.status(projection)
+            return status is not None and status.lag == 0 and status.partitions > 0
 
         wait_until(applied, timeout, f"projection {projection.name} to apply everything")
+
+    def status(self, projection: Projection[Any]) -> ProjectionStatus | None:
+        """The projection's status; None while Elasticsearch cannot answer yet
+        (just restarted, or an index the worker is creating right now)."""
+        try:
+            return projection_status(self.settings, "shop", projection)
+        except ServiceUnavailable:
+            return None
 
     def expected(self, projection: Projection[Any]) -> dict[str, dict[str, Any]]:
         views = fold(projection, read_envelopes(self.settings, "shop"))

@@ -111,8 +111,8 @@ def test_a_worker_killed_mid_batch_leaves_nothing_missing_or_doubled(
     first = pipeline.start_worker(projection.name)
 
     def mid_way() -> bool:
-        status = projection_status(pipeline.settings, "shop", projection)
-        return status.position > 0 and (status.lag or 0) > 0
+        status = pipeline.status(projection)
+        return status is not None and status.position > 0 and (status.lag or 0) > 0
 
     wait_until(mid_way, 120, "the worker to be part-way through")
     first.kill9()

@@ -150,7 +150,7 @@ def test_sigterm_drains_records_the_position_and_exits_0(relays: RelayHarness) -
     relay = relays.start()
     wait_until(lambda: relays.status().position > 0, 60, "the relay to publish")
     assert relay.terminate() == 0
-    assert "received SIGTERM, draining" in relay.output()
+    assert "received SIGTERM" in relay.output()
     assert "stopped" in relay.output()
     # Drained: everything it sent was acknowledged and recorded, so a new
     # relay starts exactly where it stopped and sends nothing twice.
