@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from cqrskit.cli._common import (
     APP_OPTION,
@@ -22,8 +32,13 @@ from cqrskit.cli._common import (
 from cqrskit.projections import (
     DeadLetterTopic,
     ProjectionWorker,
+    RebuildResult,
     projection_status,
+    prune,
+    rebuild,
     replay_dead_letters,
+    rollback,
+    verify,
 )
 
 __all__ = ["projections"]
@@ -189,4 +204,147 @@ def dlq_replay(name: str, app_spec: str | None, projections_module: str | None) 
         result = replay_dead_letters(settings, application_name(settings), cls())
     click.echo(f"replayed {result.replayed} dead letters; {result.failed_again} failed again")
     if result.failed_again:
+        raise SystemExit(1)
+
+
+def _rebuild_with_progress(
+    name: str, app_spec: str | None, projections_module: str | None, **options: Any
+) -> RebuildResult:
+    settings = load_settings(app=app_spec, projections=projections_module)
+    (cls,) = projection_classes(settings, [name])
+    app_name = application_name(settings)
+    configure_logging()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+        started: dict[str, float] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=max(total, 1), rate="")
+                started[phase] = time.monotonic()
+            elapsed = max(time.monotonic() - started[phase], 1e-6)
+            bar.update(
+                tasks[phase],
+                completed=done,
+                total=max(total, done, 1),
+                rate=f"{done / elapsed:,.0f} events/s",
+            )
+
+        with errors_as_messages():
+            return rebuild(settings, app_name, cls(), progress=progress, **options)
+
+
+def _report(result: RebuildResult) -> None:
+    resumed = " (resumed)" if result.resumed else ""
+    click.echo(
+        f"{result.projection}: {result.index} is in service{resumed}; replayed {result.replayed} "
+        f"events from the store, {result.caught_up} from Kafka; previous index: "
+        f"{result.previous or 'none'}"
+    )
+    if result.failures:
+        click.echo(f"{result.failures} events failed in handlers; see the log above", err=True)
+
+
+@projections.command("rebuild")
+@click.argument("name")
+@click.option("--drop-old", is_flag=True, help="Delete the previous index after the swap.")
+@APP_OPTION
+@PROJECTIONS_OPTION
+def projections_rebuild(
+    name: str, drop_old: bool, app_spec: str | None, projections_module: str | None
+) -> None:
+    """Rebuild a read model from the event store into a new index, then swap.
+
+    Queries are served by the old index until one atomic alias swap; the
+    live workers keep running. Interrupted, it resumes when run again.
+    """
+    _report(_rebuild_with_progress(name, app_spec, projections_module, drop_old=drop_old))
+
+
+@projections.command("reset")
+@click.argument("name")
+@click.option(
+    "--to-position",
+    "position",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Build from the events after this position.",
+)
+@APP_OPTION
+@PROJECTIONS_OPTION
+def projections_reset(
+    name: str, position: int, app_spec: str | None, projections_module: str | None
+) -> None:
+    """Rebuild a read model from the events after a position only.
+
+    Like rebuild (a new index, an atomic swap, the old index kept for
+    rollback), but the history before --to-position is left out.
+    """
+    _report(_rebuild_with_progress(name, app_spec, projections_module, from_position=position))
+
+
+@projections.command("rollback")
+@click.argument("name")
+@APP_OPTION
+@PROJECTIONS_OPTION
+def projections_rollback(name: str, app_spec: str | None, projections_module: str | None) -> None:
+    """Serve the index from before the last rebuild again (caught up first)."""
+    settings = load_settings(app=app_spec, projections=projections_module)
+    (cls,) = projection_classes(settings, [name])
+    with errors_as_messages():
+        index = rollback(settings, application_name(settings), cls())
+    click.echo(f"{name}: {index} is in service again")
+
+
+@projections.command("prune")
+@click.argument("name")
+@PROJECTIONS_OPTION
+def projections_prune(name: str, projections_module: str | None) -> None:
+    """Delete the old indices of a read model (not the one in service)."""
+    settings = load_settings(projections=projections_module)
+    (cls,) = projection_classes(settings, [name])
+    with errors_as_messages():
+        dropped = prune(settings, cls())
+    click.echo(f"{name}: deleted {', '.join(dropped) if dropped else 'nothing'}")
+
+
+@projections.command("verify")
+@click.argument("name")
+@APP_OPTION
+@PROJECTIONS_OPTION
+@JSON_OPTION
+def projections_verify(
+    name: str, app_spec: str | None, projections_module: str | None, as_json: bool
+) -> None:
+    """Compare the live read model with a fresh fold of the event store.
+
+    Prints every document that is missing, extra or different, and exits 1
+    on any drift. Run it when the projection has caught up.
+    """
+    settings = load_settings(app=app_spec, projections=projections_module)
+    (cls,) = projection_classes(settings, [name])
+    with errors_as_messages():
+        report = verify(settings, application_name(settings), cls())
+    if as_json:
+        echo_json(report)
+    else:
+        if report.drift:
+            print_table(
+                f"{name}: {len(report.drift)} documents drifted",
+                ("document", "drift", "fields"),
+                [(d.doc_id, d.kind, ", ".join(d.fields)) for d in report.drift],
+            )
+        click.echo(
+            f"{name}: compared {report.compared} documents with a fold of the store up to "
+            f"position {report.head}; {len(report.drift)} drifted, "
+            f"{report.skipped_newer} skipped (changed by newer events)"
+        )
+    if not report.ok:
         raise SystemExit(1)

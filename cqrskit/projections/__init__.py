@@ -17,6 +17,16 @@ from cqrskit.projections._readmodel import (
     ElasticsearchReadModel,
     index_names,
 )
+from cqrskit.projections._rebuild import (
+    Drift,
+    Progress,
+    RebuildResult,
+    VerifyReport,
+    prune,
+    rebuild,
+    rollback,
+    verify,
+)
 from cqrskit.projections._status import ProjectionStatus, projection_status
 from cqrskit.projections._worker import (
     ProjectionWorker,
@@ -37,6 +47,7 @@ __all__ = [
     "DeadLetterTopic",
     "DocState",
     "DocumentStore",
+    "Drift",
     "ElasticsearchReadModel",
     "EsType",
     "Failure",
@@ -44,11 +55,14 @@ __all__ = [
     "Keyword",
     "MemoryReadModel",
     "Outcome",
+    "Progress",
     "Projection",
     "ProjectionStatus",
     "ProjectionWorker",
+    "RebuildResult",
     "ReplayResult",
     "Text",
+    "VerifyReport",
     "consumer_group",
     "dead_letter_topic",
     "fold",
@@ -56,7 +70,11 @@ __all__ = [
     "index_names",
     "mapping_for",
     "projection_status",
+    "prune",
     "read_model_for",
+    "rebuild",
     "replay_dead_letters",
+    "rollback",
     "topics_for",
+    "verify",
 ]

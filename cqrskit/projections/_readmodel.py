@@ -84,6 +84,11 @@ class Checkpoint:
         return f"{self.projection}|{self.topic}|{self.partition}"
 
 
+def _version_number(index: str) -> int:
+    number = index.rpartition("-v")[2]
+    return int(number) if number.isdigit() else 0
+
+
 def index_names(settings: Settings, projection_name: str) -> tuple[str, str]:
     """(alias, checkpoints index) of a projection."""
     return (
@@ -156,6 +161,64 @@ class ElasticsearchReadModel:
                 return  # another worker created it first
             raise
 
+    def versions(self) -> list[str]:
+        """The physical indices of this read model, oldest first."""
+        with self._translated("list indices"):
+            found = self.es.indices.get(index=f"{self.alias}-v*", allow_no_indices=True)
+        return sorted(found, key=_version_number)
+
+    def serving(self) -> str | None:
+        """The index the alias points at (None before the first build)."""
+        with self._translated("read the alias"):
+            if not self.es.indices.exists_alias(name=self.alias):
+                return None
+            found = self.es.indices.get_alias(name=self.alias)
+        return next(iter(found))
+
+    def swap(self, to_index: str) -> str | None:
+        """Point the alias at ``to_index`` in one atomic step; return the previous index."""
+        previous = self.serving()
+        actions: list[dict[str, Any]] = [
+            {"add": {"index": to_index, "alias": self.alias, "is_write_index": True}}
+        ]
+        if previous is not None and previous != to_index:
+            actions.insert(0, {"remove": {"index": previous, "alias": self.alias}})
+        with self._translated("swap the alias"):
+            self.es.indices.update_aliases(actions=actions)
+        return previous
+
+    def delete_index(self, index: str) -> None:
+        """Delete one physical index (never the one behind the alias)."""
+        if index == self.serving():
+            raise PermanentError(f"{index} is behind the alias {self.alias}; it cannot be deleted")
+        with self._translated("delete an index"):
+            self.es.options(ignore_status=404).indices.delete(index=index)
+
+    def scan(self, index: str | None = None) -> Iterator[DocState]:
+        """Every document (tombstones too), with a point in time and search_after."""
+        target = index or self.alias
+        with self._translated("scan documents"):
+            pit = self.es.open_point_in_time(index=target, keep_alive="2m")["id"]
+            try:
+                after: list[Any] | None = None
+                while True:
+                    hits = self.es.search(
+                        pit={"id": pit, "keep_alive": "2m"},
+                        size=2000,
+                        sort=["_shard_doc"],
+                        search_after=after,
+                        seq_no_primary_term=True,
+                    )["hits"]["hits"]
+                    if not hits:
+                        return
+                    for hit in hits:
+                        yield self._state(
+                            hit["_id"], hit["_source"], hit.get("_seq_no"), hit.get("_primary_term")
+                        )
+                    after = hits[-1]["sort"]
+            finally:
+                self.es.close_point_in_time(id=pit)
+
     # -- documents -------------------------------------------------------------
 
     def load(self, ids: Iterable[str], index: str | None = None) -> dict[str, DocState]:
@@ -167,23 +230,29 @@ class ElasticsearchReadModel:
         with self._translated("read documents"):
             found = self.es.mget(index=index or self.alias, ids=wanted)
         for doc in found["docs"]:
-            if not doc.get("found"):
-                continue
-            source = dict(doc["_source"])
-            meta = source.pop(METADATA_FIELD, {}) or {}
-            sources = meta.get("sources") or {}
-            deleted = bool(meta.get("deleted"))
-            states[doc["_id"]] = DocState(
-                doc_id=doc["_id"],
-                view=None if deleted else self.view.model_validate(source),
-                sources=dict(sources.get("applied") or {}),
-                failed={k: list(v) for k, v in (sources.get("failed") or {}).items()},
-                position=int(meta.get("position") or 0),
-                deleted=deleted,
-                seq_no=doc["_seq_no"],
-                primary_term=doc["_primary_term"],
-            )
+            if doc.get("found"):
+                states[doc["_id"]] = self._state(
+                    doc["_id"], doc["_source"], doc["_seq_no"], doc["_primary_term"]
+                )
         return states
+
+    def _state(
+        self, doc_id: str, source: dict[str, Any], seq_no: int | None, primary_term: int | None
+    ) -> DocState:
+        body = dict(source)
+        meta = body.pop(METADATA_FIELD, {}) or {}
+        sources = meta.get("sources") or {}
+        deleted = bool(meta.get("deleted"))
+        return DocState(
+            doc_id=doc_id,
+            view=None if deleted else self.view.model_validate(body),
+            sources=dict(sources.get("applied") or {}),
+            failed={k: list(v) for k, v in (sources.get("failed") or {}).items()},
+            position=int(meta.get("position") or 0),
+            deleted=deleted,
+            seq_no=seq_no,
+            primary_term=primary_term,
+        )
 
     def write(self, docs: Sequence[DocState], index: str | None = None) -> set[str]:
         """Write changed documents, each guarded by what it was read as.

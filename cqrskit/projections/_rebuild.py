@@ -1,0 +1,458 @@
+"""Rebuilding a read model without downtime, rolling it back, and proving it.
+
+A rebuild never touches the index that serves queries until the new one is
+complete:
+
+1. create the next version of the index (``<alias>-v<n+1>``) with the
+   current mapping, and note the live consumer group's committed offsets;
+2. replay the event store (PostgreSQL, the source of truth: Kafka's
+   retention may have dropped old events) up to its head, in position
+   order, with bulk writes;
+3. catch up from Kafka, from the noted offsets to the current end of each
+   partition (events applied twice are no-ops: the documents' guards);
+4. swap the alias in one atomic step;
+5. catch up again to the end of each partition as it is after the swap:
+   anything the live workers wrote to the old index just before the swap
+   was produced before it, so this covers it.
+
+Progress is recorded after every batch; an interrupted rebuild leaves the
+alias alone and resumes where it stopped when run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from elasticsearch import ApiError
+from pydantic import BaseModel
+
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
+from cqrskit.errors import PermanentError
+from cqrskit.eventstore import read_envelopes, store_head
+from cqrskit.projections._applier import Applier, Failure
+from cqrskit.projections._memory import MemoryReadModel
+from cqrskit.projections._projection import Projection
+from cqrskit.projections._readmodel import DocState, ElasticsearchReadModel
+from cqrskit.projections._worker import consumer_group, read_model_for, topics_for
+from cqrskit.settings import Settings
+
+__all__ = [
+    "Drift",
+    "Progress",
+    "RebuildResult",
+    "VerifyReport",
+    "prune",
+    "rebuild",
+    "rollback",
+    "verify",
+]
+
+log = logging.getLogger("cqrskit.projections")
+
+#: Called as progress(phase, done, total) while a rebuild runs.
+Progress = Callable[[str, int, int], None]
+
+_STATE_MAPPING = {"dynamic": False, "properties": {"projection": {"type": "keyword"}}}
+
+
+def _no_progress(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
+@dataclass
+class _State:
+    """A rebuild's progress, kept in Elasticsearch so that it can resume."""
+
+    projection: str
+    target: str
+    phase: str = "replaying"  # replaying -> catching-up -> swapped -> done
+    previous: str | None = None
+    head: int = 0
+    from_position: int = 0
+    replayed: int = 0
+    start_offsets: dict[str, int] = field(default_factory=dict)
+    swap_offsets: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild did."""
+
+    projection: str
+    index: str
+    previous: str | None
+    replayed: int
+    caught_up: int
+    failures: int
+    resumed: bool
+
+
+class _Rebuilder:
+    def __init__(
+        self,
+        settings: Settings,
+        application_name: str,
+        projection: Projection[Any],
+        progress: Progress,
+    ):
+        self.settings = settings
+        self.application_name = application_name
+        self.projection = projection
+        self.progress = progress
+        self.read_model: ElasticsearchReadModel = read_model_for(settings, projection)
+        self.applier = Applier(projection, self.read_model, settings.projection_retries)
+        self.state_index = f"{settings.index_prefix}cqrskit-rebuilds"
+        self.topics = topics_for(settings, application_name, type(projection))
+        self.group = consumer_group(settings, application_name, projection.name)
+        self.wanted = {t.encode() for t in projection.event_types()}
+
+    # -- state -------------------------------------------------------------------
+
+    def load_state(self) -> _State | None:
+        es = self.read_model.es
+        try:
+            if not es.indices.exists(index=self.state_index):
+                es.indices.create(
+                    index=self.state_index,
+                    mappings=_STATE_MAPPING,
+                    settings={"number_of_shards": 1, "number_of_replicas": 0},
+                )
+            found = es.options(ignore_status=404).get(
+                index=self.state_index, id=self.projection.name
+            )
+        except ApiError as exc:
+            if "resource_already_exists" in str(exc):
+                return self.load_state()
+            raise
+        if not found.get("found"):
+            return None
+        return _State(**{k: v for k, v in found["_source"].items() if k != "updated_at"})
+
+    def save_state(self, state: _State) -> None:
+        body = {**asdict(state), "updated_at": datetime.now(UTC).isoformat()}
+        self.read_model.es.index(index=self.state_index, id=self.projection.name, document=body)
+
+    # -- Kafka -------------------------------------------------------------------
+
+    def _consumer(self, group: str) -> Consumer:
+        return Consumer(
+            {
+                **kafka_backend.base_config(self.settings),
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+
+    def partitions(self) -> list[TopicPartition]:
+        admin = kafka_backend.admin(self.settings)
+        for topic in self.topics:
+            kafka_backend.create_topic(admin, self.settings, topic)
+        consumer = self._consumer(self.group)
+        try:
+            metadata = consumer.list_topics(timeout=self.settings.connect_timeout)
+            return [
+                TopicPartition(topic, p)
+                for topic in self.topics
+                for p in sorted(metadata.topics[topic].partitions)
+            ]
+        finally:
+            consumer.close()
+
+    def live_offsets(self) -> dict[str, int]:
+        """The live group's committed offsets (the start of each partition if none)."""
+        consumer = self._consumer(self.group)
+        try:
+            committed = consumer.committed(self.partitions(), timeout=self.settings.connect_timeout)
+            return {_key(tp): tp.offset if tp.offset >= 0 else OFFSET_BEGINNING for tp in committed}
+        finally:
+            consumer.close()
+
+    def end_offsets(self) -> dict[str, int]:
+        consumer = self._consumer(f"{self.group}.rebuild")
+        try:
+            ends = {}
+            for tp in self.partitions():
+                _, high = consumer.get_watermark_offsets(tp, timeout=self.settings.connect_timeout)
+                ends[_key(tp)] = high
+            return ends
+        finally:
+            consumer.close()
+
+    def catch_up(self, index: str, start: dict[str, int], phase: str) -> tuple[dict[str, int], int]:
+        """Apply every message from ``start`` to the current end of each partition."""
+        ends = self.end_offsets()
+        position = dict(start)
+        todo = {k for k, end in ends.items() if _resolve(position.get(k, OFFSET_BEGINNING)) < end}
+        applied = 0
+        if not todo:
+            return {k: max(_resolve(position.get(k, 0)), ends[k]) for k in ends}, 0
+        consumer = self._consumer(f"{self.group}.rebuild")
+        try:
+            consumer.assign([_partition(k, position.get(k, OFFSET_BEGINNING)) for k in todo])
+            total = sum(ends[k] - max(0, _resolve(position.get(k, 0))) for k in todo)
+            while todo:
+                messages = consumer.consume(self.settings.projection_batch_size, timeout=1.0)
+                if not messages:
+                    # Nothing came: ask where the consumer is (an end offset
+                    # may lie past the last message, e.g. after a marker).
+                    for tp in consumer.position([_partition(k, 0) for k in todo]):
+                        if tp.offset >= ends[_key(tp)]:
+                            todo.discard(_key(tp))
+                    continue
+                envelopes = []
+                for message in messages:
+                    if message.error() is not None:
+                        continue
+                    key = f"{message.topic()}|{message.partition()}"
+                    position[key] = int(message.offset() or 0) + 1
+                    if position[key] >= ends[key]:
+                        todo.discard(key)
+                    if kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE, b"") in self.wanted:
+                        envelopes.append(Envelope.decode(message.value() or b""))
+                self._apply(envelopes, index)
+                applied += len(messages)
+                self.progress(phase, applied, total)
+        finally:
+            consumer.close()
+        return {k: max(_resolve(position.get(k, 0)), ends[k]) for k in ends}, applied
+
+    # -- applying ------------------------------------------------------------------
+
+    def _apply(self, envelopes: list[Envelope], index: str) -> list[Failure]:
+        if not envelopes:
+            return []
+        failures = self.applier.apply(envelopes, index=index)
+        for failure in failures:
+            log.warning(
+                "rebuild of %s: %s failed on %s at position %d: %s",
+                self.projection.name,
+                failure.handler,
+                failure.envelope.event_type,
+                failure.envelope.position,
+                failure.error,
+            )
+        return failures
+
+    def replay(self, state: _State) -> int:
+        total = max(0, state.head - max(state.replayed, state.from_position))
+        done = 0
+        batch: list[Envelope] = []
+        wanted = set(self.projection.event_types())
+        after = max(state.replayed, state.from_position)
+
+        def flush(last: int) -> None:
+            nonlocal batch, done
+            state.failures += len(self._apply(batch, state.target))
+            done += len(batch)
+            batch = []
+            state.replayed = last
+            self.save_state(state)
+            self.progress("replaying the event store", last - after, total)
+
+        last = after
+        for envelope in read_envelopes(
+            self.settings, self.application_name, after=after, upto=state.head
+        ):
+            last = envelope.position
+            if envelope.event_type in wanted:
+                batch.append(envelope)
+            if len(batch) >= self.settings.projection_batch_size:
+                flush(last)
+        flush(last if last > after else state.head)
+        return done
+
+
+def _key(tp: TopicPartition) -> str:
+    return f"{tp.topic}|{tp.partition}"
+
+
+def _partition(key: str, offset: int) -> TopicPartition:
+    topic, _, partition = key.rpartition("|")
+    return TopicPartition(topic, int(partition), offset)
+
+
+def _resolve(offset: int) -> int:
+    return 0 if offset < 0 else offset
+
+
+def rebuild(
+    settings: Settings,
+    application_name: str,
+    projection: Projection[Any],
+    *,
+    from_position: int = 0,
+    drop_old: bool = False,
+    progress: Progress = _no_progress,
+) -> RebuildResult:
+    """Build the read model afresh into a new index and put it in service.
+
+    ``from_position`` > 0 builds it from the events after that position only
+    (``cqrskit projections reset --to-position``). Queries keep being served
+    by the old index until the one atomic alias swap. Safe to interrupt and
+    run again: it resumes.
+
+    Raises:
+        ServiceUnavailable: a service went away; run it again to resume.
+    """
+    rebuilder = _Rebuilder(settings, application_name, projection, progress)
+    read_model = rebuilder.read_model
+    read_model.ensure()
+    state = rebuilder.load_state()
+    resumed = state is not None and state.phase != "done"
+    if state is None or state.phase == "done":
+        versions = read_model.versions()
+        number = max((int(v.rpartition("-v")[2]) for v in versions), default=0) + 1
+        target = f"{read_model.alias}-v{number}"
+        read_model.create_index(target, alias=False)
+        state = _State(
+            projection=projection.name,
+            target=target,
+            from_position=from_position,
+            start_offsets=rebuilder.live_offsets(),
+            head=store_head(settings, application_name),
+        )
+        state.replayed = from_position
+        rebuilder.save_state(state)
+        log.info("rebuilding %s into %s up to position %d", projection.name, target, state.head)
+    replayed = caught_up = 0
+    if state.phase == "replaying":
+        replayed = rebuilder.replay(state)
+        state.phase = "catching-up"
+        rebuilder.save_state(state)
+    if state.phase == "catching-up":
+        _, caught_up = rebuilder.catch_up(
+            state.target, state.start_offsets, "catching up from Kafka"
+        )
+        state.previous = read_model.swap(state.target)
+        state.phase = "swapped"
+        rebuilder.save_state(state)
+        log.info("%s now serves from %s (was %s)", read_model.alias, state.target, state.previous)
+    if state.phase == "swapped":
+        offsets, more = rebuilder.catch_up(
+            state.target, state.start_offsets, "catching up after the swap"
+        )
+        caught_up += more
+        state.swap_offsets = offsets
+        state.phase = "done"
+        rebuilder.save_state(state)
+    if drop_old and state.previous:
+        read_model.delete_index(state.previous)
+    return RebuildResult(
+        projection.name, state.target, state.previous, replayed, caught_up, state.failures, resumed
+    )
+
+
+def rollback(settings: Settings, application_name: str, projection: Projection[Any]) -> str:
+    """Serve the previous index again, caught up from Kafka first; return its name.
+
+    Raises:
+        PermanentError: there is no previous index to go back to.
+    """
+    rebuilder = _Rebuilder(settings, application_name, projection, _no_progress)
+    state = rebuilder.load_state()
+    read_model = rebuilder.read_model
+    if state is None or state.phase != "done" or not state.previous:
+        raise PermanentError(f"{projection.name} has no finished rebuild to roll back")
+    if state.previous not in read_model.versions():
+        raise PermanentError(f"the previous index {state.previous} was deleted")
+    # The old index missed what was applied to the new one since the swap.
+    rebuilder.catch_up(state.previous, state.swap_offsets, "catching up the old index")
+    read_model.swap(state.previous)
+    rebuilder.catch_up(state.previous, state.swap_offsets, "catching up after the swap")
+    state.target, state.previous = state.previous, state.target
+    state.swap_offsets = rebuilder.end_offsets()
+    rebuilder.save_state(state)
+    return state.target
+
+
+def prune(settings: Settings, projection: Projection[Any]) -> list[str]:
+    """Delete every version of the read model except the one in service."""
+    read_model = read_model_for(settings, projection)
+    serving = read_model.serving()
+    dropped = [v for v in read_model.versions() if v != serving]
+    for index in dropped:
+        read_model.delete_index(index)
+    return dropped
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One document that differs between the live read model and a fresh fold."""
+
+    doc_id: str
+    kind: str  # missing | extra | different
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of comparing the live read model with a fresh fold of the store."""
+
+    projection: str
+    head: int
+    compared: int
+    skipped_newer: int
+    drift: tuple[Drift, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing drifted."""
+        return not self.drift
+
+
+def verify(settings: Settings, application_name: str, projection: Projection[Any]) -> VerifyReport:
+    """Fold the event store afresh and compare every document with the live one.
+
+    Documents the live model changed with events newer than the store head
+    read here are skipped (they are ahead, not wrong); documents whose
+    applied versions differ from the fold's are reported as different.
+    """
+    head = store_head(settings, application_name)
+    fresh = MemoryReadModel()
+    applier = Applier(projection, fresh, retries=1)
+    batch: list[Envelope] = []
+    for envelope in read_envelopes(settings, application_name, upto=head):
+        batch.append(envelope)
+        if len(batch) >= 2000:
+            applier.apply(batch)
+            batch = []
+    applier.apply(batch)
+    live = {doc.doc_id: doc for doc in read_model_for(settings, projection).scan()}
+    drift: list[Drift] = []
+    skipped = compared = 0
+    for doc_id in sorted(fresh.docs.keys() | live.keys()):
+        expected, actual = fresh.docs.get(doc_id), live.get(doc_id)
+        if actual is not None and actual.position > head:
+            skipped += 1
+            continue
+        compared += 1
+        drift += _compare(doc_id, expected, actual)
+    return VerifyReport(projection.name, head, compared, skipped, tuple(drift))
+
+
+def _compare(doc_id: str, expected: DocState | None, actual: DocState | None) -> Iterator[Drift]:
+    exists = _live_view(expected)
+    there = _live_view(actual)
+    if exists is not None and there is None:
+        yield Drift(doc_id, "missing")
+    elif exists is None and there is not None:
+        yield Drift(doc_id, "extra")
+    elif exists is not None and there is not None:
+        want, got = exists.model_dump(mode="json"), there.model_dump(mode="json")
+        fields = tuple(sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k)))
+        if fields:
+            yield Drift(doc_id, "different", fields)
+
+
+def _live_view(doc: DocState | None) -> BaseModel | None:
+    if doc is None or doc.deleted:
+        return None
+    return doc.view
