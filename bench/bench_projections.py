@@ -920,12 +920,19 @@ class Bench:
     def check_cqrskit(
         self, run_settings: Settings, projection: CustomerOrdersProjection, run: Run
     ) -> None:
+        alias, checkpoints = index_names(run_settings, projection.name)
+        # The status reads checkpoints and counts documents by search: refresh first.
+        self.es.indices.refresh(index=[alias, checkpoints])
         status = projection_status(run_settings, APP_NAME, projection)
-        if status.lag != 0 or status.position != self.head:
+        if (
+            status.lag != 0
+            or status.position != self.head
+            or status.documents != len(self.expected.final)
+        ):
             raise BenchmarkError(
-                f"{projection.name}: lag {status.lag}, position {status.position} after the run"
+                f"{projection.name}: lag {status.lag}, position {status.position}, "
+                f"{status.documents} documents after the run"
             )
-        alias, _checkpoints = index_names(run_settings, projection.name)
         check_documents(es_documents(self.es, alias), self.expected, projection.name)
         run.index_operations = index_operations(self.es, alias)
 

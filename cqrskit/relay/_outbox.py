@@ -31,6 +31,9 @@ __all__ = ["OutboxRow", "PostgresOutbox", "RelayStatus"]
 #: The position before the first event: nothing published yet.
 BEFORE_FIRST = 0
 
+# Serialises cqrskit's own DDL between sessions (see ensure_table).
+_DDL_LOCK = 0x6371_726B_6974  # "cqrkit"
+
 
 #: One stored event as the relay reads it:
 #: (position, aggregate id as text, aggregate version, event topic, stored state).
@@ -105,7 +108,15 @@ class PostgresOutbox:
             self._conn = None
 
     def ensure_table(self) -> None:
-        """Create the relay table if missing; idempotent."""
+        """Create the relay table if missing; idempotent, also when run concurrently."""
+        # CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions
+        # racing both pass the check and one fails on the catalog's unique
+        # index. A transaction-scoped advisory lock makes them take turns.
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [_DDL_LOCK])
+            self._create_table()
+
+    def _create_table(self) -> None:
         self.conn.execute(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {table} ("

@@ -1,0 +1,184 @@
+"""Rebuild, rollback and verify on the real stack, with traffic on both sides."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+
+from elasticsearch import ApiError, Elasticsearch
+
+from cqrskit import Settings
+from cqrskit.projections import read_model_for, verify
+from projections import CustomerOrdersProjection
+from tests.integration.conftest import REPO_ROOT
+from tests.integration.projections.conftest import Pipeline
+from tests.integration.projections.test_worker import bulk_orders
+from tests.integration.relay.conftest import CommandStream, wait_until
+
+PROJECTION = CustomerOrdersProjection()
+
+
+class QueryLoop:
+    """Queries the alias without pause; remembers errors and the smallest answer."""
+
+    def __init__(self, es: Elasticsearch, alias: str):
+        self.es = es
+        self.alias = alias
+        self.errors: list[BaseException] = []
+        self.smallest: int | None = None
+        self.queries = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                total = self.es.count(index=self.alias)["count"]
+                hits = self.es.search(
+                    index=self.alias,
+                    size=5,
+                    sort=[{"orders_placed": "desc"}],
+                    track_total_hits=True,
+                )["hits"]
+                assert hits["total"]["value"] >= 1
+                self.smallest = total if self.smallest is None else min(self.smallest, total)
+                self.queries += 1
+            except Exception as exc:  # every failure is a finding
+                self.errors.append(exc)
+
+    def __enter__(self) -> QueryLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def run_cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cqrskit.cli", "projections", *args],
+        env=pipeline.env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def serving(settings: Settings) -> str | None:
+    return read_model_for(settings, PROJECTION).serving()
+
+
+def caught_up_and_verified(pipeline: Pipeline) -> None:
+    pipeline.wait_applied(PROJECTION)
+    report = verify(pipeline.settings, "shop", PROJECTION)
+    assert report.compared > 0
+    assert report.ok, f"drift after the rebuild: {report.drift[:5]}"
+
+
+def test_queries_never_fail_or_see_a_partial_model_during_a_rebuild(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    bulk_orders(pipeline.settings, 20_000)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    before = es.count(index=alias)["count"]
+    assert serving(pipeline.settings) == f"{alias}-v1"
+    with CommandStream(pipeline.settings) as stream, QueryLoop(es, alias) as queries:
+        done = run_cli(pipeline, "rebuild", PROJECTION.name)
+        wait_until(lambda: stream.accepted > 50, 60, "commands during the rebuild")
+    assert done.returncode == 0, done.stderr
+    assert "is in service" in done.stdout
+    assert not queries.errors, f"{len(queries.errors)} queries failed: {queries.errors[:3]}"
+    assert queries.queries > 20
+    assert queries.smallest is not None
+    assert queries.smallest >= before, "a query saw a partial model"
+    assert serving(pipeline.settings) == f"{alias}-v2"
+    caught_up_and_verified(pipeline)
+
+
+def test_a_rebuild_killed_halfway_leaves_the_old_model_and_a_rerun_completes(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    bulk_orders(pipeline.settings, 60_000)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    state_index = f"{pipeline.settings.index_prefix}cqrskit-rebuilds"
+    rebuild = subprocess.Popen(
+        [sys.executable, "-m", "cqrskit.cli", "projections", "rebuild", PROJECTION.name],
+        env=pipeline.env(),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def halfway() -> bool:
+        try:
+            found = es.options(ignore_status=404).get(index=state_index, id=PROJECTION.name)
+        except ApiError:
+            return False  # the rebuild is creating its state index right now
+        source = found.get("_source") or {}
+        return source.get("phase") == "replaying" and 0 < source.get("replayed", 0) < source["head"]
+
+    try:
+        wait_until(halfway, 120, "the rebuild to be halfway through the replay")
+    finally:
+        rebuild.send_signal(signal.SIGKILL)
+        rebuild.wait(timeout=30)
+    assert serving(pipeline.settings) == f"{alias}-v1"
+    assert es.count(index=alias)["count"] == 50  # the old model, whole
+
+    again = run_cli(pipeline, "rebuild", PROJECTION.name)
+    assert again.returncode == 0, again.stderr
+    assert "(resumed)" in again.stdout
+    assert serving(pipeline.settings) == f"{alias}-v2"
+    caught_up_and_verified(pipeline)
+
+
+def test_rollback_restores_the_previous_index_caught_up(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    bulk_orders(pipeline.settings, 3_000)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    assert run_cli(pipeline, "rebuild", PROJECTION.name).returncode == 0
+    assert serving(pipeline.settings) == f"{alias}-v2"
+    bulk_orders(pipeline.settings, 1_000)  # applied to v2 only, by the live worker
+    pipeline.wait_applied(PROJECTION)
+    rolled = run_cli(pipeline, "rollback", PROJECTION.name)
+    assert rolled.returncode == 0, rolled.stderr
+    assert serving(pipeline.settings) == f"{alias}-v1"
+    caught_up_and_verified(pipeline)  # v1 caught up with what only v2 had seen
+    totals = pipeline.actual(es, PROJECTION)
+    assert sum(d["orders_placed"] for d in totals.values()) == 4_000
+    pruned = run_cli(pipeline, "prune", PROJECTION.name)
+    assert f"{alias}-v2" in pruned.stdout
+    assert read_model_for(pipeline.settings, PROJECTION).versions() == [f"{alias}-v1"]
+
+
+def test_verify_reports_drift_and_exits_non_zero(pipeline: Pipeline, es: Elasticsearch) -> None:
+    bulk_orders(pipeline.settings, 500, customers=5)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    assert run_cli(pipeline, "verify", PROJECTION.name).returncode == 0
+    # Tamper with the live model behind the projection's back.
+    es.update(index=alias, id="c-1", doc={"orders_placed": 999}, refresh=True)
+    es.delete(index=alias, id="c-2", refresh=True)
+    done = run_cli(pipeline, "verify", PROJECTION.name, "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    kinds = {d["doc_id"]: (d["kind"], d["fields"]) for d in report["drift"]}
+    assert kinds == {"c-1": ("different", ["orders_placed"]), "c-2": ("missing", [])}
