@@ -30,11 +30,22 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["HEADER_EVENT_TYPE", "HEADER_POSITION", "HEADER_TRACEPARENT", "Envelope", "encode"]
+__all__ = [
+    "HEADER_EVENT_TYPE",
+    "HEADER_POSITION",
+    "HEADER_TRACEPARENT",
+    "WATERMARK_EVENT_TYPE",
+    "Envelope",
+    "encode",
+]
 
 HEADER_EVENT_TYPE = "event_type"
 HEADER_POSITION = "position"
 HEADER_TRACEPARENT = "traceparent"
+
+#: The ``event_type`` header of the relay's watermark messages: not events,
+#: but the promise that a partition holds no unseen event up to a position.
+WATERMARK_EVENT_TYPE = "cqrskit.watermark"
 
 
 class EnvelopeMetadata(BaseModel):

@@ -77,7 +77,13 @@ class Checkpoint:
     topic: str
     partition: int
     offset: int
+    #: Every event of this partition up to this position has been applied
+    #: (the last event applied, or the relay's watermark if that is higher).
     position: int
+    #: How many partitions the topic has (0 until a watermark said).
+    partitions: int = 0
+    #: Every topic the projection reads.
+    topics: tuple[str, ...] = ()
 
     @property
     def doc_id(self) -> str:
@@ -97,17 +103,17 @@ def index_names(settings: Settings, projection_name: str) -> tuple[str, str]:
     )
 
 
-_CHECKPOINT_MAPPING = {
-    "dynamic": "strict",
-    "properties": {
-        "projection": {"type": "keyword"},
-        "topic": {"type": "keyword"},
-        "partition": {"type": "integer"},
-        "offset": {"type": "long"},
-        "position": {"type": "long"},
-        "updated_at": {"type": "date"},
-    },
+_CHECKPOINT_PROPERTIES: dict[str, Any] = {
+    "projection": {"type": "keyword"},
+    "topic": {"type": "keyword"},
+    "partition": {"type": "integer"},
+    "offset": {"type": "long"},
+    "position": {"type": "long"},
+    "partitions": {"type": "integer"},
+    "topics": {"type": "keyword"},
+    "updated_at": {"type": "date"},
 }
+_CHECKPOINT_MAPPING = {"dynamic": "strict", "properties": _CHECKPOINT_PROPERTIES}
 
 
 class ElasticsearchReadModel:
@@ -142,6 +148,10 @@ class ElasticsearchReadModel:
                 self.create_index(f"{self.alias}-v1", alias=True)
             if not self.es.indices.exists(index=self.checkpoints_index):
                 self._create(self.checkpoints_index, _CHECKPOINT_MAPPING, None)
+            else:  # an index from an older version gains the new fields
+                self.es.indices.put_mapping(
+                    index=self.checkpoints_index, properties=_CHECKPOINT_PROPERTIES
+                )
 
     def create_index(self, index: str, *, alias: bool) -> None:
         """Create ``index`` with the view's mapping; optionally as the alias's target."""
@@ -318,6 +328,8 @@ class ElasticsearchReadModel:
                     "partition": c.partition,
                     "offset": c.offset,
                     "position": c.position,
+                    "partitions": c.partitions,
+                    "topics": list(c.topics),
                     "updated_at": now,
                 }
             )
@@ -344,6 +356,8 @@ class ElasticsearchReadModel:
                 partition=h["_source"]["partition"],
                 offset=h["_source"]["offset"],
                 position=h["_source"]["position"],
+                partitions=h["_source"].get("partitions") or 0,
+                topics=tuple(h["_source"].get("topics") or ()),
             )
             for h in found["hits"]["hits"]
         ]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from elasticsearch import Elasticsearch
 from pydantic import ValidationError
@@ -24,7 +25,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_
 
 from cqrskit.backends import elasticsearch as es_backend
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
+from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE, Envelope
 from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("cqrskit.projections")
+
+_WATERMARK = WATERMARK_EVENT_TYPE.encode()
 
 
 def consumer_group(settings: Settings, application_name: str, projection_name: str) -> str:
@@ -94,6 +97,9 @@ class ProjectionWorker:
         self._state = ""
         #: Events applied (or skipped as already applied) since start.
         self.processed = 0
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._complete: dict[tuple[str, int], int] = {}
+        self._partitions: dict[str, int] = {}
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from :meth:`run`."""
@@ -186,15 +192,28 @@ class ProjectionWorker:
         envelopes: list[Envelope] = []
         origin: dict[int, Message] = {}
         dead: list[tuple[Message, str, str]] = []
-        checkpoints: dict[tuple[str, int], Checkpoint] = {}
+        touched: set[tuple[str, int]] = set()
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.fatal():
                     raise KafkaException(error)
                 continue
-            checkpoint = self._checkpoint(checkpoints, message)
-            if kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE, b"") not in self.wanted:
+            key = (str(message.topic()), int(message.partition() or 0))
+            touched.add(key)
+            self._offsets[key] = int(message.offset() or 0) + 1
+            headers = kafka_backend.headers_of(message)
+            event_type = headers.get(HEADER_EVENT_TYPE, b"")
+            position = int(headers.get(HEADER_POSITION, b"0") or 0)
+            # Every message, event or watermark, says that this partition
+            # holds nothing unseen up to its position.
+            self._complete[key] = max(self._complete.get(key, 0), position)
+            if event_type == _WATERMARK:
+                self._partitions[key[0]] = int(
+                    orjson.loads(message.value() or b"{}").get("partitions", 0)
+                )
+                continue
+            if event_type not in self.wanted:
                 continue
             try:
                 envelope = Envelope.decode(message.value() or b"")
@@ -203,13 +222,18 @@ class ProjectionWorker:
                 continue
             envelopes.append(envelope)
             origin[envelope.position] = message
-            checkpoints[(checkpoint.topic, checkpoint.partition)] = Checkpoint(
-                checkpoint.projection,
-                checkpoint.topic,
-                checkpoint.partition,
-                checkpoint.offset,
-                max(checkpoint.position, envelope.position),
+        checkpoints = [
+            Checkpoint(
+                self.projection.name,
+                topic,
+                partition,
+                self._offsets[(topic, partition)],
+                self._complete[(topic, partition)],
+                self._partitions.get(topic, 0),
+                tuple(self.topics),
             )
+            for topic, partition in sorted(touched)
+        ]
         try:
             for attempt in self._retrying():
                 with attempt:
@@ -222,25 +246,13 @@ class ProjectionWorker:
                         )
                     self.dead_letters.flush()
                     dead = []
-                    self.read_model.save_checkpoints(checkpoints.values())
+                    self.read_model.save_checkpoints(checkpoints)
         except RetryError:
             return  # stopping mid-outage: not committed, so re-delivered later
         if self._state != "running":
             self._set_state("running", "applying again")
-        self._commit(consumer, checkpoints.values())
+        self._commit(consumer, checkpoints)
         self.processed += len(envelopes)
-
-    def _checkpoint(
-        self, checkpoints: dict[tuple[str, int], Checkpoint], message: Message
-    ) -> Checkpoint:
-        key = (str(message.topic()), int(message.partition() or 0))
-        previous = checkpoints.get(key)
-        offset = int(message.offset() or 0) + 1
-        checkpoint = Checkpoint(
-            self.projection.name, key[0], key[1], offset, previous.position if previous else 0
-        )
-        checkpoints[key] = checkpoint
-        return checkpoint
 
     def _commit(self, consumer: Consumer, checkpoints: Any) -> None:
         offsets = [TopicPartition(c.topic, c.partition, c.offset) for c in checkpoints]

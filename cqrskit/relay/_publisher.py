@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from cqrskit.backends import kafka as kafka_backend
+from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
 from cqrskit.settings import Settings
 
 __all__ = ["DeliveryCallback", "KafkaPublisher"]
@@ -56,6 +59,8 @@ class KafkaPublisher:
         self._producer = Producer(config)
         self._admin = kafka_backend.admin(settings)
         self._topics: set[str] = set()
+        self._partitions: dict[str, list[int]] = {}
+        self._partitions_at = float("-inf")
 
     def _error(self, error: KafkaError) -> None:
         if error.code() in _UNREACHABLE and self._on_unreachable is not None:
@@ -100,6 +105,31 @@ class KafkaPublisher:
                     return
                 except BufferError:
                     continue
+
+    def publish_watermark(self, prefix: str, position: int) -> None:
+        """Tell every partition of every ``<prefix>.*`` topic: events up to ``position`` were sent.
+
+        Produced after those events, so in each partition it arrives after
+        every one of them: a consumer that reads it knows its partition holds
+        nothing older that it has not seen (see docs/decisions/0004).
+        """
+        now = time.monotonic()
+        if now - self._partitions_at > 10.0:
+            metadata = self._producer.list_topics(timeout=self.settings.connect_timeout)
+            self._partitions = {
+                name: sorted(topic.partitions)
+                for name, topic in metadata.topics.items()
+                if name.startswith(f"{prefix}.") and not name.endswith(".dlq")
+            }
+            self._partitions_at = now
+        headers: list[tuple[str, str | bytes | None]] = [
+            (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
+            (HEADER_POSITION, b"%d" % position),
+        ]
+        for topic, partitions in self._partitions.items():
+            value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
+            for partition in partitions:
+                self._producer.produce(topic, value, None, partition=partition, headers=headers)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks, waiting up to ``timeout`` seconds for one."""

@@ -181,6 +181,8 @@ class OutboxRelay:
         after = self.outbox.position()
         inflight: deque[_Page] = deque()
         last_beat = time.monotonic()
+        prefix = self.settings.topic_prefix or self.application_name.lower()
+        marked, marked_at = -1, float("-inf")
         while not self.stopping:
             rows: list[OutboxRow] = []
             if len(inflight) < settings.relay_pages_in_flight:
@@ -188,6 +190,10 @@ class OutboxRelay:
                 if rows:
                     inflight.append(self._send(publisher, rows))
                     after = rows[-1][0]
+            now = time.monotonic()
+            if (after > marked and (not rows or now - marked_at > 0.05)) or now - marked_at > 1.0:
+                publisher.publish_watermark(prefix, after)
+                marked, marked_at = after, now
             publisher.poll(0)
             if self._retire(inflight):
                 last_beat = time.monotonic()

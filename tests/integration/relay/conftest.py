@@ -21,13 +21,14 @@ from confluent_kafka import Consumer
 from cqrskit import CommandBus, Settings
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.backends import postgres as pg_backend
-from cqrskit.envelope import Envelope
+from cqrskit.envelope import WATERMARK_EVENT_TYPE, Envelope
 from cqrskit.relay import RelayStatus, read_status
 from examples.shop import Order, OrderLine, PlaceOrder, RestockItem, ShopApp, handlers
 from examples.shop.commands import RegisterItem
 from tests.integration.conftest import REPO_ROOT
 
 T = TypeVar("T")
+WATERMARK = WATERMARK_EVENT_TYPE.encode()
 APP = "examples.shop:ShopApp"
 LINE = OrderLine(sku="tea", quantity=1, unit_price="2.00")  # type: ignore[arg-type]
 
@@ -259,6 +260,8 @@ def consume(settings: Settings, prefix: str, expected: set[int], timeout: float 
         while missing and time.monotonic() < deadline:
             for message in consumer.consume(num_messages=5000, timeout=0.5):
                 if message.error() is not None:
+                    continue
+                if dict(message.headers() or []).get("event_type") == WATERMARK:
                     continue
                 envelope = Envelope.decode(message.value())
                 assert message.key() == str(envelope.aggregate_id).encode()
