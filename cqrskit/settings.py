@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     projection_retries: int = Field(
         default=3, ge=1, le=100, description="Attempts at an event before it is dead-lettered."
     )
+    read_wait: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="Seconds a query with min_position waits for the read model.",
+    )
     connect_timeout: float = Field(
         default=5.0,
         gt=0,

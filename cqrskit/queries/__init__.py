@@ -1,0 +1,22 @@
+"""The query side: typed queries answered from Elasticsearch read models.
+
+Nothing here imports the command side or the event store: queries read
+the read models' aliases and the workers' checkpoints, nothing else.
+"""
+
+from cqrskit.queries._freshness import applied_position, wait_for_position
+from cqrskit.queries._queries import Query, QueryBus, QueryHandlers, Stale, StaleRead
+from cqrskit.queries._search import BadCursor, Page, Search
+
+__all__ = [
+    "BadCursor",
+    "Page",
+    "Query",
+    "QueryBus",
+    "QueryHandlers",
+    "Search",
+    "Stale",
+    "StaleRead",
+    "applied_position",
+    "wait_for_position",
+]

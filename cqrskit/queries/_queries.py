@@ -1,0 +1,171 @@
+"""Queries: pydantic models, one handler each, answered from one read model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from elasticsearch import Elasticsearch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.errors import CommandRejected, FieldError, TransientError, UnknownCommand
+from cqrskit.queries._freshness import wait_for_position
+from cqrskit.queries._search import Search
+from cqrskit.settings import Settings
+
+__all__ = ["Query", "QueryBus", "QueryHandlers", "Stale", "StaleRead"]
+
+Q = TypeVar("Q", bound="Query")
+V = TypeVar("V", bound=BaseModel)
+
+
+class Query(BaseModel):
+    """Base class of queries: frozen, validated, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StaleRead(TransientError):
+    """The read model had not applied the asked position within the wait."""
+
+    def __init__(self, view: str, position: int, waited: float):
+        self.view = view
+        self.position = position
+        super().__init__(
+            f"read model {view!r} has not applied position {position} after {waited:.1f}s; "
+            "retry, or accept a stale answer"
+        )
+
+
+@dataclass(frozen=True)
+class Stale(Generic[V]):
+    """An answer given without the asked position applied (``on_stale='flag'``)."""
+
+    value: Any
+    stale: bool
+
+
+@dataclass(frozen=True)
+class _Registration:
+    view_name: str
+    view: type[BaseModel]
+    handler: Callable[[Any, Search[Any]], Any]
+
+
+class QueryHandlers:
+    """A registry of one handler per query type, each bound to one read model::
+
+    queries = QueryHandlers()
+
+    @queries.handles(OrderById, view="order_summaries", model=OrderSummary)
+    def order_by_id(query: OrderById, search: Search[OrderSummary]) -> OrderSummary | None:
+        return search.get(str(query.order_id))
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[Query], _Registration] = {}
+
+    def handles(
+        self, query_class: type[Q], *, view: str, model: type[V]
+    ) -> Callable[[Callable[[Q, Search[V]], Any]], Callable[[Q, Search[V]], Any]]:
+        """Decorator: the function answers ``query_class`` from read model ``view``."""
+
+        def register(func: Callable[[Q, Search[V]], Any]) -> Callable[[Q, Search[V]], Any]:
+            if query_class in self._handlers:
+                raise ValueError(f"a handler for {query_class.__name__} is already registered")
+            self._handlers[query_class] = _Registration(view, model, func)
+            return func
+
+        return register
+
+    def registration(self, query: Query) -> _Registration:
+        """The handler, view and model of ``query``'s type.
+
+        Raises:
+            UnknownCommand: no handler is registered for it.
+        """
+        try:
+            return self._handlers[type(query)]
+        except KeyError:
+            raise UnknownCommand(type(query).__name__) from None
+
+    @staticmethod
+    def parse(query_class: type[Q], data: dict[str, Any]) -> Q:
+        """Build a query from untrusted data.
+
+        Raises:
+            CommandRejected: the data is invalid; lists each field path and reason.
+        """
+        try:
+            return query_class.model_validate(data)
+        except ValidationError as exc:
+            errors = [
+                FieldError(".".join(str(p) for p in e["loc"]) or "(root)", e["msg"])
+                for e in exc.errors()
+            ]
+            raise CommandRejected(query_class.__name__, errors) from exc
+
+
+class QueryBus:
+    """Answers queries from Elasticsearch read models; never touches the event store.
+
+    ``min_position`` gives read-your-writes: pass a command result's
+    position and the answer waits (up to ``wait`` seconds, default
+    ``settings.read_wait``) until the read model has applied it. On timeout
+    it raises :class:`StaleRead` (``on_stale="error"``) or answers anyway,
+    marked stale (``on_stale="flag"``).
+    """
+
+    def __init__(
+        self, settings: Settings, handlers: QueryHandlers, es: Elasticsearch | None = None
+    ):
+        self.settings = settings
+        self.handlers = handlers
+        self.es = es or es_backend.client(settings)
+        self.checkpoints_index = f"{settings.index_prefix}cqrskit-checkpoints"
+
+    def search(self, view_name: str, model: type[V]) -> Search[V]:
+        """A search over the alias of read model ``view_name``."""
+        alias = f"{self.settings.index_prefix}{view_name}"
+        return Search(self.es, alias, model, url=self.settings.elasticsearch_url)
+
+    def ask(
+        self,
+        query: Query,
+        *,
+        min_position: int | None = None,
+        on_stale: Literal["error", "flag"] = "error",
+        wait: float | None = None,
+    ) -> Stale[Any]:
+        """Answer ``query``; ``.stale`` says whether ``min_position`` was applied.
+
+        Raises:
+            UnknownCommand: no handler for the query's type.
+            StaleRead: ``min_position`` not applied in time and ``on_stale="error"``.
+            ServiceUnavailable: Elasticsearch cannot answer.
+        """
+        registration = self.handlers.registration(query)
+        stale = False
+        if min_position:
+            timeout = self.settings.read_wait if wait is None else wait
+            applied = wait_for_position(
+                self.es,
+                self.checkpoints_index,
+                registration.view_name,
+                min_position,
+                timeout,
+                self.settings.elasticsearch_url,
+            )
+            if not applied:
+                if on_stale == "error":
+                    raise StaleRead(registration.view_name, min_position, timeout)
+                stale = True
+            else:
+                # Applied is not yet searchable until the next refresh.
+                search = self.search(registration.view_name, registration.view)
+                with search._translated():
+                    self.es.indices.refresh(index=search.index)
+        search = self.search(registration.view_name, registration.view)
+        return Stale(registration.handler(query, search), stale)
