@@ -63,6 +63,7 @@ def wait_for_position(
     checkpoints_index: str,
     projection: str,
     position: int,
+    *,
     timeout: float,
     url: str = "the cluster",
 ) -> bool:

@@ -155,8 +155,8 @@ class QueryBus:
                 self.checkpoints_index,
                 registration.view_name,
                 min_position,
-                timeout,
-                self.settings.elasticsearch_url,
+                timeout=timeout,
+                url=self.settings.elasticsearch_url,
             )
             if not applied:
                 if on_stale == "error":
