@@ -1,0 +1,257 @@
+"""The shop over HTTP: commands in, queries out, with its OpenAPI document at /docs.
+
+Run it with ``uvicorn --factory examples.shop.api:create_app``. Errors map
+to status codes in one place (``_ERRORS``); bad input is never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from cqrskit import (
+    AggregateNotFound,
+    CommandBus,
+    CommandRejected,
+    CommandResult,
+    ConcurrencyError,
+    CqrskitError,
+    IdempotencyKeyReused,
+    RuleViolated,
+    ServiceUnavailable,
+    Settings,
+    UnknownCommand,
+)
+from cqrskit.commands import Command
+from cqrskit.queries import BadCursor, Page, QueryBus, StaleRead
+from cqrskit.queries import Query as CqrsQuery
+from examples.shop.application import ShopApp, handlers
+from examples.shop.commands import (
+    AuthorisePayment,
+    CancelOrder,
+    CapturePayment,
+    PlaceOrder,
+    RegisterItem,
+    ReserveStock,
+    RestockItem,
+)
+from examples.shop.domain import OrderLine
+from examples.shop.queries import (
+    CustomerById,
+    ListOrders,
+    LowStock,
+    OrderById,
+    OrderStats,
+    SearchProducts,
+    queries,
+)
+from projections import CustomerOrders, OrderSummary, Product, StockLevel
+
+# Which error means which status: the one place that says it.
+_ERRORS: list[tuple[type[CqrskitError], int]] = [
+    (CommandRejected, 422),
+    (AggregateNotFound, 404),
+    (RuleViolated, 409),
+    (ConcurrencyError, 409),
+    (IdempotencyKeyReused, 409),
+    (StaleRead, 409),
+    (BadCursor, 400),
+    (UnknownCommand, 400),
+    (ServiceUnavailable, 503),
+]
+
+StaleMode = Annotated[
+    Literal["error", "flag"],
+    Query(
+        description="On a read that cannot wait for min_position: 409, or 200 with X-Stale: true"
+    ),
+]
+MinPosition = Annotated[
+    int | None,
+    Query(ge=1, description="Wait until the read model applied this position (read your writes)"),
+]
+
+
+IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+
+
+class CancelBody(BaseModel):
+    reason: str
+
+
+class RestockBody(BaseModel):
+    quantity: int
+
+
+class ReserveBody(BaseModel):
+    order_id: UUID
+    quantity: int
+
+
+class PaymentBody(BaseModel):
+    amount: Decimal
+
+
+class PlaceOrderBody(BaseModel):
+    customer_id: str
+    lines: list[OrderLine]
+
+
+class NotFound(CqrskitError):
+    """A read model has no document with that id."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The shop's HTTP API, on the services ``settings`` name."""
+    settings = settings or Settings.load()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        application = ShopApp(settings)
+        state["commands"] = CommandBus(application, handlers)
+        state["queries"] = QueryBus(settings, queries)
+        yield
+        application.close()
+
+    app = FastAPI(title="cqrskit shop", version="1.0", lifespan=lifespan)
+
+    for error, status in _ERRORS:
+        app.add_exception_handler(error, _handler(status))
+    app.add_exception_handler(NotFound, _handler(404))
+    app.add_exception_handler(CqrskitError, _handler(500))
+
+    def send(command: Command, key: str | None) -> CommandResult:
+        bus: CommandBus = state["commands"]
+        return bus.dispatch(command, idempotency_key=key)
+
+    def ask(query: CqrsQuery, min_position: int | None, stale: str) -> tuple[Any, dict[str, str]]:
+        bus: QueryBus = state["queries"]
+        answer = bus.ask(
+            query, min_position=min_position, on_stale="flag" if stale == "flag" else "error"
+        )
+        if answer.value is None:
+            raise NotFound(f"no document for {query!r}")
+        return answer.value, {"X-Stale": "true"} if answer.stale else {}
+
+    @app.post("/orders", status_code=201)
+    def place_order(body: PlaceOrderBody, idempotency_key: IdempotencyKey = None) -> CommandResult:
+        return send(PlaceOrder(customer_id=body.customer_id, lines=body.lines), idempotency_key)
+
+    @app.post("/orders/{order_id}/cancel")
+    def cancel_order(
+        order_id: UUID, body: CancelBody, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        return send(_build(CancelOrder, order_id=order_id, reason=body.reason), idempotency_key)
+
+    @app.post("/orders/{order_id}/payments", status_code=201)
+    def authorise(
+        order_id: UUID, body: PaymentBody, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        return send(
+            _build(AuthorisePayment, order_id=order_id, amount=body.amount), idempotency_key
+        )
+
+    @app.post("/payments/{payment_id}/capture")
+    def capture(payment_id: UUID, idempotency_key: IdempotencyKey = None) -> CommandResult:
+        return send(CapturePayment(payment_id=payment_id), idempotency_key)
+
+    @app.post("/items", status_code=201)
+    def register_item(body: RegisterItem, idempotency_key: IdempotencyKey = None) -> CommandResult:
+        return send(body, idempotency_key)
+
+    @app.post("/items/{item_id}/restock")
+    def restock(
+        item_id: UUID, body: RestockBody, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        return send(_build(RestockItem, item_id=item_id, quantity=body.quantity), idempotency_key)
+
+    @app.post("/items/{item_id}/reservations")
+    def reserve(
+        item_id: UUID, body: ReserveBody, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        return send(
+            _build(ReserveStock, item_id=item_id, order_id=body.order_id, quantity=body.quantity),
+            idempotency_key,
+        )
+
+    @app.get("/orders/stats")
+    def stats(
+        customer_id: str | None = None, min_position: MinPosition = None, stale: StaleMode = "error"
+    ) -> JSONResponse:
+        value, headers = ask(OrderStats(customer_id=customer_id), min_position, stale)
+        return JSONResponse(value, headers=headers)
+
+    @app.get("/orders/{order_id}", response_model=OrderSummary)
+    def order(
+        order_id: UUID, min_position: MinPosition = None, stale: StaleMode = "error"
+    ) -> JSONResponse:
+        value, headers = ask(OrderById(order_id=order_id), min_position, stale)
+        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+
+    @app.get("/orders", response_model=Page[OrderSummary])
+    def list_orders(
+        query: Annotated[ListOrders, Query()],
+        min_position: MinPosition = None,
+        stale: StaleMode = "error",
+    ) -> JSONResponse:
+        value, headers = ask(query, min_position, stale)
+        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+
+    @app.get("/customers/{customer_id}", response_model=CustomerOrders)
+    def customer(
+        customer_id: str, min_position: MinPosition = None, stale: StaleMode = "error"
+    ) -> JSONResponse:
+        value, headers = ask(_build(CustomerById, customer_id=customer_id), min_position, stale)
+        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+
+    @app.get("/products", response_model=Page[Product])
+    def products(
+        query: Annotated[SearchProducts, Query()],
+        min_position: MinPosition = None,
+        stale: StaleMode = "error",
+    ) -> JSONResponse:
+        value, headers = ask(query, min_position, stale)
+        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+
+    @app.get("/stock/low", response_model=Page[StockLevel])
+    def low_stock(
+        query: Annotated[LowStock, Query()],
+        min_position: MinPosition = None,
+        stale: StaleMode = "error",
+    ) -> JSONResponse:
+        value, headers = ask(query, min_position, stale)
+        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+
+    return app
+
+
+def _build(model: type[Any], **data: Any) -> Any:
+    """Validate path and body together; a bad value is a 422 naming its field."""
+    return (
+        queries.parse(model, data)
+        if issubclass(model, CqrsQuery)
+        else handlers.parse(model.command_type, data)
+    )
+
+
+def _handler(status: int) -> Any:
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
+        headers = {}
+        if isinstance(exc, CommandRejected):
+            body["detail"] = [{"loc": e.path.split("."), "msg": e.message} for e in exc.errors]
+        if isinstance(exc, StaleRead):
+            body["stale"] = True
+        if isinstance(exc, ServiceUnavailable):
+            headers["Retry-After"] = "1"
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    return handle
