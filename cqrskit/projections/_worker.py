@@ -159,7 +159,13 @@ class ProjectionWorker:
         self._set_state("running", f"consuming {', '.join(self.topics)} as group {self.group}")
         try:
             while not self.stopping:
-                messages = consumer.consume(self.settings.projection_batch_size, timeout=0.5)
+                # Wait for one message, then take what is already fetched:
+                # a batch never waits to fill up, so latency stays low.
+                first = consumer.poll(0.5)
+                if first is None:
+                    continue
+                messages = [first]
+                messages += consumer.consume(self.settings.projection_batch_size - 1, timeout=0)
                 if messages:
                     self._process(consumer, messages)
         finally:

@@ -35,7 +35,13 @@ def applied_position(
             size=10_000,
             source_includes=["topic", "partition", "position", "partitions", "topics"],
         )
-    except (TransportError, ApiError) as exc:
+    except ApiError as exc:
+        if exc.meta.status == 503:
+            return 0  # a checkpoint shard is still starting: nothing is known yet
+        raise ServiceUnavailable(
+            "Elasticsearch", url, str(exc), "CQRSKIT_ELASTICSEARCH_URL"
+        ) from exc
+    except TransportError as exc:
         raise ServiceUnavailable(
             "Elasticsearch",
             str(es.transport.node_pool.get().base_url),

@@ -149,8 +149,9 @@ class Search(Generic[V]):
             BadCursor: the cursor is malformed or its point in time expired.
         """
         after: list[Any] | None = None
+        served = 0
         if cursor:
-            pit, after = _decode(cursor)
+            pit, after, served = _decode(cursor)
         else:
             with self._translated():
                 pit = self.es.open_point_in_time(index=self.index, keep_alive="2m")["id"]
@@ -174,11 +175,13 @@ class Search(Generic[V]):
             items.append(self.view.model_validate(source))
         total = int(found["hits"]["total"]["value"])
         next_pit = found.get("pit_id", pit)
-        if len(hits) < size:
+        served += len(hits)
+        if len(hits) < size or served >= total:
             with self._translated():
                 self.es.options(ignore_status=404).close_point_in_time(id=next_pit)
             return Page[V](items=items, total=total, cursor=None)
-        return Page[V](items=items, total=total, cursor=_encode(next_pit, hits[-1]["sort"]))
+        cursor = _encode(next_pit, hits[-1]["sort"], served)
+        return Page[V](items=items, total=total, cursor=cursor)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -196,16 +199,17 @@ class Search(Generic[V]):
             raise PermanentError(f"query on {self.index} refused: {exc}") from exc
 
 
-def _encode(pit: str, after: list[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"p": pit, "a": after})).decode().rstrip("=")
+def _encode(pit: str, after: list[Any], served: int) -> str:
+    data = orjson.dumps({"p": pit, "a": after, "n": served})
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[str, list[Any]]:
+def _decode(cursor: str) -> tuple[str, list[Any], int]:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        pit, after = data["p"], data["a"]
-        if not isinstance(pit, str) or not isinstance(after, list):
+        pit, after, served = data["p"], data["a"], data["n"]
+        if not (isinstance(pit, str) and isinstance(after, list) and isinstance(served, int)):
             raise TypeError("wrong shape")
     except (ValueError, TypeError, KeyError) as exc:
         raise BadCursor("the cursor is not one this service issued") from exc
-    return pit, after
+    return pit, after, served

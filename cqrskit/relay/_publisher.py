@@ -114,7 +114,7 @@ class KafkaPublisher:
         nothing older that it has not seen (see docs/decisions/0004).
         """
         now = time.monotonic()
-        if now - self._partitions_at > 10.0:
+        if now - self._partitions_at > 2.0:  # new topics (a new projection) join soon
             metadata = self._producer.list_topics(timeout=self.settings.connect_timeout)
             self._partitions = {
                 name: sorted(topic.partitions)

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from cqrskit import (
     AggregateNotFound,
@@ -73,6 +73,10 @@ StaleMode = Annotated[
         description="On a read that cannot wait for min_position: 409, or 200 with X-Stale: true"
     ),
 ]
+Wait = Annotated[
+    float | None,
+    Query(ge=0, le=60, description="Seconds to wait for min_position (default: CQRSKIT_READ_WAIT)"),
+]
 MinPosition = Annotated[
     int | None,
     Query(ge=1, description="Wait until the read model applied this position (read your writes)"),
@@ -104,6 +108,20 @@ class PlaceOrderBody(BaseModel):
     lines: list[OrderLine]
 
 
+class ListOrdersParams(ListOrders):
+    # FastAPI binds all query parameters to the model; min_position and stale
+    # are the endpoint's own, so the HTTP form of a query ignores extras.
+    model_config = ConfigDict(extra="ignore")
+
+
+class SearchProductsParams(SearchProducts):
+    model_config = ConfigDict(extra="ignore")
+
+
+class LowStockParams(LowStock):
+    model_config = ConfigDict(extra="ignore")
+
+
 class NotFound(CqrskitError):
     """A read model has no document with that id."""
 
@@ -132,10 +150,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bus: CommandBus = state["commands"]
         return bus.dispatch(command, idempotency_key=key)
 
-    def ask(query: CqrsQuery, min_position: int | None, stale: str) -> tuple[Any, dict[str, str]]:
+    def ask(
+        query: CqrsQuery, min_position: int | None, stale: str, wait: float | None = None
+    ) -> tuple[Any, dict[str, str]]:
         bus: QueryBus = state["queries"]
         answer = bus.ask(
-            query, min_position=min_position, on_stale="flag" if stale == "flag" else "error"
+            query,
+            min_position=min_position,
+            on_stale="flag" if stale == "flag" else "error",
+            wait=wait,
         )
         if answer.value is None:
             raise NotFound(f"no document for {query!r}")
@@ -198,11 +221,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/orders", response_model=Page[OrderSummary])
     def list_orders(
-        query: Annotated[ListOrders, Query()],
+        query: Annotated[ListOrdersParams, Query()],
         min_position: MinPosition = None,
         stale: StaleMode = "error",
+        wait: Wait = None,
     ) -> JSONResponse:
-        value, headers = ask(query, min_position, stale)
+        value, headers = ask(ListOrders(**query.model_dump()), min_position, stale, wait)
         return JSONResponse(value.model_dump(mode="json"), headers=headers)
 
     @app.get("/customers/{customer_id}", response_model=CustomerOrders)
@@ -214,20 +238,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/products", response_model=Page[Product])
     def products(
-        query: Annotated[SearchProducts, Query()],
+        query: Annotated[SearchProductsParams, Query()],
         min_position: MinPosition = None,
         stale: StaleMode = "error",
     ) -> JSONResponse:
-        value, headers = ask(query, min_position, stale)
+        value, headers = ask(SearchProducts(**query.model_dump()), min_position, stale)
         return JSONResponse(value.model_dump(mode="json"), headers=headers)
 
     @app.get("/stock/low", response_model=Page[StockLevel])
     def low_stock(
-        query: Annotated[LowStock, Query()],
+        query: Annotated[LowStockParams, Query()],
         min_position: MinPosition = None,
         stale: StaleMode = "error",
     ) -> JSONResponse:
-        value, headers = ask(query, min_position, stale)
+        value, headers = ask(LowStock(**query.model_dump()), min_position, stale)
         return JSONResponse(value.model_dump(mode="json"), headers=headers)
 
     return app
