@@ -51,6 +51,7 @@ test: venv services lint typecheck
 
 demo: venv services
 	$(BIN)/cqrskit doctor
+	$(BIN)/python -m examples.shop.demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -123,4 +123,5 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         table.add_column(column)
     for row in rows:
         table.add_row(*(escape(str(cell)) for cell in row))
-    Console().print(table)
+    # A pipe or a log file is not 80 columns wide: do not squeeze the table.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
