@@ -120,7 +120,8 @@ def main() -> int:
     os.environ.update(env)
     settings = Settings.load()
     say(
-        f"run {run}: schema {settings.postgres_schema}, topics {settings.topic_prefix}.*, indices {settings.index_prefix}*"
+        f"run {run}: schema {settings.postgres_schema}, "
+        f"topics {settings.topic_prefix}.*, indices {settings.index_prefix}*"
     )
     say("initialising the event store (cqrskit db init)")
     subprocess.run(
@@ -153,10 +154,9 @@ def main() -> int:
                 for o in page.items
             ],
         )
-        stock = query_bus.ask(LowStock(max_available=500), min_position=last, wait=120)
-        stock = stock.value
-        table("stock", ["sku", "name", "on hand", "reserved", "available"],
-              [[s.sku, s.name, s.on_hand, s.reserved, s.available] for s in stock.items])  # fmt: skip
+        stock = query_bus.ask(LowStock(max_available=500), min_position=last, wait=120).value
+        rows = [[s.sku, s.name, s.on_hand, s.reserved, s.available] for s in stock.items]
+        table("stock", ["sku", "name", "on hand", "reserved", "available"], rows)
         found = query_bus.ask(SearchProducts(text="tea"), min_position=last, wait=120).value
         table("search: 'tea'", ["sku", "name"], [[p.sku, p.name] for p in found.items])
         say("cqrskit projections status")
