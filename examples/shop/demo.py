@@ -21,6 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import CommandBus, RuleViolated, Settings
+from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.backends import postgres as pg_backend
 from cqrskit.queries import QueryBus
 from examples.shop import (
     AuthorisePayment,
@@ -96,6 +99,20 @@ def send_commands(bus: CommandBus, orders: int) -> int:
         else:
             last = order.position or last
     return last
+
+
+def clean_up(settings: Settings) -> None:
+    """Drop what this run created, so that demos do not pile up."""
+    with pg_backend.connect(settings) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres_schema}" CASCADE')
+    admin = kafka_backend.admin(settings)
+    prefix = f"{settings.topic_prefix}."
+    topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    for future in admin.delete_topics(topics).values() if topics else ():
+        future.result(timeout=30)
+    es = es_backend.client(settings)
+    es.options(ignore_status=404).indices.delete(index=f"{settings.index_prefix}*")
+    es.close()
 
 
 def table(title: str, columns: list[str], rows: list[list[object]]) -> None:
@@ -175,6 +192,9 @@ def main() -> int:
             process.terminate()
         for process in processes:
             process.wait(timeout=60)
+        if "--keep" not in sys.argv:
+            say("removing this run's schema, topics and indices (--keep keeps them)")
+            clean_up(settings)
     say("done")
     return 0
 
