@@ -24,6 +24,17 @@ VARIABLE = "CQRSKIT_KAFKA_BOOTSTRAP"
 _librdkafka_log = logging.getLogger("cqrskit.kafka.librdkafka")
 
 
+class _KnownWarnings(logging.Filter):
+    """Drops librdkafka's warning that a setting we chose on purpose is experimental."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("CONFWARN" in message and "gapless.guarantee is experimental" in message)
+
+
+_librdkafka_log.addFilter(_KnownWarnings())
+
+
 def base_config(settings: Settings) -> dict[str, Any]:
     """Client settings shared by every producer, consumer and admin client."""
     timeout_ms = int(settings.connect_timeout * 1000)
