@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from cqrskit.envelope import Envelope
 from cqrskit.errors import TransientError
 from cqrskit.projections._projection import DELETE, UNCHANGED, Projection
-from cqrskit.projections._readmodel import DocState, DocumentStore
+from cqrskit.projections._readmodel import STORE_STREAM, DocState, DocumentStore
 
 __all__ = ["Applier", "Failure"]
 
@@ -41,6 +41,7 @@ class _Step:
     doc_id: str
     handler: Callable[[Envelope, Any], Any]
     envelope: Envelope
+    stream: str
 
 
 class Applier:
@@ -60,7 +61,12 @@ class Applier:
         self.retries = retries
 
     def apply(
-        self, envelopes: Sequence[Envelope], *, index: str | None = None, replay: bool = False
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        streams: Sequence[str] | None = None,
+        index: str | None = None,
+        replay: bool = False,
     ) -> list[Failure]:
         """Apply ``envelopes`` (in order); return the events that failed (to dead-letter).
 
@@ -71,9 +77,10 @@ class Applier:
                 the caller retries the same batch.
             DocumentsKeptConflicting: see the class.
         """
+        named = streams if streams is not None else [STORE_STREAM] * len(envelopes)
         steps = [
-            _Step(doc_id, handler, envelope)
-            for envelope in envelopes
+            _Step(doc_id, handler, envelope, stream)
+            for envelope, stream in zip(envelopes, named, strict=True)
             for doc_id, handler in self.projection.handlers_for(envelope)
         ]
         failures: dict[tuple[int, str], Failure] = {}
@@ -93,8 +100,8 @@ class Applier:
 
     def _fold(self, doc: DocState, step: _Step, replay: bool) -> Failure | None:
         envelope = step.envelope
-        source = str(envelope.aggregate_id)
-        version = envelope.aggregate_version
+        source = step.stream
+        version = envelope.position
         failed_before = version in doc.failed.get(source, ())
         if doc.applied(source, version) or (failed_before and not replay):
             return None
@@ -134,7 +141,7 @@ class Applier:
             self.projection.name,
             handler_name,
             envelope.event_type,
-            version,
+            envelope.aggregate_version,
             envelope.position,
             error,
         )

@@ -25,7 +25,18 @@ from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.settings import Settings
 
-__all__ = ["Checkpoint", "DocState", "DocumentStore", "ElasticsearchReadModel", "index_names"]
+__all__ = [
+    "STORE_STREAM",
+    "Checkpoint",
+    "DocState",
+    "DocumentStore",
+    "ElasticsearchReadModel",
+    "index_names",
+]
+
+
+#: The stream name of events replayed from the event store (rebuilds, verify).
+STORE_STREAM = "store"
 
 
 @dataclass
@@ -42,9 +53,16 @@ class DocState:
     primary_term: int | None = None
     dirty: bool = False
 
-    def applied(self, source: str, version: int) -> bool:
-        """True if the event (source aggregate, version) already took effect here."""
-        return version <= self.sources.get(source, 0) and version not in self.failed.get(source, ())
+    def applied(self, stream: str, position: int) -> bool:
+        """True if the event at ``position`` of ``stream`` already took effect here.
+
+        A stream (a Kafka partition, or the event store itself during a
+        rebuild) delivers positions in increasing order, so remembering the
+        last position applied per stream is enough; the store's mark covers
+        every stream, since a replay of the store applies a whole prefix.
+        """
+        mark = max(self.sources.get(stream, 0), self.sources.get(STORE_STREAM, 0))
+        return position <= mark and position not in self.failed.get(stream, ())
 
     def body(self) -> dict[str, Any]:
         """The JSON document to store."""

@@ -39,7 +39,7 @@ from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import DocState, ElasticsearchReadModel
-from cqrskit.projections._worker import consumer_group, read_model_for, topics_for
+from cqrskit.projections._worker import consumer_group, read_model_for, stream_of, topics_for
 from cqrskit.settings import Settings
 
 __all__ = [
@@ -186,7 +186,9 @@ class _Rebuilder:
         finally:
             consumer.close()
 
-    def catch_up(self, index: str, start: dict[str, int], phase: str) -> tuple[dict[str, int], int]:
+    def catch_up(
+        self, index: str, start: dict[str, int], phase: str, floor: int = 0
+    ) -> tuple[dict[str, int], int]:
         """Apply every message from ``start`` to the current end of each partition."""
         ends = self.end_offsets()
         position = dict(start)
@@ -207,7 +209,7 @@ class _Rebuilder:
                         if tp.offset >= ends[_key(tp)]:
                             todo.discard(_key(tp))
                     continue
-                envelopes = []
+                envelopes, streams = [], []
                 for message in messages:
                     if message.error() is not None:
                         continue
@@ -216,8 +218,13 @@ class _Rebuilder:
                     if position[key] >= ends[key]:
                         todo.discard(key)
                     if kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE, b"") in self.wanted:
-                        envelopes.append(Envelope.decode(message.value() or b""))
-                self._apply(envelopes, index)
+                        envelope = Envelope.decode(message.value() or b"")
+                        if envelope.position > floor:  # the store replay covered the rest
+                            envelopes.append(envelope)
+                            streams.append(
+                                stream_of(str(message.topic()), int(message.partition() or 0))
+                            )
+                self._apply(envelopes, index, streams)
                 applied += len(messages)
                 self.progress(phase, applied, total)
         finally:
@@ -226,10 +233,12 @@ class _Rebuilder:
 
     # -- applying ------------------------------------------------------------------
 
-    def _apply(self, envelopes: list[Envelope], index: str) -> list[Failure]:
+    def _apply(
+        self, envelopes: list[Envelope], index: str, streams: list[str] | None = None
+    ) -> list[Failure]:
         if not envelopes:
             return []
-        failures = self.applier.apply(envelopes, index=index)
+        failures = self.applier.apply(envelopes, index=index, streams=streams)
         for failure in failures:
             log.warning(
                 "rebuild of %s: %s failed on %s at position %d: %s",

@@ -30,7 +30,7 @@ from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import Checkpoint, ElasticsearchReadModel
+from cqrskit.projections._readmodel import STORE_STREAM, Checkpoint, ElasticsearchReadModel
 from cqrskit.relay import topic_for
 from cqrskit.settings import Settings
 
@@ -46,6 +46,11 @@ __all__ = [
 log = logging.getLogger("cqrskit.projections")
 
 _WATERMARK = WATERMARK_EVENT_TYPE.encode()
+
+
+def stream_of(topic: str, partition: int | str) -> str:
+    """The guard name of a Kafka partition: documents remember a position per stream."""
+    return f"{topic}/{partition}"
 
 
 def consumer_group(settings: Settings, application_name: str, projection_name: str) -> str:
@@ -196,6 +201,7 @@ class ProjectionWorker:
 
     def _process(self, consumer: Consumer, messages: Sequence[Message]) -> None:
         envelopes: list[Envelope] = []
+        streams: list[str] = []
         origin: dict[int, Message] = {}
         dead: list[tuple[Message, str, str]] = []
         touched: set[tuple[str, int]] = set()
@@ -227,6 +233,7 @@ class ProjectionWorker:
                 dead.append((message, "decode", f"not an event envelope: {exc}"))
                 continue
             envelopes.append(envelope)
+            streams.append(stream_of(key[0], key[1]))
             origin[envelope.position] = message
         checkpoints = [
             Checkpoint(
@@ -243,7 +250,7 @@ class ProjectionWorker:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    failures: list[Failure] = self.applier.apply(envelopes)
+                    failures: list[Failure] = self.applier.apply(envelopes, streams=streams)
                     for message, handler, error_text in dead:
                         self.dead_letters.send(message, handler, error_text)
                     for failure in failures:
@@ -299,6 +306,7 @@ def replay_dead_letters(
     if not letters:
         return ReplayResult(0, 0)
     envelopes: list[Envelope] = []
+    streams: list[str] = []
     by_position: dict[int, DeadLetter] = {}
     failed_again = 0
     for letter in letters:
@@ -309,8 +317,15 @@ def replay_dead_letters(
             failed_again += 1
             continue
         envelopes.append(envelope)
+        headers = letter.headers
+        if "dlq.topic" in headers and headers.get("dlq.partition", b"").isdigit():
+            streams.append(
+                stream_of(headers["dlq.topic"].decode(), headers["dlq.partition"].decode())
+            )
+        else:
+            streams.append(STORE_STREAM)
         by_position[envelope.position] = letter
-    failures = applier.apply(envelopes, replay=True)
+    failures = applier.apply(envelopes, streams=streams, replay=True)
     for failure in failures:
         topic.resend(by_position[failure.envelope.position], failure.handler, failure.error)
     topic.flush()
