@@ -877,8 +877,9 @@ class Bench:
             raise BenchmarkError(f"the store holds {self.head} events, expected {config.events}")
         console.log(f"filled in {self.fill_seconds:.1f} s; publishing to {self.topic}")
         self.publish_seconds = publish_all(settings, self.head)
+        # The relay also writes a few watermark messages per partition.
         on_topic = messages_on(settings, self.topic)
-        if on_topic != self.head:
+        if on_topic < self.head:
             raise BenchmarkError(f"{on_topic} messages on {self.topic}, expected {self.head}")
         console.log(
             f"published in {self.publish_seconds:.1f} s ({on_topic:,} messages on "

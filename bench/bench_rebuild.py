@@ -588,13 +588,6 @@ REPLAY_STEPS = [
 ]
 
 
-def phase_rows(phases: dict[str, float]) -> dict[str, float]:
-    """The phases as shown: 'other' is what lies between and after them."""
-    rows = {key: phases.get(key, 0.0) for _, key in PHASES if key != "other"}
-    rows["other"] = phases.get("between", 0.0) + phases.get("end", 0.0)
-    return rows
-
-
 # --- the two sides ------------------------------------------------------------------------
 
 
@@ -789,7 +782,12 @@ def git_state() -> dict[str, Any]:
         )
         return done.stdout.strip()
 
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(changed),
+        "changed_outside_bench": [path for path in changed if not path.startswith("bench/")],
+    }
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -940,10 +938,7 @@ class Bench:
             order = list(variants) if round_no % 2 else list(reversed(variants))
             for v in order:
                 tag = f"r{round_no}_{v.key}".replace("-", "_")
-                if v.side == "rebuild":
-                    run = self.rebuild(tag, v.cold_group)
-                else:
-                    run = self.live(tag)
+                run = self.rebuild(tag, v.cold_group) if v.side == "rebuild" else self.live(tag)
                 measurements[v.key].runs.append(run)
                 cut = f" PARTIAL: first {run.events:,} of {self.head:,}" if run.partial else ""
                 self.console.log(
@@ -973,38 +968,49 @@ class Bench:
     def clean_up(self) -> None:
         """Delete the indices, topics and consumer groups this run created."""
         problems: list[str] = []
-        try:
-            found = self.es.indices.get(index=f"{self.base}-*", expand_wildcards="all")
-            for index in found:
-                self.es.options(ignore_status=404).indices.delete(index=index)
-        except Exception as exc:
-            problems.append(f"indices: {exc}")
-        admin = kafka_backend.admin(self.settings)
-        prefix = self.settings.topic_prefix
-        try:
-            assert prefix and prefix.startswith("bench-rebuild-")
-            topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-            if topics:
-                for future in admin.delete_topics(topics, operation_timeout=30).values():
-                    future.result(timeout=60)
-        except Exception as exc:
-            problems.append(f"topics: {exc}")
-        if self.groups:
+        for what, step in (
+            ("indices", self._delete_indices),
+            ("topics", self._delete_topics),
+            ("consumer groups", self._delete_groups),
+        ):
             try:
-                for future in admin.delete_consumer_groups(
-                    sorted(set(self.groups)), request_timeout=30
-                ).values():
-                    try:
-                        future.result(timeout=60)
-                    except Exception as exc:  # a group that never existed
-                        if "GROUP_ID_NOT_FOUND" not in str(exc):
-                            raise
+                step()
             except Exception as exc:
-                problems.append(f"consumer groups: {exc}")
+                problems.append(f"{what}: {exc}")
         if problems:
             self.console.log(f"[yellow]clean-up incomplete: {'; '.join(problems)}")
         else:
-            self.console.log(f"cleaned up: indices {self.base}-*, topics {prefix}*, groups")
+            self.console.log(
+                f"cleaned up: indices {self.base}-*, topics {self.settings.topic_prefix}*, "
+                f"{len(set(self.groups))} consumer groups"
+            )
+
+    def _delete_indices(self) -> None:
+        found = self.es.indices.get(index=f"{self.base}-*", expand_wildcards="all")
+        for index in found:
+            self.es.options(ignore_status=404).indices.delete(index=index)
+
+    def _delete_topics(self) -> None:
+        prefix = self.settings.topic_prefix
+        if not (prefix and prefix.startswith("bench-rebuild-")):
+            raise BenchmarkError(f"not this benchmark's topic prefix: {prefix!r}")
+        admin = kafka_backend.admin(self.settings)
+        topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+        if topics:
+            for future in admin.delete_topics(topics, operation_timeout=30).values():
+                future.result(timeout=60)
+
+    def _delete_groups(self) -> None:
+        if not self.groups:
+            return
+        admin = kafka_backend.admin(self.settings)
+        futures = admin.delete_consumer_groups(sorted(set(self.groups)), request_timeout=30)
+        for future in futures.values():
+            try:
+                future.result(timeout=60)
+            except Exception as exc:  # a group that never existed
+                if "GROUP_ID_NOT_FOUND" not in str(exc):
+                    raise
 
 
 def variants_for(config: Config) -> list[Variant]:
@@ -1053,9 +1059,7 @@ def ratios_of(measurements: Sequence[Measurement]) -> list[Ratio]:
                 mine / theirs
                 for mine, theirs in zip(m.events_per_second, base.events_per_second, strict=True)
             ]
-            ratios.append(
-                Ratio(m.variant.key, BASELINE, m.median / base.median, round_ratios)
-            )
+            ratios.append(Ratio(m.variant.key, BASELINE, m.median / base.median, round_ratios))
             continue
         round_ratios = []
         for mine, theirs in zip(m.runs, base.runs, strict=True):
@@ -1387,18 +1391,29 @@ def save_chart(
     for m in ms:
         for n, run in enumerate(m.runs):
             points = thinned(run.timeline)
+            colour, alpha = COLOURS[m.variant.key], 1.0 if n == 0 else 0.45
             curve_axes.plot(
                 [0.0] + [t for t, _ in points],
                 [0] + [e for _, e in points],
-                color=COLOURS[m.variant.key],
-                alpha=1.0 if n == 0 else 0.45,
+                color=colour,
+                alpha=alpha,
                 label=m.variant.label if n == 0 else None,
             )
+            if points and run.seconds > points[-1][0] + 0.05:
+                # A rebuild's catch-up and swap come after its replay's last report.
+                curve_axes.plot(
+                    [points[-1][0], run.seconds],
+                    [points[-1][1], run.events],
+                    color=colour,
+                    alpha=alpha,
+                    linestyle=":",
+                )
+                curve_axes.plot([run.seconds], [run.events], "o", color=colour, alpha=alpha)
     curve_axes.set_xlabel("seconds since the start of the run")
     curve_axes.set_ylabel("events applied")
     curve_axes.set_title(
         "Progress of every run (rebuild: replay of the store, as its progress callback "
-        "reports it; live: events committed)",
+        "reports it, dotted to the end of the run: catch-up and swap; live: events committed)",
         fontsize=9,
     )
     curve_axes.legend(fontsize=8, loc="lower right")
