@@ -787,7 +787,8 @@ class Bench:
                 else:
                     run = self.raw(run_settings, v)
                 run.messages_on_topics = self.topics.messages_on(names)
-                if run.messages_on_topics != head:
+                # The relay also writes watermarks: a few per partition.
+                if run.messages_on_topics < head:
                     raise BenchmarkError(
                         f"{v.key}: {run.messages_on_topics} messages on the topics, expected {head}"
                     )
