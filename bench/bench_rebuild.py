@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import cProfile
+import gc
 import io
 import json
 import os
@@ -55,6 +56,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from psycopg.sql import SQL, Identifier
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cqrskit import Settings
@@ -140,6 +142,12 @@ class Run:
     phases: dict[str, float] = field(default_factory=dict)
     #: rebuild only: what rebuild() returned.
     result: dict[str, Any] | None = None
+    #: Other benchmark scripts seen running at the start or the end of the run.
+    others_running: list[str] = field(default_factory=list)
+    #: Wall seconds this process spent in the cyclic garbage collector, and its
+    #: collections per generation, during the run.
+    gc_seconds: float = 0.0
+    gc_collections: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     @property
     def events_per_second(self) -> float:
@@ -464,6 +472,54 @@ class ServiceCpu:
         return out
 
 
+class GcTimer:
+    """Wall time of the cyclic garbage collector's pauses (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started: float | None = None
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+            self._started = None
+
+    def snapshot(self) -> tuple[float, list[int]]:
+        return self.seconds, list(self.collections)
+
+    def since(self, snapshot: tuple[float, list[int]]) -> tuple[float, list[int]]:
+        """(seconds, collections per generation) since ``snapshot``."""
+        seconds, collections = snapshot
+        return self.seconds - seconds, [
+            a - b for a, b in zip(self.collections, collections, strict=True)
+        ]
+
+    @contextmanager
+    def active(self) -> Iterator[GcTimer]:
+        gc.callbacks.append(self)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self)
+
+
+#: Registered while the benchmark runs; each run reads it at its start and end.
+GC = GcTimer()
+
+
+def other_benchmarks() -> set[str]:
+    """Command lines of other ``bench/bench_*.py`` processes (they share the CPUs)."""
+    found = set()
+    for pid, _comm, cmdline in ServiceCpu._processes():
+        if pid != os.getpid() and b"bench/bench_" in cmdline and b"python" in cmdline:
+            found.add(cmdline.replace(b"\0", b" ").decode(errors="replace").strip())
+    return found
+
+
 # --- where a rebuild's time goes --------------------------------------------------------
 
 
@@ -606,9 +662,11 @@ def run_rebuild(settings: Settings, projection: CustomerOrdersProjection) -> tup
     with split.patches():
         service_before = services.sample()
         cpu_started, thread_started = time.process_time(), time.thread_time()
+        gc_started = GC.snapshot()
         started = clock()
         result = rebuild(settings, APP_NAME, projection, progress=progress)
         ended = clock()
+        gc_seconds, gc_collections = GC.since(gc_started)
         thread_cpu_seconds = time.thread_time() - thread_started
         process_cpu = time.process_time() - cpu_started
         service = ServiceCpu.used(service_before, services.sample())
@@ -621,6 +679,8 @@ def run_rebuild(settings: Settings, projection: CustomerOrdersProjection) -> tup
         timeline=timeline,
         phases=split.phases(started, ended),
         result=asdict(result),
+        gc_seconds=gc_seconds,
+        gc_collections=gc_collections,
     )
     run.phases["calls"] = float(sum(split.calls.values()))
     return run, result
@@ -655,6 +715,7 @@ class WorkerRun:
         services = ServiceCpu()
         service_before = services.sample()
         cpu_started = time.process_time()
+        gc_started = GC.snapshot()
         started = time.perf_counter()
         thread.start()
         timeline: list[tuple[float, int]] = []
@@ -673,6 +734,7 @@ class WorkerRun:
                     process_cpu = time.process_time() - cpu_started
                     worker_cpu = thread_cpu(thread)
                     service = ServiceCpu.used(service_before, services.sample())
+                    gc_seconds, gc_collections = GC.since(gc_started)
                     break
                 if self.errors or not thread.is_alive():
                     raise BenchmarkError(f"the worker stopped early: {self.errors!r}")
@@ -692,6 +754,8 @@ class WorkerRun:
             service_cpu_seconds=service,
             timeline=timeline,
             partial=partial,
+            gc_seconds=gc_seconds,
+            gc_collections=gc_collections,
         )
 
 
@@ -780,7 +844,7 @@ def git_state() -> dict[str, Any]:
         done = subprocess.run(
             ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
         )
-        return done.stdout.strip()
+        return done.stdout.rstrip()
 
     changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
     return {
@@ -827,6 +891,7 @@ class Bench:
         self.fill_seconds = 0.0
         self.publish_seconds = 0.0
         self.document_bytes: list[float] = []
+        self.tracked_objects = 0
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -853,10 +918,13 @@ class Bench:
         if self.on_topic < self.head:
             raise BenchmarkError(f"{self.on_topic} messages on {self.topic}, expected {self.head}")
         self.expected = expected_views(config)
+        gc.collect()
+        self.tracked_objects = len(gc.get_objects())
         console.log(
             f"published in {self.publish_seconds:.1f} s ({self.on_topic:,} messages with the "
             f"relay's watermarks, {settings.topic_partitions} partitions, not timed); group "
-            f"{live_group} committed at the end, as a caught-up live worker leaves it"
+            f"{live_group} committed at the end, as a caught-up live worker leaves it; "
+            f"{self.tracked_objects:,} objects tracked by the garbage collector"
         )
 
     def settings_for(self, tag: str) -> Settings:
@@ -938,9 +1006,15 @@ class Bench:
             order = list(variants) if round_no % 2 else list(reversed(variants))
             for v in order:
                 tag = f"r{round_no}_{v.key}".replace("-", "_")
+                others = other_benchmarks()
                 run = self.rebuild(tag, v.cold_group) if v.side == "rebuild" else self.live(tag)
+                run.others_running = sorted(others | other_benchmarks())
                 measurements[v.key].runs.append(run)
                 cut = f" PARTIAL: first {run.events:,} of {self.head:,}" if run.partial else ""
+                if run.others_running:
+                    cut += (
+                        f" [yellow](other benchmarks running: {escape(str(run.others_running))})[/]"
+                    )
                 self.console.log(
                     f"round {round_no}/{config.rounds}  {v.label:<42} "
                     f"{run.events_per_second:>8,.0f} events/s  ({run.seconds:.1f} s, "
@@ -1023,6 +1097,7 @@ def measure(settings: Settings, config: Config, stamp: str, console: Console) ->
     with ExitStack() as stack:
         stack.enter_context(fresh_schema(settings))
         stack.callback(bench.clean_up)
+        stack.enter_context(GC.active())
         bench.setup()
         if config.warmup:
             bench.warm_up()
@@ -1116,6 +1191,7 @@ def print_tables(
     table.add_column("median wall s", justify="right")
     table.add_column("events", justify="right")
     table.add_column("bench CPU", justify="right")
+    table.add_column("GC", justify="right")
     table.add_column("ES CPU", justify="right")
     table.add_column("PG CPU", justify="right")
     table.add_column("vs live (median)", justify="right")
@@ -1130,6 +1206,7 @@ def print_tables(
             f"{m.median_seconds:.1f}",
             ", ".join(f"{e:,}" for e in sorted(events)) + (" (partial)" if m.partial else ""),
             f"{statistics.median(100 * r.process_cpu_seconds / r.seconds for r in m.runs):.0f}%",
+            f"{statistics.median(100 * r.gc_seconds / r.seconds for r in m.runs):.1f}%",
             cpu_percent(m.runs, "elasticsearch"),
             cpu_percent(m.runs, "postgres"),
             f"{ratio.ratio_of_medians:.2f}x" if ratio else "1.00x (baseline)",
@@ -1140,7 +1217,8 @@ def print_tables(
     console.print(
         "ratio = rebuild events/s / live worker events/s in the same round; compare ratios, not "
         "absolute figures across runs. CPU: % of one core over the run (bench: this process, "
-        "every thread; ES, PG: the services' processes, whatever else ran on them)."
+        "every thread; ES, PG: the services' processes, whatever else ran on them). GC: wall "
+        "time in the garbage collector's pauses."
         + (
             f" The live runs stopped after --live-timeout ({config.live_timeout:.0f} s), so "
             f"the ratio compares both over the first {like[0].like_for_like_events:,} events "
@@ -1412,8 +1490,8 @@ def save_chart(
     curve_axes.set_xlabel("seconds since the start of the run")
     curve_axes.set_ylabel("events applied")
     curve_axes.set_title(
-        "Progress of every run (rebuild: replay of the store, as its progress callback "
-        "reports it, dotted to the end of the run: catch-up and swap; live: events committed)",
+        "Progress of every run (rebuild: its replay's progress reports, then dotted to its "
+        "end: catch-up and swap; live: events committed)",
         fontsize=9,
     )
     curve_axes.legend(fontsize=8, loc="lower right")
