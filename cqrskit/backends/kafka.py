@@ -102,7 +102,9 @@ def probe(settings: Settings) -> ServiceInfo:
             timeout=settings.connect_timeout
         )
     except (KafkaException, TimeoutError) as exc:
-        raise ServiceUnavailable(SERVICE, settings.kafka_bootstrap, _reason(exc), VARIABLE) from exc
+        raise ServiceUnavailable(
+            SERVICE, settings.kafka_bootstrap, describe_error(exc), VARIABLE
+        ) from exc
     brokers = len(cluster.nodes)
     detail = f"cluster {cluster.cluster_id}, {brokers} broker{'s' if brokers != 1 else ''}"
     node = cluster.nodes[0]
@@ -118,7 +120,8 @@ def probe(settings: Settings) -> ServiceInfo:
     )
 
 
-def _reason(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """librdkafka's own words for ``exc``, without the KafkaError wrapper."""
     if isinstance(exc, KafkaException) and exc.args:
         error = exc.args[0]
         text = error.str() if hasattr(error, "str") else str(error)

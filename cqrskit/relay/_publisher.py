@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
@@ -115,13 +115,20 @@ class KafkaPublisher:
         """
         now = time.monotonic()
         if now - self._partitions_at > 2.0:  # new topics (a new projection) join soon
-            metadata = self._producer.list_topics(timeout=self.settings.connect_timeout)
-            self._partitions = {
-                name: sorted(topic.partitions)
-                for name, topic in metadata.topics.items()
-                if name.startswith(f"{prefix}.") and not name.endswith(".dlq")
-            }
             self._partitions_at = now
+            try:
+                metadata = self._producer.list_topics(timeout=self.settings.connect_timeout)
+            except KafkaException as exc:
+                # The broker is away: keep marking the partitions we know;
+                # the marks wait in the queue with the events before them.
+                if self._on_unreachable is not None:
+                    self._on_unreachable(kafka_backend.describe_error(exc))
+            else:
+                self._partitions = {
+                    name: sorted(topic.partitions)
+                    for name, topic in metadata.topics.items()
+                    if name.startswith(f"{prefix}.") and not name.endswith(".dlq")
+                }
         headers: list[tuple[str, str | bytes | None]] = [
             (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
             (HEADER_POSITION, b"%d" % position),
@@ -129,7 +136,10 @@ class KafkaPublisher:
         for topic, partitions in self._partitions.items():
             value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
             for partition in partitions:
-                self._producer.produce(topic, value, None, partition=partition, headers=headers)
+                try:
+                    self._producer.produce(topic, value, None, partition=partition, headers=headers)
+                except BufferError:
+                    return  # the queue is full of events; a later mark covers this one
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks, waiting up to ``timeout`` seconds for one."""

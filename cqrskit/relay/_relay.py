@@ -23,9 +23,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import psycopg
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
+from cqrskit.backends.kafka import describe_error
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_TRACEPARENT, encode
 from cqrskit.errors import PermanentError, TransientError
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
@@ -39,6 +40,10 @@ log = logging.getLogger("cqrskit.relay")
 
 class DeliveryFailed(TransientError):
     """The broker refused or timed out a message; the relay starts over from its position."""
+
+
+class KafkaTrouble(TransientError):
+    """librdkafka raised mid-publish; the relay starts over from its position."""
 
 
 class LostSession(TransientError):
@@ -161,6 +166,11 @@ class OutboxRelay:
             except DeliveryFailed:
                 publisher.abandon(self.settings.relay_drain_timeout)
                 raise
+            except KafkaException as exc:
+                # Anything else librdkafka raises mid-publish: start over from
+                # the recorded position with a new producer.
+                publisher.abandon(self.settings.relay_drain_timeout)
+                raise KafkaTrouble(describe_error(exc)) from exc
         except psycopg.errors.UndefinedTable as exc:
             raise PermanentError(
                 f"the events table of {self.application_name!r} does not exist in schema "
