@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services services-down services-status lint typecheck test unit demo clean
+.PHONY: help venv services services-down services-status lint typecheck docs test unit demo clean
 
 help:
 	@echo "make demo             start the services and run the demo"
 	@echo "make test             install, start the services, lint, type-check and run every test"
+	@echo "make docs             build the documentation into site/ (mkdocs, strict)"
 	@echo "make services         start PostgreSQL, Kafka and Elasticsearch on 127.0.0.1"
 	@echo "make services-down    stop them"
 	@echo "make services-status  say which are up"
@@ -43,10 +44,14 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict cqrskit
 
+# Strict: a broken link, a missing snippet or a stale CLI page fails the build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
 unit: venv
 	$(BIN)/pytest -m 'not integration'
 
-test: venv services lint typecheck
+test: venv services lint typecheck docs
 	$(BIN)/pytest
 
 demo: venv services
@@ -54,4 +59,4 @@ demo: venv services
 	$(BIN)/python -m examples.shop.demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

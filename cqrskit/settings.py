@@ -1,20 +1,28 @@
 """Settings: the only code in cqrskit that reads the environment.
 
 Values come from the defaults below (the local services that
-``make services`` starts), then from ``CQRSKIT_*`` environment variables,
-then from explicit arguments, each overriding the one before. A malformed
+``make services`` starts), then from the ``[tool.cqrskit]`` table of the
+``pyproject.toml`` in the current directory, then from ``CQRSKIT_*``
+environment variables, then from explicit arguments, each overriding the
+one before. A malformed
 value fails at start-up with a :class:`~cqrskit.errors.ConfigurationError`
 naming the variable.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+)
 
 from cqrskit.errors import ConfigurationError
 
@@ -30,7 +38,29 @@ class Settings(BaseSettings):
     :class:`~cqrskit.errors.ConfigurationError` naming the variable.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        pyproject_toml_table_header=("tool", "cqrskit"),
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then ``[tool.cqrskit]`` in pyproject.toml."""
+        return (
+            init_settings,
+            env_settings,
+            file_secret_settings,
+            PyprojectTomlConfigSettingsSource(settings_cls),
+        )
 
     app: str | None = Field(
         default=None,
@@ -125,7 +155,10 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
-            raise ConfigurationError(variable_for(field), first.get("input"), first["msg"]) from exc
+            where = variable_for(field)
+            if field not in overrides and where not in os.environ:
+                where = f"pyproject.toml [tool.cqrskit] {field} (or {where})"
+            raise ConfigurationError(where, first.get("input"), first["msg"]) from exc
 
     @field_validator("postgres_dsn")
     @classmethod

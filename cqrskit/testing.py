@@ -19,10 +19,11 @@ from typing import Any
 
 from cqrskit.commands import Command, CommandBus, CommandHandlers, CommandResult
 from cqrskit.domain import DomainEvent
+from cqrskit.envelope import Envelope, encode
 from cqrskit.errors import CqrskitError
 from cqrskit.eventstore import Application
 
-__all__ = ["ExpectedEvent", "Scenario", "expect", "payload_of"]
+__all__ = ["ExpectedEvent", "Scenario", "expect", "payload_of", "stored_envelopes"]
 
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "metadata"}
 
@@ -59,6 +60,27 @@ def expect(
 ) -> ExpectedEvent:
     """Expect an event of ``event_class`` with ``payload`` (all of it, or a subset)."""
     return ExpectedEvent(event_class, payload, exact)
+
+
+def stored_envelopes(application: Application, after: int = 0) -> list[Envelope]:
+    """The envelopes of ``application``'s stored events after ``after``, as Kafka carries them.
+
+    Feed them to :func:`cqrskit.projections.fold` to test a projection
+    without services.
+    """
+    notifications = application.recorder.select_notifications(start=after + 1, limit=10**9)
+    return [
+        Envelope.decode(
+            encode(
+                position=n.id,
+                aggregate_id=n.originator_id,
+                aggregate_version=n.originator_version,
+                topic=n.topic,
+                state=n.state,
+            )[0]
+        )
+        for n in notifications
+    ]
 
 
 class Scenario:

@@ -39,13 +39,13 @@ APP_OPTION = click.option(
     "--app",
     "app_spec",
     metavar="MODULE:CLASS",
-    help="The application class (default: CQRSKIT_APP), e.g. examples.shop:ShopApp.",
+    help="The application class (default: CQRSKIT_APP, or app in [tool.cqrskit]).",
 )
 PROJECTIONS_OPTION = click.option(
     "--projections",
     "projections_module",
     metavar="MODULE",
-    help="Module defining the projections (default: CQRSKIT_PROJECTIONS), e.g. projections.",
+    help="Module of the projections (default: CQRSKIT_PROJECTIONS, or [tool.cqrskit]).",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 

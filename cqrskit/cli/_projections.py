@@ -67,13 +67,13 @@ def projections_list(projections_module: str | None, as_json: bool) -> None:
 
 
 @projections.command("run")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1)
 @APP_OPTION
 @PROJECTIONS_OPTION
 def projections_run(
     names: tuple[str, ...], app_spec: str | None, projections_module: str | None
 ) -> None:
-    """Run the workers of the named projections until SIGTERM.
+    """Run the workers of the named projections (all, if none is named) until SIGTERM.
 
     Each projection is one Kafka consumer group: start this command several
     times to share a projection's partitions between processes.

@@ -149,9 +149,13 @@ def main() -> int:
     try:
         with ShopApp(settings) as app:
             bus = CommandBus(app, handlers)
+            say("sending commands: 5 products, then 300 orders placed, reserved, paid or cancelled")
             started = time.monotonic()
             last = send_commands(bus, orders=300)
-            say(f"sent the commands in {time.monotonic() - started:.1f}s; last position {last}")
+            say(
+                f"sent the commands in {time.monotonic() - started:.1f}s: "
+                f"events at positions 1 to {last} stored, each with its outbox entry"
+            )
         query_bus = QueryBus(settings, queries)
         say(f"waiting for the read models to apply position {last} (read your writes)")
         started = time.monotonic()

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from cqrskit import ConfigurationError, Settings
@@ -43,3 +45,29 @@ def test_a_bad_value_names_its_variable(
     assert caught.value.variable == variable
     assert variable in str(caught.value)
     assert reason in str(caught.value)
+
+
+def test_pyproject_table_sits_between_defaults_and_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.cqrskit]\napp = "shop:App"\ntopic_partitions = 3\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CQRSKIT_TOPIC_PARTITIONS", raising=False)
+    monkeypatch.delenv("CQRSKIT_APP", raising=False)
+    assert (Settings.load().app, Settings.load().topic_partitions) == ("shop:App", 3)
+    monkeypatch.setenv("CQRSKIT_TOPIC_PARTITIONS", "4")
+    assert Settings.load().topic_partitions == 4
+
+
+def test_a_bad_value_in_pyproject_names_the_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.cqrskit]\ntopic_partitions = "six"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CQRSKIT_TOPIC_PARTITIONS", raising=False)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load()
+    assert "pyproject.toml [tool.cqrskit] topic_partitions" in str(caught.value)
+    assert "'six'" in str(caught.value)
