@@ -1406,7 +1406,7 @@ def save_chart(
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     """Command-line options to a Config."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="30000 events instead of 100000")
+    parser.add_argument("--quick", action="store_true", help="30000 events instead of 200000")
     parser.add_argument("--events", type=int, help="Order.Placed events (each run applies all)")
     parser.add_argument("--customers", type=int, default=1000, help="distinct customers")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
@@ -1429,7 +1429,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--results", type=Path, default=RESULTS_DIR, help="where to save the JSON and the chart"
     )
     args = parser.parse_args(argv)
-    events = args.events or (30_000 if args.quick else 100_000)
+    events = args.events or (30_000 if args.quick else 200_000)
     try:
         batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
     except ValueError:

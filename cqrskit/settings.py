@@ -136,6 +136,19 @@ class Settings(BaseSettings):
         le=300,
         description="Seconds a query with min_position waits for the read model.",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics of the relay or workers on this port (0: any free).",
+    )
+    metrics_address: str = Field(
+        default="0.0.0.0", description="Address the metrics endpoint listens on."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="Log lines as JSON, as text, or auto: text on a terminal, JSON otherwise.",
+    )
     connect_timeout: float = Field(
         default=5.0,
         gt=0,

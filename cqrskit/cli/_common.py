@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cqrskit import observability
 from cqrskit._loading import load_application_class, load_projections
 from cqrskit.errors import ConfigurationError, CqrskitError
 from cqrskit.projections import Projection
@@ -24,6 +25,7 @@ from cqrskit.settings import Settings
 __all__ = [
     "APP_OPTION",
     "JSON_OPTION",
+    "METRICS_OPTION",
     "PROJECTIONS_OPTION",
     "application_name",
     "configure_logging",
@@ -33,6 +35,7 @@ __all__ = [
     "on_stop_signals",
     "print_table",
     "projection_classes",
+    "start_metrics",
 ]
 
 APP_OPTION = click.option(
@@ -46,6 +49,11 @@ PROJECTIONS_OPTION = click.option(
     "projections_module",
     metavar="MODULE",
     help="Module of the projections (default: CQRSKIT_PROJECTIONS, or [tool.cqrskit]).",
+)
+METRICS_OPTION = click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (default: CQRSKIT_METRICS_PORT; 0: any free).",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -87,13 +95,17 @@ def projection_classes(
     return [found[n] for n in names] if names else list(found.values())
 
 
-def configure_logging() -> None:
-    """Log lines to stderr, one per change of state."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(settings: Settings) -> None:
+    """Log lines to stderr (JSON or text, by ``CQRSKIT_LOG_FORMAT``), one per change of state."""
+    observability.configure_logging(settings.log_format)
+
+
+def start_metrics(settings: Settings) -> None:
+    """Serve Prometheus metrics if ``CQRSKIT_METRICS_PORT`` (or --metrics-port) is set."""
+    if settings.metrics_port is not None:
+        with errors_as_messages():
+            port = observability.serve_metrics(settings.metrics_port, settings.metrics_address)
+        click.echo(f"metrics at http://{settings.metrics_address}:{port}/metrics", err=True)
 
 
 def on_stop_signals(stop: Callable[[], None], logger: str) -> None:

@@ -19,6 +19,7 @@ from rich.progress import (
 from cqrskit.cli._common import (
     APP_OPTION,
     JSON_OPTION,
+    METRICS_OPTION,
     PROJECTIONS_OPTION,
     application_name,
     configure_logging,
@@ -28,6 +29,7 @@ from cqrskit.cli._common import (
     on_stop_signals,
     print_table,
     projection_classes,
+    start_metrics,
 )
 from cqrskit.projections import (
     DeadLetterTopic,
@@ -70,20 +72,27 @@ def projections_list(projections_module: str | None, as_json: bool) -> None:
 @click.argument("names", nargs=-1)
 @APP_OPTION
 @PROJECTIONS_OPTION
+@METRICS_OPTION
 def projections_run(
-    names: tuple[str, ...], app_spec: str | None, projections_module: str | None
+    names: tuple[str, ...],
+    app_spec: str | None,
+    projections_module: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Run the workers of the named projections (all, if none is named) until SIGTERM.
 
     Each projection is one Kafka consumer group: start this command several
     times to share a projection's partitions between processes.
     """
-    settings = load_settings(app=app_spec, projections=projections_module)
+    settings = load_settings(
+        app=app_spec, projections=projections_module, metrics_port=metrics_port
+    )
     app_name = application_name(settings)
     workers = [
         ProjectionWorker(settings, app_name, cls()) for cls in projection_classes(settings, names)
     ]
-    configure_logging()
+    configure_logging(settings)
+    start_metrics(settings)
 
     def stop_all() -> None:
         for worker in workers:
@@ -213,7 +222,7 @@ def _rebuild_with_progress(
     settings = load_settings(app=app_spec, projections=projections_module)
     (cls,) = projection_classes(settings, [name])
     app_name = application_name(settings)
-    configure_logging()
+    configure_logging(settings)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -7,6 +7,7 @@ import click
 from cqrskit.cli._common import (
     APP_OPTION,
     JSON_OPTION,
+    METRICS_OPTION,
     application_name,
     configure_logging,
     echo_json,
@@ -14,6 +15,7 @@ from cqrskit.cli._common import (
     load_settings,
     on_stop_signals,
     print_table,
+    start_metrics,
 )
 from cqrskit.relay import OutboxRelay, read_status
 
@@ -32,15 +34,17 @@ def relay() -> None:
 @relay.command("run")
 @APP_OPTION
 @NAME_OPTION
-def relay_run(app_spec: str | None, name: str) -> None:
+@METRICS_OPTION
+def relay_run(app_spec: str | None, name: str, metrics_port: int | None) -> None:
     """Publish the outbox to Kafka until SIGTERM; several may run, one leads.
 
     On SIGTERM or Ctrl-C the relay waits for the broker to acknowledge what
     is in flight, records its position and exits 0.
     """
-    settings = load_settings(app=app_spec)
+    settings = load_settings(app=app_spec, metrics_port=metrics_port)
     outbox_relay = OutboxRelay(settings, application_name(settings), name)
-    configure_logging()
+    configure_logging(settings)
+    start_metrics(settings)
     on_stop_signals(outbox_relay.stop, "cqrskit.relay")
     with errors_as_messages():
         outbox_relay.run()

@@ -25,6 +25,7 @@ from cqrskit.errors import (
     ServiceUnavailable,
 )
 from cqrskit.eventstore import Application, IdempotencyRecord
+from cqrskit.observability import command_span
 
 __all__ = ["CommandBus"]
 
@@ -80,11 +81,22 @@ class CommandBus:
             if earlier is not None:
                 return _replay(earlier, fingerprint, command)
         command_id = uuid4()
-        context = CausationContext(
-            correlation_id=correlation_id or causation_id or command_id,
-            causation_id=causation_id or command_id,
-            traceparent=traceparent,
-        )
+        with command_span(command.command_type, traceparent) as span_traceparent:
+            context = CausationContext(
+                correlation_id=correlation_id or causation_id or command_id,
+                causation_id=causation_id or command_id,
+                traceparent=span_traceparent,
+            )
+            return self._dispatch(command, handler, idempotency_key, fingerprint, context)
+
+    def _dispatch(
+        self,
+        command: Command,
+        handler: Any,
+        idempotency_key: str | None,
+        fingerprint: str,
+        context: CausationContext,
+    ) -> CommandResult:
         attempts = self.application.settings.command_retries
         retrying = Retrying(
             retry=retry_if_exception_type(_Conflict),

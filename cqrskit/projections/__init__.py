@@ -27,7 +27,12 @@ from cqrskit.projections._rebuild import (
     rollback,
     verify,
 )
-from cqrskit.projections._status import ProjectionStatus, projection_status
+from cqrskit.projections._status import (
+    ProjectionStatus,
+    StageLatency,
+    projection_status,
+    stage_latencies,
+)
 from cqrskit.projections._worker import (
     ProjectionWorker,
     ReplayResult,
@@ -61,6 +66,7 @@ __all__ = [
     "ProjectionWorker",
     "RebuildResult",
     "ReplayResult",
+    "StageLatency",
     "Text",
     "VerifyReport",
     "consumer_group",
@@ -75,6 +81,7 @@ __all__ = [
     "rebuild",
     "replay_dead_letters",
     "rollback",
+    "stage_latencies",
     "topics_for",
     "verify",
 ]

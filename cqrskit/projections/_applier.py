@@ -144,5 +144,12 @@ class Applier:
             envelope.aggregate_version,
             envelope.position,
             error,
+            extra={
+                "projection": self.projection.name,
+                "event_id": str(envelope.event_id),
+                "event_type": envelope.event_type,
+                "position": envelope.position,
+                "correlation_id": str(envelope.metadata.correlation_id),
+            },
         )
         return Failure(envelope, handler_name, error)

@@ -11,6 +11,7 @@ conflicting document is read again and its events folded again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from elasticsearch import ApiError, Elasticsearch
 from pydantic import BaseModel
 
 from cqrskit.errors import PermanentError, ServiceUnavailable
+from cqrskit.observability import _metrics as metrics
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.settings import Settings
 
@@ -156,6 +158,9 @@ class ElasticsearchReadModel:
         self.view = view
         self.mapping = mapping
         self.alias, self.checkpoints_index = index_names(settings, name)
+        #: (index, id, sequence number) of the last document written: the
+        #: worker samples how long it takes to become searchable.
+        self.last_written: tuple[str, str, int] | None = None
 
     # -- indices ---------------------------------------------------------------
 
@@ -311,7 +316,9 @@ class ElasticsearchReadModel:
         for item in response["items"]:
             result = next(iter(item.values()))
             status = result.get("status", 200)
-            if status == 409:
+            if status < 300:
+                self.last_written = (result["_index"], result["_id"], result["_seq_no"])
+            elif status == 409:
                 conflicts.add(result["_id"])
             elif status >= 300:
                 error = result.get("error", {})
@@ -386,8 +393,12 @@ class ElasticsearchReadModel:
     def _translated(self, doing: str) -> Iterator[None]:
         """Driver errors become cqrskit's, named by what we were doing."""
         what = f"{doing} of read model {self.name!r}"
+        started = time.perf_counter()
         try:
             yield
+            metrics.projection_es_seconds.labels(self.name, doing).observe(
+                time.perf_counter() - started
+            )
         except TransportError as exc:
             raise self._unavailable(f"{what}: {exc}") from exc
         except ApiError as exc:

@@ -6,14 +6,70 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from elastic_transport import TransportError
+from elasticsearch import ApiError
 
+from cqrskit.backends import elasticsearch as es_backend
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.errors import CqrskitError
+from cqrskit.errors import CqrskitError, ServiceUnavailable
+from cqrskit.observability import STAGES, quantile
 from cqrskit.projections._projection import Projection
+from cqrskit.projections._telemetry import stats_index
 from cqrskit.projections._worker import consumer_group, read_model_for, topics_for
 from cqrskit.settings import Settings
 
-__all__ = ["ProjectionStatus", "projection_status"]
+__all__ = ["ProjectionStatus", "StageLatency", "projection_status", "stage_latencies"]
+
+
+@dataclass(frozen=True)
+class StageLatency:
+    """One stage of one projection: median and 99th percentile of recent events."""
+
+    stage: str
+    p50: float | None
+    p99: float | None
+    samples: int
+
+
+def stage_latencies(
+    settings: Settings, projection_name: str, max_age_seconds: float = 600
+) -> list[StageLatency]:
+    """Each stage's p50/p99 over the recent samples of the projection's live workers.
+
+    Workers write their last samples every few seconds; those of workers
+    silent for more than ``max_age_seconds`` are left out.
+
+    Raises:
+        ServiceUnavailable: Elasticsearch is unreachable.
+    """
+    es = es_backend.client(settings)
+    merged: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    try:
+        found = es.options(ignore_status=404).search(
+            index=stats_index(settings),
+            query={
+                "bool": {
+                    "filter": [
+                        {"term": {"projection": projection_name}},
+                        {"range": {"updated_at": {"gte": f"now-{int(max_age_seconds)}s"}}},
+                    ]
+                }
+            },
+            size=100,
+        )
+    except (ApiError, TransportError) as exc:
+        raise ServiceUnavailable(
+            "Elasticsearch", settings.elasticsearch_url, str(exc), "CQRSKIT_ELASTICSEARCH_URL"
+        ) from exc
+    finally:
+        es.close()
+    for hit in found.get("hits", {}).get("hits", []):
+        for stage, values in hit["_source"].get("samples", {}).items():
+            merged.setdefault(stage, []).extend(values)
+    return [
+        StageLatency(stage, quantile(values, 0.5), quantile(values, 0.99), len(values))
+        for stage, values in merged.items()
+    ]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,9 @@ from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import STORE_STREAM, Checkpoint, ElasticsearchReadModel
+from cqrskit.projections._telemetry import WorkerTelemetry
 from cqrskit.relay import topic_for
+from cqrskit.relay._outbox import instance_name
 from cqrskit.settings import Settings
 
 __all__ = [
@@ -105,6 +108,7 @@ class ProjectionWorker:
         self._offsets: dict[tuple[str, int], int] = {}
         self._complete: dict[tuple[str, int], int] = {}
         self._partitions: dict[str, int] = {}
+        self.telemetry: WorkerTelemetry | None = None
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from :meth:`run`."""
@@ -118,7 +122,15 @@ class ProjectionWorker:
     def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
         if state != self._state:
             self._state = state
-            log.log(level, "projection %s: %s", self.projection.name, message)
+            log.log(
+                level,
+                "projection %s: %s",
+                self.projection.name,
+                message,
+                extra={"projection": self.projection.name},
+            )
+            if self.telemetry is not None:
+                self.telemetry.state(state)
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
@@ -129,12 +141,14 @@ class ProjectionWorker:
             wait=wait_random_exponential(multiplier=0.5, max=15),
             stop=lambda _state: self.stopping,
             sleep=self._sleep,
-            before_sleep=lambda rs: self._set_state(
-                "failing",
-                f"retrying after {rs.outcome.exception() if rs.outcome else 'an error'}",
-                logging.WARNING,
-            ),
+            before_sleep=self._before_retry,
         )
+
+    def _before_retry(self, retry_state: Any) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if self.telemetry is not None:
+            self.telemetry.error(error)
+        self._set_state("failing", f"retrying after {error or 'an error'}", logging.WARNING)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -144,6 +158,14 @@ class ProjectionWorker:
         Raises:
             PermanentError: the read model cannot be set up (e.g. a bad mapping).
         """
+        self.telemetry = WorkerTelemetry(self.settings, self.read_model, instance_name())
+        try:
+            self._run()
+        finally:
+            self.telemetry.close()
+
+    def _run(self) -> None:
+        assert self.telemetry is not None
         try:
             for attempt in self._retrying():
                 with attempt:
@@ -167,6 +189,7 @@ class ProjectionWorker:
                 # Wait for one message, then take what is already fetched:
                 # a batch never waits to fill up, so latency stays low.
                 first = consumer.poll(0.5)
+                self.telemetry.idle(consumer)
                 if first is None:
                     continue
                 messages = [first]
@@ -200,7 +223,9 @@ class ProjectionWorker:
             kafka_backend.create_topic(admin, self.settings, topic)
 
     def _process(self, consumer: Consumer, messages: Sequence[Message]) -> None:
+        started_ns = time.time_ns()
         envelopes: list[Envelope] = []
+        published_at: list[float] = []
         streams: list[str] = []
         origin: dict[int, Message] = {}
         dead: list[tuple[Message, str, str]] = []
@@ -233,9 +258,54 @@ class ProjectionWorker:
                 dead.append((message, "decode", f"not an event envelope: {exc}"))
                 continue
             envelopes.append(envelope)
+            published_at.append((message.timestamp()[1] or 0) / 1000)
             streams.append(stream_of(key[0], key[1]))
             origin[envelope.position] = message
-        checkpoints = [
+        checkpoints = self._checkpoints(touched)
+        dead_lettered = self._apply_durably(envelopes, streams, origin, dead, checkpoints)
+        if dead_lettered is None:
+            return  # stopping mid-outage: not committed, so re-delivered later
+        if self._state != "running":
+            self._set_state("running", "applying again")
+        self._commit(consumer, checkpoints)
+        self.processed += len(envelopes)
+        if self.telemetry is not None:
+            self.telemetry.dead_lettered(dead_lettered)
+            self.telemetry.batch(len(messages), envelopes, published_at, started_ns)
+
+    def _apply_durably(
+        self,
+        envelopes: list[Envelope],
+        streams: list[str],
+        origin: dict[int, Message],
+        dead: list[tuple[Message, str, str]],
+        checkpoints: list[Checkpoint],
+    ) -> int | None:
+        """Apply, dead-letter and checkpoint, retrying outages; None if stopped first.
+
+        Returns how many events went to the dead-letter topic.
+        """
+        dead_lettered = 0
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    failures: list[Failure] = self.applier.apply(envelopes, streams=streams)
+                    dead_lettered += len(dead) + len(failures)
+                    for message, handler, error_text in dead:
+                        self.dead_letters.send(message, handler, error_text)
+                    for failure in failures:
+                        self.dead_letters.send(
+                            origin[failure.envelope.position], failure.handler, failure.error
+                        )
+                    self.dead_letters.flush()
+                    dead = []
+                    self.read_model.save_checkpoints(checkpoints)
+        except RetryError:
+            return None
+        return dead_lettered
+
+    def _checkpoints(self, touched: set[tuple[str, int]]) -> list[Checkpoint]:
+        return [
             Checkpoint(
                 self.projection.name,
                 topic,
@@ -247,25 +317,6 @@ class ProjectionWorker:
             )
             for topic, partition in sorted(touched)
         ]
-        try:
-            for attempt in self._retrying():
-                with attempt:
-                    failures: list[Failure] = self.applier.apply(envelopes, streams=streams)
-                    for message, handler, error_text in dead:
-                        self.dead_letters.send(message, handler, error_text)
-                    for failure in failures:
-                        self.dead_letters.send(
-                            origin[failure.envelope.position], failure.handler, failure.error
-                        )
-                    self.dead_letters.flush()
-                    dead = []
-                    self.read_model.save_checkpoints(checkpoints)
-        except RetryError:
-            return  # stopping mid-outage: not committed, so re-delivered later
-        if self._state != "running":
-            self._set_state("running", "applying again")
-        self._commit(consumer, checkpoints)
-        self.processed += len(envelopes)
 
     def _commit(self, consumer: Consumer, checkpoints: Any) -> None:
         offsets = [TopicPartition(c.topic, c.partition, c.offset) for c in checkpoints]

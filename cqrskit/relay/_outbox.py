@@ -200,6 +200,26 @@ class PostgresOutbox:
                 [error[:2000], self.relay_name],
             )
 
+    def lag(self, position: int) -> tuple[int, int, float]:
+        """(store head, events after ``position``, age in seconds of the oldest of them)."""
+        row = self.conn.execute(
+            SQL(
+                "SELECT (SELECT coalesce(max(notification_id), 0) FROM {events}), "
+                "(SELECT state FROM {events} WHERE notification_id > %s "
+                "ORDER BY notification_id LIMIT 1)"
+            ).format(events=self.events),
+            [position],
+            prepare=True,
+        ).fetchone()
+        head = int(row[0]) if row else 0
+        seconds = 0.0
+        if row is not None and row[1] is not None:
+            stamp = orjson.loads(bytes(row[1])).get("timestamp")
+            if stamp:
+                age = datetime.now(UTC) - datetime.fromisoformat(stamp)
+                seconds = max(0.0, age.total_seconds())
+        return head, max(0, head - position), seconds
+
     def wait_for_events(self, timeout: float) -> None:
         """Block until an append is notified or ``timeout`` passes."""
         for _ in self.conn.notifies(timeout=timeout, stop_after=1):
@@ -227,26 +247,9 @@ def read_status(
         ).fetchone()
         assert row is not None
         position = int(row[0])
-        head_row = conn.execute(
-            SQL("SELECT coalesce(max(notification_id), 0) FROM {events}").format(
-                events=outbox.events
-            )
-        ).fetchone()
-        head = int(head_row[0]) if head_row else 0
-        oldest = conn.execute(
-            SQL(
-                "SELECT state FROM {events} WHERE notification_id > %s "
-                "ORDER BY notification_id LIMIT 1"
-            ).format(events=outbox.events),
-            [position],
-        ).fetchone()
+        head, lag_events, lag_seconds = outbox.lag(position)
         outbox._conn = None
     now = datetime.now(UTC)
-    lag_seconds = 0.0
-    if oldest is not None:
-        stamp = orjson.loads(bytes(oldest[0])).get("timestamp")
-        if stamp:
-            lag_seconds = max(0.0, (now - datetime.fromisoformat(stamp)).total_seconds())
     heartbeat_at = row[2]
     alive = heartbeat_at is not None and (
         (now - heartbeat_at).total_seconds() < PostgresOutbox.HEARTBEAT_STALE_SECONDS
@@ -255,7 +258,7 @@ def read_status(
         name=relay_name,
         position=position,
         head=head,
-        lag_events=max(0, head - position),
+        lag_events=lag_events,
         lag_seconds=lag_seconds,
         active_instance=row[1] if alive else None,
         heartbeat_at=heartbeat_at,

@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 from cqrskit.backends.kafka import describe_error
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_TRACEPARENT, encode
 from cqrskit.errors import PermanentError, TransientError
+from cqrskit.observability import _metrics as metrics
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
 from cqrskit.relay._publisher import KafkaPublisher
 from cqrskit.settings import Settings
@@ -56,6 +57,8 @@ class _Page:
 
     last: int
     outstanding: int
+    size: int = 0
+    sent_at: float = 0.0
     error: KafkaError | None = field(default=None)
 
     def ack(self, error: KafkaError | None, _message: Message) -> None:
@@ -88,6 +91,11 @@ class OutboxRelay:
         self._stopping = threading.Event()
         self._state = ""
         self._topics: dict[str, str] = {}
+        self._state_metric = metrics.relay_state.labels(application_name)
+        self._state_metric.state("starting")
+        self._published = metrics.relay_published.labels(application_name)
+        self._page_events = metrics.relay_page_events.labels(application_name)
+        self._ack_seconds = metrics.relay_kafka_ack_seconds.labels(application_name)
         self._type_headers: dict[str, tuple[str, bytes]] = {}
         #: The last position this relay recorded as acknowledged.
         self.position: int | None = None
@@ -133,6 +141,7 @@ class OutboxRelay:
 
     def _failed(self, error: BaseException | None) -> None:
         text = f"{type(error).__name__}: {error}" if error else "unknown error"
+        metrics.relay_errors.labels(self.application_name, type(error).__name__).inc()
         self._set_state(f"failing:{type(error).__name__}", f"relay error, backing off: {text}")
         try:
             self.outbox.connect()
@@ -145,7 +154,8 @@ class OutboxRelay:
     def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
         if state != self._state:
             self._state = state
-            log.log(level, message)
+            log.log(level, message, extra={"instance": self.instance})
+            self._state_metric.state(state.partition(":")[0])
 
     # -- one session: connect, lead, publish -------------------------------------
 
@@ -189,10 +199,12 @@ class OutboxRelay:
     def _publish(self, publisher: KafkaPublisher) -> None:
         settings = self.settings
         after = self.outbox.position()
+        self.position = after
         inflight: deque[_Page] = deque()
         last_beat = time.monotonic()
         prefix = self.settings.topic_prefix or self.application_name.lower()
         marked, marked_at = -1, float("-inf")
+        measured_at = float("-inf")
         while not self.stopping:
             rows: list[OutboxRow] = []
             if len(inflight) < settings.relay_pages_in_flight:
@@ -210,6 +222,9 @@ class OutboxRelay:
             elif time.monotonic() - last_beat > 1.0:
                 self.outbox.heartbeat()
                 last_beat = time.monotonic()
+            if now - measured_at > 1.0:
+                self._measure_lag()
+                measured_at = now
             if not rows:
                 if inflight:
                     publisher.poll(0.05)
@@ -220,7 +235,10 @@ class OutboxRelay:
     def _send(self, publisher: KafkaPublisher, rows: list[OutboxRow]) -> _Page:
         # The hot loop: one pass per published event, so no call or
         # allocation that can be hoisted out of it stays in it.
-        page = _Page(last=rows[-1][0], outstanding=len(rows))
+        page = _Page(
+            last=rows[-1][0], outstanding=len(rows), size=len(rows), sent_at=time.monotonic()
+        )
+        self._page_events.observe(len(rows))
         produce = publisher.produce
         ack = page.ack
         topics = self._topics
@@ -262,6 +280,8 @@ class OutboxRelay:
                     raise DeliveryFailed(f"message not delivered: {page.error.str()}")
                 inflight.popleft()
                 acked = page.last
+                self._published.inc(page.size)
+                self._ack_seconds.observe(time.monotonic() - page.sent_at)
         finally:
             if acked is not None:
                 self.outbox.record(acked)
@@ -271,6 +291,11 @@ class OutboxRelay:
         if self._state != "leading":
             self._set_state("leading", f"relay {self.instance} is publishing again")
         return True
+
+    def _measure_lag(self) -> None:
+        _head, events, seconds = self.outbox.lag(self.position or 0)
+        metrics.relay_lag_events.labels(self.application_name).set(events)
+        metrics.relay_lag_seconds.labels(self.application_name).set(seconds)
 
     def _drain(self, publisher: KafkaPublisher, inflight: deque[_Page]) -> None:
         deadline = time.monotonic() + self.settings.relay_drain_timeout

@@ -187,8 +187,9 @@ def main() -> int:
             cwd=ROOT,
             check=True,
         )
+        say("cqrskit status: the relay, and how long each stage took per event")
         subprocess.run(
-            [sys.executable, "-m", "cqrskit.cli", "relay", "status"], env=env, cwd=ROOT, check=True
+            [sys.executable, "-m", "cqrskit.cli", "status"], env=env, cwd=ROOT, check=True
         )
     finally:
         say("stopping the relay and the workers")

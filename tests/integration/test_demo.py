@@ -24,4 +24,6 @@ def test_the_demo_runs_end_to_end(
         assert heading in done.stdout
     assert "Green tea from Shizuoka" in done.stdout
     assert "order_summaries" in done.stdout  # projections status
+    assert "latency per stage" in done.stdout  # cqrskit status
+    assert "publish → applied p99" in done.stdout
     assert "removing this run's schema" in done.stdout

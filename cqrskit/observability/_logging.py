@@ -1,0 +1,53 @@
+"""Log lines: JSON for machines, text for people at a terminal.
+
+Lines about an event carry its ids as fields (``extra={...}`` with
+``correlation_id``, ``event_id``, ``projection``, ``position``): in JSON
+they are keys of the line, in text they follow the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+__all__ = ["EVENT_FIELDS", "configure_logging"]
+
+#: The fields a line about an event carries, when it has them.
+EVENT_FIELDS = ("correlation_id", "event_id", "projection", "position", "event_type", "instance")
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [f"{k}={getattr(record, k)}" for k in EVENT_FIELDS if hasattr(record, k)]
+        return f"{line} [{' '.join(fields)}]" if fields else line
+
+
+def configure_logging(
+    format: Literal["auto", "json", "text"] = "auto", level: int = logging.INFO
+) -> None:
+    """Send the process's logs to stderr, as JSON lines or as text.
+
+    ``auto`` (``CQRSKIT_LOG_FORMAT``'s default) means text on a terminal and
+    JSON otherwise (a service manager, a container, a pipe).
+    """
+    chosen = format
+    if chosen == "auto":
+        chosen = "text" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    if chosen == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,152 @@
+"""Prometheus metrics of the relay and the projection workers.
+
+Metric objects live in the process's default registry, labelled by
+application or projection, so that one endpoint serves every relay or
+worker thread of a process. Names follow Prometheus conventions: counters
+end in ``_total`` when exposed, durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Enum, Gauge, Histogram, start_http_server
+
+from cqrskit.errors import ConfigurationError
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "PROJECTION_STATES",
+    "RELAY_STATES",
+    "projection_applied",
+    "projection_batch_events",
+    "projection_dead_letters",
+    "projection_errors",
+    "projection_es_seconds",
+    "projection_lag_events",
+    "projection_lag_seconds",
+    "projection_state",
+    "relay_errors",
+    "relay_kafka_ack_seconds",
+    "relay_lag_events",
+    "relay_lag_seconds",
+    "relay_page_events",
+    "relay_published",
+    "relay_state",
+    "serve_metrics",
+    "stage_seconds",
+]
+
+log = logging.getLogger("cqrskit.metrics")
+
+#: From a millisecond to five minutes: round trips, batches, and lag.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+)  # fmt: skip
+_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 50000)
+
+RELAY_STATES = ["starting", "standby", "leading", "kafka-unreachable", "failing", "stopped"]
+PROJECTION_STATES = ["starting", "running", "failing", "stopped"]
+
+# -- the relay -----------------------------------------------------------------------
+
+relay_published = Counter(
+    "cqrskit_relay_events_published", "Events the broker acknowledged.", ["application"]
+)
+relay_page_events = Histogram(
+    "cqrskit_relay_page_events",
+    "Events per outbox page produced.",
+    ["application"],
+    buckets=_SIZE_BUCKETS,
+)
+relay_kafka_ack_seconds = Histogram(
+    "cqrskit_relay_kafka_ack_seconds",
+    "From producing a page to the broker acknowledging all of it.",
+    ["application"],
+    buckets=LATENCY_BUCKETS,
+)
+relay_lag_events = Gauge(
+    "cqrskit_relay_lag_events", "Stored events not yet acknowledged by Kafka.", ["application"]
+)
+relay_lag_seconds = Gauge(
+    "cqrskit_relay_lag_seconds",
+    "Age of the oldest stored event not yet acknowledged (0 when caught up).",
+    ["application"],
+)
+relay_errors = Counter(
+    "cqrskit_relay_errors", "Errors the relay backed off from, by kind.", ["application", "kind"]
+)
+relay_state = Enum(
+    "cqrskit_relay_state", "What the relay is doing.", ["application"], states=RELAY_STATES
+)
+
+# -- the projection workers --------------------------------------------------------------
+
+projection_applied = Counter(
+    "cqrskit_projection_events_applied",
+    "Events applied (or skipped as already applied) and committed.",
+    ["projection"],
+)
+projection_batch_events = Histogram(
+    "cqrskit_projection_batch_events",
+    "Kafka messages per batch.",
+    ["projection"],
+    buckets=_SIZE_BUCKETS,
+)
+projection_lag_events = Gauge(
+    "cqrskit_projection_lag_events",
+    "Messages on the assigned partitions not yet consumed.",
+    ["projection"],
+)
+projection_lag_seconds = Gauge(
+    "cqrskit_projection_lag_seconds",
+    "Age of the last applied event when it was applied (0 when idle and caught up).",
+    ["projection"],
+)
+projection_errors = Counter(
+    "cqrskit_projection_errors",
+    "Errors a worker retried, by kind.",
+    ["projection", "kind"],
+)
+projection_dead_letters = Counter(
+    "cqrskit_projection_dead_letters", "Events sent to the dead-letter topic.", ["projection"]
+)
+projection_es_seconds = Histogram(
+    "cqrskit_projection_elasticsearch_seconds",
+    "Elasticsearch round trips of a worker, by operation.",
+    ["projection", "operation"],
+    buckets=LATENCY_BUCKETS,
+)
+projection_state = Enum(
+    "cqrskit_projection_state",
+    "What the worker is doing.",
+    ["projection"],
+    states=PROJECTION_STATES,
+)
+
+# -- the pipeline's stages -----------------------------------------------------------------
+
+stage_seconds = Histogram(
+    "cqrskit_stage_seconds",
+    "Latency of one stage of the pipeline for one event, per projection: "
+    "append_to_publish, publish_to_applied, applied_to_searchable.",
+    ["projection", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def serve_metrics(port: int, address: str = "0.0.0.0") -> int:
+    """Serve ``/metrics`` on ``address:port`` from a daemon thread; return the port.
+
+    Port 0 picks a free port (logged, and returned).
+
+    Raises:
+        ConfigurationError: the port cannot be bound (taken, or not allowed).
+    """
+    try:
+        server, _thread = start_http_server(port, addr=address)
+    except OSError as exc:
+        raise ConfigurationError("CQRSKIT_METRICS_PORT", port, f"cannot listen: {exc}") from exc
+    bound = int(server.server_port)
+    log.info("metrics at http://%s:%d/metrics", address, bound)
+    return bound
