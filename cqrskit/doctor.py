@@ -38,7 +38,7 @@ _PROBES: tuple[_Probe, ...] = (
         elasticsearch.SERVICE,
         elasticsearch.VARIABLE,
         elasticsearch.probe,
-        lambda s: s.elasticsearch_url,
+        lambda s: s.elasticsearch_address(),
     ),
 )
 

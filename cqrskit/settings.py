@@ -12,11 +12,12 @@ naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,7 +27,7 @@ from pydantic_settings import (
 
 from cqrskit.errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENV_PREFIX", "SECRET_FIELDS", "Settings", "mask"]
 
 ENV_PREFIX = "CQRSKIT_"
 
@@ -69,7 +70,9 @@ class Settings(BaseSettings):
     )
     postgres_dsn: str = Field(
         default="postgresql://cqrskit:cqrskit@127.0.0.1:5432/cqrskit",
-        description="libpq connection string or URL of the event store database.",
+        repr=False,  # it may hold a password: see masked()
+        description="libpq connection string or URL of the event store database "
+        "(TLS: sslmode, sslrootcert, sslcert, sslkey).",
     )
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092",
@@ -77,7 +80,43 @@ class Settings(BaseSettings):
     )
     elasticsearch_url: str = Field(
         default="http://127.0.0.1:9200",
+        repr=False,  # it may hold user:password: see elasticsearch_address()
         description="http(s) URL of the Elasticsearch cluster holding read models.",
+    )
+    elasticsearch_api_key: SecretStr | None = Field(
+        default=None, description="API key (the encoded form) to authenticate to Elasticsearch."
+    )
+    elasticsearch_username: str | None = Field(
+        default=None, description="User for HTTP basic authentication to Elasticsearch."
+    )
+    elasticsearch_password: SecretStr | None = Field(
+        default=None, description="Password of elasticsearch_username."
+    )
+    elasticsearch_ca_certs: str | None = Field(
+        default=None, description="CA bundle (PEM file) to verify Elasticsearch's certificate."
+    )
+    elasticsearch_verify_certs: bool = Field(
+        default=True, description="Verify Elasticsearch's TLS certificate (keep it on)."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, with SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_ssl_ca_location: str | None = Field(
+        default=None, description="CA bundle (PEM file) to verify the brokers' certificates."
+    )
+    kafka_ssl_certificate_location: str | None = Field(
+        default=None, description="Client certificate (PEM file) for mutual TLS."
+    )
+    kafka_ssl_key_location: str | None = Field(
+        default=None, description="Client private key (PEM file) for mutual TLS."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of the client private key."
     )
     postgres_schema: str = Field(
         default="public",
@@ -163,7 +202,10 @@ class Settings(BaseSettings):
         Raises:
             ConfigurationError: a value is malformed; names the variable.
         """
+        secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
         try:
+            if secrets_dir:
+                return cls(_secrets_dir=secrets_dir, **overrides)
             return cls(**overrides)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -171,7 +213,10 @@ class Settings(BaseSettings):
             where = variable_for(field)
             if field not in overrides and where not in os.environ:
                 where = f"pyproject.toml [tool.cqrskit] {field} (or {where})"
-            raise ConfigurationError(where, first.get("input"), first["msg"]) from exc
+            value = first.get("input")
+            if field in SECRET_FIELDS and value is not None:
+                value = mask(str(value)) if field in _ADDRESS_FIELDS else "***"
+            raise ConfigurationError(where, value, first["msg"]) from exc
 
     @field_validator("postgres_dsn")
     @classmethod
@@ -206,12 +251,55 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from exc
         return value.rstrip("/")
 
+    def masked(self) -> dict[str, Any]:
+        """Every setting, with passwords, keys and credentials in URLs masked."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                shown[name] = "***" if value.get_secret_value() else ""
+            elif name in SECRET_FIELDS and isinstance(value, str):
+                shown[name] = mask(value)
+            else:
+                shown[name] = value
+        return shown
+
+    def elasticsearch_address(self) -> str:
+        """The Elasticsearch URL without credentials."""
+        return mask(self.elasticsearch_url)
+
     def postgres_address(self) -> str:
         """host:port/dbname of the event store, without the password."""
         params = conninfo_to_dict(self.postgres_dsn)
         host = params.get("host") or "localhost"
         port = params.get("port") or 5432
         return f"{host}:{port}/{params.get('dbname', '')}"
+
+
+#: Settings whose values may carry credentials; never printed as they are.
+SECRET_FIELDS = frozenset(
+    {
+        "postgres_dsn",
+        "elasticsearch_url",
+        "elasticsearch_api_key",
+        "elasticsearch_password",
+        "kafka_sasl_password",
+        "kafka_ssl_key_password",
+    }
+)
+
+
+_ADDRESS_FIELDS = frozenset({"postgres_dsn", "elasticsearch_url"})
+
+
+def mask(value: str) -> str:
+    """``value`` with any password hidden: URL user info, or ``password=`` in a DSN."""
+    parts = urlsplit(value)
+    if parts.scheme and parts.netloc and "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        masked = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
+        return urlunsplit(parts._replace(netloc=masked))
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", value)
 
 
 def variable_for(field: str) -> str:

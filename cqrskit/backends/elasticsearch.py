@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
@@ -17,10 +19,24 @@ VARIABLE = "CQRSKIT_ELASTICSEARCH_URL"
 
 def client(settings: Settings) -> Elasticsearch:
     """A client for the read-model cluster; connects lazily."""
+    auth: dict[str, Any] = {}
+    if settings.elasticsearch_api_key is not None:
+        auth["api_key"] = settings.elasticsearch_api_key.get_secret_value()
+    elif settings.elasticsearch_username is not None:
+        password = settings.elasticsearch_password
+        auth["basic_auth"] = (
+            settings.elasticsearch_username,
+            password.get_secret_value() if password else "",
+        )
+    if settings.elasticsearch_url.startswith("https"):
+        auth["verify_certs"] = settings.elasticsearch_verify_certs
+        if settings.elasticsearch_ca_certs:
+            auth["ca_certs"] = settings.elasticsearch_ca_certs
     return Elasticsearch(
         settings.elasticsearch_url,
         request_timeout=settings.connect_timeout,
         max_retries=0,
+        **auth,
     )
 
 
@@ -38,13 +54,13 @@ def probe(settings: Settings) -> ServiceInfo:
         nodes = es.nodes.info(node_id="_local", metric="_none")
     except (TransportError, ApiError) as exc:
         raise ServiceUnavailable(
-            SERVICE, settings.elasticsearch_url, _reason(exc), VARIABLE
+            SERVICE, settings.elasticsearch_address(), _reason(exc), VARIABLE
         ) from exc
     finally:
         es.close()
     version = ", ".join(sorted({str(n["version"]) for n in nodes["nodes"].values()})) or "?"
     detail = f"cluster {health['cluster_name']}, status {health['status']}"
-    return ServiceInfo(SERVICE, settings.elasticsearch_url, version, detail)
+    return ServiceInfo(SERVICE, settings.elasticsearch_address(), version, detail)
 
 
 def _reason(exc: Exception) -> str:

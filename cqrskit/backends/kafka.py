@@ -8,6 +8,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from pydantic import SecretStr
 
 from cqrskit.backends._kafka_protocol import metadata_version
 from cqrskit.backends._probe import ServiceInfo
@@ -38,11 +39,27 @@ _librdkafka_log.addFilter(_KnownWarnings())
 def base_config(settings: Settings) -> dict[str, Any]:
     """Client settings shared by every producer, consumer and admin client."""
     timeout_ms = int(settings.connect_timeout * 1000)
-    return {
+    config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "socket.connection.setup.timeout.ms": max(1000, timeout_ms),
         "logger": _librdkafka_log,
+        "security.protocol": settings.kafka_security_protocol,
     }
+    optional = {
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": settings.kafka_sasl_password,
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+        "ssl.key.password": settings.kafka_ssl_key_password,
+    }
+    for key, value in optional.items():
+        if isinstance(value, SecretStr):
+            config[key] = value.get_secret_value()
+        elif value is not None:
+            config[key] = value
+    return config
 
 
 def admin(settings: Settings) -> AdminClient:
@@ -108,10 +125,15 @@ def probe(settings: Settings) -> ServiceInfo:
     brokers = len(cluster.nodes)
     detail = f"cluster {cluster.cluster_id}, {brokers} broker{'s' if brokers != 1 else ''}"
     node = cluster.nodes[0]
-    try:
-        feature = metadata_version(node.host, node.port, settings.connect_timeout)
-    except (OSError, ValueError) as exc:
-        feature, detail = None, f"{detail}; metadata.version unknown ({exc})"
+    feature: str | None = None
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        # The version probe speaks plain TCP; it would not pass TLS or SASL.
+        detail = f"{detail}; {settings.kafka_security_protocol}"
+    else:
+        try:
+            feature = metadata_version(node.host, node.port, settings.connect_timeout)
+        except (OSError, ValueError) as exc:
+            detail = f"{detail}; metadata.version unknown ({exc})"
     if feature is None:
         return ServiceInfo(SERVICE, settings.kafka_bootstrap, "unknown", detail)
     release = feature.split("-")[0]

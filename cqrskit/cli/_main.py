@@ -18,6 +18,7 @@ from cqrskit.cli._projections import projections
 from cqrskit.cli._relay import relay
 from cqrskit.cli._status import status
 from cqrskit.doctor import check_services
+from cqrskit.settings import variable_for
 
 __all__ = ["main"]
 
@@ -80,3 +81,24 @@ def db_init(app_spec: str | None) -> None:
 main.add_command(relay)
 main.add_command(projections)
 main.add_command(status)
+
+
+@main.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def config(as_json: bool) -> None:
+    """The settings in effect, from pyproject.toml, the environment and secret files.
+
+    Passwords, API keys and credentials in URLs are masked.
+    """
+    settings = load_settings()
+    shown = settings.masked()
+    if as_json:
+        click.echo(json.dumps(shown, indent=2, default=str))
+        return
+    table = Table(title="cqrskit settings")
+    table.add_column("setting")
+    table.add_column("variable")
+    table.add_column("value")
+    for name, value in shown.items():
+        table.add_row(name, variable_for(name), escape("" if value is None else str(value)))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

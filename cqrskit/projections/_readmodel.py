@@ -408,5 +408,8 @@ class ElasticsearchReadModel:
 
     def _unavailable(self, reason: str) -> ServiceUnavailable:
         return ServiceUnavailable(
-            "Elasticsearch", self.settings.elasticsearch_url, reason, "CQRSKIT_ELASTICSEARCH_URL"
+            "Elasticsearch",
+            self.settings.elasticsearch_address(),
+            reason,
+            "CQRSKIT_ELASTICSEARCH_URL",
         )

@@ -59,7 +59,7 @@ def stage_latencies(
         )
     except (ApiError, TransportError) as exc:
         raise ServiceUnavailable(
-            "Elasticsearch", settings.elasticsearch_url, str(exc), "CQRSKIT_ELASTICSEARCH_URL"
+            "Elasticsearch", settings.elasticsearch_address(), str(exc), "CQRSKIT_ELASTICSEARCH_URL"
         ) from exc
     finally:
         es.close()

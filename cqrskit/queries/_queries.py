@@ -129,7 +129,7 @@ class QueryBus:
     def search(self, view_name: str, model: type[V]) -> Search[V]:
         """A search over the alias of read model ``view_name``."""
         alias = f"{self.settings.index_prefix}{view_name}"
-        return Search(self.es, alias, model, url=self.settings.elasticsearch_url)
+        return Search(self.es, alias, model, url=self.settings.elasticsearch_address())
 
     def ask(
         self,
@@ -156,7 +156,7 @@ class QueryBus:
                 registration.view_name,
                 min_position,
                 timeout=timeout,
-                url=self.settings.elasticsearch_url,
+                url=self.settings.elasticsearch_address(),
             )
             if not applied:
                 if on_stale == "error":
