@@ -5,11 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services services-down services-status lint typecheck docs test unit demo clean
+.PHONY: help venv services services-down services-status lint typecheck docs test unit demo chaos soak clean
 
 help:
 	@echo "make demo             start the services and run the demo"
 	@echo "make test             install, start the services, lint, type-check and run every test"
+	@echo "make chaos            kill and stop every part of the pipeline under load; count losses"
+	@echo "make soak             a steady load for SOAK_MINUTES (30); memory must stay flat"
 	@echo "make docs             build the documentation into site/ (mkdocs, strict)"
 	@echo "make services         start PostgreSQL, Kafka and Elasticsearch on 127.0.0.1"
 	@echo "make services-down    stop them"
@@ -53,6 +55,15 @@ unit: venv
 
 test: venv services lint typecheck docs
 	$(BIN)/pytest
+
+chaos: venv services
+	$(BIN)/python -m tests.chaos.run
+
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 100
+soak: venv services
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m tests.chaos.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
 demo: venv services
 	$(BIN)/cqrskit doctor

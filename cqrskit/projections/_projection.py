@@ -28,6 +28,7 @@ remembers the last version it applied from every source aggregate.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -41,6 +42,8 @@ from cqrskit.projections._mapping import mapping_for
 __all__ = ["DELETE", "UNCHANGED", "Handler", "Outcome", "Projection", "handles"]
 
 V = TypeVar("V", bound=BaseModel)
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 
 class _Marker(Enum):
@@ -103,6 +106,13 @@ class Projection(Generic[V]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is not None and not (isinstance(name, str) and _NAME.fullmatch(name)):
+            # The name becomes an index, an alias, a consumer group and a topic.
+            raise ValueError(
+                f"projection {cls.__qualname__}: name {name!r} must be 1-100 characters of "
+                "a-z, 0-9, '_' and '-', starting with a letter or a digit"
+            )
         handlers: dict[str, list[Handler]] = {}
         for klass in reversed(cls.__mro__):
             for attribute in vars(klass).values():

@@ -83,6 +83,26 @@ def read_model_for(
     )
 
 
+def _position_of(headers: dict[str, bytes]) -> int | None:
+    raw = headers.get(HEADER_POSITION)
+    if raw is None or not raw.isdigit():
+        return None
+    return int(raw)
+
+
+def _foreign(headers: dict[str, bytes]) -> str:
+    if HEADER_EVENT_TYPE not in headers:
+        return f"not a cqrskit message: no {HEADER_EVENT_TYPE!r} header"
+    return f"not a cqrskit message: {HEADER_POSITION!r} header {headers.get(HEADER_POSITION)!r}"
+
+
+def _partitions_of(watermark: Message) -> int:
+    try:
+        return int(orjson.loads(watermark.value() or b"{}").get("partitions", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
 class ProjectionWorker:
     """Keeps one projection's read model up to date from Kafka until stopped."""
 
@@ -240,22 +260,25 @@ class ProjectionWorker:
             touched.add(key)
             self._offsets[key] = int(message.offset() or 0) + 1
             headers = kafka_backend.headers_of(message)
-            event_type = headers.get(HEADER_EVENT_TYPE, b"")
-            position = int(headers.get(HEADER_POSITION, b"0") or 0)
+            event_type = headers.get(HEADER_EVENT_TYPE)
+            position = _position_of(headers)
+            if event_type is None or position is None:
+                # Not written by a cqrskit relay: keep it, with why, and go on.
+                dead.append((message, "decode", _foreign(headers)))
+                continue
+            if event_type in self.wanted:
+                try:
+                    envelope = Envelope.decode(message.value() or b"")
+                except (ValidationError, ValueError) as exc:
+                    dead.append((message, "decode", f"not an event envelope: {exc}"))
+                    continue
             # Every message, event or watermark, says that this partition
             # holds nothing unseen up to its position.
             self._complete[key] = max(self._complete.get(key, 0), position)
             if event_type == _WATERMARK:
-                self._partitions[key[0]] = int(
-                    orjson.loads(message.value() or b"{}").get("partitions", 0)
-                )
+                self._partitions[key[0]] = _partitions_of(message)
                 continue
             if event_type not in self.wanted:
-                continue
-            try:
-                envelope = Envelope.decode(message.value() or b"")
-            except ValidationError as exc:
-                dead.append((message, "decode", f"not an event envelope: {exc}"))
                 continue
             envelopes.append(envelope)
             published_at.append((message.timestamp()[1] or 0) / 1000)

@@ -6,9 +6,11 @@ import random
 import subprocess
 from decimal import Decimal
 
+from confluent_kafka import Producer
 from elasticsearch import Elasticsearch
 
 from cqrskit import CommandBus, Settings
+from cqrskit.backends import kafka as kafka_backend
 from cqrskit.projections import DeadLetterTopic, projection_status, replay_dead_letters
 from examples.shop import (
     AuthorisePayment,
@@ -210,3 +212,41 @@ def test_status_reads_checkpoints_without_kafka_answering(
     assert status.position > 0
     assert status.lag is None
     assert "Kafka did not answer" in status.note
+
+
+def test_malformed_and_foreign_messages_are_dead_lettered_and_the_worker_goes_on(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = CustomerOrdersProjection()
+    pipeline.start_relay()
+    line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1.00"))
+    with ShopApp(pipeline.settings) as app:
+        bus = CommandBus(app, handlers)
+        for i in range(5):
+            bus.dispatch(PlaceOrder(customer_id=f"c{i}", lines=[line]))
+    pipeline.wait_relayed()
+    topic = f"{pipeline.settings.topic_prefix}.order"
+    producer = Producer(kafka_backend.base_config(pipeline.settings))
+    hostile: list[tuple[bytes, list[tuple[str, bytes]]]] = [
+        (b"\x00\xff not json at all", []),  # foreign: no headers
+        (b'{"event_id": "1", "payload": {', [("event_type", b"Order.Placed"), ("position", b"7")]),
+        (b"{}", [("event_type", b"Order.Placed"), ("position", b"not-a-number")]),
+        (b'{"hello": "world"}', [("event_type", b"Order.Placed"), ("position", b"8")]),
+    ]
+    for value, headers in hostile:
+        producer.produce(topic, value=value, key=b"intruder", headers=headers)
+    assert producer.flush(30) == 0
+    worker = pipeline.start_worker(projection.name)
+    with ShopApp(pipeline.settings) as app:
+        bus = CommandBus(app, handlers)
+        for i in range(5):
+            bus.dispatch(PlaceOrder(customer_id=f"d{i}", lines=[line]))
+    pipeline.wait_applied(projection)
+    assert worker.proc.poll() is None, worker.output()[-2000:]
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
+    reasons = sorted(letter.error for letter in letters)
+    assert len(letters) == 4, reasons
+    assert sum("no 'event_type' header" in r for r in reasons) == 1
+    assert sum("'position' header" in r for r in reasons) == 1
+    assert sum("not an event envelope" in r for r in reasons) == 2
+    assert_equal_to_fold(pipeline, es, projection)

@@ -132,3 +132,11 @@ def test_every_projection_has_a_unique_id_rule() -> None:
     (placed,) = envelopes_of(Order(customer_id="ada", lines=LINES))
     assert CustomerOrdersProjection().doc_id(placed) == "ada"
     assert OrderSummaries().doc_id(placed) == str(placed.aggregate_id) != str(order_id)
+
+
+@pytest.mark.parametrize(
+    "name", ["Orders", "orders;drop", "../orders", "orders*", "", "-orders", "a" * 101, "_all"]
+)
+def test_a_projection_name_that_is_not_a_safe_index_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="must be 1-100 characters"):
+        type("Bad", (Projection,), {"name": name, "view": BaseModel})

@@ -1,0 +1,489 @@
+"""Drive the shop through the real stack while killing and stopping its parts.
+
+A steady stream of commands (orders for 20 customers, restocks of 5 items)
+runs while, one at a time and then in pairs, the relay and a projection
+worker are killed with SIGKILL and restarted, and Kafka, Elasticsearch and
+PostgreSQL are stopped and started again. After each fault the suite
+measures how long the pipeline takes to catch up. When the stream stops
+and the pipeline has drained, it counts, from three independent sources:
+
+- the client's own ledger of accepted commands (orders per customer,
+  units restocked per item): what the read models must show;
+- the read models: a missing effect is an order or a unit the ledger has
+  and the read model lacks; a doubled effect is one it shows too often;
+- Kafka: every event message on the topics, to count events published and
+  duplicates delivered (re-sends of the relay's unacknowledged tail);
+
+and it runs ``verify`` (a fresh fold of the event store against each live
+read model). It prints a table, saves it as JSON under bench/results/, and
+exits 1 on any missing or doubled effect or any drift.
+
+    python -m tests.chaos.run            # the full suite, with pairs (about 10 minutes)
+    python -m tests.chaos.run --short    # one of each fault and one pair (about 3 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID
+
+from confluent_kafka import Consumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from cqrskit import CommandBus, CqrskitError, Settings
+from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
+from cqrskit.eventstore import store_head
+from cqrskit.projections import index_names, verify
+from cqrskit.queries import applied_position
+from cqrskit.relay import read_status
+from examples.shop import OrderLine, PlaceOrder, RegisterItem, RestockItem, ShopApp, handlers
+from examples.shop.demo import clean_up
+from projections import CustomerOrdersProjection, StockLevels
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
+PROJECTIONS = ("customer_orders", "stock_levels")
+CUSTOMERS = 20
+ITEMS = 5
+PRICE = Decimal("2.50")
+console = Console()
+
+
+def say(message: str) -> None:
+    console.print(f"[bold magenta]chaos[/bold magenta] {message}")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until ``predicate`` holds; return the seconds it took. Fails after ``timeout``."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+# -- the processes and services ----------------------------------------------------------
+
+
+@dataclass
+class Process:
+    """A cqrskit CLI process that can be killed and started again."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cqrskit.cli", *self.args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=120)
+
+
+def service(name: str, action: str) -> None:
+    subprocess.run(
+        ["bash", str(SCRIPTS / f"{name}.sh"), action],
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+# -- the command stream --------------------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """What the client knows it did: the effects the read models must show."""
+
+    accepted: int = 0
+    retried: int = 0
+    orders: Counter[str] = field(default_factory=Counter)
+    restocked: Counter[str] = field(default_factory=Counter)
+
+
+class Stream(threading.Thread):
+    """Sends commands at a steady rate; retries a refused one with its idempotency key."""
+
+    def __init__(self, settings: Settings, items: list[UUID], rate: float):
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.items = items
+        self.rate = rate
+        self.ledger = Ledger()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with ShopApp(self.settings) as app:
+                self._send(CommandBus(app, handlers))
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+
+    def _send(self, bus: CommandBus) -> None:
+        n = 0
+        next_at = time.monotonic()
+        while not self.stopping.is_set():
+            customer = f"customer-{n % CUSTOMERS:02d}"
+            item = self.items[n % ITEMS]
+            command: PlaceOrder | RestockItem
+            if n % 2 == 0:
+                line = OrderLine(sku="tea", quantity=1, unit_price=PRICE)
+                command = PlaceOrder(customer_id=customer, lines=[line])
+            else:
+                command = RestockItem(item_id=item, quantity=1)
+            self._dispatch(bus, command, f"chaos-{n}")
+            if isinstance(command, PlaceOrder):
+                self.ledger.orders[customer] += 1
+            else:
+                self.ledger.restocked[str(item)] += 1
+            self.ledger.accepted += 1
+            n += 1
+            next_at += 1 / self.rate
+            self.stopping.wait(max(0.0, next_at - time.monotonic()))
+
+    def _dispatch(self, bus: CommandBus, command: PlaceOrder | RestockItem, key: str) -> None:
+        # What a careful client does with a transient error: the same command
+        # again with the same key, so that it is appended exactly once.
+        while True:
+            try:
+                bus.dispatch(command, idempotency_key=key)
+                return
+            except CqrskitError as exc:
+                if not exc.transient:
+                    raise
+                self.ledger.retried += 1
+                time.sleep(0.2)  # a client's back-off between retries
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    """One fault: take something down, and bring it back."""
+
+    name: str
+    down: Callable[[], None]
+    up: Callable[[], None]
+
+
+@dataclass
+class Outcome:
+    fault: str
+    down_seconds: float
+    recovery_seconds: float
+    commands_during: int
+
+
+class Chaos:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        run = uuid.uuid4().hex[:6]
+        self.env = {
+            **os.environ,
+            "CQRSKIT_APP": "examples.shop:ShopApp",
+            "CQRSKIT_PROJECTIONS": "projections",
+            "CQRSKIT_POSTGRES_SCHEMA": f"chaos_{run}",
+            "CQRSKIT_TOPIC_PREFIX": f"chaos-{run}",
+            "CQRSKIT_INDEX_PREFIX": f"chaos-{run}-",
+            "CQRSKIT_CONNECT_TIMEOUT": "3",
+            "CQRSKIT_LOG_FORMAT": "json",
+        }
+        self.settings = Settings.load(
+            **{k.removeprefix("CQRSKIT_").lower(): v for k, v in self.env.items()
+               if k.startswith("CQRSKIT_") and k != "CQRSKIT_LOG_FORMAT"}
+        )  # fmt: skip
+        self.logs = ROOT / ".services" / f"chaos-{run}"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.relay = Process(["relay", "run"], self.env, self.logs / "relay.log")
+        self.worker = Process(
+            ["projections", "run", *PROJECTIONS], self.env, self.logs / "worker.log"
+        )
+        self.items: list[UUID] = []
+
+    def faults(self) -> list[list[Fault]]:
+        def restart(process: Process) -> Callable[[], None]:
+            return process.start
+
+        relay = Fault("relay kill -9", self.relay.kill9, restart(self.relay))
+        worker = Fault("worker kill -9", self.worker.kill9, restart(self.worker))
+        kafka = Fault(
+            "Kafka stop", lambda: service("kafka", "stop"), lambda: service("kafka", "start")
+        )
+        es = Fault(
+            "Elasticsearch stop",
+            lambda: service("elasticsearch", "stop"),
+            lambda: service("elasticsearch", "start"),
+        )
+        pg = Fault(
+            "PostgreSQL restart",
+            lambda: service("postgres", "stop"),
+            lambda: service("postgres", "start"),
+        )
+        singles = [[relay], [worker], [kafka], [es], [pg]]
+        if self.args.short:
+            return [*singles, [relay, worker]]
+        pairs = [[relay, worker], [kafka, es], [pg, relay], [worker, es], [kafka, worker]]
+        return [*singles, *pairs]
+
+    # -- one run -------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the store, register the items, start the relay and the worker."""
+        say(f"schema {self.settings.postgres_schema}, logs in {self.logs.relative_to(ROOT)}")
+        subprocess.run(
+            [sys.executable, "-m", "cqrskit.cli", "db", "init"], env=self.env, cwd=ROOT, check=True
+        )
+        with ShopApp(self.settings) as app:
+            bus = CommandBus(app, handlers)
+            registered = [
+                RegisterItem(sku=f"i{i}", name=f"item {i}", quantity=0) for i in range(ITEMS)
+            ]
+            self.items = [bus.dispatch(command).aggregate_id for command in registered]
+        self.relay.start()
+        self.worker.start()
+
+    def run(self) -> int:
+        self.prepare()
+        stream = Stream(self.settings, self.items, self.args.rate)
+        stream.start()
+        outcomes: list[Outcome] = []
+        try:
+            self.wait_caught_up(120)
+            for faults in self.faults():
+                outcomes.append(self.inflict(faults, stream))
+                if stream.error is not None:
+                    raise stream.error
+            stream.stopping.set()
+            stream.join(timeout=120)
+            if stream.error is not None:
+                raise stream.error
+            say("stream stopped; draining")
+            self.wait_caught_up(300)
+            report = self.count(stream.ledger, outcomes)
+        finally:
+            stream.stopping.set()
+            self.relay.stop()
+            self.worker.stop()
+        self.show(report)
+        path = ROOT / "bench" / "results" / f"chaos-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+        path.write_text(json.dumps(report, indent=2, default=str))
+        say(f"saved {path.relative_to(ROOT)}")
+        if not self.args.keep:
+            clean_up(self.settings)
+        return 0 if report["ok"] else 1
+
+    def inflict(self, faults: list[Fault], stream: Stream) -> Outcome:
+        name = " + ".join(f.name for f in faults)
+        say(f"fault: {name}")
+        before = stream.ledger.accepted
+        started = time.monotonic()
+        for fault in faults:
+            fault.down()
+        # The outage lasts a while; commands keep coming (or wait, for PostgreSQL).
+        time.sleep(self.args.hold)  # the outage's length, not a wait on some state
+        for fault in reversed(faults):
+            fault.up()
+        down = time.monotonic() - started
+        recovery = self.wait_caught_up(300)
+        say(f"  down {down:.1f}s, caught up {recovery:.1f}s after")
+        return Outcome(name, down, recovery, stream.ledger.accepted - before)
+
+    def wait_caught_up(self, timeout: float) -> float:
+        """Seconds until the relay and every projection have applied the current head."""
+        started = time.monotonic()
+        head = self._try(lambda: store_head(self.settings, "shop"), timeout)
+        es = es_backend.client(self.settings)
+        _alias, checkpoints = index_names(self.settings, "x")
+
+        def caught_up() -> bool:
+            try:
+                if read_status(self.settings, "shop").position < head:
+                    return False
+                return all(applied_position(es, checkpoints, name) >= head for name in PROJECTIONS)
+            except CqrskitError:
+                return False
+
+        try:
+            wait_until(caught_up, timeout, f"the pipeline to apply position {head}")
+        finally:
+            es.close()
+        return time.monotonic() - started
+
+    @staticmethod
+    def _try(read: Callable[[], int], timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return read()
+            except CqrskitError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    # -- counting ------------------------------------------------------------------------
+
+    def count(self, ledger: Ledger, outcomes: list[Outcome]) -> dict[str, object]:
+        head = store_head(self.settings, "shop")
+        published, duplicates = self.kafka_counts()
+        missing = doubled = 0
+        customers = self.read_model(CustomerOrdersProjection.name)
+        for customer, placed in ledger.orders.items():
+            shown = int(customers.get(customer, {}).get("orders_placed", 0))
+            missing += max(0, placed - shown)
+            doubled += max(0, shown - placed)
+        stock = self.read_model(StockLevels.name)
+        for item, units in ledger.restocked.items():
+            shown = int(stock.get(item, {}).get("on_hand", 0))
+            missing += max(0, units - shown)
+            doubled += max(0, shown - units)
+        drift = {
+            p.name: len(verify(self.settings, "shop", p).drift)
+            for p in (CustomerOrdersProjection(), StockLevels())
+        }
+        ok = missing == 0 and doubled == 0 and not any(drift.values()) and published == head
+        return {
+            "ok": ok,
+            "short": self.args.short,
+            "rate": self.args.rate,
+            "hold_seconds": self.args.hold,
+            "commands_accepted": ledger.accepted,
+            "commands_retried_by_the_client": ledger.retried,
+            "events_stored": head,
+            "events_published": published,
+            "duplicates_delivered": duplicates,
+            "effects_missing": missing,
+            "effects_doubled": doubled,
+            "verify_drift": drift,
+            "faults": [asdict(o) for o in outcomes],
+        }
+
+    def read_model(self, name: str) -> dict[str, dict[str, object]]:
+        es = es_backend.client(self.settings)
+        alias = f"{self.settings.index_prefix}{name}"
+        try:
+            es.indices.refresh(index=alias)
+            hits = es.search(index=alias, size=10_000, query={"match_all": {}})["hits"]["hits"]
+        finally:
+            es.close()
+        return {hit["_id"]: hit["_source"] for hit in hits}
+
+    def kafka_counts(self) -> tuple[int, int]:
+        """(distinct events on the topics, messages that repeat one)."""
+        prefix = f"{self.settings.topic_prefix}."
+        consumer = Consumer(
+            {
+                **kafka_backend.base_config(self.settings),
+                "group.id": f"chaos-count-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            metadata = consumer.list_topics(timeout=30)
+            ends: dict[tuple[str, int], int] = {}
+            for topic, meta in metadata.topics.items():
+                if topic.startswith(prefix) and not topic.endswith(".dlq"):
+                    for partition in meta.partitions:
+                        _low, high = consumer.get_watermark_offsets(
+                            TopicPartition(topic, partition), timeout=30
+                        )
+                        if high > 0:
+                            ends[(topic, partition)] = high
+            consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+            seen: Counter[int] = Counter()
+            remaining = dict(ends)
+            while remaining:
+                for message in consumer.consume(10_000, timeout=5):
+                    if message.error():
+                        continue
+                    key = (message.topic(), message.partition())
+                    headers = kafka_backend.headers_of(message)
+                    if headers.get(HEADER_EVENT_TYPE) != WATERMARK_EVENT_TYPE.encode():
+                        seen[int(headers.get(HEADER_POSITION, b"0"))] += 1
+                    if message.offset() + 1 >= remaining.get(key, 0):
+                        remaining.pop(key, None)
+        finally:
+            consumer.close()
+        return len(seen), sum(n - 1 for n in seen.values())
+
+    def show(self, report: dict[str, object]) -> None:
+        table = Table(title="faults")
+        for column in ("fault", "down (s)", "caught up after (s)", "commands during"):
+            table.add_column(column)
+        for fault in report["faults"]:  # type: ignore[attr-defined]
+            table.add_row(
+                fault["fault"],
+                f"{fault['down_seconds']:.1f}",
+                f"{fault['recovery_seconds']:.1f}",
+                str(fault["commands_during"]),
+            )
+        console.print(table)
+        totals = Table(title="counts")
+        totals.add_column("what")
+        totals.add_column("count")
+        for key in (
+            "commands_accepted",
+            "commands_retried_by_the_client",
+            "events_stored",
+            "events_published",
+            "duplicates_delivered",
+            "effects_missing",
+            "effects_doubled",
+            "verify_drift",
+        ):
+            totals.add_row(key.replace("_", " "), str(report[key]))
+        console.print(totals)
+        say("PASSED: nothing lost, nothing doubled" if report["ok"] else "FAILED")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="one of each fault and one pair")
+    parser.add_argument("--rate", type=float, default=None, help="commands per second")
+    parser.add_argument("--hold", type=float, default=None, help="seconds each outage lasts")
+    parser.add_argument("--keep", action="store_true", help="keep the schema, topics, indices")
+    args = parser.parse_args()
+    args.rate = args.rate or (30.0 if args.short else 60.0)
+    args.hold = args.hold if args.hold is not None else (3.0 if args.short else 8.0)
+    return Chaos(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The fault suite's short form (``make chaos`` runs the full one)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.integration.conftest import REPO_ROOT
+
+
+def test_nothing_is_lost_or_doubled_under_faults(
+    postgres_up: None, kafka_up: None, elasticsearch_up: None
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.chaos.run", "--short"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    assert "PASSED: nothing lost, nothing doubled" in output
+    saved = sorted((REPO_ROOT / "bench" / "results").glob("chaos-*.json"))[-1]
+    report = json.loads(saved.read_text())
+    assert report["effects_missing"] == 0
+    assert report["effects_doubled"] == 0
+    assert report["events_published"] == report["events_stored"] > 0
+    assert len(report["faults"]) == 6
