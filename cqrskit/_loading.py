@@ -6,13 +6,16 @@ import importlib
 import os
 import pkgutil
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 from cqrskit.errors import ConfigurationError
 from cqrskit.eventstore import Application
 from cqrskit.projections import Projection
+from cqrskit.sagas import ProcessManager
 
-__all__ = ["load_application_class", "load_projections"]
+T = TypeVar("T")
+
+__all__ = ["load_application_class", "load_projections", "load_sagas"]
 
 
 def load_application_class(spec: str | None, variable: str = "CQRSKIT_APP") -> type[Application]:
@@ -50,10 +53,25 @@ def load_projections(
         ConfigurationError: no module named, it does not import, it defines no
             projection, or two projections share a name.
     """
+    return _named_subclasses(module_name, Projection, "projections", variable)
+
+
+def load_sagas(
+    module_name: str | None, variable: str = "CQRSKIT_SAGAS"
+) -> dict[str, type[ProcessManager[Any]]]:
+    """Every ProcessManager subclass with a name defined in a module or package.
+
+    Raises:
+        ConfigurationError: as :func:`load_projections`.
+    """
+    return _named_subclasses(module_name, ProcessManager, "sagas", variable)
+
+
+def _named_subclasses(
+    module_name: str | None, base: type[T], kind: str, variable: str
+) -> dict[str, type[T]]:
     if not module_name:
-        raise ConfigurationError(
-            variable, module_name, "name the projections module (--projections)"
-        )
+        raise ConfigurationError(variable, module_name, f"name the {kind} module (--{kind})")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -63,20 +81,21 @@ def load_projections(
             modules.append(importlib.import_module(info.name))
     except ImportError as exc:
         raise ConfigurationError(variable, module_name, f"cannot import: {exc}") from exc
-    found: dict[str, type[Projection[Any]]] = {}
+    found: dict[str, type[T]] = {}
     for module in modules:
         for value in vars(module).values():
             if (
                 isinstance(value, type)
-                and issubclass(value, Projection)
+                and issubclass(value, base)
                 and value.__module__ == module.__name__
                 and "name" in vars(value)
             ):
-                if value.name in found and found[value.name] is not value:
+                name = str(vars(value)["name"])
+                if name in found and found[name] is not value:
                     raise ConfigurationError(
-                        variable, module_name, f"two projections are named {value.name!r}"
+                        variable, module_name, f"two {kind} are named {name!r}"
                     )
-                found[value.name] = value
+                found[name] = value
     if not found:
-        raise ConfigurationError(variable, module_name, "defines no projection")
+        raise ConfigurationError(variable, module_name, f"defines no {kind[:-1]}")
     return dict(sorted(found.items()))

@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z_][\w.]*$",
         description="Module (or package) that defines the projections, e.g. projections.",
     )
+    sagas: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*$",
+        description="Module (or package) that defines the process managers (sagas).",
+    )
     projection_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Events applied per bulk request."
     )

@@ -17,13 +17,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from cqrskit.commands import Command, CommandBus, CommandHandlers, CommandResult
 from cqrskit.domain import DomainEvent
 from cqrskit.envelope import Envelope, encode
-from cqrskit.errors import CqrskitError
+from cqrskit.errors import CqrskitError, RuleViolated
 from cqrskit.eventstore import Application
+from cqrskit.sagas import MemorySagaStore, ProcessManager, SagaInstance, Step, react
 
-__all__ = ["ExpectedEvent", "Scenario", "expect", "payload_of", "stored_envelopes"]
+__all__ = [
+    "ExpectedEvent",
+    "SagaScenario",
+    "Scenario",
+    "expect",
+    "payload_of",
+    "stored_envelopes",
+]
 
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "metadata"}
 
@@ -150,3 +160,87 @@ class Scenario:
         if self.new_events():
             raise AssertionError("the command raised but events were appended")
         return self._error
+
+
+class SagaScenario:
+    """Given these events, then these commands (and deadlines): a process manager in memory.
+
+    Commands are recorded, not executed; ``refuse`` names the command types
+    the scenario refuses (as a handler would, with ``RuleViolated``), to
+    exercise compensations. A command whose idempotency key was seen
+    before is not recorded again, as the real command bus appends it once.
+    """
+
+    def __init__(self, manager: ProcessManager[Any], refuse: Sequence[str] = ()):
+        self.manager = manager
+        self.store = MemorySagaStore()
+        self.refuse = set(refuse)
+        self.sent: list[Command] = []
+        self._keys: set[str] = set()
+
+    def _send(self, command: Command, key: str) -> None:
+        if command.command_type in self.refuse:
+            raise RuleViolated(f"{command.command_type} refused by the scenario")
+        if key not in self._keys:
+            self._keys.add(key)
+            self.sent.append(command)
+
+    def given(self, *events: Envelope) -> SagaScenario:
+        """Feed ``events`` in order (their commands are recorded, then forgotten)."""
+        for event in events:
+            self._feed(event)
+        self.sent = []
+        return self
+
+    def when(self, *events: Envelope) -> SagaScenario:
+        """Feed ``events``; :attr:`sent` holds the commands they caused."""
+        self.sent = []
+        for event in events:
+            self._feed(event)
+        return self
+
+    def when_deadline(self, instance_id: str, name: str) -> SagaScenario:
+        """Let the deadline ``name`` of an instance fall due."""
+        self.sent = []
+
+        def run(state: BaseModel, step: Step) -> BaseModel:
+            step.cancel_deadline(name)
+            result: BaseModel = self.manager.on_deadline(name, state, step)
+            return result
+
+        react(
+            self.manager,
+            self.store,
+            self._send,
+            instance_id=instance_id,
+            kind="deadline",
+            trigger=name,
+            run=run,
+        )
+        return self
+
+    def _feed(self, event: Envelope) -> None:
+        reaction = self.manager.reaction_for(event.event_type)
+        if reaction is None:
+            return
+        react(
+            self.manager,
+            self.store,
+            self._send,
+            instance_id=reaction.correlate(event),
+            kind="event",
+            trigger=event.event_type,
+            run=lambda state, step: self.manager.react(reaction, event, state, step),
+            starts=reaction.starts,
+            event_id=str(event.event_id),
+        )
+
+    def instance(self, instance_id: str) -> SagaInstance:
+        """The instance's current record."""
+        found = self.store.load(self.manager.name, instance_id)
+        assert found is not None, f"no instance {instance_id} of {self.manager.name}"
+        return found
+
+    def deadlines(self, instance_id: str) -> set[str]:
+        """Names of the instance's pending deadlines."""
+        return set(self.store.deadlines(self.manager.name, instance_id))

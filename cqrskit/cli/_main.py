@@ -16,6 +16,7 @@ from cqrskit._version import __version__
 from cqrskit.cli._common import APP_OPTION, errors_as_messages, load_settings
 from cqrskit.cli._projections import projections
 from cqrskit.cli._relay import relay
+from cqrskit.cli._sagas import sagas
 from cqrskit.cli._status import status
 from cqrskit.doctor import check_services
 from cqrskit.settings import variable_for
@@ -81,6 +82,7 @@ def db_init(app_spec: str | None) -> None:
 main.add_command(relay)
 main.add_command(projections)
 main.add_command(status)
+main.add_command(sagas)
 
 
 @main.command("config")

@@ -10,6 +10,7 @@ from examples.shop.commands import (
     CancelOrder,
     CapturePayment,
     PlaceOrder,
+    RefusePayment,
     RegisterItem,
     ReleaseStock,
     ReserveStock,
@@ -79,3 +80,10 @@ def capture_payment(command: CapturePayment, uow: UnitOfWork) -> Payment:
     payment.capture()
     uow.get(Order, payment.order_id).mark_paid(payment.id)
     return payment
+
+
+@handlers.handles(RefusePayment)
+def refuse_payment(command: RefusePayment, uow: UnitOfWork) -> Order:
+    order = uow.get(Order, command.order_id)
+    order.refuse_payment(command.reason)
+    return order

@@ -65,3 +65,10 @@ class CapturePayment(Command):
     """Capture an authorised payment and mark its order paid."""
 
     payment_id: UUID
+
+
+class RefusePayment(Command):
+    """The payment provider declined to pay for an order."""
+
+    order_id: UUID
+    reason: str = Field(min_length=1, max_length=500)

@@ -22,6 +22,8 @@ class OrderLine(BaseModel):
     sku: str = Field(min_length=1, max_length=64)
     quantity: Quantity
     unit_price: Money
+    #: The inventory item to reserve for this line (the order workflow does).
+    item_id: UUID | None = None
 
 
 class Order(Aggregate):
@@ -32,6 +34,7 @@ class Order(Aggregate):
     status: str
     payment_id: UUID | None
     cancel_reason: str | None
+    payment_refusal: str | None
 
     @event("Placed")
     def __init__(self, customer_id: str, lines: list[OrderLine]) -> None:
@@ -42,6 +45,7 @@ class Order(Aggregate):
         self.status = "placed"
         self.payment_id = None
         self.cancel_reason = None
+        self.payment_refusal = None
 
     @property
     def total(self) -> Decimal:
@@ -60,6 +64,16 @@ class Order(Aggregate):
     def _cancelled(self, reason: str, customer_id: str, total: Money) -> None:
         self.status = "cancelled"
         self.cancel_reason = reason
+
+    def refuse_payment(self, reason: str) -> None:
+        """Record that the payment provider refused to pay for this order."""
+        if self.status != "placed":
+            raise RuleViolated(f"order {self.id} is {self.status}; its payment cannot be refused")
+        self._payment_refused(reason=reason)
+
+    @event("PaymentRefused")
+    def _payment_refused(self, reason: str) -> None:
+        self.payment_refusal = reason
 
     def mark_paid(self, payment_id: UUID) -> None:
         """Record the captured payment of a placed order."""

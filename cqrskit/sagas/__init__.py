@@ -1,0 +1,44 @@
+"""Process managers (sagas): multi-step workflows driven by events, with compensation.
+
+A process manager consumes events from Kafka as a projection worker does,
+keeps one instance per correlated id (an order, say) whose state and
+history live in PostgreSQL, and reacts by sending commands, each with an
+idempotency key derived from the event that caused it, so that seeing an
+event twice sends nothing new. Deadlines are durable timers in PostgreSQL.
+A failed step runs the compensations of the completed steps in reverse.
+"""
+
+from cqrskit.sagas._manager import (
+    ProcessManager,
+    Step,
+    by_aggregate,
+    by_payload,
+    on_deadline,
+    reacts,
+)
+from cqrskit.sagas._runner import SagaRunner, react
+from cqrskit.sagas._store import (
+    HistoryEntry,
+    MemorySagaStore,
+    PostgresSagaStore,
+    SagaInstance,
+    SagaStore,
+    StepRecord,
+)
+
+__all__ = [
+    "HistoryEntry",
+    "MemorySagaStore",
+    "PostgresSagaStore",
+    "ProcessManager",
+    "SagaInstance",
+    "SagaRunner",
+    "SagaStore",
+    "Step",
+    "StepRecord",
+    "by_aggregate",
+    "by_payload",
+    "on_deadline",
+    "react",
+    "reacts",
+]

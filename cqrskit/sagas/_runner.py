@@ -1,0 +1,326 @@
+"""Running a process manager: events from Kafka and due deadlines in, commands out.
+
+For each event: find the instance it correlates to, run the reaction, send
+its commands (each keyed by the event's id and its place in the step, so a
+re-delivery sends nothing new), run compensations in reverse if a step
+failed, and record state, history, deadlines, the handled event and the
+position in one transaction. Only then is the Kafka offset committed; on
+(re)assignment the runner starts from the positions recorded in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from pydantic import BaseModel, ValidationError
+from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
+
+from cqrskit.backends import kafka as kafka_backend
+from cqrskit.commands import Command, CommandBus
+from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
+from cqrskit.errors import PermanentError, TransientError
+from cqrskit.eventstore import Application
+from cqrskit.relay import topic_for
+from cqrskit.sagas._manager import ProcessManager, Step
+from cqrskit.sagas._store import (
+    HistoryEntry,
+    PostgresSagaStore,
+    SagaInstance,
+    SagaStore,
+    StepRecord,
+)
+from cqrskit.settings import Settings
+
+__all__ = ["SagaRunner", "react"]
+
+log = logging.getLogger("cqrskit.sagas")
+
+#: Sends one command with an idempotency key; raises PermanentError if refused.
+Send = Callable[[Command, str], None]
+
+
+def _as_dict(command: Command) -> dict[str, Any]:
+    return {"type": command.command_type, "payload": command.model_dump(mode="json")}
+
+
+def react(
+    manager: ProcessManager[Any],
+    store: SagaStore,
+    send: Send,
+    *,
+    instance_id: str,
+    kind: str,
+    trigger: str,
+    run: Callable[[BaseModel, Step], BaseModel],
+    starts: bool = False,
+    event_id: str | None = None,
+    stream: str | None = None,
+    next_offset: int | None = None,
+) -> SagaInstance | None:
+    """Run one reaction (to an event, or to a due deadline) of one instance, and record it.
+
+    Returns the instance after the reaction (None if the event belongs to no
+    instance). Idempotent: a reaction to an event already handled records
+    nothing, and its commands, keyed as before, append nothing new.
+
+    Raises:
+        TransientError: a service was unavailable, or another runner moved the
+            instance; run it again.
+    """
+    name = manager.name
+    instance = store.load(name, instance_id)
+    if (instance is None and not starts) or (instance is not None and instance.status != "running"):
+        if stream is not None and next_offset is not None:
+            store.record_position(name, stream, next_offset)
+        return instance
+    state = manager.state.model_validate(instance.state) if instance else manager.state()
+    step = Step()
+    try:
+        state = run(state, step)
+    except Exception as exc:  # a bug in the reaction: fail the instance, keep the runner
+        log.exception("saga %s instance %s: reaction to %s raised", name, instance_id, trigger)
+        step.fail(f"the reaction to {trigger} raised {type(exc).__name__}: {exc}")
+    compensations = list(instance.compensations if instance else [])
+    compensations += [_as_dict(c) for c in step.compensations]
+    sent: list[str] = []
+    trigger_key = event_id or f"{kind}:{trigger}:{instance.version if instance else 0}"
+    for index, (command, compensation) in enumerate(step.commands):
+        try:
+            send(command, f"saga:{name}:{instance_id}:{trigger_key}:{index}")
+        except PermanentError as exc:
+            step.fail(f"{command.command_type} refused: {exc}")
+            break
+        sent.append(command.command_type)
+        if compensation is not None:
+            compensations.append(_as_dict(compensation))
+    now = datetime.now(UTC)
+    history = [
+        HistoryEntry(now, kind, trigger, {"sent": sent, "state": state.model_dump(mode="json")})
+    ]
+    if instance is None:
+        history.insert(0, HistoryEntry(now, "started", trigger, {}))
+    status = step.outcome
+    if status == "failed":
+        history.append(
+            HistoryEntry(
+                now,
+                "failed",
+                step.reason,
+                {"compensated": _compensate(manager, send, instance_id, compensations)},
+            )
+        )
+        compensations = []
+    elif status == "done":
+        history.append(HistoryEntry(now, "done", trigger, {}))
+    record = StepRecord(
+        saga=name,
+        instance_id=instance_id,
+        expected_version=instance.version if instance else 0,
+        status=status,
+        state=state.model_dump(mode="json"),
+        compensations=compensations,
+        history=history,
+        deadlines=step.deadlines if status == "running" else {},
+        cancelled=frozenset(step.cancelled),
+        cancel_all=status != "running",
+        event_id=event_id,
+        stream=stream,
+        next_offset=next_offset,
+    )
+    store.record(record)
+    return store.load(name, instance_id)
+
+
+def _compensate(
+    manager: ProcessManager[Any], send: Send, instance_id: str, compensations: list[dict[str, Any]]
+) -> list[str]:
+    """Run the compensations newest first; each is keyed by its place in the stack."""
+    done: list[str] = []
+    for index in reversed(range(len(compensations))):
+        entry = compensations[index]
+        command = manager.handlers.parse(entry["type"], entry["payload"])
+        try:
+            send(command, f"saga:{manager.name}:{instance_id}:compensate:{index}")
+            done.append(entry["type"])
+        except PermanentError as exc:  # already undone, or never done: nothing to undo
+            done.append(f"{entry['type']} refused: {exc}")
+    return done
+
+
+class SagaRunner:
+    """Runs one process manager until stopped: a Kafka consumer group and a deadline clock."""
+
+    DEADLINE_SECONDS = 0.5
+
+    def __init__(
+        self,
+        settings: Settings,
+        application: Application,
+        manager: ProcessManager[Any],
+        store: SagaStore | None = None,
+    ):
+        self.settings = settings
+        self.manager = manager
+        self.bus = CommandBus(application, manager.handlers)
+        if store is None:
+            postgres = PostgresSagaStore(settings, application.name)
+            postgres.create_tables()
+            store = postgres
+        self.store = store
+        prefix = settings.topic_prefix or application.name.lower()
+        self.group = f"{prefix}.saga.{manager.name}"
+        self.topics = sorted(
+            {topic_for(settings, application.name, t) for t in manager.aggregate_types()}
+        )
+        self.wanted = {t.encode() for t in manager.event_types()}
+        self._stopping = threading.Event()
+        self.handled = 0
+
+    def stop(self) -> None:
+        """Finish the event in hand and return from :meth:`run`."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Consume, react and fire deadlines until :meth:`stop`."""
+        admin = kafka_backend.admin(self.settings)
+        for topic in self.topics:
+            self._retry(partial(kafka_backend.create_topic, admin, self.settings, topic))
+        consumer = Consumer(
+            {
+                **kafka_backend.base_config(self.settings),
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        consumer.subscribe(self.topics, on_assign=self._assigned)
+        log.info("saga %s: consuming %s as group %s", self.manager.name, self.topics, self.group)
+        deadlines_at = 0.0
+        try:
+            while not self._stopping.is_set():
+                message = consumer.poll(0.2)
+                if message is not None and message.error() is None:
+                    self._retry(partial(self._handle, message))
+                    self._commit(consumer, message)
+                if time.monotonic() - deadlines_at > self.DEADLINE_SECONDS:
+                    deadlines_at = time.monotonic()
+                    self._retry(self._fire_due)
+        finally:
+            consumer.close()
+            log.info("saga %s: stopped", self.manager.name)
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Positions recorded with the reactions win over Kafka's committed offsets.
+        positions = self._retry(lambda: self.store.positions(self.manager.name)) or {}
+        for partition in partitions:
+            recorded = positions.get(f"{partition.topic}/{partition.partition}")
+            if recorded is not None:
+                partition.offset = recorded
+        consumer.assign(partitions)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def _retry(self, action: Callable[[], Any]) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=0.2, max=10),
+            stop=lambda _state: self._stopping.is_set(),
+            sleep=self._sleep,
+            before_sleep=lambda rs: log.warning(
+                "saga %s: retrying after %s",
+                self.manager.name,
+                rs.outcome.exception() if rs.outcome else "an error",
+            ),
+        )
+        try:
+            return retrying(action)
+        except RetryError:
+            return None
+
+    def _handle(self, message: Message) -> None:
+        stream = f"{message.topic()}/{message.partition()}"
+        next_offset = int(message.offset() or 0) + 1
+        event_type = kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE)
+        if event_type not in self.wanted:
+            return
+        try:
+            event = Envelope.decode(message.value() or b"")
+        except (ValidationError, ValueError):
+            log.warning(
+                "saga %s: skipped a message that is not an event envelope (%s)",
+                self.manager.name,
+                stream,
+            )
+            return
+        reaction = self.manager.reaction_for(event.event_type)
+        assert reaction is not None
+        if self.store.handled(self.manager.name, str(event.event_id)):
+            return
+        try:
+            instance_id = reaction.correlate(event)
+        except (KeyError, TypeError, ValueError):
+            log.warning(
+                "saga %s: %s carries no correlation id", self.manager.name, event.event_type
+            )
+            return
+
+        def send(command: Command, key: str) -> None:
+            self.bus.dispatch(
+                command,
+                idempotency_key=key,
+                correlation_id=event.metadata.correlation_id,
+                causation_id=event.event_id,
+            )
+
+        react(
+            self.manager,
+            self.store,
+            send,
+            instance_id=instance_id,
+            kind="event",
+            trigger=event.event_type,
+            run=lambda state, step: self.manager.react(reaction, event, state, step),
+            starts=reaction.starts,
+            event_id=str(event.event_id),
+            stream=stream,
+            next_offset=next_offset,
+        )
+        self.handled += 1
+
+    def _fire_due(self) -> None:
+        for instance_id, name in self.store.due(self.manager.name):
+
+            def send(command: Command, key: str) -> None:
+                self.bus.dispatch(command, idempotency_key=key)
+
+            log.info(
+                "saga %s instance %s: deadline %s is due", self.manager.name, instance_id, name
+            )
+            react(
+                self.manager,
+                self.store,
+                send,
+                instance_id=instance_id,
+                kind="deadline",
+                trigger=name,
+                run=partial(self._deadline, name),
+            )
+
+    def _deadline(self, name: str, state: BaseModel, step: Step) -> BaseModel:
+        step.cancel_deadline(name)
+        result: BaseModel = self.manager.on_deadline(name, state, step)
+        return result
+
+    def _commit(self, consumer: Consumer, message: Message) -> None:
+        try:
+            consumer.commit(message=message, asynchronous=True)
+        except KafkaException as exc:  # the recorded positions are what count
+            log.debug("saga %s: offset not committed: %s", self.manager.name, exc)
