@@ -77,6 +77,7 @@ def test_the_happy_path_captures_the_payment_and_ends() -> None:
     assert saga.instance(str(order)).status == "done"
 
 
+# --8<-- [start:scenario]
 def test_a_refused_payment_releases_the_stock_and_cancels_the_order() -> None:
     shop = Shop()
     item = shop.item()
@@ -90,6 +91,9 @@ def test_a_refused_payment_releases_the_stock_and_cancels_the_order() -> None:
         CancelOrder(order_id=order, reason="the order workflow failed"),
     ]
     assert saga.instance(str(order)).status == "failed"
+
+
+# --8<-- [end:scenario]
 
 
 def test_no_payment_in_time_compensates_in_reverse_order() -> None:

@@ -1,0 +1,12 @@
+"""The shop's order workflow with a payment timeout short enough for a test."""
+
+from typing import ClassVar
+
+from examples.shop.workflow import OrderWorkflow
+
+
+class QuickOrderWorkflow(OrderWorkflow):
+    """Customers have three seconds to pay."""
+
+    name = "order_workflow"
+    payment_timeout: ClassVar[float] = 3.0
