@@ -135,10 +135,16 @@ class WorkerTelemetry:
             self._probe_wanted.set()
         record_apply_spans(self.name, envelopes, started_ns, time.time_ns())
 
-    def idle(self, consumer: Consumer) -> None:
-        """Called on every turn of the loop: refresh the lag, write the samples."""
+    def idle(self, consumer: Consumer, *, drained: bool) -> None:
+        """Called on every turn of the loop: refresh the lag, write the samples.
+
+        ``drained``: the last poll found nothing. The lag is measured then (or
+        when it has not been for a while): right after a poll, the relay's
+        watermarks for the other partitions are often a few microseconds
+        from being consumed, and would show as a lag that is not one.
+        """
         now = time.monotonic()
-        if now - self._lag_at > self.LAG_SECONDS:
+        if (drained and now - self._lag_at > 1.0) or now - self._lag_at > 3 * self.LAG_SECONDS:
             self._lag_at = now
             self._measure_lag(consumer)
         if now - self._flushed_at > self.FLUSH_SECONDS:
@@ -178,16 +184,16 @@ class WorkerTelemetry:
     # -- inside --------------------------------------------------------------------------
 
     def _measure_lag(self, consumer: Consumer) -> None:
+        # The high watermarks come with every fetch response (cached=True):
+        # no round trip to the broker, so the loop is never held up by it.
         try:
-            assigned = consumer.assignment()
-            positions = consumer.position(assigned)
             lag = 0
-            for partition in positions:
-                _low, high = consumer.get_watermark_offsets(partition, timeout=1.0, cached=False)
-                if partition.offset >= 0:
-                    lag += max(0, high - partition.offset)
-                else:  # nothing consumed yet on this partition
-                    lag += max(0, high - _low)
+            for partition in consumer.position(consumer.assignment()):
+                low, high = consumer.get_watermark_offsets(partition, cached=True)
+                if high < 0:
+                    continue  # nothing fetched from this partition yet
+                start = partition.offset if partition.offset >= 0 else max(low, 0)
+                lag += max(0, high - start)
             self._lag_events.set(lag)
             if lag == 0:
                 self._lag_seconds.set(0)

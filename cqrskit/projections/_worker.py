@@ -209,7 +209,7 @@ class ProjectionWorker:
                 # Wait for one message, then take what is already fetched:
                 # a batch never waits to fill up, so latency stays low.
                 first = consumer.poll(0.5)
-                self.telemetry.idle(consumer)
+                self.telemetry.idle(consumer, drained=first is None)
                 if first is None:
                     continue
                 messages = [first]

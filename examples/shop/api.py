@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for error, status in _ERRORS:
         app.add_exception_handler(error, _handler(status))
     app.add_exception_handler(NotFound, _handler(404))
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(CqrskitError, _handler(500))
 
     def send(command: Command, key: str | None) -> CommandResult:
@@ -263,6 +265,24 @@ def _build(model: type[Any], **data: Any) -> Any:
         queries.parse(model, data)
         if issubclass(model, CqrsQuery)
         else handlers.parse(model.command_type, data)
+    )
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with each field's path and what was wrong; never echoes the input back.
+
+    (The input may be huge, hostile, or not even representable in JSON, such
+    as ``Infinity``.)
+    """
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"loc": [str(part) if not isinstance(part, int) else part for part in e["loc"]],
+         "msg": str(e["msg"]), "type": str(e["type"])}
+        for e in exc.errors()
+    ]  # fmt: skip
+    return JSONResponse(
+        {"error": "RequestValidationError", "message": "the request is invalid", "detail": detail},
+        status_code=422,
     )
 
 

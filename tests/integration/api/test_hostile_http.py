@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -52,9 +53,7 @@ def requests(draw: st.DrawFn) -> tuple[str, Any]:
     path_id = draw(
         st.one_of(st.uuids().map(str), st.sampled_from(FRAGMENTS), st.text(min_size=1, max_size=40))
     )
-    path = route.replace(
-        "{id}", path_id.replace("/", "%2F").replace("?", "%3F").replace("#", "%23")
-    )
+    path = route.replace("{id}", quote(path_id, safe=""))
     return path, draw(payloads(ROUTES[route]))
 
 

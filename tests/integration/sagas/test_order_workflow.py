@@ -37,13 +37,14 @@ SAGA = "order_workflow"
 class Runner:
     """``cqrskit sagas run order_workflow`` as a process that can be killed."""
 
-    def __init__(self, pipeline: Pipeline):
+    def __init__(self, pipeline: Pipeline, sagas: str = "tests.integration.sagas.quick"):
         self.pipeline = pipeline
+        self.sagas = sagas
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = pipeline.tmp / "saga.log"
 
     def start(self) -> None:
-        env = {**self.pipeline.env(), "CQRSKIT_SAGAS": "tests.integration.sagas.quick"}
+        env = {**self.pipeline.env(), "CQRSKIT_SAGAS": self.sagas}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cqrskit.cli", "sagas", "run", SAGA],
@@ -161,6 +162,7 @@ def test_a_runner_killed_mid_workflow_finishes_it_with_no_command_applied_twice(
     shop: tuple[Pipeline, Runner, CommandBus, PostgresSagaStore],
 ) -> None:
     pipeline, runner, bus, store = shop
+    runner.sagas = "examples.shop.workflow"  # payment within 15 minutes: no deadline fires here
     item = bus.dispatch(RegisterItem(sku="tea", name="tea", quantity=1000)).aggregate_id
     orders = [place(bus, item, quantity=1) for _ in range(40)]
     runner.start()
