@@ -6,7 +6,7 @@ from examples.shop.workflow import OrderWorkflow
 
 
 class QuickOrderWorkflow(OrderWorkflow):
-    """Customers have three seconds to pay."""
+    """Customers have five seconds to pay."""
 
     name = "order_workflow"
-    payment_timeout: ClassVar[float] = 3.0
+    payment_timeout: ClassVar[float] = 5.0

@@ -97,14 +97,20 @@ def events_of(settings: Settings) -> Counter[tuple[str, str]]:
     return counts
 
 
-def test_the_happy_path_confirms_the_order(
-    shop: tuple[Pipeline, Runner, CommandBus, PostgresSagaStore],
-) -> None:
-    pipeline, runner, bus, store = shop
+def reserved_order(runner: Runner, bus: CommandBus, store: PostgresSagaStore) -> tuple[UUID, UUID]:
+    """Start the runner, place an order for 2 of an item, and wait until its stock is held."""
     runner.start()
     item = bus.dispatch(RegisterItem(sku="tea", name="tea", quantity=10)).aggregate_id
     order = place(bus, item)
     wait_until(lambda: instance_in(store, order, "awaiting payment"), 60, "stock reserved")
+    return item, order
+
+
+def test_the_happy_path_confirms_the_order(
+    shop: tuple[Pipeline, Runner, CommandBus, PostgresSagaStore],
+) -> None:
+    pipeline, runner, bus, store = shop
+    item, order = reserved_order(runner, bus, store)
     bus.dispatch(AuthorisePayment(order_id=order, amount=Decimal("6.00")))
     done = wait_until(lambda: instance_in(store, order, "confirmed"), 60, "the order confirmed")
     assert done.status == "done"
@@ -128,10 +134,7 @@ def test_a_refused_payment_releases_the_stock_and_cancels_the_order(
     shop: tuple[Pipeline, Runner, CommandBus, PostgresSagaStore],
 ) -> None:
     _pipeline, runner, bus, store = shop
-    runner.start()
-    item = bus.dispatch(RegisterItem(sku="tea", name="tea", quantity=10)).aggregate_id
-    order = place(bus, item)
-    wait_until(lambda: instance_in(store, order, "awaiting payment"), 60, "stock reserved")
+    item, order = reserved_order(runner, bus, store)
     bus.dispatch(RefusePayment(order_id=order, reason="card declined"))
     failed = wait_until(lambda: instance_in(store, order, "payment refused"), 60, "compensation")
     assert failed.status == "failed"
@@ -143,10 +146,7 @@ def test_a_payment_deadline_cancels_the_order_even_when_due_while_the_runner_was
     shop: tuple[Pipeline, Runner, CommandBus, PostgresSagaStore],
 ) -> None:
     _pipeline, runner, bus, store = shop
-    runner.start()
-    item = bus.dispatch(RegisterItem(sku="tea", name="tea", quantity=10)).aggregate_id
-    order = place(bus, item)
-    wait_until(lambda: instance_in(store, order, "awaiting payment"), 60, "stock reserved")
+    item, order = reserved_order(runner, bus, store)
     runner.kill9()
     due = store.deadlines(SAGA, str(order))["payment"]
     wait_until(lambda: store.due(SAGA), 30, f"the deadline (due {due}) to pass")
