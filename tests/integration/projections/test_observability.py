@@ -6,22 +6,14 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from cqrskit import CommandBus
-from cqrskit.projections import ProjectionWorker
-from cqrskit.relay import OutboxRelay
 from examples.shop import RegisterItem, RestockItem, ShopApp, handlers
-from projections import StockLevels
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline
 from tests.integration.relay.conftest import wait_until
@@ -148,37 +140,21 @@ def test_metrics_move_and_lag_returns_to_zero(observed: tuple[Pipeline, int, int
 
 
 def test_one_trace_runs_from_the_command_to_the_applied_document(pipeline: Pipeline) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    if trace.get_tracer_provider() is not provider:
-        pytest.fail("another test set a tracer provider first")
-
-    with ShopApp(pipeline.settings) as app:
-        result = CommandBus(app, handlers).dispatch(RegisterItem(sku="tea", name="tea", quantity=3))
-    (command,) = [s for s in exporter.get_finished_spans() if s.name == "command RegisterItem"]
-
-    relay = OutboxRelay(pipeline.settings, "shop")
-    worker = ProjectionWorker(pipeline.settings, "shop", StockLevels())
-    threads = [threading.Thread(target=x.run, daemon=True) for x in (relay, worker)]
-    for thread in threads:
-        thread.start()
-    try:
-
-        def applied() -> list[object]:
-            return [
-                s
-                for s in exporter.get_finished_spans()
-                if s.name == "apply stock_levels InventoryItem.Registered"
-            ]
-
-        (span,) = wait_until(applied, 90, "the worker to apply the traced event")
-    finally:
-        relay.stop()
-        worker.stop()
-        for thread in threads:
-            thread.join(timeout=60)
-    assert span.context.trace_id == command.context.trace_id  # type: ignore[attr-defined]
-    assert span.parent.span_id == command.context.span_id  # type: ignore[attr-defined]
-    assert span.attributes["cqrskit.aggregate_id"] == str(result.aggregate_id)  # type: ignore[attr-defined]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.projections.traced_run"],
+        env=pipeline.env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    (command,) = [s for s in found["spans"] if s["name"] == "command RegisterItem"]
+    (applied,) = [
+        s for s in found["spans"] if s["name"] == "apply stock_levels InventoryItem.Registered"
+    ]
+    assert applied["trace_id"] == command["trace_id"]
+    assert applied["parent_id"] == command["span_id"]
+    assert applied["aggregate_id"] == found["aggregate_id"]

@@ -63,7 +63,7 @@ def test_a_plain_consumer_reads_the_documented_envelope(relays: RelayHarness) ->
     assert envelope.occurred_at == stored.timestamp  # type: ignore[attr-defined]
     assert envelope.payload == {
         "customer_id": "ada",
-        "lines": [{"sku": "tea", "quantity": 2, "unit_price": "3.50"}],
+        "lines": [{"sku": "tea", "quantity": 2, "unit_price": "3.50", "item_id": None}],
     }
     assert envelope.metadata.traceparent == trace
     assert envelope.metadata.correlation_id is not None
