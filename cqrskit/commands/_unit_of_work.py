@@ -5,6 +5,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.application import Application as _LibraryApplication
+from eventsourcing.persistence import PersistenceError
 
 from cqrskit.domain import Aggregate
 from cqrskit.errors import AggregateNotFound
@@ -30,6 +31,7 @@ class UnitOfWork:
 
         Raises:
             AggregateNotFound: no aggregate of ``aggregate_class`` has that id.
+            ServiceUnavailable: the event store could not be read.
         """
         known = self._aggregates.get(aggregate_id)
         if known is None:
@@ -37,6 +39,11 @@ class UnitOfWork:
                 known = self._application.repository.get(aggregate_id)
             except AggregateNotFoundError:
                 raise AggregateNotFound(aggregate_id, aggregate_class.__name__) from None
+            except PersistenceError as exc:
+                translate = getattr(self._application, "unavailable", None)
+                if translate is None:
+                    raise
+                raise translate(exc) from exc
         if not isinstance(known, aggregate_class):
             raise AggregateNotFound(aggregate_id, aggregate_class.__name__)
         self._aggregates[aggregate_id] = known
