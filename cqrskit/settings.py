@@ -168,6 +168,13 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z_][\w.]*$",
         description="Module (or package) that defines the process managers (sagas).",
     )
+    kafka_session_timeout: float = Field(
+        default=10.0,
+        ge=6,
+        le=300,
+        description="Seconds before a consumer group gives a silent member's partitions to "
+        "another (a killed worker's partitions move after this).",
+    )
     projection_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Events applied per bulk request."
     )

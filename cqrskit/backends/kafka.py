@@ -62,6 +62,20 @@ def base_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def group_config(settings: Settings) -> dict[str, Any]:
+    """Settings of a consumer in a group: how soon a silent member is replaced.
+
+    librdkafka heartbeats from a thread of its own, so a long batch does not
+    count as silence; ``max.poll.interval.ms`` bounds that instead.
+    """
+    session_ms = int(settings.kafka_session_timeout * 1000)
+    return {
+        **base_config(settings),
+        "session.timeout.ms": session_ms,
+        "heartbeat.interval.ms": max(1000, session_ms // 3),
+    }
+
+
 def admin(settings: Settings) -> AdminClient:
     """An admin client for topic management and health checks."""
     return AdminClient(base_config(settings))

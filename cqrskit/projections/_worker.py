@@ -194,7 +194,7 @@ class ProjectionWorker:
             return
         consumer = Consumer(
             {
-                **kafka_backend.base_config(self.settings),
+                **kafka_backend.group_config(self.settings),
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

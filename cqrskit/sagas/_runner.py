@@ -194,7 +194,7 @@ class SagaRunner:
             self._retry(partial(kafka_backend.create_topic, admin, self.settings, topic))
         consumer = Consumer(
             {
-                **kafka_backend.base_config(self.settings),
+                **kafka_backend.group_config(self.settings),
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
