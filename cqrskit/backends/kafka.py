@@ -76,6 +76,20 @@ def group_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# Errors of a cluster that is away or still starting (a controller not yet
+# elected answers with a local time-out): retrying helps.
+_NOT_YET = {
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
 def admin(settings: Settings) -> AdminClient:
     """An admin client for topic management and health checks."""
     return AdminClient(base_config(settings))
@@ -105,10 +119,7 @@ def create_topic(
         error = exc.args[0]
         if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return False
-        if error.retriable() or error.code() in (
-            KafkaError._ALL_BROKERS_DOWN,
-            KafkaError._TRANSPORT,
-        ):
+        if error.retriable() or error.code() in _NOT_YET:
             raise ServiceUnavailable(
                 SERVICE, settings.kafka_bootstrap, error.str(), VARIABLE
             ) from exc

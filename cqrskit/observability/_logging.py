@@ -51,3 +51,6 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The Elasticsearch client logs every request at INFO: one line per
+    # request, not per change of state.
+    logging.getLogger("elastic_transport").setLevel(max(level, logging.WARNING))
