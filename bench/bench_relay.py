@@ -573,7 +573,7 @@ def measure_split(settings: Settings, relay_name: str, head: int) -> dict[str, A
         )
         patches.enter_context(
             mock.patch.object(
-                KafkaPublisher, "publish", split.wrap("publish", KafkaPublisher.publish)
+                KafkaPublisher, "produce", split.wrap("publish", KafkaPublisher.produce)
             )
         )
         patches.enter_context(
