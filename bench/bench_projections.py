@@ -35,26 +35,23 @@ import gc
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, Literal
 from unittest import mock
 
-import confluent_kafka
 import orjson
+from _common import fill_orders, fresh_schema, machine_info
 from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import Elasticsearch
 from elasticsearch.helpers import scan
@@ -74,7 +71,6 @@ from rich.table import Table
 from cqrskit import Settings
 from cqrskit.backends import elasticsearch as es_backend
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
 from cqrskit.envelope import Envelope
 from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections import (
@@ -88,10 +84,9 @@ from cqrskit.relay import OutboxRelay, read_status, topic_for
 
 # The example shop and the projections live outside the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.shop import Order, OrderLine, ShopApp
+from examples.shop import Order, ShopApp
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 APP_NAME = "shop"
@@ -212,44 +207,6 @@ class Config:
 
 
 # --- the event store and the topic ----------------------------------------------
-
-
-@contextmanager
-def fresh_schema(settings: Settings) -> Iterator[None]:
-    """Create the settings' schema, and drop it (with everything in it) afterwards."""
-    schema = Identifier(settings.postgres_schema)
-    with pg_backend.connect(settings) as conn:
-        conn.execute(SQL("CREATE SCHEMA {0}").format(schema))
-    try:
-        yield
-    finally:
-        with pg_backend.connect(settings) as conn:
-            conn.execute(SQL("DROP SCHEMA IF EXISTS {0} CASCADE").format(schema))
-
-
-def order_line(i: int) -> OrderLine:
-    """The one line of order ``i``: quantities and prices vary, so do the totals."""
-    return OrderLine(sku="tea", quantity=1 + i % 3, unit_price=Decimal(f"{1 + i % 7}.25"))
-
-
-def fill_store(settings: Settings, config: Config, console: Console) -> float:
-    """Append N new orders, ``fill_chunk`` per transaction; the seconds it took."""
-    started = time.perf_counter()
-    events, chunk = config.events, config.fill_chunk
-    next_report = events // 4
-    with ShopApp(settings) as app:
-        for start in range(0, events, chunk):
-            stop = min(events, start + chunk)
-            app.save(
-                *[
-                    Order(customer_id=f"customer-{i % config.customers}", lines=[order_line(i)])
-                    for i in range(start, stop)
-                ]
-            )
-            if stop >= next_report and stop < events:
-                console.log(f"  filled {stop:,} / {events:,}")
-                next_report += events // 4
-    return time.perf_counter() - started
 
 
 def publish_all(settings: Settings, head: int) -> float:
@@ -760,73 +717,6 @@ def measure_profile(settings: Settings, name: str, events: int, path: Path) -> l
     return rows[:25] + [{**r, "by": "cumulative"} for r in by_cumulative[:25]]
 
 
-# --- machine ------------------------------------------------------------------------
-
-
-def machine_info(settings: Settings) -> dict[str, Any]:
-    """What the figures depend on: CPUs, versions, load, commit."""
-    cpu_model = "?"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    kafka = kafka_backend.probe(settings)
-    with pg_backend.connect(settings) as conn:
-        short = conn.execute("SHOW server_version").fetchone()
-        full = conn.execute("SELECT version()").fetchone()
-        sync = conn.execute("SHOW synchronous_commit").fetchone()
-    es_info = es_backend.probe(settings)
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "postgres": {
-            "server_version": str(short[0]).split()[0] if short else "?",
-            "version": str(full[0]) if full else "?",
-            "synchronous_commit": str(sync[0]) if sync else "?",
-        },
-        "postgres_address": settings.postgres_address(),
-        "kafka": {"version": kafka.version, "detail": kafka.detail, "address": kafka.address},
-        "elasticsearch": {
-            "version": es_info.version,
-            "detail": es_info.detail,
-            "address": es_info.address,
-        },
-        "librdkafka": confluent_kafka.libversion()[0],
-        "packages": {
-            name: package_version(name)
-            for name in (
-                "cqrskit",
-                "eventsourcing",
-                "confluent-kafka",
-                "elasticsearch",
-                "psycopg",
-                "pydantic",
-                "orjson",
-            )
-        },
-        "git": git_state(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit of the checkout, and whether the tree had local changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-
-
 # --- the run ------------------------------------------------------------------------
 
 
@@ -872,7 +762,7 @@ class Bench:
             f"filling schema {settings.postgres_schema} with {config.events:,} Order.Placed "
             f"events for {config.customers:,} customers ({config.fill_chunk} per transaction)"
         )
-        self.fill_seconds = fill_store(settings, config, console)
+        self.fill_seconds = fill_orders(settings, config, console)
         self.head = store_head(settings, APP_NAME)
         if self.head != config.events:
             raise BenchmarkError(f"the store holds {self.head} events, expected {config.events}")
@@ -1471,7 +1361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load().model_copy(
         update={"postgres_schema": f"bench_proj_{stamp.lower()}", "topic_prefix": base}
     )
-    machine = machine_info(settings)
+    machine = machine_info(settings, services=("postgres", "kafka", "elasticsearch"))
     console.log(
         f"PostgreSQL {machine['postgres']['server_version']}, Kafka "
         f"{machine['kafka']['version']}, Elasticsearch {machine['elasticsearch']['version']}, "

@@ -40,11 +40,9 @@ import io
 import json
 import math
 import os
-import platform
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -55,11 +53,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+from _common import machine_info
 from elasticsearch import Elasticsearch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -1037,68 +1035,6 @@ def indices_cleaned(bench: Bench) -> Iterator[None]:
         bench.console.log(f"deleted {len(deleted)} indices: {', '.join(deleted)}")
 
 
-# --- machine ------------------------------------------------------------------------
-
-
-def machine_info(settings: Settings) -> dict[str, Any]:
-    """What the figures depend on: CPUs, versions, load, commit."""
-    cpu_model = "?"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    es_info = es_backend.probe(settings)
-    es = es_backend.client(settings)
-    try:
-        nodes = es.nodes.info(node_id="_local", metric="jvm,os")
-    finally:
-        es.close()
-    node = next(iter(nodes["nodes"].values()))
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "elasticsearch": {
-            "version": es_info.version,
-            "detail": es_info.detail,
-            "address": es_info.address,
-            "heap_max_bytes": node.get("jvm", {}).get("mem", {}).get("heap_max_in_bytes"),
-            "node_processors": node.get("os", {}).get("allocated_processors"),
-        },
-        "packages": {
-            name: package_version(name)
-            for name in (
-                "cqrskit",
-                "elasticsearch",
-                "elastic-transport",
-                "urllib3",
-                "pydantic",
-                "pydantic-core",
-                "orjson",
-            )
-        },
-        "git": git_state(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit of the checkout, and whether the tree had local changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-
-
 # --- output -------------------------------------------------------------------------
 
 
@@ -1524,7 +1460,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load().model_copy(
         update={"index_prefix": f"bench-queries-{stamp.lower()}-"}
     )
-    machine = machine_info(settings)
+    machine = machine_info(
+        settings,
+        services=("elasticsearch",),
+        packages=(
+            "cqrskit",
+            "elasticsearch",
+            "elastic-transport",
+            "urllib3",
+            "pydantic",
+            "pydantic-core",
+            "orjson",
+        ),
+    )
     console.log(
         f"Elasticsearch {machine['elasticsearch']['version']} at {settings.elasticsearch_url} "
         f"({machine['elasticsearch']['detail']}), {machine['nproc']} CPUs, Python "

@@ -28,29 +28,26 @@ import gc
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, Literal
 from unittest import mock
 
-import confluent_kafka
+from _common import fresh_schema, machine_info
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL
 from rich.console import Console
 from rich.table import Table
 
@@ -65,7 +62,6 @@ from cqrskit.relay import _relay as relay_module
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from examples.shop import Order, OrderLine, ShopApp
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 APP_NAME = "shop"
@@ -197,19 +193,6 @@ class Config:
 
 
 # --- the outbox -----------------------------------------------------------------
-
-
-@contextmanager
-def fresh_schema(settings: Settings) -> Iterator[None]:
-    """Create the settings' schema, and drop it (with everything in it) afterwards."""
-    schema = Identifier(settings.postgres_schema)
-    with pg_backend.connect(settings) as conn:
-        conn.execute(SQL("CREATE SCHEMA {0}").format(schema))
-    try:
-        yield
-    finally:
-        with pg_backend.connect(settings) as conn:
-            conn.execute(SQL("DROP SCHEMA IF EXISTS {0} CASCADE").format(schema))
 
 
 def fill_outbox(settings: Settings, events: int, chunk: int, console: Console) -> float:
@@ -633,59 +616,6 @@ def measure_profile(
         )
     rows.sort(key=lambda r: r["own_seconds"], reverse=True)
     return rows[:25]
-
-
-# --- machine --------------------------------------------------------------------
-
-
-def machine_info(settings: Settings) -> dict[str, Any]:
-    """What the figures depend on: CPUs, versions, load, commit."""
-    cpu_model = "?"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    kafka = kafka_backend.probe(settings)
-    with pg_backend.connect(settings) as conn:
-        short = conn.execute("SHOW server_version").fetchone()
-        full = conn.execute("SELECT version()").fetchone()
-        sync = conn.execute("SHOW synchronous_commit").fetchone()
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "postgres": {
-            "server_version": str(short[0]).split()[0] if short else "?",
-            "version": str(full[0]) if full else "?",
-            "synchronous_commit": str(sync[0]) if sync else "?",
-        },
-        "postgres_address": settings.postgres_address(),
-        "kafka": {"version": kafka.version, "detail": kafka.detail, "address": kafka.address},
-        "librdkafka": confluent_kafka.libversion()[0],
-        "packages": {
-            name: package_version(name)
-            for name in ("cqrskit", "confluent-kafka", "psycopg", "orjson", "eventsourcing")
-        },
-        "git": git_state(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit of the checkout, and whether the tree had local changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
 
 
 # --- the run --------------------------------------------------------------------
@@ -1175,7 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load().model_copy(
         update={"postgres_schema": f"bench_relay_{stamp.lower()}"}
     )
-    machine = machine_info(settings)
+    machine = machine_info(settings, services=("postgres", "kafka"))
     console.log(
         f"PostgreSQL {machine['postgres']['server_version']} at {settings.postgres_address()}, "
         f"Kafka {machine['kafka']['version']} at {settings.kafka_bootstrap}, "
