@@ -1,44 +1,48 @@
-"""Commands per second: cqrskit's command bus against plain eventsourcing.
+"""Commands per second: cqrskit's command bus against plain eventsourcing and raw psycopg.
 
-Both sides write to the real local PostgreSQL, each variant in a fresh
+Every side writes to the real local PostgreSQL, each variant in a fresh
 schema that is dropped at the end. Every command appends exactly one event:
 
 - cqrskit: ``CommandBus.dispatch(RegisterItem(...))`` on the example shop,
   which creates a new ``InventoryItem`` (event ``Registered``: sku, name,
   quantity), with and without an idempotency key per command;
-- baseline: eventsourcing's own ``Application`` with its default PostgreSQL
+- eventsourcing: its own ``Application`` with its default PostgreSQL
   persistence, saving a plain ``Aggregate`` whose ``Registered`` event has
-  the same fields, one event per ``save``.
+  the same fields, one event per ``save``; and the same with the library's
+  database functions (``POSTGRES_ENABLE_DB_FUNCTIONS=y``);
+- raw psycopg: one ``INSERT`` of one row of the same size into a table
+  shaped like the library's, then ``COMMIT``; and 100 rows per ``INSERT``
+  and ``COMMIT``, the ceiling for writers whose appends are grouped.
 
-Each variant runs sequentially (one thread) and with several writer threads,
-each on its own aggregates. Rounds interleave the variants, so noise on this
-shared machine hits every variant alike; compare the ratios of one run, not
-absolute figures across runs. Run from the repository root::
+Each variant runs sequentially (one thread) and with 4, 16 and 64 writer
+threads, each on its own aggregates (or rows). Rounds interleave the
+variants of one number of writers, so noise on this shared machine hits
+them alike; compare the ratios of one run, not absolute figures across
+runs. Run from the repository root::
 
-    .venv/bin/python bench/bench_commands.py [--quick] [--commands N]
+    .venv/bin/python bench/bench_commands.py [--quick] [--commands N] [--writers 4,16,64]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version as package_version
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import psycopg
+from _common import RESULTS_DIR, machine_info, utc_stamp, wide_console, write_json
 from eventsourcing.application import Application as PlainApplication
 from eventsourcing.domain import Aggregate as PlainAggregate
 from eventsourcing.domain import event as plain_event
@@ -56,15 +60,26 @@ from cqrskit.backends import postgres as pg_backend
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from examples.shop import RegisterItem, ShopApp, handlers
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-Side = Literal["cqrskit", "baseline"]
-#: Sends one command (or saves one aggregate) identified by a unique token.
+Side = Literal["cqrskit", "eventsourcing", "raw"]
+#: Sends one command (or saves one aggregate, or inserts rows) identified by a unique token.
 Send = Callable[[str], None]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ITEM_NAME = "Benchmark item"
 ITEM_QUANTITY = 10
+#: Rows per INSERT and COMMIT of the raw batch variant.
+RAW_BATCH_ROWS = 100
+#: Timed commands per writer at least, so that many writers do not each send a handful.
+MIN_PER_WRITER = 25
+#: The raw rows' state: the size and shape of the shop's stored Registered event (369 bytes).
+RAW_STATE = (
+    '{"timestamp":"2026-12-02T02:46:46.346302Z","originator_topic":'
+    '"examples.shop.domain:InventoryItem","metadata":{"event_id":'
+    '"5cde147c-55b7-4808-851d-4389de1d371d","schema_version":1,"correlation_id":'
+    '"2b865961-5b24-4b59-a888-0b23d4ca94d9","causation_id":'
+    '"2b865961-5b24-4b59-a888-0b23d4ca94d9","traceparent":null},"sku":"%s",'
+    '"name":"Benchmark item","quantity":10}'
+)
+RAW_TOPIC = "examples.shop.domain:InventoryItem.Registered"
 
 
 class BenchmarkError(RuntimeError):
@@ -89,14 +104,73 @@ class BaselineApp(PlainApplication[UUID]):
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One thing to measure: which side, how many writers, keyed or not."""
+class Family:
+    """One way of appending: which side, and how."""
 
     key: str
     label: str
     side: Side
+    idempotency_key: bool = False
+    #: eventsourcing only: its database functions (POSTGRES_ENABLE_DB_FUNCTIONS=y).
+    db_functions: bool = False
+    #: raw only: rows per INSERT and COMMIT.
+    rows_per_call: int = 1
+    #: Measured with at most this many writers (the others are measured with all).
+    max_writers: int | None = None
+
+
+#: In the order the rounds run them, which interleaves the sides.
+FAMILIES = [
+    Family("cqrskit", "cqrskit", "cqrskit"),
+    Family("eventsourcing", "eventsourcing", "eventsourcing"),
+    Family("raw", "raw psycopg INSERT+COMMIT", "raw"),
+    Family(
+        "cqrskit-key", "cqrskit + idempotency key", "cqrskit", idempotency_key=True, max_writers=4
+    ),
+    Family("eventsourcing-fn", "eventsourcing, db functions", "eventsourcing", db_functions=True),
+    Family(
+        "raw-batch",
+        f"raw psycopg, {RAW_BATCH_ROWS} rows per COMMIT",
+        "raw",
+        rows_per_call=RAW_BATCH_ROWS,
+        max_writers=4,
+    ),
+]
+#: (variant family, baseline family): the ratios the run reports, at equal writers.
+RATIO_PAIRS = [
+    ("cqrskit", "eventsourcing"),
+    ("cqrskit", "raw"),
+    ("cqrskit", "eventsourcing-fn"),
+    ("cqrskit-key", "eventsourcing"),
+    ("cqrskit-key", "raw"),
+    ("eventsourcing", "raw"),
+    ("eventsourcing-fn", "raw"),
+    ("cqrskit", "raw-batch"),
+]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One thing to measure: a family with a number of writers."""
+
+    family: Family
     writers: int
-    idempotency_key: bool
+
+    @property
+    def key(self) -> str:
+        """``cqrskit-seq``, ``raw-16w``, ..."""
+        return f"{self.family.key}-{'seq' if self.writers == 1 else f'{self.writers}w'}"
+
+    @property
+    def label(self) -> str:
+        """The family's label."""
+        return self.family.label
+
+    def calls(self, count: int, per_writer: int) -> int:
+        """Sends for a batch of ``count`` commands: raw batches send 20x the rows."""
+        if self.family.rows_per_call > 1:
+            return max(self.writers, 20 * count // self.family.rows_per_call)
+        return max(count, per_writer * self.writers)
 
 
 @dataclass
@@ -104,6 +178,7 @@ class Measurement:
     """A variant's timed rounds and what the store holds afterwards."""
 
     variant: Variant
+    events: int = 0
     seconds: list[float] = field(default_factory=list)
     events_per_second: list[float] = field(default_factory=list)
     events_stored: int | None = None
@@ -122,7 +197,7 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Ratio:
-    """cqrskit's rate over the baseline's, at the same number of writers."""
+    """A variant's rate over a baseline's, at the same number of writers."""
 
     variant: str
     baseline: str
@@ -137,48 +212,34 @@ class Config:
     commands: int
     warmup: int
     rounds: int
-    writers: int
+    writers: tuple[int, ...]
     quick: bool
     results: Path
 
-    @property
-    def pool_size(self) -> int:
-        """Connections per application: a writer holds at most one at a time."""
-        return self.writers
+
+def variants_for(writer_counts: Sequence[int]) -> list[Variant]:
+    """The variants, grouped by number of writers, the sides interleaved in a group."""
+    return [
+        Variant(family, writers)
+        for writers in (1, *writer_counts)
+        for family in FAMILIES
+        if family.max_writers is None or writers <= family.max_writers
+    ]
 
 
-def variants_for(writers: int) -> list[Variant]:
-    """The variants, in an order that interleaves cqrskit and the baseline."""
-    variants = []
-    for count, suffix in ((1, "seq"), (writers, f"{writers}w")):
-        variants += [
-            Variant(f"cqrskit-{suffix}", "cqrskit", "cqrskit", count, idempotency_key=False),
-            Variant(
-                f"baseline-{suffix}", "eventsourcing", "baseline", count, idempotency_key=False
-            ),
-            Variant(
-                f"cqrskit-{suffix}-key",
-                "cqrskit + idempotency key",
-                "cqrskit",
-                count,
-                idempotency_key=True,
-            ),
-        ]
-    return variants
+# --- the sides ----------------------------------------------------------------
 
 
-def baseline_of(variant: Variant, variants: Sequence[Variant]) -> Variant:
-    """The baseline variant with the same number of writers."""
-    (match,) = [v for v in variants if v.side == "baseline" and v.writers == variant.writers]
-    return match
+@dataclass
+class Opened:
+    """A variant's writer, ready to send: how to count what it stored, and close it."""
+
+    send: Send
+    stored: Callable[[], int | None]
+    close: Callable[[], None]
 
 
-# --- the two sides ------------------------------------------------------------
-
-
-def open_cqrskit(
-    settings: Settings, schema: str, pool_size: int, *, keyed: bool
-) -> tuple[ShopApp, Send]:
+def open_cqrskit(settings: Settings, schema: str, pool_size: int, *, keyed: bool) -> Opened:
     """The shop in ``schema`` and a sender of RegisterItem commands."""
     app = ShopApp(
         settings.model_copy(update={"postgres_schema": schema, "postgres_pool_size": pool_size})
@@ -191,11 +252,18 @@ def open_cqrskit(
         if result.events != 1 or result.replayed:
             raise BenchmarkError(f"command {token} appended {result.events} events")
 
-    return app, send
+    return Opened(send, app.recorder.max_notification_id, app.close)
 
 
-def open_baseline(settings: Settings, schema: str, pool_size: int) -> tuple[BaselineApp, Send]:
-    """eventsourcing's Application on its default PostgreSQL persistence in ``schema``."""
+def open_eventsourcing(
+    settings: Settings, schema: str, pool_size: int, *, db_functions: bool
+) -> Opened:
+    """eventsourcing's Application on its default PostgreSQL persistence in ``schema``.
+
+    With ``db_functions`` the library inserts through its ``es_insert_events_uuid``
+    function (one statement, no explicit transaction; the function takes no
+    table lock, see bench/README.md).
+    """
     params = conninfo_to_dict(settings.postgres_dsn)
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -206,6 +274,8 @@ def open_baseline(settings: Settings, schema: str, pool_size: int) -> tuple[Base
         "POSTGRES_PASSWORD": str(params.get("password", "")),
         "POSTGRES_SCHEMA": schema,
         "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": "0",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "y" if db_functions else "n",
     }
     app = BaselineApp(env=env)
 
@@ -214,7 +284,85 @@ def open_baseline(settings: Settings, schema: str, pool_size: int) -> tuple[Base
         if len(recordings) != 1:
             raise BenchmarkError(f"save {token} recorded {len(recordings)} events")
 
-    return app, send
+    return Opened(send, app.recorder.max_notification_id, app.close)
+
+
+def open_raw(settings: Settings, schema: str, connections: int, rows_per_call: int) -> Opened:
+    """psycopg alone: ``rows_per_call`` rows per INSERT, then COMMIT, on ``connections``.
+
+    The table has the columns and indexes of eventsourcing's events table
+    (primary key on aggregate id and version, a unique ``notification_id``
+    from a sequence); no table lock and no NOTIFY.
+    """
+    table = Identifier(schema, "raw_events")
+    with pg_backend.connect(settings) as conn:
+        conn.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (originator_id uuid NOT NULL, "
+                "originator_version bigint NOT NULL, topic text, state bytea, "
+                "notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+            ).format(table)
+        )
+        conn.execute(
+            SQL(
+                "CREATE UNIQUE INDEX IF NOT EXISTS raw_events_notification_id "
+                "ON {0} (notification_id)"
+            ).format(table)
+        )
+    idle: SimpleQueue[psycopg.Connection[Any]] = SimpleQueue()
+    opened = [pg_backend.connect(settings, autocommit=False) for _ in range(connections)]
+    for conn in opened:
+        idle.put(conn)
+    if rows_per_call == 1:
+        statement = SQL(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state) "
+            "VALUES (%s, 1, %s, %s)"
+        ).format(table)
+
+        def send(token: str) -> None:
+            conn = idle.get()
+            try:
+                conn.execute(statement, (uuid4(), RAW_TOPIC, (RAW_STATE % token).encode()))
+                conn.commit()
+            finally:
+                idle.put(conn)
+
+    else:
+        statement = SQL(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state) "
+            "SELECT i, 1, t, s FROM unnest(%s::uuid[], %s::text[], %s::bytea[]) AS r(i, t, s)"
+        ).format(table)
+
+        def send(token: str) -> None:
+            ids = [uuid4() for _ in range(rows_per_call)]
+            states = [(RAW_STATE % f"{token}-{n}").encode() for n in range(rows_per_call)]
+            conn = idle.get()
+            try:
+                conn.execute(statement, (ids, [RAW_TOPIC] * rows_per_call, states))
+                conn.commit()
+            finally:
+                idle.put(conn)
+
+    def stored() -> int | None:
+        with pg_backend.connect(settings) as conn:
+            row = conn.execute(SQL("SELECT count(*) FROM {0}").format(table)).fetchone()
+        return int(row[0]) if row else None
+
+    def close() -> None:
+        for conn in opened:
+            conn.close()
+
+    return Opened(send, stored, close)
+
+
+def open_variant(settings: Settings, v: Variant, schema: str) -> Opened:
+    """A writer for ``v``, with a connection per writer thread."""
+    family = v.family
+    if family.side == "cqrskit":
+        return open_cqrskit(settings, schema, v.writers, keyed=family.idempotency_key)
+    if family.side == "eventsourcing":
+        return open_eventsourcing(settings, schema, v.writers, db_functions=family.db_functions)
+    return open_raw(settings, schema, v.writers, family.rows_per_call)
 
 
 # --- timing -------------------------------------------------------------------
@@ -266,126 +414,90 @@ def fresh_schemas(settings: Settings, names: Sequence[str]) -> Iterator[None]:
                 conn.execute(SQL("DROP SCHEMA IF EXISTS {0} CASCADE").format(Identifier(name)))
 
 
-def server_version(settings: Settings) -> dict[str, str]:
-    """The PostgreSQL server's short and long version strings."""
-    with pg_backend.connect(settings) as conn:
-        short = conn.execute("SHOW server_version").fetchone()
-        full = conn.execute("SELECT version()").fetchone()
-    return {
-        "server_version": str(short[0]).split()[0] if short else "?",
-        "version": str(full[0]) if full else "?",
-    }
-
-
-# --- machine ------------------------------------------------------------------
-
-
-def machine_info(settings: Settings) -> dict[str, Any]:
-    """What the figures depend on: CPUs, versions, load, commit."""
-    cpu_model = "?"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "postgres": server_version(settings),
-        "postgres_address": settings.postgres_address(),
-        "packages": {
-            name: package_version(name)
-            for name in ("cqrskit", "eventsourcing", "psycopg", "pydantic", "orjson")
-        },
-        "git": git_state(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit of the checkout, and whether the tree had local changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-
-
 # --- the run ------------------------------------------------------------------
 
 
 def measure(settings: Settings, config: Config, stamp: str, console: Console) -> list[Measurement]:
-    """Open every variant in its own schema, then run the interleaved rounds."""
+    """Each number of writers in turn: its variants in interleaved rounds.
+
+    A variant's writer is opened for its turn in a round and closed after it
+    (pools of 64 connections for every variant at once would pass the
+    server's connection limit); the warm-up batch before each timed batch
+    fills the pool and the caches again.
+    """
     variants = variants_for(config.writers)
     schemas = {v.key: f"bench_{stamp.lower()}_{v.key.replace('-', '_')}" for v in variants}
     measurements = {v.key: Measurement(v) for v in variants}
-    with fresh_schemas(settings, list(schemas.values())), ExitStack() as apps:
-        senders: dict[str, Send] = {}
-        recorders: dict[str, Callable[[], int | None]] = {}
-        for v in variants:
-            app: ShopApp | BaselineApp
-            if v.side == "cqrskit":
-                app, send = open_cqrskit(
-                    settings, schemas[v.key], config.pool_size, keyed=v.idempotency_key
-                )
-            else:
-                app, send = open_baseline(settings, schemas[v.key], config.pool_size)
-            apps.callback(app.close)
-            senders[v.key] = send
-            recorders[v.key] = app.recorder.max_notification_id
-        for round_no in range(1, config.rounds + 1):
-            # Alternate the order so that no variant always runs first or last.
-            order = variants if round_no % 2 else list(reversed(variants))
-            for v in order:
-                send = senders[v.key]
-                run_batch(send, v.writers, config.warmup, f"r{round_no}-warm")
-                seconds = run_batch(send, v.writers, config.commands, f"r{round_no}")
-                rate = config.commands / seconds
-                measurements[v.key].seconds.append(seconds)
-                measurements[v.key].events_per_second.append(rate)
-                console.log(
-                    f"round {round_no}/{config.rounds}  {v.label:<26} {v.writers} writer(s) "
-                    f"{rate:>7.0f} events/s"
-                )
-        expected = config.rounds * (config.warmup + config.commands)
-        for v in variants:
-            stored = recorders[v.key]()
-            measurements[v.key].events_stored = stored
-            if stored != expected:
-                raise BenchmarkError(f"{v.key}: {stored} events stored, expected {expected}")
+    with fresh_schemas(settings, list(schemas.values())):
+        for writers in (1, *config.writers):
+            group = [v for v in variants if v.writers == writers]
+            for round_no in range(1, config.rounds + 1):
+                # Alternate the order so that no variant always runs first or last.
+                order = group if round_no % 2 else list(reversed(group))
+                for v in order:
+                    run_round(
+                        settings,
+                        config,
+                        v,
+                        schemas[v.key],
+                        round_no=round_no,
+                        m=measurements[v.key],
+                    )
+                    m = measurements[v.key]
+                    console.log(
+                        f"round {round_no}/{config.rounds}  {v.label:<32} {v.writers:>2} "
+                        f"writer(s) {m.events_per_second[-1]:>8,.0f} events/s"
+                    )
     return [measurements[v.key] for v in variants]
 
 
+def run_round(
+    settings: Settings, config: Config, v: Variant, schema: str, *, round_no: int, m: Measurement
+) -> None:
+    """Open ``v``, warm it up, time one batch, check what it stored, close it."""
+    opened = open_variant(settings, v, schema)
+    try:
+        rows = v.family.rows_per_call
+        warm = v.calls(config.warmup, 1)
+        timed = v.calls(config.commands, MIN_PER_WRITER)
+        run_batch(opened.send, v.writers, warm, f"r{round_no}-warm")
+        seconds = run_batch(opened.send, v.writers, timed, f"r{round_no}")
+        m.events = timed * rows
+        m.seconds.append(seconds)
+        m.events_per_second.append(timed * rows / seconds)
+        stored = opened.stored()
+        expected = round_no * (warm + timed) * rows
+        m.events_stored = stored
+        if stored != expected:
+            raise BenchmarkError(f"{v.key}: {stored} events stored, expected {expected}")
+    finally:
+        opened.close()
+
+
 def ratios_of(measurements: Sequence[Measurement]) -> list[Ratio]:
-    """cqrskit over baseline for each cqrskit variant, by number of writers."""
-    variants = [m.variant for m in measurements]
-    by_key = {m.variant.key: m for m in measurements}
+    """The pairs of RATIO_PAIRS, at each number of writers where both were measured."""
+    by_family = {(m.variant.family.key, m.variant.writers): m for m in measurements}
     ratios = []
-    for m in measurements:
-        if m.variant.side != "cqrskit":
-            continue
-        base = by_key[baseline_of(m.variant, variants).key]
-        ratios.append(
-            Ratio(
-                variant=m.variant.key,
-                baseline=base.variant.key,
-                ratio_of_medians=m.median / base.median,
-                round_ratios=[
-                    mine / theirs
-                    for mine, theirs in zip(
-                        m.events_per_second, base.events_per_second, strict=True
-                    )
-                ],
+    for mine_family, base_family in RATIO_PAIRS:
+        for m in measurements:
+            if m.variant.family.key != mine_family:
+                continue
+            base = by_family.get((base_family, m.variant.writers))
+            if base is None:
+                continue
+            ratios.append(
+                Ratio(
+                    variant=m.variant.key,
+                    baseline=base.variant.key,
+                    ratio_of_medians=m.median / base.median,
+                    round_ratios=[
+                        mine / theirs
+                        for mine, theirs in zip(
+                            m.events_per_second, base.events_per_second, strict=True
+                        )
+                    ],
+                )
             )
-        )
     return ratios
 
 
@@ -395,12 +507,12 @@ def ratios_of(measurements: Sequence[Measurement]) -> list[Ratio]:
 def print_table(
     console: Console, measurements: Sequence[Measurement], ratios: Sequence[Ratio], config: Config
 ) -> None:
-    """One row per variant: median rate, range, spread and the ratio to the baseline."""
-    by_variant = {r.variant: r for r in ratios}
+    """One row per variant: median rate, range, spread and the ratios to the baselines."""
+    by_pair = {(r.variant, r.baseline.rsplit("-", 1)[0]): r for r in ratios}
     table = Table(
         title=(
-            f"Commands on PostgreSQL: {config.commands} timed per round, "
-            f"{config.rounds} rounds, one event each"
+            f"Appends on PostgreSQL: {config.commands} commands timed per round "
+            f"(at least {MIN_PER_WRITER} per writer), {config.rounds} rounds, one event each"
         )
     )
     table.add_column("variant")
@@ -408,23 +520,31 @@ def print_table(
     table.add_column("median events/s", justify="right")
     table.add_column("min - max", justify="right")
     table.add_column("spread", justify="right")
-    table.add_column("vs baseline (median)", justify="right")
-    table.add_column("per-round ratios", justify="right")
+    table.add_column("vs eventsourcing", justify="right")
+    table.add_column("vs raw commit", justify="right")
+    table.add_column("per-round vs raw", justify="right")
+
+    def ratio_text(key: str, base: str) -> str:
+        ratio = by_pair.get((key, base))
+        return f"{ratio.ratio_of_medians:.2f}x" if ratio else ""
+
     for m in measurements:
-        ratio = by_variant.get(m.variant.key)
+        key = m.variant.key
+        vs_raw = by_pair.get((key, "raw"))
         table.add_row(
             m.variant.label,
             str(m.variant.writers),
             f"{m.median:,.0f}",
             f"{min(m.events_per_second):,.0f} - {max(m.events_per_second):,.0f}",
             f"{m.spread_percent:.0f}%",
-            f"{ratio.ratio_of_medians:.2f}x" if ratio else "1.00x (baseline)",
-            ", ".join(f"{r:.2f}" for r in ratio.round_ratios) if ratio else "",
+            ratio_text(key, "eventsourcing"),
+            ratio_text(key, "raw"),
+            ", ".join(f"{r:.2f}" for r in vs_raw.round_ratios) if vs_raw else "",
         )
     console.print(table)
     console.print(
-        "ratio = cqrskit events/s / eventsourcing events/s at the same number of writers; "
-        "compare ratios within one run, not absolute figures across runs."
+        "ratio = events/s / the baseline's events/s at the same number of writers; compare "
+        "ratios within one run, not absolute figures across runs. Raw batches: rows per second."
     )
 
 
@@ -445,15 +565,25 @@ def save_json(
         "config": {
             **asdict(config),
             "results": str(config.results),
-            "pool_size": config.pool_size,
+            "min_commands_per_writer": MIN_PER_WRITER,
+            "pool_size": "one connection per writer, for every side",
             "cqrskit_command": "RegisterItem -> InventoryItem.Registered(sku, name, quantity)",
             "baseline_event": "PlainItem.Registered(sku, name, quantity), app.save per aggregate",
+            "raw_row": f"one row of {len(RAW_STATE % 'sku-r1-w0-17')} bytes of state into a "
+            "table like eventsourcing's events table; INSERT then COMMIT",
+            "raw_batch": f"{RAW_BATCH_ROWS} such rows per INSERT (unnest) and COMMIT; "
+            "20x the rows of the other variants per batch",
             "clock": "time.perf_counter",
         },
         "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
         "variants": [
             {
-                **asdict(m.variant),
+                **{f"family_{k}": v for k, v in asdict(m.variant.family).items()},
+                "key": m.variant.key,
+                "family": m.variant.family.key,
+                "label": m.variant.label,
+                "writers": m.variant.writers,
+                "events_per_round": m.events,
                 "rounds": [
                     {"round": n, "seconds": s, "events_per_second": r}
                     for n, (s, r) in enumerate(
@@ -470,7 +600,17 @@ def save_json(
         ],
         "ratios": [asdict(r) for r in ratios],
     }
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(path, document)
+
+
+COLOURS = {
+    "eventsourcing": "#9e9e9e",
+    "eventsourcing-fn": "#cfcfcf",
+    "raw": "#2ca02c",
+    "raw-batch": "#98df8a",
+    "cqrskit": "#1f77b4",
+    "cqrskit-key": "#ff7f0e",
+}
 
 
 def save_chart(
@@ -482,57 +622,66 @@ def save_chart(
     machine: dict[str, Any],
     stamp: str,
 ) -> None:
-    """Grouped bars of median events/s (whiskers: min and max of the rounds)."""
-    series: list[tuple[str, Callable[[Variant], bool], str]] = [
-        ("eventsourcing (baseline)", lambda v: v.side == "baseline", "#9e9e9e"),
-        ("cqrskit", lambda v: v.side == "cqrskit" and not v.idempotency_key, "#1f77b4"),
-        (
-            "cqrskit + idempotency key",
-            lambda v: v.side == "cqrskit" and v.idempotency_key,
-            "#ff7f0e",
-        ),
-    ]
-    groups = [1, config.writers]
-    group_labels = ["sequential (1 writer)", f"{config.writers} writers"]
-    by_variant = {r.variant: r for r in ratios}
-    width = 0.26
-    figure = Figure(figsize=(9, 5.5), dpi=110)
+    """Grouped bars of median events/s by writers (log scale; whiskers: min and max)."""
+    groups = [1, *config.writers]
+    families = [f for f in FAMILIES if any(m.variant.family == f for m in measurements)]
+    by_raw = {
+        r.variant: r for r in ratios if r.baseline.startswith("raw-") and "batch" not in r.baseline
+    }
+    width = 0.8 / len(families)
+    figure = Figure(figsize=(11, 6), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for index, (label, belongs, colour) in enumerate(series):
+    for index, family in enumerate(families):
         chosen = [
-            next(m for m in measurements if belongs(m.variant) and m.variant.writers == writers)
-            for writers in groups
+            (g, m)
+            for g, writers in enumerate(groups)
+            for m in measurements
+            if m.variant.family == family and m.variant.writers == writers
         ]
-        xs = [g + (index - 1) * width for g in range(len(groups))]
-        medians = [m.median for m in chosen]
+        xs = [g + (index - (len(families) - 1) / 2) * width for g, _ in chosen]
+        medians = [m.median for _, m in chosen]
         errors = [
-            [m.median - min(m.events_per_second) for m in chosen],
-            [max(m.events_per_second) - m.median for m in chosen],
+            [m.median - min(m.events_per_second) for _, m in chosen],
+            [max(m.events_per_second) - m.median for _, m in chosen],
         ]
-        bars = axes.bar(xs, medians, width, yerr=errors, capsize=4, label=label, color=colour)
-        for bar, m in zip(bars, chosen, strict=True):
-            ratio = by_variant.get(m.variant.key)
-            text = f"{m.median:,.0f}" + (f"\n{ratio.ratio_of_medians:.2f}x" if ratio else "")
+        bars = axes.bar(
+            xs,
+            medians,
+            width,
+            yerr=errors,
+            capsize=3,
+            label=family.label,
+            color=COLOURS[family.key],
+        )
+        for bar, (_, m) in zip(bars, chosen, strict=True):
+            ratio = by_raw.get(m.variant.key)
+            text = f"{m.median:,.0f}" + (f" ({ratio.ratio_of_medians:.2f}x raw)" if ratio else "")
             axes.annotate(
                 text,
                 (bar.get_x() + bar.get_width() / 2, max(m.events_per_second)),
-                xytext=(0, 4),
+                xytext=(0, 3),
                 textcoords="offset points",
                 ha="center",
                 va="bottom",
-                fontsize=8,
+                fontsize=6,
+                rotation=90,
             )
-    axes.set_xticks(range(len(groups)), group_labels)
-    axes.set_ylabel("events per second (median of rounds)")
-    axes.set_ylim(top=axes.get_ylim()[1] * 1.15)
-    axes.legend(loc="upper left", fontsize=8)
-    postgres = machine["postgres"]["server_version"]
+    axes.set_yscale("log")
+    axes.set_xticks(
+        range(len(groups)), ["sequential" if g == 1 else f"{g} writers" for g in groups]
+    )
+    axes.set_ylabel("events (rows) per second, median of rounds, log scale")
+    axes.set_ylim(top=axes.get_ylim()[1] * 8)
+    axes.legend(loc="upper left", fontsize=7, ncol=3)
+    postgres = machine["postgres"]
     axes.set_title(
-        "Commands per second, one event each: cqrskit vs eventsourcing\n"
+        "Appends per second, one event per command: cqrskit vs eventsourcing vs raw psycopg\n"
         f"{config.commands} timed commands x {config.rounds} interleaved rounds, "
-        f"PostgreSQL {postgres}, {machine['nproc']} CPUs, run {stamp}\n"
-        "bar: median; whiskers: min and max; label: median and ratio to the baseline",
+        f"PostgreSQL {postgres['server_version']} (fsync {postgres['fsync']}, "
+        f"synchronous_commit {postgres['synchronous_commit']}), {machine['nproc']} CPUs, "
+        f"run {stamp}\nbar: median; whiskers: min and max; label: median and ratio to the raw "
+        "single-row commit",
         fontsize=9,
     )
     figure.tight_layout()
@@ -549,42 +698,47 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--commands", type=int, help="timed commands per variant and round")
     parser.add_argument("--warmup", type=int, default=200, help="untimed commands before each")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
-    parser.add_argument("--writers", type=int, default=4, help="threads of the concurrent runs")
+    parser.add_argument(
+        "--writers",
+        default="4,16,64",
+        help="comma-separated writer threads of the concurrent runs (1 is always measured)",
+    )
     parser.add_argument(
         "--results", type=Path, default=RESULTS_DIR, help="where to save the JSON and the chart"
     )
     args = parser.parse_args(argv)
     commands = args.commands or (500 if args.quick else 3000)
-    for name, value in (("commands", commands), ("rounds", args.rounds), ("writers", args.writers)):
+    try:
+        writers = tuple(sorted({int(w) for w in args.writers.split(",") if w.strip()}))
+    except ValueError:
+        parser.error("--writers must be comma-separated integers")
+    for name, value in (("commands", commands), ("rounds", args.rounds)):
         if value < 1:
             parser.error(f"--{name} must be at least 1")
-    if args.writers < 2:
-        parser.error("--writers must be at least 2 (1 writer is the sequential run)")
+    if not writers or min(writers) < 2:
+        parser.error("--writers must each be at least 2 (1 writer is the sequential run)")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
-    return Config(commands, args.warmup, args.rounds, args.writers, args.quick, args.results)
+    return Config(commands, args.warmup, args.rounds, writers, args.quick, args.results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table and save the JSON and the chart."""
     config = parse_args(argv)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)  # rich assumes 80 columns when piped; the table needs more
+    console = wide_console(130)
     settings = Settings.load()
     started = datetime.now(UTC)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    machine = machine_info(settings)
+    stamp = utc_stamp(started)
+    machine = machine_info(settings, services=("postgres",))
     console.log(
         f"PostgreSQL {machine['postgres']['server_version']} at {settings.postgres_address()}, "
         f"{machine['nproc']} CPUs, Python {machine['python']}; "
         f"{config.commands} commands x {config.rounds} rounds per variant "
-        f"(+{config.warmup} warm-up each)"
+        f"(+{config.warmup} warm-up each), writers 1 and {', '.join(map(str, config.writers))}"
     )
     measurements = measure(settings, config, stamp, console)
     ratios = ratios_of(measurements)
     print_table(console, measurements, ratios, config)
-    config.results.mkdir(parents=True, exist_ok=True)
     json_path = config.results / f"commands-{stamp}.json"
     png_path = config.results / f"commands-{stamp}.png"
     save_json(
