@@ -1,0 +1,852 @@
+"""End to end: from a command accepted to its document searchable, at fixed command rates.
+
+The shop's pipeline runs as it does in production: ``cqrskit relay run``
+and ``cqrskit projections run order_summaries`` are real processes, with
+their own schema, topics and indices (removed at the end). The benchmark
+sends ``PlaceOrder`` commands at a fixed rate from a paced loop (several
+writer threads, each command due at its own time) and, for a sample of
+them, searches Elasticsearch by document id until the order's summary is
+there: command accepted to document searchable. The workers' own figures
+per stage (append to publish, publish to applied, applied to searchable)
+come from their Prometheus endpoints, read before and after each rate, and
+from ``cqrskit status --json``. Run from the repository root::
+
+    .venv/bin/python bench/bench_e2e.py [--quick] [--rates 100,500,2000] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    RESULTS_DIR,
+    CliProcess,
+    ProcessPipeline,
+    machine_info,
+    pipeline_settings,
+    quantiles_ms,
+    scrape,
+    utc_stamp,
+    wait_until,
+    wide_console,
+    write_json,
+)
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from cqrskit import CommandBus, Settings
+from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.observability import STAGES
+from cqrskit.projections import projection_status
+from cqrskit.relay import read_status
+
+# The example shop lives in examples/, which is not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
+from projections import OrderSummaries
+
+PROJECTION = OrderSummaries.name
+#: The target: p99 from command accepted to searchable, at 500 commands a second.
+TARGET_RATE = 500
+TARGET_P99_MS = 250.0
+#: A sampled command not searchable after this long counts as lost.
+SAMPLE_TIMEOUT = 60.0
+LINE = OrderLine(sku="tea", quantity=1, unit_price=Decimal("2.00"))
+#: Prometheus histograms read per phase: (metric, label that tells the series apart).
+HISTOGRAMS: dict[str, list[tuple[str, str | None]]] = {
+    "worker": [
+        ("cqrskit_stage_seconds", "stage"),
+        ("cqrskit_projection_elasticsearch_seconds", "operation"),
+        ("cqrskit_projection_batch_events", None),
+    ],
+    "relay": [
+        ("cqrskit_relay_kafka_ack_seconds", None),
+        ("cqrskit_relay_page_events", None),
+    ],
+}
+#: Prometheus gauges sampled every second during a phase.
+GAUGES = {
+    "relay": ["cqrskit_relay_lag_events", "cqrskit_relay_lag_seconds"],
+    "worker": ["cqrskit_projection_lag_events", "cqrskit_projection_lag_seconds"],
+}
+
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+class BenchmarkError(RuntimeError):
+    """The pipeline did not do what the benchmark expected."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """What one run measures."""
+
+    rates: tuple[int, ...]
+    seconds: float
+    rounds: int
+    warmup_seconds: float
+    samples_per_second: int
+    poll_interval: float
+    what_if_refresh: str | None
+    quick: bool
+    results: Path
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One rate to hold for a while; ``refresh`` changes the index's refresh_interval."""
+
+    rate: int
+    round: int
+    refresh: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``500 cmd/s`` or ``500 cmd/s, refresh_interval 100ms (what-if)``."""
+        extra = f", refresh_interval {self.refresh} (what-if)" if self.refresh else ""
+        return f"{self.rate:,} cmd/s{extra}"
+
+    @property
+    def writers(self) -> int:
+        """Writer threads: one per 100 commands a second, at most 8.
+
+        A command takes 2-15 ms here; more than 8 threads only queue on the
+        events table's lock (20 writers sent fewer commands than 5 in a trial).
+        """
+        return max(1, min(8, math.ceil(self.rate / 100)))
+
+
+# --- searching for sampled commands ------------------------------------------------------
+
+
+class Searcher:
+    """Polls Elasticsearch for the sampled orders until each one's summary is searchable.
+
+    One thread, one search per ``interval`` for every pending order at once
+    (an ``ids`` query: searches see only refreshed segments, unlike a GET,
+    which is realtime). An order counts as searchable when its summary shows
+    the command's effect (status ``placed``); the time is taken when the
+    answer arrives, so a latency is late by at most one interval and one
+    search round trip.
+    """
+
+    def __init__(self, alias: str, settings: Settings, interval: float):
+        self.alias = alias
+        self.es = es_backend.client(settings).options(request_timeout=10, ignore_status=404)
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.pending: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.lost = 0
+        self.searches = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="searcher", daemon=True)
+        self._thread.start()
+
+    def add(self, order_id: str, accepted_at: float) -> None:
+        """Watch for ``order_id``, accepted at ``accepted_at`` (``time.perf_counter``)."""
+        with self.lock:
+            self.pending[order_id] = accepted_at
+
+    def take(self) -> tuple[list[float], int]:
+        """The latencies (seconds) and the number lost since the last call."""
+        with self.lock:
+            found, lost = self.latencies, self.lost
+            self.latencies, self.lost = [], 0
+        return found, lost
+
+    def outstanding(self) -> int:
+        """Orders still pending."""
+        with self.lock:
+            return len(self.pending)
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.es.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self.lock:
+                ids = list(self.pending)
+            if ids:
+                self._search(ids)
+            self._stop.wait(self.interval)
+
+    def _search(self, ids: list[str]) -> None:
+        try:
+            found = self.es.search(
+                index=self.alias,
+                query={"ids": {"values": ids}},
+                size=len(ids),
+                source=["status"],
+                filter_path=["hits.hits._id", "hits.hits._source.status"],
+            )
+        except Exception:  # Elasticsearch busy or index not there yet: try again
+            return
+        now = time.perf_counter()
+        self.searches += 1
+        visible = [
+            hit["_id"]
+            for hit in found.get("hits", {}).get("hits", [])
+            if hit.get("_source", {}).get("status") == "placed"
+        ]
+        with self.lock:
+            for order_id in visible:
+                accepted = self.pending.pop(order_id, None)
+                if accepted is not None:
+                    self.latencies.append(now - accepted)
+            for order_id, accepted in list(self.pending.items()):
+                if now - accepted > SAMPLE_TIMEOUT:
+                    del self.pending[order_id]
+                    self.lost += 1
+
+
+# --- driving commands at a fixed rate ----------------------------------------------------
+
+
+@dataclass
+class Drive:
+    """What the paced loop achieved."""
+
+    commands: int
+    writers: int
+    seconds: float
+    command_latencies: list[float]
+    #: How late each command was sent against its due time.
+    lateness: list[float]
+    sampled: int
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def achieved_rate(self) -> float:
+        """Commands accepted per second."""
+        return self.commands / self.seconds
+
+
+def drive(
+    bus: CommandBus,
+    rate: int,
+    seconds: float,
+    *,
+    writers: int,
+    sample_every: int,
+    searcher: Searcher,
+) -> Drive:
+    """Send PlaceOrder commands for ``seconds``, command i due at ``start + i / rate``.
+
+    ``writers`` threads take the next command in turn; a thread waits for the
+    command's due time, or sends at once if it is late. No command is sent
+    after ``seconds``: when the commands cannot keep up, fewer are sent, and
+    the achieved rate (commands accepted over the time from the start to the
+    last acceptance) and the lateness of the sends say by how much. Every
+    ``sample_every``-th accepted command is handed to the searcher.
+    """
+    total = int(rate * seconds)
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    lateness: list[float] = []
+    errors: list[str] = []
+    last_accepted = [0.0]
+    sampled = [0]
+    start = time.perf_counter() + 0.1
+
+    def writer() -> None:
+        while True:
+            with lock:
+                i = next(counter)
+            due = start + i / rate
+            if i >= total or errors or time.perf_counter() > start + seconds:
+                return
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent = time.perf_counter()
+            try:
+                result = bus.dispatch(PlaceOrder(customer_id=f"customer-{i % 1000}", lines=[LINE]))
+            except Exception as exc:
+                errors.append(f"command {i}: {type(exc).__name__}: {exc}")
+                return
+            accepted = time.perf_counter()
+            if i % sample_every == 0:
+                searcher.add(str(result.aggregate_id), accepted)
+            with lock:
+                latencies.append(accepted - sent)
+                lateness.append(max(0.0, sent - due))
+                last_accepted[0] = max(last_accepted[0], accepted)
+                if i % sample_every == 0:
+                    sampled[0] += 1
+
+    threads = [threading.Thread(target=writer, name=f"writer-{n}") for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise BenchmarkError(f"{len(errors)} command(s) failed, first: {errors[0]}")
+    return Drive(
+        commands=len(latencies),
+        writers=writers,
+        seconds=last_accepted[0] - start,
+        command_latencies=latencies,
+        lateness=lateness,
+        sampled=sampled[0],
+    )
+
+
+# --- what the relay and the worker report ------------------------------------------------
+
+
+def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """Prometheus' ``histogram_quantile``: linear within the bucket the rank falls in."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound  # above the highest finite bucket: its bound is all we know
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return None
+
+
+def bucket_bound(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The upper bound of the bucket the ``q`` quantile falls in: it is at most this."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    return next(bound for bound, count in buckets if count >= rank)
+
+
+def histogram_delta(
+    before: Scrape, after: Scrape, metric: str, split_by: str | None
+) -> dict[str, dict[str, Any]]:
+    """Per series (the value of ``split_by``): count, mean and p50/p95/p99 of what was
+    observed between the two scrapes; quantiles interpolated within the buckets."""
+    series: dict[str, dict[str, Any]] = {}
+    for (name, labels), value in after.items():
+        if not name.startswith(metric):
+            continue
+        label = dict(labels).get(split_by, "") if split_by else "all"
+        entry = series.setdefault(label, {"buckets": {}, "count": 0.0, "sum": 0.0})
+        delta = value - before.get((name, labels), 0.0)
+        if name == f"{metric}_bucket":
+            bound = float(dict(labels)["le"])
+            entry["buckets"][bound] = entry["buckets"].get(bound, 0.0) + delta
+        elif name == f"{metric}_count":
+            entry["count"] += delta
+        elif name == f"{metric}_sum":
+            entry["sum"] += delta
+    found = {}
+    for label, entry in series.items():
+        buckets = sorted(entry["buckets"].items())
+        count = entry["count"]
+        found[label] = {
+            "count": count,
+            "mean": entry["sum"] / count if count else None,
+            **{f"p{p}": bucket_quantile(p / 100, buckets) for p in (50, 95, 99)},
+            **{f"p{p}_at_most": bucket_bound(p / 100, buckets) for p in (50, 99)},
+            "bucket_bounds": [b for b, _ in buckets if not math.isinf(b)],
+        }
+    return found
+
+
+class GaugeWatcher:
+    """Samples the lag gauges of the relay and the worker every second, in a thread."""
+
+    def __init__(self, endpoints: dict[str, str]):
+        self.endpoints = endpoints
+        self.samples: dict[str, list[float]] = {
+            metric: [] for names in GAUGES.values() for metric in names
+        }
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gauges", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            for process, url in self.endpoints.items():
+                try:
+                    values = scrape(url)
+                except OSError:
+                    continue
+                for (name, _labels), value in values.items():
+                    if name in GAUGES[process]:
+                        self.samples[name].append(value)
+
+    def stop(self) -> dict[str, dict[str, float | None]]:
+        """Stop; per gauge the max and mean of the samples."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return {
+            name: {
+                "max": max(values, default=None),
+                "mean": statistics.fmean(values) if values else None,
+                "samples": len(values),
+            }
+            for name, values in self.samples.items()
+        }
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+class Bench:
+    """The pipeline's processes, the command bus, and the searcher."""
+
+    def __init__(self, config: Config, stamp: str, console: Console, logs: Path):
+        self.config = config
+        self.console = console
+        self.pipeline = ProcessPipeline(f"bench-e2e-{stamp.lower()}", logs)
+        self.settings = self.pipeline.settings
+        self.alias = f"{self.settings.index_prefix}{PROJECTION}"
+        self.relay: CliProcess | None = None
+        self.worker: CliProcess | None = None
+        self.endpoints: dict[str, str] = {}
+
+    def start(self) -> None:
+        """Create the store, start the relay and the worker, and wait for their metrics."""
+        self.pipeline.init_store()
+        self.relay = self.pipeline.start("relay", "relay", "run")
+        self.worker = self.pipeline.start("worker", "projections", "run", PROJECTION)
+        self.endpoints = {
+            "relay": self.relay.wait_for_metrics(),
+            "worker": self.worker.wait_for_metrics(),
+        }
+
+    def scrape_all(self) -> dict[str, Scrape]:
+        """Both endpoints, now."""
+        return {process: scrape(url) for process, url in self.endpoints.items()}
+
+    def drained(self, timeout: float = 120) -> None:
+        """Wait until the relay published the head and the worker applied it all."""
+
+        def relayed() -> bool:
+            status = read_status(self.settings, ProcessPipeline.APP_NAME)
+            return status.lag_events == 0
+
+        def applied() -> bool:
+            status = projection_status(self.settings, ProcessPipeline.APP_NAME, OrderSummaries())
+            return status.lag == 0 and status.partitions > 0
+
+        wait_until(relayed, timeout, "the relay to publish the head", interval=0.2)
+        wait_until(applied, timeout, "the worker to apply everything", interval=0.5)
+
+    def status_json(self) -> dict[str, Any]:
+        """``cqrskit status order_summaries --json``."""
+        done = self.pipeline.cli("status", PROJECTION, "--json")
+        return dict(json.loads(done.stdout))
+
+    def set_refresh(self, value: str | None) -> None:
+        """Set (or reset, with None) the refresh_interval of the index behind the alias."""
+        es = es_backend.client(self.settings)
+        try:
+            es.indices.put_settings(
+                index=self.alias, settings={"index": {"refresh_interval": value}}
+            )
+        finally:
+            es.close()
+
+    def run_phase(self, bus: CommandBus, phase: Phase, seconds: float) -> dict[str, Any]:
+        """Hold ``phase.rate`` for ``seconds``; what it achieved and what each stage took."""
+        config = self.config
+        if phase.refresh:
+            self.set_refresh(phase.refresh)
+        sample_every = max(1, phase.rate // config.samples_per_second)
+        searcher = Searcher(self.alias, self.settings, config.poll_interval)
+        before = self.scrape_all()
+        gauges = GaugeWatcher(self.endpoints)
+        try:
+            sent = drive(
+                bus,
+                phase.rate,
+                seconds,
+                writers=phase.writers,
+                sample_every=sample_every,
+                searcher=searcher,
+            )
+            wait_until(
+                lambda: searcher.outstanding() == 0,
+                SAMPLE_TIMEOUT + 10,
+                "the sampled commands to be searchable",
+                interval=0.1,
+            )
+            self.drained()
+        finally:
+            lags = gauges.stop()
+            searcher.stop()
+            if phase.refresh:
+                self.set_refresh(None)
+        after = self.scrape_all()
+        latencies, lost = searcher.take()
+        stages = {
+            f"{process}:{metric}": histogram_delta(before[process], after[process], metric, label)
+            for process, metrics in HISTOGRAMS.items()
+            for metric, label in metrics
+        }
+        # The worker writes its recent samples every 5 s; wait for this phase's.
+        time.sleep(6)
+        status = self.status_json()
+        e2e = quantiles_ms(latencies)
+        return {
+            "label": phase.label,
+            "round": phase.round,
+            "target_rate": phase.rate,
+            "refresh_interval": phase.refresh or "1s (default)",
+            "achieved_rate": sent.achieved_rate,
+            "commands": sent.commands,
+            "writers": sent.writers,
+            "seconds": sent.seconds,
+            "sample_every": sample_every,
+            "sampled": sent.sampled,
+            "lost": lost,
+            "searches": searcher.searches,
+            "accepted_to_searchable": e2e,
+            "command_dispatch": quantiles_ms(sent.command_latencies),
+            "send_lateness": quantiles_ms(sent.lateness),
+            "stages_from_metrics": stages,
+            "lag_gauges": lags,
+            "status_json": status,
+            "limited_by": limiting_stage(stages),
+        }
+
+
+def limiting_stage(stages: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The stage with the largest mean of the worker's per-stage latencies."""
+    per_stage = stages.get("worker:cqrskit_stage_seconds", {})
+    means = {s: per_stage[s]["mean"] for s in STAGES if per_stage.get(s, {}).get("mean")}
+    if not means:
+        return {"stage": None, "share_of_mean": None}
+    stage = max(means, key=lambda s: means[s])
+    return {
+        "stage": stage,
+        "share_of_mean": means[stage] / sum(means.values()),
+        "means_ms": {s: 1000 * v for s, v in means.items()},
+    }
+
+
+def phases_for(config: Config) -> list[Phase]:
+    """Every rate in every round, then the what-if refresh at the target rate."""
+    phases = [Phase(rate, n) for n in range(1, config.rounds + 1) for rate in config.rates]
+    if config.what_if_refresh:
+        phases.append(Phase(TARGET_RATE, 1, config.what_if_refresh))
+    return phases
+
+
+def measure(config: Config, stamp: str, console: Console, logs: Path) -> dict[str, Any]:
+    """Start the pipeline, warm it up, run every phase, stop and clean up."""
+    bench = Bench(config, stamp, console, logs)
+    outcome: dict[str, Any] = {"phases": []}
+    try:
+        bench.start()
+        console.log(
+            f"relay and worker running (schema {bench.settings.postgres_schema}, topics "
+            f"{bench.settings.topic_prefix}.*, indices {bench.settings.index_prefix}*)"
+        )
+        with ShopApp(bench.settings.model_copy(update={"postgres_pool_size": 8})) as app:
+            bus = CommandBus(app, handlers)
+            warm = bench.run_phase(bus, Phase(50, 0), config.warmup_seconds)
+            console.log(
+                f"warm-up: {warm['commands']} commands, p50 "
+                f"{warm['accepted_to_searchable']['p50_ms']:.0f} ms to searchable (not kept)"
+            )
+            for phase in phases_for(config):
+                result = bench.run_phase(bus, phase, config.seconds)
+                outcome["phases"].append(result)
+                e2e = result["accepted_to_searchable"]
+                console.log(
+                    f"{phase.label} (round {phase.round}): achieved "
+                    f"{result['achieved_rate']:,.0f} cmd/s with {result['writers']} writers; "
+                    f"accepted to searchable p50 {e2e['p50_ms']:.0f} / p95 {e2e['p95_ms']:.0f} / "
+                    f"p99 {e2e['p99_ms']:.0f} ms over {e2e['samples']} samples"
+                )
+    finally:
+        stopped = bench.pipeline.stop_all()
+        outcome["processes"] = stopped
+        for process in stopped:
+            if process["exit_code"] not in (0, None):
+                console.log(f"{process['name']} exited with {process['exit_code']}")
+        bench.pipeline.clean_up([PROJECTION])
+    outcome["settings"] = pipeline_settings(bench.settings)
+    return outcome
+
+
+def summary_by_rate(phases: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per phase label: the rounds' p50/p95/p99 with their min, median and max."""
+    labels = list(dict.fromkeys(p["label"] for p in phases))
+    rows = []
+    for label in labels:
+        chosen = [p for p in phases if p["label"] == label]
+        row: dict[str, Any] = {
+            "label": label,
+            "target_rate": chosen[0]["target_rate"],
+            "refresh_interval": chosen[0]["refresh_interval"],
+            "runs": len(chosen),
+            "achieved_rate": statistics.median(p["achieved_rate"] for p in chosen),
+        }
+        for key in ("p50_ms", "p95_ms", "p99_ms"):
+            values = [p["accepted_to_searchable"][key] for p in chosen]
+            values = [v for v in values if v is not None]
+            row[key] = (
+                {"min": min(values), "median": statistics.median(values), "max": max(values)}
+                if values
+                else None
+            )
+        row["samples"] = sum(p["accepted_to_searchable"]["samples"] for p in chosen)
+        row["lost"] = sum(p["lost"] for p in chosen)
+        row["limited_by"] = [p["limited_by"]["stage"] for p in chosen]
+        rows.append(row)
+    return rows
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def stage_label(stage: str | None) -> str:
+    """``append→publish`` for ``append_to_publish``."""
+    return str(stage).replace("_to_", "→")
+
+
+def stage_ms(phase: dict[str, Any], stage: str, key: str) -> str:
+    """A worker stage's figure in ms, from the metrics."""
+    value = phase["stages_from_metrics"]["worker:cqrskit_stage_seconds"].get(stage, {}).get(key)
+    return "-" if value is None else f"{1000 * value:,.0f}"
+
+
+def print_tables(console: Console, outcome: dict[str, Any]) -> None:
+    """Per phase: rates, latency to searchable, and the stages."""
+    table = Table(title="End to end: command accepted to document searchable (ms)")
+    for column in (
+        "phase",
+        "round",
+        "achieved/s (writers)",
+        "samples",
+        "to searchable p50 / p95 / p99",
+        "command p99",
+        *(f"{stage_label(s)} mean / p99≤" for s in STAGES),
+        "max lag relay / worker",
+        "limited by",
+    ):
+        table.add_column(column, justify="left" if column in ("phase", "limited by") else "right")
+    for p in outcome["phases"]:
+        e2e = p["accepted_to_searchable"]
+        lags = p["lag_gauges"]
+        limit = p["limited_by"]
+        table.add_row(
+            p["label"].replace(" (what-if)", ""),
+            str(p["round"]),
+            f"{p['achieved_rate']:,.0f} ({p['writers']})",
+            f"{e2e['samples']}" + (f" ({p['lost']} lost)" if p["lost"] else ""),
+            f"{e2e['p50_ms']:.0f} / {e2e['p95_ms']:.0f} / {e2e['p99_ms']:.0f}",
+            f"{p['command_dispatch']['p99_ms']:.0f}",
+            *(f"{stage_ms(p, s, 'mean')} / {stage_ms(p, s, 'p99_at_most')}" for s in STAGES),
+            f"{lags['cqrskit_relay_lag_events']['max'] or 0:,.0f} / "
+            f"{lags['cqrskit_projection_lag_events']['max'] or 0:,.0f}",
+            f"{stage_label(limit['stage'])} ({100 * limit['share_of_mean']:.0f}%)"
+            if limit["stage"]
+            else "-",
+        )
+    console.print(table)
+    console.print(
+        "stages: the worker's Prometheus histograms over the phase: the mean (exact) and the "
+        "bucket bound p99 is under (buckets of 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, "
+        "2500 ms ...); limited by: the stage with the largest mean, and its share of the "
+        "stages' means; lags in events, the relay's and the worker's gauges, sampled every "
+        "second. The read model's refresh_interval is Elasticsearch's default, 1 s, unless the "
+        "phase says otherwise (the what-if phase)."
+    )
+    memory = Table(title="Memory of the processes over the whole run (MB)")
+    for column in ("process", "peak RSS (VmHWM)", "RSS at the end"):
+        memory.add_column(column, justify="left" if column == "process" else "right")
+    for process in outcome["processes"]:
+        m = process["memory"]
+        memory.add_row(
+            process["name"],
+            f"{m['peak_rss_mb']:.0f}",
+            f"{m['last_rss_mb'] or 0:.0f}",
+        )
+    console.print(memory)
+
+
+def save_chart(path: Path, outcome: dict[str, Any], machine: dict[str, Any], stamp: str) -> None:
+    """Left: p50/p95/p99 to searchable per phase; right: the worker's stage means."""
+    rows = outcome["summary"]
+    figure = Figure(figsize=(12, 5.5), dpi=110)
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    labels = [
+        f"{r['label']}\nachieved {r['achieved_rate']:,.0f}/s".replace(", ", "\n") for r in rows
+    ]
+    width = 0.26
+    for index, (key, colour) in enumerate(
+        (("p50_ms", "#9ecae1"), ("p95_ms", "#4292c6"), ("p99_ms", "#08519c"))
+    ):
+        values = [r[key]["median"] if r[key] else 0 for r in rows]
+        lows = [r[key]["median"] - r[key]["min"] if r[key] else 0 for r in rows]
+        highs = [r[key]["max"] - r[key]["median"] if r[key] else 0 for r in rows]
+        xs = [x + (index - 1) * width for x in range(len(rows))]
+        left.bar(xs, values, width, yerr=[lows, highs], capsize=3, color=colour, label=key[:3])
+    left.axhline(TARGET_P99_MS, color="#d62728", linestyle="--", linewidth=1)
+    left.annotate(
+        f"target p99 at {TARGET_RATE} cmd/s: {TARGET_P99_MS:.0f} ms",
+        (0, TARGET_P99_MS),
+        xytext=(0, 3),
+        textcoords="offset points",
+        fontsize=7,
+        color="#d62728",
+    )
+    left.set_xticks(range(len(rows)), labels, fontsize=7)
+    left.set_ylabel("ms from command accepted to searchable")
+    left.legend(fontsize=7)
+    left.set_title("accepted → searchable (median of rounds; whiskers min-max)", fontsize=9)
+    phases = outcome["phases"]
+    colours = ["#ff7f0e", "#2ca02c", "#9467bd"]
+    bottoms = [0.0] * len(phases)
+    for stage, colour in zip(STAGES, colours, strict=True):
+        values = [
+            1000
+            * (
+                p["stages_from_metrics"]["worker:cqrskit_stage_seconds"].get(stage, {}).get("mean")
+                or 0
+            )
+            for p in phases
+        ]
+        right.bar(range(len(phases)), values, 0.6, bottom=bottoms, color=colour, label=stage)
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    right.set_xticks(
+        range(len(phases)),
+        [f"{p['label'].replace(', ', chr(10))}\nround {p['round']}" for p in phases],
+        fontsize=6,
+    )
+    right.set_ylabel("ms, mean per event (the worker's histograms)")
+    right.legend(fontsize=7)
+    right.set_title("where the time goes, per stage", fontsize=9)
+    figure.suptitle(
+        f"End to end through the relay and a worker as processes, run {stamp}; "
+        f"{machine['nproc']} CPUs, PostgreSQL {machine['postgres']['server_version']}, "
+        f"Kafka {machine['kafka']['version']}, Elasticsearch {machine['elasticsearch']['version']}",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options to a Config."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="10 s per rate, one round")
+    parser.add_argument(
+        "--rates", default="100,500,2000", help="commands per second, comma-separated"
+    )
+    parser.add_argument("--seconds", type=float, help="seconds per rate (default 45, 10 quick)")
+    parser.add_argument("--rounds", type=int, help="rounds over the rates (default 2, 1 quick)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds at 50 cmd/s first")
+    parser.add_argument(
+        "--samples-per-second", type=int, default=50, help="commands followed to searchable"
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.02, help="seconds between searches"
+    )
+    parser.add_argument(
+        "--what-if-refresh",
+        default="100ms",
+        help=f"one more phase at {TARGET_RATE} cmd/s with this refresh_interval ('' for none)",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_DIR, help="where to save the JSON and the chart"
+    )
+    args = parser.parse_args(argv)
+    try:
+        rates = tuple(int(r) for r in args.rates.split(",") if r.strip())
+    except ValueError:
+        parser.error("--rates must be comma-separated integers")
+    seconds = args.seconds or (10.0 if args.quick else 45.0)
+    rounds = args.rounds or (1 if args.quick else 2)
+    if not rates or min(rates) < 1 or seconds <= 0 or rounds < 1:
+        parser.error("--rates, --seconds and --rounds must be positive")
+    return Config(
+        rates=rates,
+        seconds=seconds,
+        rounds=rounds,
+        warmup_seconds=args.warmup,
+        samples_per_second=args.samples_per_second,
+        poll_interval=args.poll_interval,
+        what_if_refresh=args.what_if_refresh or None,
+        quick=args.quick,
+        results=args.results,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the tables and save the JSON and the chart."""
+    config = parse_args(argv)
+    console = wide_console(190)
+    started = datetime.now(UTC)
+    stamp = utc_stamp(started)
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as logs:
+        probe = ProcessPipeline(f"bench-e2e-{stamp.lower()}", Path(logs))
+        machine = machine_info(probe.settings)
+        console.log(
+            f"rates {list(config.rates)} cmd/s, {config.seconds:.0f} s each, {config.rounds} "
+            f"round(s); {config.samples_per_second} sampled commands a second, searched every "
+            f"{1000 * config.poll_interval:.0f} ms"
+        )
+        outcome = measure(config, stamp, console, Path(logs))
+    outcome["summary"] = summary_by_rate(outcome["phases"])
+    print_tables(console, outcome)
+    document = {
+        "benchmark": "e2e",
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "config": {
+            **asdict(config),
+            "results": str(config.results),
+            "projection": PROJECTION,
+            "command": "PlaceOrder(customer_id, one line): one Order.Placed event, a new order",
+            "processes": "cqrskit relay run; cqrskit projections run order_summaries; "
+            "each with --metrics-port",
+            "e2e_timed": "from bus.dispatch returning (time.perf_counter) to the answer of the "
+            "first ids search that shows the order's summary with status placed",
+            "target": f"p99 < {TARGET_P99_MS:.0f} ms at {TARGET_RATE} cmd/s",
+        },
+        "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
+        **outcome,
+    }
+    json_path = config.results / f"e2e-{stamp}.json"
+    png_path = config.results / f"e2e-{stamp}.png"
+    write_json(json_path, document)
+    save_chart(png_path, outcome, machine, stamp)
+    console.print(f"saved {json_path} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
