@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help venv services services-down services-status lint typecheck docs test unit demo chaos soak clean
+.PHONY: help venv services services-down services-status lint typecheck docs test unit demo chaos soak bench clean
 
 help:
 	@echo "make demo             start the services and run the demo"
@@ -13,6 +14,7 @@ help:
 	@echo "make chaos            kill and stop every part of the pipeline under load; count losses"
 	@echo "make soak             a steady load for SOAK_MINUTES (30); memory must stay flat"
 	@echo "make docs             build the documentation into site/ (mkdocs, strict)"
+	@echo "make bench            run every benchmark of bench/ (30-60 min); QUICK=1: a few minutes"
 	@echo "make services         start PostgreSQL, Kafka and Elasticsearch on 127.0.0.1"
 	@echo "make services-down    stop them"
 	@echo "make services-status  say which are up"
@@ -68,6 +70,15 @@ soak: venv services
 demo: venv services
 	$(BIN)/cqrskit doctor
 	$(BIN)/python -m examples.shop.demo
+
+# The benchmarks' extra (matplotlib, for the charts), installed once per pyproject.toml.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+# Results in bench/results/: one JSON and chart per benchmark, and the suite's summary.
+bench: venv services $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

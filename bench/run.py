@@ -1,0 +1,745 @@
+"""The benchmark suite: every benchmark of bench/, one table of figures against targets.
+
+Runs each ``bench_*.py`` script as a subprocess (``--quick`` with
+``--quick``, plus options that keep the quick suite within a few minutes),
+collects the JSON each one writes into ``bench/results/``, and writes
+``bench/results/<UTC time>.json`` (``<UTC time>-quick.json`` for a quick
+run) with the headline figures, their baselines, ratios and targets, the
+versions and the settings that matter; a summary chart beside it; and
+prints the table. ``make bench`` (``make bench QUICK=1``) runs it. Run from
+the repository root::
+
+    .venv/bin/python bench/run.py [--quick] [--only commands,e2e]
+    .venv/bin/python bench/run.py --readme-from bench/results/<UTC time>.json
+
+The second form writes the table of a saved summary into README.md (between
+the ``bench:start`` and ``bench:end`` markers), without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from _common import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    machine_info,
+    pipeline_settings,
+    utc_stamp,
+    wide_console,
+    write_json,
+)
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+from rich.console import Console
+from rich.table import Table
+
+from cqrskit import Settings
+
+README = REPO_ROOT / "README.md"
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+
+@dataclass(frozen=True)
+class Script:
+    """One benchmark script and the options it gets."""
+
+    name: str
+    file: str
+    quick: tuple[str, ...]
+    full: tuple[str, ...] = ()
+
+    def arguments(self, quick: bool) -> list[str]:
+        """The command line of this script."""
+        return [sys.executable, str(Path(__file__).parent / self.file), *self.argv(quick)]
+
+    def argv(self, quick: bool) -> list[str]:
+        """Its options."""
+        return list(self.quick if quick else self.full)
+
+
+#: In the order they run. Quick options keep the quick suite near five minutes.
+SCRIPTS = [
+    Script("commands", "bench_commands.py", ("--quick", "--rounds", "2")),
+    Script("relay", "bench_relay.py", ("--quick", "--rounds", "2")),
+    Script(
+        "projections",
+        "bench_projections.py",
+        ("--quick", "--rounds", "1", "--batch-sizes", "1000", "--events", "20000"),
+    ),
+    Script("rebuild", "bench_rebuild.py", ("--quick", "--rounds", "1", "--events", "50000")),
+    Script(
+        "queries",
+        "bench_queries.py",
+        ("--quick", "--rounds", "1", "--docs", "20000", "--queries", "500", "--threads", "1"),
+    ),
+    Script("e2e", "bench_e2e.py", ("--quick",)),
+    Script("memory", "bench_memory.py", ("--quick",)),
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound on a figure (``on="value"``) or on its ratio to the baseline."""
+
+    text: str
+    bound: float
+    on: Literal["value", "ratio"] = "value"
+    #: The figure must stay below the bound (a time, a size), not reach it.
+    below: bool = False
+
+
+@dataclass
+class Headline:
+    """One figure of one workload, with its baseline, ratio and target."""
+
+    workload: str
+    figure: str
+    value: float | None
+    unit: str
+    runs: dict[str, float | int] | None = None
+    baseline: str | None = None
+    baseline_value: float | None = None
+    ratio: float | None = None
+    target: Target | None = None
+    #: Why a missed target is missed: the stage that limits it.
+    limited_by: str | None = None
+    note: str | None = None
+    met: bool | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        figure = self.figure_of_target()
+        if self.target is not None and figure is not None:
+            bound = self.target.bound
+            self.met = figure < bound if self.target.below else figure >= bound
+        if self.met is not False:
+            self.limited_by = None
+
+    def figure_of_target(self) -> float | None:
+        """The value or the ratio, whichever the target bounds."""
+        if self.target is None:
+            return None
+        return self.value if self.target.on == "value" else self.ratio
+
+    def attainment(self) -> float | None:
+        """The figure over its bound (the bound over it for ``below``): above 1 is met."""
+        figure = self.figure_of_target()
+        if self.target is None or not figure:
+            return None
+        return self.target.bound / figure if self.target.below else figure / self.target.bound
+
+
+@dataclass
+class ScriptRun:
+    """One script's subprocess: how it went and what it wrote."""
+
+    name: str
+    command: str
+    seconds: float
+    returncode: int
+    result_file: str | None
+    headlines: list[Headline] = field(default_factory=list)
+    error: str | None = None
+
+
+# --- reading the scripts' results ----------------------------------------------------------
+
+
+def variant(document: dict[str, Any], key: str) -> dict[str, Any]:
+    """The variant with ``key`` in a script's result."""
+    for v in document["variants"]:
+        if v["key"] == key:
+            return v
+    raise KeyError(f"no variant {key!r} in the {document['benchmark']} result")
+
+
+def runs_of(v: dict[str, Any], median: str = "median_events_per_second") -> dict[str, Any]:
+    """Runs, min, median and max of a variant's events per second."""
+    prefix = median.removeprefix("median_")
+    return {
+        "runs": len(v["rounds"]),
+        "min": v[f"min_{prefix}"],
+        "median": v[median],
+        "max": v[f"max_{prefix}"],
+    }
+
+
+def top_steps(steps: Sequence[dict[str, Any]], count: int = 3) -> str:
+    """``decode 18%, bulk 24%, ...``: the largest shares of a time split."""
+    largest = sorted(steps, key=lambda s: s["share"], reverse=True)[:count]
+    return ", ".join(f"{s['step']} {100 * s['share']:.0f}%" for s in largest)
+
+
+def commands_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """Append: cqrskit against raw commits, eventsourcing, and the 64-writer rate."""
+    rows = []
+    for n in [1, *doc["config"]["writers"]]:
+        suffix = "seq" if n == 1 else f"{n}w"
+
+        def rate(family: str, suffix: str = suffix) -> float:
+            return float(variant(doc, f"{family}-{suffix}")["median_events_per_second"])
+
+        mine = variant(doc, f"cqrskit-{suffix}")
+        common = {
+            "workload": f"append, {'sequential' if n == 1 else f'{n} writers'}",
+            "figure": "events/s",
+            "value": mine["median_events_per_second"],
+            "unit": "events/s",
+            "runs": runs_of(mine),
+        }
+        limit = (
+            "eventsourcing's recorder, which cqrskit uses, reaches "
+            f"{rate('eventsourcing') / rate('raw'):.2f}x raw: a psycopg pipeline-mode "
+            "transaction (lock the table, notify, insert, sync, commit) per append, and the "
+            "events table's EXCLUSIVE lock held from the insert to the commit, so commits "
+            "(one WAL flush each) are serialised; appends are not grouped"
+        )
+        target = Target("≥0.8x raw commit", 0.8, on="ratio") if n in (1, 4) else None
+        rows += against_targets(
+            common,
+            limit,
+            [
+                ("raw psycopg INSERT+COMMIT", rate("raw"), target),
+                ("eventsourcing", rate("eventsourcing"), None),
+                ("eventsourcing, db functions", rate("eventsourcing-fn"), None),
+            ],
+        )
+        if n == 64:
+            rows += against_targets(
+                common,
+                f"one transaction and one WAL flush per command under the table lock: "
+                f"{common['value']:,.0f} events/s is about one commit at a time; the appends "
+                "of concurrent writers are not grouped into one transaction",
+                [
+                    (
+                        "raw, 100 rows per COMMIT (4 connections)",
+                        rate("raw-batch", "4w"),
+                        Target("≥20,000 events/s", 20_000),
+                    )
+                ],
+            )
+    return rows
+
+
+def one_thread_rate(
+    doc: dict[str, Any], key: str, workload: str, thread: str, split: str
+) -> tuple[dict[str, Any], str]:
+    """A variant's events/s as a headline's fields, and what limits it: its one thread's
+    largest steps in the instrumented run (``split``, the key of the time split)."""
+    mine = variant(doc, key)
+    steps = doc.get(split)
+    limit = f"the {thread}'s one Python thread" + (
+        f" (instrumented run: {top_steps(steps['steps'])})" if steps else ""
+    )
+    common = {
+        "workload": f"{workload}, {doc['config']['events']:,} events",
+        "figure": "events/s",
+        "value": mine["median_events_per_second"],
+        "unit": "events/s",
+        "runs": runs_of(mine),
+    }
+    return common, limit
+
+
+def against_targets(
+    common: dict[str, Any], limit: str, rows: Sequence[tuple[str, float, Target | None]]
+) -> list[Headline]:
+    """One figure (``common``) against each (baseline, baseline's figure, target)."""
+    return [
+        Headline(
+            **common,
+            baseline=name,
+            baseline_value=base,
+            ratio=common["value"] / base,
+            target=target,
+            limited_by=limit,
+        )
+        for name, base, target in rows
+    ]
+
+
+def relay_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """Relay: events/s and the ratio to the raw producer."""
+    common, limit = one_thread_rate(doc, "cqrskit", "relay", "relay", "relay_time_split")
+    base = ("raw confluent-kafka producer", variant(doc, "raw")["median_events_per_second"])
+    return against_targets(
+        common,
+        limit,
+        [
+            (*base, Target("≥100,000 events/s", 100_000)),
+            (*base, Target("≥0.5x raw producer", 0.5, on="ratio")),
+        ],
+    )
+
+
+def projections_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """Projection: the default batch (1000) against the runner and the raw bulk."""
+    common, limit = one_thread_rate(
+        doc, "cqrskit-b1000", "projection", "worker", "worker_time_split"
+    )
+    bulk = ("raw ES bulk, 1000 ops/request", variant(doc, "raw-b1000")["median_events_per_second"])
+    runner = variant(doc, "eventsourcing")["median_events_per_second"]
+    return against_targets(
+        common,
+        limit,
+        [
+            (*bulk, Target("≥10,000 events/s", 10_000)),
+            ("eventsourcing ProjectionRunner", runner, Target("≥6x ProjectionRunner", 6, "ratio")),
+            (*bulk, Target("≥0.7x raw bulk", 0.7, on="ratio")),
+        ],
+    )
+
+
+def rebuild_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """Rebuild: wall time, scaled to 1,000,000 events if the run had fewer."""
+    mine, live = variant(doc, "rebuild"), variant(doc, "live")
+    events = doc["config"]["events"]
+    seconds = mine["median_seconds"]
+    per_million = seconds * 1_000_000 / events
+    phases = mine.get("median_phases") or {}
+    replay = {k.removeprefix("replay:"): v for k, v in phases.items() if k.startswith("replay:")}
+    total = sum(replay.values()) or 1.0
+    largest = sorted(replay.items(), key=lambda kv: kv[1], reverse=True)[:3]
+    limit = (
+        "the replay, one Python thread waiting in turn on PostgreSQL reads and on one ES mget "
+        "and one bulk per batch of 1000 ("
+        + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in largest)
+        + " of the replay)"
+    )
+    scale = 1_000_000 / events
+    seconds_values = [r["seconds"] * scale for r in mine["rounds"]]
+    return [
+        Headline(
+            workload=f"rebuild, {events:,} events",
+            figure="wall s per 1M events" if events != 1_000_000 else "wall s",
+            value=per_million,
+            unit="s",
+            runs={
+                "runs": len(seconds_values),
+                "min": min(seconds_values),
+                "median": per_million,
+                "max": max(seconds_values),
+            },
+            baseline="live worker from Kafka, same events",
+            baseline_value=live["median_seconds"] * 1_000_000 / events,
+            ratio=live["median_seconds"] / seconds,
+            target=Target("1M events in <100 s", 100, below=True),
+            limited_by=limit,
+            note=None
+            if events == 1_000_000
+            else f"scaled to 1M from {seconds:.1f} s for {events:,} events",
+        )
+    ]
+
+
+def queries_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """Queries (no target): queries per second against the raw client's."""
+    ratios = {(r["variant"], r["baseline"]): r for r in doc["ratios"]}
+    rows = []
+    for key, base, label in (
+        ("cqrskit-get", "raw-get", "query, get by id"),
+        ("cqrskit-search", "raw-search", "query, search"),
+    ):
+        mine, raw = variant(doc, key), variant(doc, base)
+        qps = [r["qps"] for r in mine["sequential_rounds"]]
+        rows.append(
+            Headline(
+                workload=label,
+                figure="queries/s, 1 thread",
+                value=mine["median_qps"],
+                unit="q/s",
+                runs={
+                    "runs": len(qps),
+                    "min": min(qps),
+                    "median": mine["median_qps"],
+                    "max": max(qps),
+                },
+                baseline=raw["label"],
+                baseline_value=raw["median_qps"],
+                ratio=ratios[(key, base)]["qps"],
+            )
+        )
+    return rows
+
+
+def e2e_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """End to end: p99 from accepted to searchable per rate; the target at 500 cmd/s."""
+    rows = []
+    for row in doc["summary"]:
+        p99 = row["p99_ms"]
+        phases = [p for p in doc["phases"] if p["label"] == row["label"]]
+        means = phases[-1]["limited_by"].get("means_ms") or {}
+        is_target = row["target_rate"] == 500 and row["refresh_interval"].startswith("1s")
+        value = p99["median"] if p99 else None
+        stage_text = ", ".join(f"{k} {v:.0f} ms" for k, v in means.items())
+        rows.append(
+            Headline(
+                workload=f"e2e, {row['label']}, achieved {row['achieved_rate']:,.0f}/s",
+                figure="p99 accepted→searchable",
+                value=value,
+                unit="ms",
+                runs={"runs": row["runs"], **p99} if p99 else None,
+                baseline=None,
+                target=Target("p99 <250 ms", 250, below=True) if is_target else None,
+                limited_by=(
+                    f"{', '.join(sorted(set(map(str, row['limited_by']))))} (stage means: "
+                    f"{stage_text}); searchable waits for the read model's refresh, every 1 s "
+                    "by default"
+                ),
+                note=(
+                    f"p50 "
+                    f"{row['p50_ms']['median']:.0f} ms, p95 {row['p95_ms']['median']:.0f} ms; "
+                    f"{row['samples']} samples"
+                    + (f", {row['lost']} lost" if row["lost"] else "")
+                    + (f"; stage means {stage_text}" if stage_text else "")
+                ),
+            )
+        )
+    return rows
+
+
+def memory_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """Memory: peak RSS of the relay and the worker processes."""
+    rows = []
+    for name, label in (("relay", "relay process"), ("worker", "worker process")):
+        entry = doc["summary"][name]
+        peak = entry["peak_rss_mb"]
+        rows.append(
+            Headline(
+                workload=f"memory, {label}, {doc['config']['events']:,} events",
+                figure="peak RSS",
+                value=peak["max"],
+                unit="MB",
+                runs=peak,
+                target=Target("<200 MB", 200, below=True),
+                limited_by="see the memory timeline in the memory chart",
+                note=f"max of the rounds; RSS at the end {entry['last_rss_mb']:.0f} MB",
+            )
+        )
+    return rows
+
+
+HEADLINES: dict[str, Callable[[dict[str, Any]], list[Headline]]] = {
+    "commands": commands_headlines,
+    "relay": relay_headlines,
+    "projections": projections_headlines,
+    "rebuild": rebuild_headlines,
+    "queries": queries_headlines,
+    "e2e": e2e_headlines,
+    "memory": memory_headlines,
+}
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def run_script(script: Script, quick: bool, results: Path, console: Console) -> ScriptRun:
+    """Run one script to its end (its output goes straight through); read what it wrote."""
+    pattern = f"{script.name}-*.json"
+    before = set(results.glob(pattern))
+    command = script.arguments(quick)
+    shown = shlex.join(["bench/" + script.file, *script.argv(quick)])
+    console.rule(f"[bold]{script.name}[/bold]: {shown}")
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO_ROOT, check=False)
+    seconds = time.monotonic() - started
+    written = sorted(set(results.glob(pattern)) - before)
+    run = ScriptRun(
+        script.name,
+        shown,
+        seconds,
+        done.returncode,
+        str(written[-1].relative_to(REPO_ROOT)) if written else None,
+    )
+    if done.returncode != 0 or not written:
+        run.error = f"exit code {done.returncode}, result file {'found' if written else 'missing'}"
+        return run
+    try:
+        run.headlines = HEADLINES[script.name](json.loads(written[-1].read_text()))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        run.error = f"could not read the result: {type(exc).__name__}: {exc}"
+    return run
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """A figure for the table."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+    return f"{text} {unit}".rstrip()
+
+
+def met_text(met: bool | None) -> str:
+    """met / MISSED / blank."""
+    return "" if met is None else ("met" if met else "missed")
+
+
+def print_table(console: Console, runs: Sequence[ScriptRun], title: str) -> None:
+    """The headline table: workload, figure, baseline, ratio, target, met."""
+    table = Table(title=title, show_lines=False)
+    for column, justify in (
+        ("workload", "left"),
+        ("cqrskit", "right"),
+        ("runs (min-max)", "right"),
+        ("baseline", "left"),
+        ("baseline figure", "right"),
+        ("ratio", "right"),
+        ("target", "left"),
+        ("met?", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for run in runs:
+        if run.error:
+            table.add_row(run.name, f"[red]failed: {run.error}[/red]", "", "", "", "", "", "")
+        for h in run.headlines:
+            runs_text = (
+                f"{h.runs['runs']} ({fmt(h.runs['min'])}-{fmt(h.runs['max'])})" if h.runs else ""
+            )
+            colour = "" if h.met is None else ("green" if h.met else "red")
+            table.add_row(
+                h.workload,
+                fmt(h.value, h.unit),
+                runs_text,
+                h.baseline or "",
+                fmt(h.baseline_value, h.unit),
+                f"{h.ratio:.2f}x" if h.ratio is not None else "",
+                h.target.text if h.target else "",
+                f"[{colour}]{met_text(h.met).upper() if h.met is False else met_text(h.met)}"
+                f"[/{colour}]"
+                if colour
+                else "",
+            )
+    console.print(table)
+    missed = [h for run in runs for h in run.headlines if h.met is False]
+    for h in missed:
+        target = h.target.text if h.target else ""
+        console.print(f"[red]missed[/red] {h.workload} ({target}): limited by {h.limited_by}")
+
+
+def log_axis(axes: Any, values: Sequence[float], label: str) -> None:
+    """A horizontal log axis with plain tick labels (0.2x, 1x, 10x) spanning ``values``."""
+    axes.set_xscale("log")
+    positive = [v for v in values if v > 0] or [1.0]
+    low, high = min(0.5, min(positive) / 1.5), max(2.0, max(positive) * 3)
+    ticks = [
+        t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if low <= t <= high
+    ]
+    axes.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.set_xlim(low, high)
+    axes.axvline(1.0, color="#555555", linewidth=1)
+    axes.set_xlabel(label)
+    axes.invert_yaxis()
+
+
+def save_chart(path: Path, runs: Sequence[ScriptRun], title: str) -> None:
+    """Left: ratios to the baselines; right: each target's figure over the target."""
+    headlines = [h for run in runs for h in run.headlines]
+    ratio_rows: dict[tuple[str, str], Headline] = {}
+    for h in headlines:
+        if h.ratio is not None and h.baseline:
+            ratio_rows.setdefault((h.workload, h.baseline), h)
+    target_rows = [h for h in headlines if h.target and h.met is not None]
+    rows = max(len(ratio_rows), len(target_rows))
+    figure = Figure(figsize=(15, max(5.0, 0.3 * rows + 1.8)))
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    ratios = [h.ratio or 0.0 for h in ratio_rows.values()]
+    left.barh(range(len(ratios)), ratios, color="#1f77b4")
+    for y, value in enumerate(ratios):
+        left.annotate(
+            f"{value:.2f}x",
+            (value, y),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=6,
+        )
+    left.set_yticks(range(len(ratios)), [f"{w} / {b}" for w, b in ratio_rows], fontsize=6)
+    log_axis(left, ratios, "cqrskit / baseline, medians of the rounds (1x = the same)")
+    left.set_title("ratios to the baselines", fontsize=9)
+    attainment = [h.attainment() or 0.0 for h in target_rows]
+    right.barh(
+        range(len(target_rows)),
+        attainment,
+        color=["#2ca02c" if h.met else "#d62728" for h in target_rows],
+    )
+    for y, (h, value) in enumerate(zip(target_rows, attainment, strict=True)):
+        figure_text = (
+            fmt(h.value, h.unit)
+            if h.target and h.target.on == "value"
+            else (f"{h.ratio:.2f}x" if h.ratio is not None else "-")
+        )
+        right.annotate(
+            figure_text,
+            (value, y),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=6,
+        )
+    right.set_yticks(
+        range(len(target_rows)),
+        [f"{h.workload}: {h.target.text if h.target else ''}" for h in target_rows],
+        fontsize=6,
+    )
+    log_axis(right, attainment, "figure / target (target / figure for upper bounds); ≥1x: met")
+    right.set_title("targets (green: met, red: missed)", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+# --- the README ---------------------------------------------------------------------------------
+
+
+def readme_table(summary: dict[str, Any]) -> str:
+    """The short table for README.md: one row per figure that has a target."""
+    machine = summary["machine"]
+    lines = [
+        f"The last full run, {summary['started_at'][:10]} at commit "
+        f"`{machine['git']['commit'][:7]}`, on {machine['nproc']} CPUs shared by the services "
+        f"(PostgreSQL {machine['postgres']['server_version']}, Kafka "
+        f"{machine['kafka']['version']}, Elasticsearch {machine['elasticsearch']['version']}), "
+        f"by `{summary['command']}` "
+        f"([`bench/results/{summary['file']}`](bench/results/{summary['file']})):",
+        "",
+        "| workload | cqrskit | against the baseline | target |",
+        "|---|---|---|---|",
+    ]
+    rows: dict[tuple[str, Any], dict[str, list[str]]] = {}
+    for h in summary["headlines"]:
+        key = (h["workload"], h["value"])
+        if not any(g["target"] for g in summary["headlines"] if (g["workload"], g["value"]) == key):
+            continue
+        figure = fmt(h["value"], h["unit"])
+        if h["unit"] != "events/s":
+            figure = f"{h['figure']}: {figure}"
+        row = rows.setdefault(key, {"figure": [figure], "base": [], "t": []})
+        if h["baseline"] and h["ratio"] is not None:
+            text = f"{h['ratio']:.2f}x {h['baseline']} ({fmt(h['baseline_value'], h['unit'])})"
+            if text not in row["base"]:
+                row["base"].append(text)
+        if h["target"]:
+            row["t"].append(f"{h['target']['text']}: **{met_text(h['met'])}**")
+    for (workload, _), row in rows.items():
+        lines.append(
+            f"| {workload} | {row['figure'][0]} | {'; '.join(row['base'])} | "
+            f"{'; '.join(row['t'])} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(summary_path: Path) -> None:
+    """Write the table of a saved summary between the README's markers."""
+    summary = json.loads(summary_path.read_text())
+    summary["file"] = summary_path.name
+    text = README.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"README.md has no {README_START} ... {README_END} block")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    README.write_text(f"{head}{README_START}\n{readme_table(summary)}\n{README_END}{tail}")
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="the short suite (a few minutes)")
+    parser.add_argument(
+        "--only", help=f"comma-separated benchmarks to run, of {', '.join(HEADLINES)}"
+    )
+    parser.add_argument(
+        "--readme-from", type=Path, help="write a saved summary's table into README.md and exit"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_DIR, help="where the scripts save their results"
+    )
+    args = parser.parse_args(argv)
+    if args.only:
+        unknown = set(args.only.split(",")) - set(HEADLINES)
+        if unknown:
+            parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the suite; print the table; save the summary and its chart."""
+    args = parse_args(argv)
+    if args.readme_from:
+        update_readme(args.readme_from)
+        return 0
+    console = wide_console(170)
+    started = datetime.now(UTC)
+    stamp = utc_stamp(started) + ("-quick" if args.quick else "")
+    settings = Settings.load()
+    machine = machine_info(settings)
+    chosen = [s for s in SCRIPTS if not args.only or s.name in args.only.split(",")]
+    command = "make bench QUICK=1" if args.quick else "make bench"
+    if args.only:
+        command = shlex.join(
+            ["python", "bench/run.py", *(["--quick"] if args.quick else []), "--only", args.only]
+        )
+    runs = [run_script(script, args.quick, args.results, console) for script in chosen]
+    finished = datetime.now(UTC)
+    title = (
+        f"cqrskit benchmark suite{' (quick)' if args.quick else ''}, {stamp}: "
+        f"{(finished - started).total_seconds() / 60:.1f} min, {machine['nproc']} CPUs"
+    )
+    console.rule("[bold]summary[/bold]")
+    print_table(console, runs, title)
+    json_path = args.results / f"{stamp}.json"
+    png_path = args.results / f"{stamp}.png"
+    headlines = [asdict(h) for run in runs for h in run.headlines]
+    write_json(
+        json_path,
+        {
+            "suite": "cqrskit benchmarks",
+            "quick": args.quick,
+            "command": command,
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "wall_seconds": (finished - started).total_seconds(),
+            "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
+            "settings": pipeline_settings(settings),
+            "scripts": [{k: v for k, v in asdict(run).items() if k != "headlines"} for run in runs],
+            "headlines": headlines,
+            "missed": [
+                {
+                    "workload": h["workload"],
+                    "target": h["target"]["text"],
+                    "limited_by": h["limited_by"],
+                }
+                for h in headlines
+                if h["met"] is False
+            ],
+        },
+    )
+    save_chart(png_path, runs, title)
+    console.print(f"saved {json_path} and {png_path}")
+    failed = [run.name for run in runs if run.error]
+    if failed:
+        console.print(f"[red]failed: {', '.join(failed)}[/red]")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
