@@ -72,8 +72,10 @@ def sample_until(chaos: Chaos, stream: Stream, minutes: float) -> list[dict[str,
                 raise stream.error
             try:
                 head = store_head(settings, "shop")
-                relay_lag = head - read_status(settings, "shop").position
-                worker_lag = head - min(applied_position(es, checkpoints, p) for p in PROJECTIONS)
+                # Read after the head: either may have moved past it meanwhile.
+                relay_lag = max(0, head - read_status(settings, "shop").position)
+                applied = min(applied_position(es, checkpoints, p) for p in PROJECTIONS)
+                worker_lag = max(0, head - applied)
             except CqrskitError:
                 continue
             sample = {
