@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from elasticsearch import Elasticsearch
 from pydantic import ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
@@ -200,6 +200,7 @@ class ProjectionWorker:
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 600_000,
                 "partition.assignment.strategy": "cooperative-sticky",
+                "on_commit": self._committed,
             }
         )
         consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
@@ -345,12 +346,20 @@ class ProjectionWorker:
         offsets = [TopicPartition(c.topic, c.partition, c.offset) for c in checkpoints]
         if not offsets:
             return
+        # Asynchronous: a synchronous commit that meets a rebalance after a
+        # broker outage waits for the rebalance, which waits for this thread
+        # to poll; it never returns. The effects are already durable and
+        # guarded, so a commit that is lost only means a batch delivered again.
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
+            log.warning("projection %s: offsets not committed: %s", self.projection.name, exc)
+
+    def _committed(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
             # Typically a rebalance took the partition away: its new owner
             # gets the batch again, and the guards make that a no-op.
-            log.warning("projection %s: offsets not committed: %s", self.projection.name, exc)
+            log.info("projection %s: offsets not committed: %s", self.projection.name, error)
 
 
 @dataclass(frozen=True)
