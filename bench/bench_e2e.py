@@ -693,15 +693,20 @@ def print_tables(console: Console, outcome: dict[str, Any]) -> None:
     console.print(memory)
 
 
+def short_label(phase: dict[str, Any]) -> str:
+    """``500/s``, or ``500/s`` over ``refresh 100ms`` for the what-if phase."""
+    refresh = phase["refresh_interval"]
+    extra = "" if refresh.startswith("1s") else f"\nrefresh {refresh}"
+    return f"{phase['target_rate']:,}/s{extra}"
+
+
 def save_chart(path: Path, outcome: dict[str, Any], machine: dict[str, Any], stamp: str) -> None:
     """Left: p50/p95/p99 to searchable per phase; right: the worker's stage means."""
     rows = outcome["summary"]
     figure = Figure(figsize=(12, 5.5), dpi=110)
     FigureCanvasAgg(figure)
     left, right = figure.subplots(1, 2)
-    labels = [
-        f"{r['label']}\nachieved {r['achieved_rate']:,.0f}/s".replace(", ", "\n") for r in rows
-    ]
+    labels = [f"{short_label(r)}\nachieved {r['achieved_rate']:,.0f}/s" for r in rows]
     width = 0.26
     for index, (key, colour) in enumerate(
         (("p50_ms", "#9ecae1"), ("p95_ms", "#4292c6"), ("p99_ms", "#08519c"))
@@ -740,7 +745,7 @@ def save_chart(path: Path, outcome: dict[str, Any], machine: dict[str, Any], sta
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     right.set_xticks(
         range(len(phases)),
-        [f"{p['label'].replace(', ', chr(10))}\nround {p['round']}" for p in phases],
+        [f"{short_label(p)}\nround {p['round']}" for p in phases],
         fontsize=6,
     )
     right.set_ylabel("ms, mean per event (the worker's histograms)")
