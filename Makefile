@@ -14,7 +14,7 @@ help:
 	@echo "make chaos            kill and stop every part of the pipeline under load; count losses"
 	@echo "make soak             a steady load for SOAK_MINUTES (30); memory must stay flat"
 	@echo "make docs             build the documentation into site/ (mkdocs, strict)"
-	@echo "make bench            run every benchmark of bench/ (30-60 min); QUICK=1: a few minutes"
+	@echo "make bench            run every benchmark of bench/ (about 40 min); QUICK=1: about 5"
 	@echo "make services         start PostgreSQL, Kafka and Elasticsearch on 127.0.0.1"
 	@echo "make services-down    stop them"
 	@echo "make services-status  say which are up"
