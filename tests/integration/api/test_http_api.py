@@ -59,7 +59,8 @@ def test_paging_through_more_than_10000_documents_returns_each_once(
         else:  # the first page reads its own writes: all 10,500
             params["min_position"] = head
             params["wait"] = 60
-        page = api.get("/orders", params=params)
+        # The client waits longer than the server may wait for the read model.
+        page = api.get("/orders", params=params, timeout=90)
         assert page.status_code == 200, page.text
         body = page.json()
         assert body["total"] == 10_500
