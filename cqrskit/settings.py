@@ -175,6 +175,14 @@ class Settings(BaseSettings):
         description="Seconds before a consumer group gives a silent member's partitions to "
         "another (a killed worker's partitions move after this).",
     )
+    kafka_consumer_queue_kbytes: int = Field(
+        default=16_384,
+        ge=1024,
+        le=2_097_151,
+        description="KiB of messages a worker or saga runner prefetches from Kafka "
+        "(librdkafka's queued.max.messages.kbytes; its own default of 65536 costs about "
+        "170 MB of memory on a backlog).",
+    )
     projection_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Events applied per bulk request."
     )

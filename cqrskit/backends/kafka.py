@@ -63,16 +63,19 @@ def base_config(settings: Settings) -> dict[str, Any]:
 
 
 def group_config(settings: Settings) -> dict[str, Any]:
-    """Settings of a consumer in a group: how soon a silent member is replaced.
+    """Settings of a consumer in a group: how soon a silent member is replaced,
+    and how much it prefetches.
 
     librdkafka heartbeats from a thread of its own, so a long batch does not
-    count as silence; ``max.poll.interval.ms`` bounds that instead.
+    count as silence; ``max.poll.interval.ms`` bounds that instead. Its
+    prefetch queue is what a consumer's memory grows with on a backlog.
     """
     session_ms = int(settings.kafka_session_timeout * 1000)
     return {
         **base_config(settings),
         "session.timeout.ms": session_ms,
         "heartbeat.interval.ms": max(1000, session_ms // 3),
+        "queued.max.messages.kbytes": settings.kafka_consumer_queue_kbytes,
     }
 
 
