@@ -2,19 +2,68 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
+from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
 from cqrskit.backends._probe import ServiceInfo
 from cqrskit.errors import ServiceUnavailable
 from cqrskit.settings import Settings
 
-__all__ = ["client", "probe"]
+__all__ = ["OrjsonNdjsonSerializer", "OrjsonSerializer", "client", "probe"]
 
 SERVICE = "Elasticsearch"
 VARIABLE = "CQRSKIT_ELASTICSEARCH_URL"
+
+
+def _dumps(serializer: JsonSerializer, data: Any) -> bytes:
+    try:
+        return orjson.dumps(data, default=serializer.default)
+    except orjson.JSONEncodeError:
+        # orjson is stricter than the standard library: non-string keys,
+        # integers beyond 64 bits, lone surrogates. Those few take the slow way.
+        return JsonSerializer.json_dumps(serializer, data)
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)  # NaN, say; raises as the client's own would
+
+
+class OrjsonSerializer(JsonSerializer):
+    """The client's JSON, encoded and decoded by orjson.
+
+    The same output as the client's standard-library serializer for what
+    read models and queries send (dates and datetimes as ISO 8601, UUIDs as
+    strings, Decimals as numbers); what orjson refuses goes through the
+    standard library instead, so nothing that worked before fails.
+    """
+
+    def json_dumps(self, data: Any) -> bytes:
+        """``data`` as JSON."""
+        return _dumps(self, data)
+
+    def json_loads(self, data: bytes) -> Any:
+        """The value of JSON ``data``."""
+        return _loads(data)
+
+
+class OrjsonNdjsonSerializer(NdjsonSerializer):
+    """Newline-delimited JSON (bulk, multi-search) by orjson; see :class:`OrjsonSerializer`."""
+
+    def json_dumps(self, data: Any) -> bytes:
+        """One line's JSON."""
+        return _dumps(self, data)
+
+    def json_loads(self, data: bytes) -> Any:
+        """The value of one line's JSON."""
+        return _loads(data)
 
 
 def client(settings: Settings) -> Elasticsearch:
@@ -36,6 +85,11 @@ def client(settings: Settings) -> Elasticsearch:
         settings.elasticsearch_url,
         request_timeout=settings.connect_timeout,
         max_retries=0,
+        # The standard library's JSON took a tenth of a rebuild's time.
+        serializers={
+            OrjsonSerializer.mimetype: OrjsonSerializer(),
+            OrjsonNdjsonSerializer.mimetype: OrjsonNdjsonSerializer(),
+        },
         **auth,
     )
 
