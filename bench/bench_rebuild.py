@@ -1180,6 +1180,7 @@ def save_json(
             "messages_on_topic": outcome.messages_on_topic,
             "topic_partitions": settings.topic_partitions,
             "projection_batch_size": settings.projection_batch_size,
+            "rebuild_batch_size": settings.rebuild_batch_size,
             "projection_retries": settings.projection_retries,
             "document_bytes_mean_after_rebuild": outcome.document_bytes_mean,
             "fill_seconds_not_timed": outcome.fill_seconds,
@@ -1473,7 +1474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{machine['elasticsearch']['version']} at {settings.elasticsearch_url}, "
         f"{machine['nproc']} CPUs, Python {machine['python']}; {config.events:,} events, "
         f"{config.customers:,} customers, {config.rounds} round(s); batches of "
-        f"{settings.projection_batch_size}, {settings.topic_partitions} partitions"
+        f"{settings.projection_batch_size} (rebuild: "
+        f"{settings.rebuild_batch_size}), "
+        f"{settings.topic_partitions} partitions"
     )
     outcome = measure(settings, config, stamp, console)
     ratios = ratios_of(outcome.measurements)

@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     projection_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Events applied per bulk request."
     )
+    rebuild_batch_size: int = Field(
+        default=20_000,
+        ge=1,
+        le=100_000,
+        description="Events a rebuild applies per batch. Each document is read and written "
+        "once per batch, so larger batches fold more events per write; memory grows with "
+        "the batch (bulk requests are split by size, whatever the batch).",
+    )
     projection_retries: int = Field(
         default=3, ge=1, le=100, description="Attempts at an event before it is dead-lettered."
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from elastic_transport import TransportError
+from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch
 from pydantic import BaseModel
 
@@ -143,6 +143,12 @@ class ElasticsearchReadModel:
     be reached or answers 429/5xx (retrying can help), and
     :class:`PermanentError` for what retrying cannot fix.
     """
+
+    #: The largest bulk request body :meth:`write` sends: Elasticsearch
+    #: refuses requests over ``http.max_content_length`` (100 MB by default)
+    #: and handles bulks of a few MB to a few tens of MB best. A rebuild's
+    #: batches of 20,000 documents of a few hundred bytes fit in one.
+    max_bulk_bytes = 10 * 1024 * 1024
 
     def __init__(
         self,
@@ -291,10 +297,19 @@ class ElasticsearchReadModel:
         """Write changed documents, each guarded by what it was read as.
 
         Returns the ids that another writer changed in between (to be read
-        and folded again).
+        and folded again). Many documents go in several bulk requests of at
+        most :attr:`max_bulk_bytes` each; a failure part way leaves the
+        documents written so far written, which the guards make harmless.
         """
-        target = index or self.alias
-        operations: list[dict[str, Any]] = []
+        conflicts: set[str] = set()
+        for body in self._bulk_bodies(docs, index or self.alias):
+            conflicts |= self._bulk(body)
+        return conflicts
+
+    def _bulk_bodies(self, docs: Sequence[DocState], target: str) -> Iterator[bytes]:
+        """NDJSON bulk bodies of at most ``max_bulk_bytes`` (a larger document goes alone)."""
+        dumps = self.es.transport.serializers.get_serializer("application/json").dumps
+        body = bytearray()
         for doc in docs:
             if doc.seq_no is None:
                 action: dict[str, Any] = {"create": {"_index": target, "_id": doc.doc_id}}
@@ -307,9 +322,22 @@ class ElasticsearchReadModel:
                         "if_primary_term": doc.primary_term,
                     }
                 }
-            operations += [action, doc.body()]
-        if not operations:
-            return set()
+            try:
+                lines = b"%b\n%b\n" % (dumps(action), dumps(doc.body()))
+            except SerializationError as exc:
+                raise PermanentError(
+                    f"document {doc.doc_id!r} of {self.name!r} is not JSON: {exc}"
+                ) from exc
+            if body and len(body) + len(lines) > self.max_bulk_bytes:
+                yield bytes(body)
+                body = bytearray()
+            body += lines
+        if body:
+            yield bytes(body)
+
+    def _bulk(self, body: bytes) -> set[str]:
+        """Send one bulk body; return the ids that conflicted."""
+        operations: Any = [body]  # the client sends encoded NDJSON as it is
         with self._translated("write documents"):
             response = self.es.bulk(operations=operations)
         conflicts: set[str] = set()

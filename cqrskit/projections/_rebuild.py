@@ -118,6 +118,7 @@ class _Rebuilder:
         self.topics = topics_for(settings, application_name, type(projection))
         self.group = consumer_group(settings, application_name, projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
+        self.batch_size = settings.rebuild_batch_size
 
     # -- state -------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class _Rebuilder:
             consumer.assign([_partition(k, position.get(k, OFFSET_BEGINNING)) for k in todo])
             total = sum(ends[k] - max(0, _resolve(position.get(k, 0))) for k in todo)
             while todo:
-                messages = consumer.consume(self.settings.projection_batch_size, timeout=1.0)
+                messages = consumer.consume(self.batch_size, timeout=1.0)
                 if not messages:
                     # Nothing came: ask where the consumer is (an end offset
                     # may lie past the last message, e.g. after a marker).
@@ -279,7 +280,7 @@ class _Rebuilder:
             last = envelope.position
             if envelope.event_type in wanted:
                 batch.append(envelope)
-            if len(batch) >= self.settings.projection_batch_size:
+            if len(batch) >= self.batch_size:
                 flush(last)
         flush(last if last > after else state.head)
         return done

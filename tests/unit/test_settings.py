@@ -34,6 +34,7 @@ def test_environment_overrides_defaults_and_arguments_override_both(
         ("CQRSKIT_ELASTICSEARCH_URL", "http://h:notaport", "port"),
         ("CQRSKIT_POSTGRES_DSN", "host=a port", "connection string"),
         ("CQRSKIT_CONNECT_TIMEOUT", "-1", "greater than 0"),
+        ("CQRSKIT_REBUILD_BATCH_SIZE", "0", "greater than or equal to 1"),
     ],
 )
 def test_a_bad_value_names_its_variable(
