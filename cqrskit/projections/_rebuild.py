@@ -9,11 +9,15 @@ complete:
    retention may have dropped old events) up to its head, in position
    order, with bulk writes;
 3. catch up from Kafka, from the noted offsets to the current end of each
-   partition (events applied twice are no-ops: the documents' guards);
-4. swap the alias in one atomic step;
-5. catch up again to the end of each partition as it is after the swap:
-   anything the live workers wrote to the old index just before the swap
-   was produced before it, so this covers it.
+   partition, skipping (by their position header, before decoding) the
+   events the replay applied; events applied twice would be no-ops anyway
+   (the documents' guards);
+4. note the offsets that catch-up reached, then swap the alias in one
+   atomic step;
+5. catch up again from those offsets to the end of each partition as it is
+   after the swap: anything the live workers wrote to the old index just
+   before the swap was produced before it, so this covers it, and nothing
+   below the noted offsets needs reading twice.
 
 Progress is recorded after every batch; an interrupted rebuild leaves the
 alias alone and resumes where it stopped when run again.
@@ -41,7 +45,13 @@ from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import DocState, ElasticsearchReadModel
-from cqrskit.projections._worker import consumer_group, read_model_for, stream_of, topics_for
+from cqrskit.projections._worker import (
+    _position_of,
+    consumer_group,
+    read_model_for,
+    stream_of,
+    topics_for,
+)
 from cqrskit.settings import Settings
 
 __all__ = [
@@ -83,6 +93,9 @@ class _State:
     from_position: int = 0
     replayed: int = 0
     start_offsets: dict[str, int] = field(default_factory=dict)
+    #: Where the catch-up before the swap stopped: everything below these
+    #: offsets is in the new index, so the catch-up after the swap starts here.
+    caught_up_offsets: dict[str, int] = field(default_factory=dict)
     swap_offsets: dict[str, int] = field(default_factory=dict)
     failures: int = 0
 
@@ -196,7 +209,12 @@ class _Rebuilder:
     def catch_up(
         self, index: str, start: dict[str, int], phase: str, floor: int = 0
     ) -> tuple[dict[str, int], int]:
-        """Apply every message from ``start`` to the current end of each partition."""
+        """Apply every message from ``start`` to the current end of each partition.
+
+        Events at or below ``floor`` (a store position the replay reached) are
+        skipped unread. Returns the offsets reached (everything below them is
+        applied) and how many messages were read.
+        """
         ends = self.end_offsets()
         position = dict(start)
         todo = {k for k, end in ends.items() if _resolve(position.get(k, OFFSET_BEGINNING)) < end}
@@ -224,13 +242,18 @@ class _Rebuilder:
                     position[key] = int(message.offset() or 0) + 1
                     if position[key] >= ends[key]:
                         todo.discard(key)
-                    if kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE, b"") in self.wanted:
-                        envelope = Envelope.decode(message.value() or b"")
-                        if envelope.position > floor:  # the store replay covered the rest
-                            envelopes.append(envelope)
-                            streams.append(
-                                stream_of(str(message.topic()), int(message.partition() or 0))
-                            )
+                    headers = kafka_backend.headers_of(message)
+                    if headers.get(HEADER_EVENT_TYPE, b"") not in self.wanted:
+                        continue
+                    said = _position_of(headers)
+                    if said is not None and said <= floor:
+                        continue  # the replay applied it: not worth decoding
+                    envelope = Envelope.decode(message.value() or b"")
+                    if envelope.position > floor:  # the store replay covered the rest
+                        envelopes.append(envelope)
+                        streams.append(
+                            stream_of(str(message.topic()), int(message.partition() or 0))
+                        )
                 self._apply(envelopes, index, streams)
                 applied += len(messages)
                 self.progress(phase, applied, total)
@@ -364,16 +387,29 @@ def _rebuild(
         state.phase = "catching-up"
         rebuilder.save_state(state)
     if state.phase == "catching-up":
-        _, caught_up = rebuilder.catch_up(
-            state.target, state.start_offsets, "catching up from Kafka"
+        # Events up to the head are in the new index from the replay: skip them.
+        reached, caught_up = rebuilder.catch_up(
+            state.target,
+            state.caught_up_offsets or state.start_offsets,
+            "catching up from Kafka",
+            floor=state.head,
         )
-        state.previous = read_model.swap(state.target)
+        serving = read_model.serving()
+        if serving != state.target:  # else an interrupted run swapped already
+            state.previous = serving
+        state.caught_up_offsets = reached
+        rebuilder.save_state(state)  # before the swap, so that a resumed run keeps both
+        read_model.swap(state.target)
         state.phase = "swapped"
         rebuilder.save_state(state)
         log.info("%s now serves from %s (was %s)", read_model.alias, state.target, state.previous)
     if state.phase == "swapped":
+        # Everything below the offsets the first catch-up reached is applied.
         offsets, more = rebuilder.catch_up(
-            state.target, state.start_offsets, "catching up after the swap"
+            state.target,
+            state.caught_up_offsets or state.start_offsets,
+            "catching up after the swap",
+            floor=state.head,
         )
         caught_up += more
         state.swap_offsets = offsets

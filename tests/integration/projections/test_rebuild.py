@@ -8,14 +8,21 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from elasticsearch import ApiError, Elasticsearch
 
-from cqrskit import Settings
-from cqrskit.projections import read_model_for, verify
+from cqrskit import ServiceUnavailable, Settings
+from cqrskit.projections import (
+    ElasticsearchReadModel,
+    read_model_for,
+    rebuild,
+    rollback,
+    verify,
+)
 from projections import CustomerOrdersProjection
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline
-from tests.integration.projections.test_worker import bulk_orders
+from tests.integration.projections.test_worker import assert_equal_to_fold, bulk_orders
 from tests.integration.relay.conftest import CommandStream, wait_until
 
 PROJECTION = CustomerOrdersProjection()
@@ -182,3 +189,63 @@ def test_verify_reports_drift_and_exits_non_zero(pipeline: Pipeline, es: Elastic
     report = json.loads(done.stdout)
     kinds = {d["doc_id"]: (d["kind"], d["fields"]) for d in report["drift"]}
     assert kinds == {"c-1": ("different", ["orders_placed"]), "c-2": ("missing", [])}
+
+
+def test_a_rebuild_reads_each_message_once_when_the_live_group_never_committed(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    """Regression: the catch-up after the swap started again from the offsets
+    noted at the start, so a never-committed group read the whole topic twice."""
+    settings = pipeline.settings.model_copy(update={"rebuild_batch_size": 700})
+    bulk_orders(settings, 3_000)
+    pipeline.start_relay()
+    head = pipeline.wait_relayed()
+    arrived: list[int] = []
+
+    def more_orders_during_the_replay(phase: str, _done: int, _total: int) -> None:
+        if phase.startswith("replaying") and not arrived:
+            # Events past the head the rebuild noted: only Kafka has them for it.
+            bulk_orders(settings, 1_000)
+            arrived.append(pipeline.wait_relayed())
+            pipeline.stop()  # nothing more reaches the topic
+
+    result = rebuild(settings, "shop", PROJECTION, progress=more_orders_during_the_replay)
+    assert arrived
+    assert arrived[0] > head
+    assert result.replayed == head
+    state = es.get(index=f"{settings.index_prefix}cqrskit-rebuilds", id=PROJECTION.name)
+    reached = state["_source"]["caught_up_offsets"]
+    assert reached == state["_source"]["swap_offsets"]
+    in_the_topic = sum(reached.values())  # every message since offset 0
+    assert in_the_topic >= 4_000
+    assert result.caught_up == in_the_topic, "the catch-ups read some messages twice"
+    assert_equal_to_fold(pipeline, es, PROJECTION)  # each event applied once, none missed
+
+
+def test_a_rebuild_interrupted_at_the_swap_resumes_and_remembers_the_old_index(
+    pipeline: Pipeline, es: Elasticsearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = pipeline.settings.model_copy(update={"rebuild_batch_size": 700})
+    bulk_orders(settings, 2_000)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    alias = f"{settings.index_prefix}{PROJECTION.name}"
+    swap = ElasticsearchReadModel.swap
+
+    def swap_then_die(self: ElasticsearchReadModel, to_index: str) -> str | None:
+        swap(self, to_index)
+        raise ServiceUnavailable("Elasticsearch", "test", "gone after the swap", "-")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ElasticsearchReadModel, "swap", swap_then_die)
+        with pytest.raises(ServiceUnavailable):
+            rebuild(settings, "shop", PROJECTION)
+    assert serving(settings) == f"{alias}-v2"
+    bulk_orders(settings, 500)  # the live worker applies these to v2 meanwhile
+    result = rebuild(settings, "shop", PROJECTION)
+    assert result.resumed
+    assert (result.index, result.previous) == (f"{alias}-v2", f"{alias}-v1")
+    pipeline.wait_applied(PROJECTION)
+    assert_equal_to_fold(pipeline, es, PROJECTION)
+    assert rollback(settings, "shop", PROJECTION) == f"{alias}-v1"
