@@ -12,11 +12,10 @@ import pytest
 
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline, pipeline
-
-__all__ = ["api", "pipeline"]  # pipeline: the fixture, shared with projections/ tests
+from tests.integration.projections.test_worker import ALL
 from tests.integration.relay.conftest import wait_until
 
-ALL_PROJECTIONS = ("order_summaries", "customer_orders", "products", "stock_levels")
+__all__ = ["api", "pipeline"]  # pipeline: the fixture, shared with projections/ tests
 
 
 def free_port() -> int:
@@ -29,7 +28,7 @@ def free_port() -> int:
 def api(pipeline: Pipeline) -> Iterator[httpx.Client]:
     """An HTTP client for a running API server; relay and workers running too."""
     pipeline.start_relay()
-    pipeline.start_worker(*ALL_PROJECTIONS)
+    pipeline.start_worker(*(p.name for p in ALL))
     port = free_port()
     log = (pipeline.tmp / "api.log").open("wb")
     server = subprocess.Popen(
@@ -50,8 +49,16 @@ def api(pipeline: Pipeline) -> Iterator[httpx.Client]:
         except httpx.TransportError:
             return False
 
+    def consuming() -> bool:
+        # Every worker has joined its groups and read every partition once
+        # (the relay's watermarks reach them all): on a broker just started,
+        # the first group join waits for Kafka to create its offsets topic.
+        statuses = [pipeline.status(p) for p in ALL]
+        return all(s is not None and s.partitions > 0 for s in statuses)
+
     try:
         wait_until(up, 60, "the API server to answer")
+        wait_until(consuming, 120, "the projection workers to consume every partition")
         yield client
     finally:
         client.close()
