@@ -209,16 +209,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/orders/stats")
     def stats(
-        customer_id: str | None = None, min_position: MinPosition = None, stale: StaleMode = "error"
+        customer_id: str | None = None,
+        min_position: MinPosition = None,
+        stale: StaleMode = "error",
+        wait: Wait = None,
     ) -> JSONResponse:
-        value, headers = ask(OrderStats(customer_id=customer_id), min_position, stale)
+        value, headers = ask(OrderStats(customer_id=customer_id), min_position, stale, wait)
         return JSONResponse(value, headers=headers)
 
     @app.get("/orders/{order_id}", response_model=OrderSummary)
     def order(
-        order_id: UUID, min_position: MinPosition = None, stale: StaleMode = "error"
+        order_id: UUID,
+        min_position: MinPosition = None,
+        stale: StaleMode = "error",
+        wait: Wait = None,
     ) -> JSONResponse:
-        value, headers = ask(OrderById(order_id=order_id), min_position, stale)
+        value, headers = ask(OrderById(order_id=order_id), min_position, stale, wait)
         return JSONResponse(value.model_dump(mode="json"), headers=headers)
 
     @app.get("/orders", response_model=Page[OrderSummary])
@@ -233,9 +239,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/customers/{customer_id}", response_model=CustomerOrders)
     def customer(
-        customer_id: str, min_position: MinPosition = None, stale: StaleMode = "error"
+        customer_id: str,
+        min_position: MinPosition = None,
+        stale: StaleMode = "error",
+        wait: Wait = None,
     ) -> JSONResponse:
-        value, headers = ask(_build(CustomerById, customer_id=customer_id), min_position, stale)
+        query = _build(CustomerById, customer_id=customer_id)
+        value, headers = ask(query, min_position, stale, wait)
         return JSONResponse(value.model_dump(mode="json"), headers=headers)
 
     @app.get("/products", response_model=Page[Product])
@@ -243,8 +253,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         query: Annotated[SearchProductsParams, Query()],
         min_position: MinPosition = None,
         stale: StaleMode = "error",
+        wait: Wait = None,
     ) -> JSONResponse:
-        value, headers = ask(SearchProducts(**query.model_dump()), min_position, stale)
+        value, headers = ask(SearchProducts(**query.model_dump()), min_position, stale, wait)
         return JSONResponse(value.model_dump(mode="json"), headers=headers)
 
     @app.get("/stock/low", response_model=Page[StockLevel])
@@ -252,8 +263,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         query: Annotated[LowStockParams, Query()],
         min_position: MinPosition = None,
         stale: StaleMode = "error",
+        wait: Wait = None,
     ) -> JSONResponse:
-        value, headers = ask(LowStock(**query.model_dump()), min_position, stale)
+        value, headers = ask(LowStock(**query.model_dump()), min_position, stale, wait)
         return JSONResponse(value.model_dump(mode="json"), headers=headers)
 
     return app

@@ -36,12 +36,12 @@ def api(pipeline: Pipeline) -> Iterator[httpx.Client]:
             sys.executable, "-m", "uvicorn", "--factory", "examples.shop.api:create_app",
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
         ],
-        env={**pipeline.env(), "CQRSKIT_READ_WAIT": "5"},
+        env={**pipeline.env(), "CQRSKIT_READ_WAIT": "30"},
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
 
     def up() -> bool:
         try:

@@ -21,20 +21,39 @@ ELASTICSEARCH = ["bash", str(REPO_ROOT / "scripts" / "elasticsearch.sh")]
 LINE = {"sku": "tea", "quantity": 2, "unit_price": "3.50"}
 
 
+def checkpoints(pipeline: Pipeline) -> str:
+    """Each projection's checkpoint per partition, for a failure message."""
+    es = Elasticsearch(pipeline.settings.elasticsearch_url)
+    try:
+        found = es.options(ignore_status=404).search(
+            index=f"{pipeline.settings.index_prefix}cqrskit-checkpoints", size=1000
+        )
+    finally:
+        es.close()
+    rows = sorted(
+        (h["_source"]["projection"], h["_source"]["topic"], h["_source"]["partition"],
+         h["_source"]["position"])
+        for h in found.get("hits", {}).get("hits", [])
+    )  # fmt: skip
+    return "; ".join(f"{p} {t}[{n}]={pos}" for p, t, n, pos in rows)
+
+
 def place(api: httpx.Client, customer: str = "ada") -> dict[str, object]:
     response = api.post("/orders", json={"customer_id": customer, "lines": [LINE]})
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
-def test_a_query_with_min_position_always_sees_its_own_write(api: httpx.Client) -> None:
+def test_a_query_with_min_position_always_sees_its_own_write(
+    api: httpx.Client, pipeline: Pipeline
+) -> None:
     for n in range(20):
         customer = f"customer-{n % 4}"
         placed = place(api, customer)
         order = api.get(
             f"/orders/{placed['aggregate_id']}", params={"min_position": placed["position"]}
         )
-        assert order.status_code == 200, order.text
+        assert order.status_code == 200, f"{order.text}; checkpoints: {checkpoints(pipeline)}"
         assert order.json()["customer_id"] == customer
         listed = api.get(
             "/orders", params={"customer_id": customer, "min_position": placed["position"]}
@@ -65,7 +84,7 @@ def test_paging_through_more_than_10000_documents_returns_each_once(
             params["wait"] = 30
         # The client waits longer than the server may wait for the read model.
         page = api.get("/orders", params=params, timeout=60)
-        assert page.status_code == 200, page.text
+        assert page.status_code == 200, f"{page.text}; checkpoints: {checkpoints(pipeline)}"
         body = page.json()
         assert body["total"] == 10_500
         seen += [o["order_id"] for o in body["items"]]
@@ -115,7 +134,7 @@ def test_each_error_has_its_status_and_bad_input_is_never_a_500(api: httpx.Clien
         == 409
     )
     # A stale read: 409 by default, 200 flagged on request.
-    far = {"min_position": 10**9}
+    far = {"min_position": 10**9, "wait": 1}
     stale = api.get(f"/orders/{order_id}", params={**far, "stale": "error"}, timeout=60)
     assert stale.status_code == 409
     assert stale.json()["stale"] is True
@@ -165,11 +184,12 @@ def test_concurrent_writers_beyond_the_retries_get_409(
 
 
 def test_with_elasticsearch_stopped_queries_answer_503_fast_and_recover(
-    api: httpx.Client, es: Elasticsearch
+    api: httpx.Client, es: Elasticsearch, pipeline: Pipeline
 ) -> None:
     placed = place(api)
     path = f"/orders/{placed['aggregate_id']}"
-    assert api.get(path, params={"min_position": placed["position"]}).status_code == 200
+    first = api.get(path, params={"min_position": placed["position"]})
+    assert first.status_code == 200, f"{first.text}; checkpoints: {checkpoints(pipeline)}"
     subprocess.run([*ELASTICSEARCH, "stop"], check=True, timeout=180)
     latencies: list[float] = []
     try:
