@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
@@ -76,6 +78,10 @@ def group_config(settings: Settings) -> dict[str, Any]:
         "session.timeout.ms": session_ms,
         "heartbeat.interval.ms": max(1000, session_ms // 3),
         "queued.max.messages.kbytes": settings.kafka_consumer_queue_kbytes,
+        # A subscribed topic that appears later (created by another process,
+        # or not yet in the metadata when the group formed) joins within
+        # seconds, not librdkafka's default of five minutes.
+        "topic.metadata.refresh.interval.ms": 5000,
     }
 
 
@@ -132,6 +138,36 @@ def create_topic(
             SERVICE, settings.kafka_bootstrap, f"no answer creating topic {topic!r}", VARIABLE
         ) from exc
     return True
+
+
+def wait_for_topics(client: AdminClient, settings: Settings, topics: Sequence[str]) -> None:
+    """Return once every topic of ``topics`` has its partitions in the cluster's metadata.
+
+    A topic just created is not at once in every broker's metadata; a
+    consumer group formed before it is would leave its partitions out.
+
+    Raises:
+        ServiceUnavailable: a topic was still missing after ``settings.connect_timeout`` x 6.
+    """
+    deadline = time.monotonic() + settings.connect_timeout * 6
+    missing = list(topics)
+    while missing:
+        try:
+            known = client.list_topics(timeout=settings.connect_timeout).topics
+        except KafkaException as exc:
+            raise ServiceUnavailable(
+                SERVICE, settings.kafka_bootstrap, describe_error(exc), VARIABLE
+            ) from exc
+        missing = [t for t in missing if t not in known or not known[t].partitions]
+        if missing and time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                SERVICE,
+                settings.kafka_bootstrap,
+                f"topics not yet in metadata: {missing}",
+                VARIABLE,
+            )
+        if missing:
+            time.sleep(0.2)  # polling the cluster's metadata for the topics to appear
 
 
 def probe(settings: Settings) -> ServiceInfo:

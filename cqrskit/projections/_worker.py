@@ -242,6 +242,7 @@ class ProjectionWorker:
         admin = kafka_backend.admin(self.settings)
         for topic in self.topics:
             kafka_backend.create_topic(admin, self.settings, topic)
+        kafka_backend.wait_for_topics(admin, self.settings, self.topics)
 
     def _process(self, consumer: Consumer, messages: Sequence[Message]) -> None:
         started_ns = time.time_ns()

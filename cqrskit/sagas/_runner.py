@@ -192,6 +192,7 @@ class SagaRunner:
         admin = kafka_backend.admin(self.settings)
         for topic in self.topics:
             self._retry(partial(kafka_backend.create_topic, admin, self.settings, topic))
+        self._retry(partial(kafka_backend.wait_for_topics, admin, self.settings, self.topics))
         consumer = Consumer(
             {
                 **kafka_backend.group_config(self.settings),
