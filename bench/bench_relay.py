@@ -54,13 +54,7 @@ from rich.table import Table
 from cqrskit import Settings
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.backends import postgres as pg_backend
-from cqrskit.envelope import (
-    HEADER_EVENT_TYPE,
-    HEADER_POSITION,
-    HEADER_TRACEPARENT,
-    encode,
-    encode_envelope,
-)
+from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_TRACEPARENT, encode
 from cqrskit.relay import KafkaPublisher, OutboxRelay, PostgresOutbox, read_status, topic_for
 from cqrskit.relay import _relay as relay_module
 
@@ -529,13 +523,13 @@ class Split:
 
 SPLIT_STEPS = [
     ("start: connect, lead, producer", "start"),
-    ("wait for outbox pages (PostgreSQL)", "read"),
+    ("read outbox pages (PostgreSQL)", "read"),
     ("encode envelopes", "encode"),
     ("produce (librdkafka enqueue)", "publish"),
     ("build headers, topic lookup, loop", "send-rest"),
     ("serve delivery reports: poll(0)", "poll(0)"),
     ("wait for acks, window full: poll(0.05)", "poll(wait)"),
-    ("wait for recorded positions (PostgreSQL)", "record"),
+    ("record position (PostgreSQL)", "record"),
     ("other (loop, retire, heartbeat)", "other"),
 ]
 
@@ -546,6 +540,8 @@ def measure_split(settings: Settings, relay_name: str, head: int) -> dict[str, A
     snapshot: dict[str, Any] = {}
     watched = RelayRun(settings, relay_name)
     relay = watched.relay
+    relay.outbox.read = split.wrap_read(relay.outbox.read)  # type: ignore[method-assign]
+    relay.outbox.record = split.wrap("record", relay.outbox.record)  # type: ignore[method-assign]
     relay._send = split.wrap("send", relay._send)  # type: ignore[method-assign]
     started = time.perf_counter()
 
@@ -555,23 +551,12 @@ def measure_split(settings: Settings, relay_name: str, head: int) -> dict[str, A
         snapshot["first_read"] = split.first_read
 
     with ExitStack() as patches:
-        # The relay reads ahead and records on a helper thread: time what its
-        # own thread waits for (a page, and the records when it goes idle).
-        helper = relay_module._OutboxThread
-        patches.enter_context(mock.patch.object(helper, "read", split.wrap_read(helper.read)))
         patches.enter_context(
-            mock.patch.object(helper, "recorded", split.wrap("record", helper.recorded))
+            mock.patch.object(relay_module, "encode", split.wrap("encode", encode))
         )
         patches.enter_context(
             mock.patch.object(
-                relay_module, "encode_envelope", split.wrap("encode", encode_envelope)
-            )
-        )
-        patches.enter_context(
-            mock.patch.object(
-                KafkaPublisher,
-                "enqueue",
-                property(lambda publisher: split.wrap("publish", publisher._producer.produce)),
+                KafkaPublisher, "produce", split.wrap("publish", KafkaPublisher.produce)
             )
         )
         patches.enter_context(

@@ -37,8 +37,6 @@ __all__ = [
     "WATERMARK_EVENT_TYPE",
     "Envelope",
     "encode",
-    "encode_envelope",
-    "event_type_of",
 ]
 
 HEADER_EVENT_TYPE = "event_type"
@@ -108,51 +106,20 @@ def encode(
     Returns the envelope's JSON, the event type, the aggregate type and the
     traceparent (or None). Works on the stored JSON directly: no domain
     class is imported, so a relay needs none of the application's code.
-    The bytes are those of :func:`encode_envelope`.
-    """
-    event_type, aggregate_type = event_type_of(topic)
-    value, traceparent = encode_envelope(
-        position,
-        aggregate_id if isinstance(aggregate_id, str) else str(aggregate_id),
-        aggregate_version,
-        topic,
-        event_type,
-        aggregate_type,
-        state,
-    )
-    return value, event_type, aggregate_type, traceparent
-
-
-def encode_envelope(  # noqa: PLR0917 - positional: it runs once per published event
-    position: int,
-    aggregate_id: str,
-    aggregate_version: int,
-    topic: str,
-    event_type: str,
-    aggregate_type: str,
-    state: bytes,
-) -> tuple[bytes, str | None]:
-    """The envelope's JSON and the traceparent (or None) of one stored event.
-
-    The relay's hot path, run once per published event: positional
-    arguments, the aggregate id already as text, and the event and aggregate
-    types passed in (``event_type_of(topic)``, which a caller computes once
-    per event class). The stored JSON is loaded once and, without its
-    ``metadata``, ``timestamp`` and ``originator_topic``, becomes the
-    payload as it is: no copy. Pure; raises ``orjson.JSONDecodeError`` if
-    ``state`` is not JSON.
+    This runs once per published event, so it avoids every needless copy.
     """
     payload: dict[str, Any] = orjson.loads(state)
     metadata = payload.pop("metadata", None) or {}
     occurred_at = payload.pop("timestamp", None)
     payload.pop("originator_topic", None)
+    event_type, aggregate_type = event_type_of(topic)
     traceparent = metadata.get("traceparent")
     envelope = {
         "event_id": metadata.get("event_id"),
         "event_type": event_type,
         "event_class": topic,
         "schema_version": metadata.get("schema_version", 1),
-        "aggregate_id": aggregate_id,
+        "aggregate_id": aggregate_id if isinstance(aggregate_id, str) else str(aggregate_id),
         "aggregate_type": aggregate_type,
         "aggregate_version": aggregate_version,
         "position": position,
@@ -164,4 +131,4 @@ def encode_envelope(  # noqa: PLR0917 - positional: it runs once per published e
             "traceparent": traceparent,
         },
     }
-    return orjson.dumps(envelope), traceparent
+    return orjson.dumps(envelope), event_type, aggregate_type, traceparent

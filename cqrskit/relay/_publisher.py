@@ -81,19 +81,6 @@ class KafkaPublisher:
             log.info("created topic %s with %d partitions", topic, self.settings.topic_partitions)
         self._topics.add(topic)
 
-    @property
-    def enqueue(self) -> Callable[..., None]:
-        """confluent-kafka's own ``Producer.produce``, for a loop that sends many messages.
-
-        It spares a hot loop :meth:`produce`'s extra call per message. Called
-        as ``enqueue(topic, value, key, headers=..., on_delivery=...)``, it
-        raises ``BufferError`` when the local queue is full, without queuing
-        the message: the caller then hands that message to :meth:`produce`,
-        which waits for room, so the order of messages is kept.
-        """
-        produce: Callable[..., None] = self._producer.produce
-        return produce
-
     def produce(
         self,
         topic: str,
