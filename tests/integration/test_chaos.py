@@ -28,4 +28,12 @@ def test_nothing_is_lost_or_doubled_under_faults(
     assert report["effects_missing"] == 0
     assert report["effects_doubled"] == 0
     assert report["events_published"] == report["events_stored"] > 0
-    assert len(report["faults"]) == 6
+    assert report["published_out_of_order"] == 0
+    assert report["dead_letters_missing"] == 0
+    assert report["slow_takeovers"] == 0
+    assert (
+        report["second_application_events_published"]
+        == report["second_application_events_stored"]
+        > 0
+    )
+    assert len(report["faults"]) == 11

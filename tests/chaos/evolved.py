@@ -1,0 +1,32 @@
+"""The shop's projections after a change that a strict mapping refuses.
+
+``StockLevel`` gains a field. Documents written with it fail with
+``strict_dynamic_mapping_exception`` until the index's mapping has the field,
+as happens when a view is changed and deployed before its read model is
+migrated. The fault suite runs the worker on this module to show that such
+events are dead-lettered (not lost, not a crash loop) and come back with
+``dlq replay`` once the mapping is fixed.
+"""
+
+from __future__ import annotations
+
+from projections import customers, stock
+
+
+class EvolvedStockLevel(stock.StockLevel):
+    """A stock level that also names its unit."""
+
+    unit: str = "each"
+
+
+class EvolvedStockLevels(stock.StockLevels):
+    """Stock levels whose documents carry the new field."""
+
+    name = "stock_levels"
+    view = EvolvedStockLevel
+
+
+class CustomerOrders(customers.CustomerOrdersProjection):
+    """Unchanged; defined here so that this module names every projection the run uses."""
+
+    name = "customer_orders"
