@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from cqrskit.envelope import Envelope
 from cqrskit.errors import TransientError
-from cqrskit.projections._projection import DELETE, UNCHANGED, Projection
+from cqrskit.projections._projection import DELETE, UNCHANGED, Outcome, Projection
 from cqrskit.projections._readmodel import STORE_STREAM, DocState, DocumentStore
 
 __all__ = ["Applier", "Failure"]
@@ -38,8 +38,15 @@ class Failure:
 
 @dataclass(frozen=True)
 class _Step:
+    """One event on one document: every handler of the event that targets it.
+
+    The handlers are one step, not one each: the document's stream mark
+    advances once the event took effect, so a handler folded after the
+    mark moved would be skipped as already applied.
+    """
+
     doc_id: str
-    handler: Callable[[Envelope, Any], Any]
+    handlers: tuple[Callable[[Envelope, Any], Any], ...]
     envelope: Envelope
     stream: str
 
@@ -79,9 +86,9 @@ class Applier:
         """
         named = streams if streams is not None else [STORE_STREAM] * len(envelopes)
         steps = [
-            _Step(doc_id, handler, envelope, stream)
+            step
             for envelope, stream in zip(envelopes, named, strict=True)
-            for doc_id, handler in self.projection.handlers_for(envelope)
+            for step in self._steps(envelope, stream)
         ]
         failures: dict[tuple[int, str], Failure] = {}
         for _ in range(self.MAX_CONFLICT_ROUNDS):
@@ -98,6 +105,35 @@ class Applier:
             f"{len(steps)} events of {self.projection.name!r} kept conflicting"
         )
 
+    def _steps(self, envelope: Envelope, stream: str) -> list[_Step]:
+        by_doc: dict[str, list[Callable[[Envelope, Any], Any]]] = {}
+        for doc_id, handler in self.projection.handlers_for(envelope):
+            by_doc.setdefault(doc_id, []).append(handler)
+        return [_Step(d, tuple(h), envelope, stream) for d, h in by_doc.items()]
+
+    def _run(self, step: _Step, doc: DocState) -> tuple[Outcome, str, str]:
+        """Fold every handler of the step into the document as loaded; (outcome, handler, error).
+
+        All or nothing: a handler that fails leaves the document as it was,
+        so a replay runs every handler of the event again, none twice.
+        """
+        view: Any = doc.view
+        outcome: Outcome = UNCHANGED
+        for handler in step.handlers:
+            name = getattr(handler, "__name__", repr(handler))
+            try:
+                result = handler(step.envelope, view)
+            except Exception as exc:  # a handler's bug must not stop the worker
+                return None, name, f"{type(exc).__name__}: {exc}"
+            if result is DELETE:
+                view, outcome = None, DELETE
+            elif result is not UNCHANGED and result is not None:
+                if not isinstance(result, BaseModel):
+                    kind = type(result).__name__
+                    return None, name, f"handler returned {kind}, not a view, DELETE or UNCHANGED"
+                view = outcome = result
+        return outcome, "", ""
+
     def _fold(self, doc: DocState, step: _Step, replay: bool) -> Failure | None:
         envelope = step.envelope
         source = step.stream
@@ -105,21 +141,15 @@ class Applier:
         failed_before = version in doc.failed.get(source, ())
         if doc.applied(source, version) or (failed_before and not replay):
             return None
-        error = ""
+        error = handler_name = ""
         for _ in range(self.retries):
-            try:
-                outcome = step.handler(envelope, doc.view)
-            except Exception as exc:  # a handler's bug must not stop the worker
-                error = f"{type(exc).__name__}: {exc}"
+            outcome, handler_name, error = self._run(step, doc)
+            if error:
                 continue
             if outcome is DELETE:
                 doc.view = None
                 doc.deleted = True
-            elif outcome is not UNCHANGED and outcome is not None:
-                if not isinstance(outcome, BaseModel):
-                    kind = type(outcome).__name__
-                    error = f"handler returned {kind}, not a view, DELETE or UNCHANGED"
-                    break
+            elif isinstance(outcome, BaseModel):
                 doc.view = outcome
                 doc.deleted = False
             if failed_before:
@@ -130,7 +160,6 @@ class Applier:
             doc.position = max(doc.position, envelope.position)
             doc.dirty = True
             return None
-        handler_name = getattr(step.handler, "__name__", repr(step.handler))
         if not failed_before:
             # Remember it, so that a later replay of the dead letter applies it.
             doc.failed.setdefault(source, []).append(version)

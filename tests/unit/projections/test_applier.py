@@ -140,3 +140,40 @@ def test_every_projection_has_a_unique_id_rule() -> None:
 def test_a_projection_name_that_is_not_a_safe_index_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="must be 1-100 characters"):
         type("Bad", (Projection,), {"name": name, "view": BaseModel})
+
+
+class Tally(BaseModel):
+    customer_id: str
+    orders: int = 0
+    lines: int = 0
+
+
+class Tallies(Projection[Tally]):
+    """Two handlers of one event type, both on the customer's document."""
+
+    name = "tallies"
+    view = Tally
+
+    def doc_id(self, event: Envelope) -> str:
+        return str(event.payload["customer_id"])
+
+    @handles("Order.Placed")
+    def count_order(self, event: Envelope, doc: Tally | None) -> Tally:
+        doc = doc or Tally(customer_id=event.payload["customer_id"])
+        return doc.model_copy(update={"orders": doc.orders + 1})
+
+    @handles("Order.Placed")
+    def count_lines(self, event: Envelope, doc: Tally | None) -> Tally:
+        doc = doc or Tally(customer_id=event.payload["customer_id"])
+        return doc.model_copy(update={"lines": doc.lines + len(event.payload["lines"])})
+
+
+def test_every_handler_of_an_event_takes_effect_once_on_the_same_document() -> None:
+    history = envelopes_of(*[Order(customer_id="ada", lines=LINES * 2) for _ in range(3)])
+    store = MemoryReadModel()
+    applier = Applier(Tallies(), store, retries=1)
+    applier.apply(history)
+    applier.apply(history)  # redelivered: still once each
+    tally = store.views()["ada"].model_dump()
+    assert (tally["orders"], tally["lines"]) == (3, 6)
+    assert fold(Tallies(), history)["ada"].model_dump()["lines"] == 6
