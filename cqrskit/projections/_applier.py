@@ -23,6 +23,23 @@ __all__ = ["Applier", "Failure"]
 log = logging.getLogger("cqrskit.projections")
 
 
+#: Elasticsearch's limit on a document id, in UTF-8 bytes; every backend
+#: keeps it, so a fold in memory names the same documents as the worker.
+MAX_ID_BYTES = 512
+
+
+def refused_id(doc_id: object) -> str:
+    """Why ``doc_id`` cannot name a document ("" when it can)."""
+    if not isinstance(doc_id, str):
+        return f"document id {doc_id!r} is a {type(doc_id).__name__}, not a str"
+    if not doc_id:
+        return "document id is empty"
+    size = len(doc_id.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_ID_BYTES:
+        return f"document id {doc_id[:40]!r}... is {size} bytes, over the {MAX_ID_BYTES} allowed"
+    return ""
+
+
 class DocumentsKeptConflicting(TransientError):
     """Other writers kept changing the same documents; the batch will be retried."""
 
@@ -85,12 +102,14 @@ class Applier:
             DocumentsKeptConflicting: see the class.
         """
         named = streams if streams is not None else [STORE_STREAM] * len(envelopes)
-        steps = [
-            step
-            for envelope, stream in zip(envelopes, named, strict=True)
-            for step in self._steps(envelope, stream)
-        ]
+        steps: list[_Step] = []
         failures: dict[tuple[int, str], Failure] = {}
+        for envelope, stream in zip(envelopes, named, strict=True):
+            made = self._steps(envelope, stream)
+            if isinstance(made, Failure):
+                failures[(envelope.position, made.handler)] = made
+            else:
+                steps += made
         for _ in range(self.MAX_CONFLICT_ROUNDS):
             docs = self.read_model.load({s.doc_id for s in steps}, index=index)
             for step in steps:
@@ -105,10 +124,24 @@ class Applier:
             f"{len(steps)} events of {self.projection.name!r} kept conflicting"
         )
 
-    def _steps(self, envelope: Envelope, stream: str) -> list[_Step]:
+    def _steps(self, envelope: Envelope, stream: str) -> list[_Step] | Failure:
+        """The event's steps, or why its documents cannot be named.
+
+        Such an event fails as a whole (no document of it can be marked), so
+        a replay after the fix applies it to every document it targets.
+        """
         by_doc: dict[str, list[Callable[[Envelope, Any], Any]]] = {}
-        for doc_id, handler in self.projection.handlers_for(envelope):
-            by_doc.setdefault(doc_id, []).append(handler)
+        try:
+            for doc_id, handler in self.projection.handlers_for(envelope):
+                by_doc.setdefault(doc_id, []).append(handler)
+        except Exception as exc:  # a document-id rule's bug must not stop the worker
+            return self._failed(
+                envelope, "doc_id", f"document id rule: {type(exc).__name__}: {exc}"
+            )
+        for doc_id in by_doc:
+            refused = refused_id(doc_id)
+            if refused:
+                return self._failed(envelope, "doc_id", refused)
         return [_Step(d, tuple(h), envelope, stream) for d, h in by_doc.items()]
 
     def _run(self, step: _Step, doc: DocState) -> tuple[Outcome, str, str]:
@@ -165,6 +198,9 @@ class Applier:
             doc.failed.setdefault(source, []).append(version)
             doc.sources[source] = max(doc.sources.get(source, 0), version)
             doc.dirty = True
+        return self._failed(envelope, handler_name, error)
+
+    def _failed(self, envelope: Envelope, handler_name: str, error: str) -> Failure:
         log.warning(
             "projection %s: %s failed on %s v%d (position %d): %s",
             self.projection.name,

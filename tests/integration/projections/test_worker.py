@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 from decimal import Decimal
+from typing import Any
 
 from confluent_kafka import Producer
 from elasticsearch import Elasticsearch
@@ -27,8 +28,9 @@ from examples.shop import (
 )
 from projections import CustomerOrdersProjection, OrderSummaries, ProductSearch, StockLevels
 from tests.integration.conftest import REPO_ROOT
-from tests.integration.projections.conftest import Pipeline
+from tests.integration.projections.conftest import Pipeline, Worker
 from tests.integration.projections.poison import PoisonNotes
+from tests.integration.projections.poison_ids import VisitsByCustomer
 from tests.integration.relay.conftest import wait_until
 
 ELASTICSEARCH = ["bash", str(REPO_ROOT / "scripts" / "elasticsearch.sh")]
@@ -250,3 +252,37 @@ def test_malformed_and_foreign_messages_are_dead_lettered_and_the_worker_goes_on
     assert sum("'position' header" in r for r in reasons) == 1
     assert sum("not an event envelope" in r for r in reasons) == 2
     assert_equal_to_fold(pipeline, es, projection)
+
+
+def wait_applied_or_dead(pipeline: Pipeline, worker: Worker, projection: Any) -> None:
+    """Wait until the projection applied everything, or its worker process ended."""
+    pipeline.wait_relayed()
+
+    def done() -> bool:
+        status = pipeline.status(projection)
+        applied = status is not None and status.lag == 0 and status.partitions > 0
+        return applied or worker.proc.poll() is not None
+
+    wait_until(done, 180, f"{projection.name} to apply everything")
+    assert worker.proc.poll() is None, worker.output()[-1500:]
+
+
+def test_an_event_whose_document_id_cannot_be_made_is_dead_lettered_and_the_worker_goes_on(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    pipeline.projections_module = "tests.integration.projections.poison_ids"
+    projection = VisitsByCustomer()
+    pipeline.start_relay()
+    line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1.00"))
+    poison = ["legacy", "", "x" * 600]
+    with ShopApp(pipeline.settings) as app:
+        app.save(*[Order(customer_id=c, lines=[line]) for c in ["ada", *poison, "bob"]])
+    worker = pipeline.start_worker(projection.name)
+    wait_applied_or_dead(pipeline, worker, projection)
+    assert set(pipeline.actual(es, projection)) == {"ada", "bob"}
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
+    reasons = sorted(letter.error for letter in letters)
+    assert len(letters) == 3, reasons
+    assert any("KeyError: 'region'" in r for r in reasons), reasons
+    assert any("empty" in r for r in reasons), reasons
+    assert any("600 bytes" in r for r in reasons), reasons

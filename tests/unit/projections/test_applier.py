@@ -22,6 +22,7 @@ from cqrskit.projections import (
 )
 from examples.shop import Order, OrderLine, Payment
 from projections import CustomerOrdersProjection, OrderSummaries
+from tests.integration.projections.poison_ids import VisitsByCustomer
 
 LINES = [OrderLine(sku="tea", quantity=2, unit_price=Decimal("3.50"))]
 MAPPER = PydanticMapper(OrjsonTranscoder())
@@ -177,3 +178,16 @@ def test_every_handler_of_an_event_takes_effect_once_on_the_same_document() -> N
     tally = store.views()["ada"].model_dump()
     assert (tally["orders"], tally["lines"]) == (3, 6)
     assert fold(Tallies(), history)["ada"].model_dump()["lines"] == 6
+
+
+def test_an_event_whose_document_id_cannot_be_made_fails_alone() -> None:
+    customers = ["ada", "legacy", "", "x" * 513, "é" * 257, "bob"]
+    history = envelopes_of(*[Order(customer_id=c, lines=LINES) for c in customers])
+    store = MemoryReadModel()
+    failures = Applier(VisitsByCustomer(), store, retries=1).apply(history)
+    assert set(store.views()) == {"ada", "bob"}
+    reasons = {f.envelope.payload["customer_id"]: f.error for f in failures}
+    assert reasons.keys() == {"legacy", "", "x" * 513, "é" * 257}
+    assert "KeyError: 'region'" in reasons["legacy"]
+    assert "empty" in reasons[""]
+    assert "514 bytes" in reasons["é" * 257]
