@@ -7,7 +7,7 @@ a dead-letter replay from the dead-letter topic.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,13 +68,31 @@ class _Step:
     stream: str
 
 
+def _by_event(failures: Iterable[Failure]) -> list[Failure]:
+    """One failure per event (in position order), its handlers' reasons together."""
+    merged: dict[int, Failure] = {}
+    for failure in failures:
+        first = merged.get(failure.envelope.position)
+        if first is None:
+            merged[failure.envelope.position] = failure
+        else:
+            merged[failure.envelope.position] = Failure(
+                first.envelope,
+                f"{first.handler}, {failure.handler}",
+                f"{first.error}; {failure.error}",
+            )
+    return [merged[p] for p in sorted(merged)]
+
+
 class Applier:
     """Applies events to one projection's documents, each effect at most once.
 
     For a batch: read every document the batch touches, fold its events in
     order (skipping those a document already applied), and write the
     changed documents conditionally; documents another writer changed in
-    between are read and folded again.
+    between are read and folded again. A document the read model refuses
+    (say, a field its mapping does not allow) is folded again with its
+    events failed, and written back as it was with only its guards new.
     """
 
     MAX_CONFLICT_ROUNDS = 20
@@ -110,16 +128,25 @@ class Applier:
                 failures[(envelope.position, made.handler)] = made
             else:
                 steps += made
+        refused: dict[str, str] = {}
         for _ in range(self.MAX_CONFLICT_ROUNDS):
             docs = self.read_model.load({s.doc_id for s in steps}, index=index)
             for step in steps:
-                failure = self._fold(docs[step.doc_id], step, replay)
+                failure = self._fold(docs[step.doc_id], step, replay, refused.get(step.doc_id, ""))
                 if failure is not None:
                     failures[(failure.envelope.position, failure.handler)] = failure
-            conflicts = self.read_model.write([d for d in docs.values() if d.dirty], index=index)
-            if not conflicts:
-                return list(failures.values())
-            steps = [s for s in steps if s.doc_id in conflicts]
+            written = self.read_model.write([d for d in docs.values() if d.dirty], index=index)
+            again = set(written.conflicts)
+            for doc_id, reason in written.refused.items():
+                # Folded again, its events fail with the reason and only its
+                # guards are written; if even those are refused, the events
+                # stay failed on no document (replay can still apply them).
+                if doc_id not in refused:
+                    refused[doc_id] = reason
+                    again.add(doc_id)
+            if not again:
+                return _by_event(failures.values())
+            steps = [s for s in steps if s.doc_id in again]
         raise DocumentsKeptConflicting(
             f"{len(steps)} events of {self.projection.name!r} kept conflicting"
         )
@@ -167,15 +194,22 @@ class Applier:
                 view = outcome = result
         return outcome, "", ""
 
-    def _fold(self, doc: DocState, step: _Step, replay: bool) -> Failure | None:
+    def _fold(self, doc: DocState, step: _Step, replay: bool, refused: str) -> Failure | None:
+        """Fold one step into ``doc``; the failure, if the event failed on it.
+
+        ``refused`` is why the read model refused the document this batch
+        made: the step then fails with it, and the document keeps its
+        stored fields.
+        """
         envelope = step.envelope
         source = step.stream
         version = envelope.position
         failed_before = version in doc.failed.get(source, ())
         if doc.applied(source, version) or (failed_before and not replay):
             return None
-        error = handler_name = ""
-        for _ in range(self.retries):
+        error, handler_name = refused, "read model"
+        doc.as_stored = doc.as_stored or bool(refused)
+        for _ in range(0 if refused else self.retries):
             outcome, handler_name, error = self._run(step, doc)
             if error:
                 continue

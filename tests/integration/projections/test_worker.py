@@ -12,7 +12,12 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import CommandBus, Settings
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.projections import DeadLetterTopic, projection_status, replay_dead_letters
+from cqrskit.projections import (
+    DeadLetterTopic,
+    projection_status,
+    read_model_for,
+    replay_dead_letters,
+)
 from examples.shop import (
     AuthorisePayment,
     CancelOrder,
@@ -31,6 +36,7 @@ from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline, Worker
 from tests.integration.projections.poison import PoisonNotes
 from tests.integration.projections.poison_ids import VisitsByCustomer
+from tests.integration.projections.refused import LastSkus, Tabs
 from tests.integration.relay.conftest import wait_until
 
 ELASTICSEARCH = ["bash", str(REPO_ROOT / "scripts" / "elasticsearch.sh")]
@@ -267,18 +273,36 @@ def wait_applied_or_dead(pipeline: Pipeline, worker: Worker, projection: Any) ->
     assert worker.proc.poll() is None, worker.output()[-1500:]
 
 
+def place(settings: Settings, *orders: tuple[str, str]) -> list[Order]:
+    """Store one order per (customer, sku), bypassing the commands' validation."""
+    made = [
+        Order(customer_id=c, lines=[OrderLine(sku=s, quantity=1, unit_price=Decimal("1.00"))])
+        for c, s in orders
+    ]
+    with ShopApp(settings) as app:
+        app.save(*made)
+    return made
+
+
+def worker_after(
+    pipeline: Pipeline, module: str, projection: Any, *orders: tuple[str, str]
+) -> Worker:
+    """A worker of ``projection`` (from ``module``) that applied ``orders``, still running."""
+    pipeline.projections_module = module
+    pipeline.start_relay()
+    place(pipeline.settings, *orders)
+    worker = pipeline.start_worker(projection.name)
+    wait_applied_or_dead(pipeline, worker, projection)
+    return worker
+
+
 def test_an_event_whose_document_id_cannot_be_made_is_dead_lettered_and_the_worker_goes_on(
     pipeline: Pipeline, es: Elasticsearch
 ) -> None:
-    pipeline.projections_module = "tests.integration.projections.poison_ids"
     projection = VisitsByCustomer()
-    pipeline.start_relay()
-    line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1.00"))
-    poison = ["legacy", "", "x" * 600]
-    with ShopApp(pipeline.settings) as app:
-        app.save(*[Order(customer_id=c, lines=[line]) for c in ["ada", *poison, "bob"]])
-    worker = pipeline.start_worker(projection.name)
-    wait_applied_or_dead(pipeline, worker, projection)
+    customers = ["ada", "legacy", "", "x" * 600, "bob"]
+    module = "tests.integration.projections.poison_ids"
+    worker_after(pipeline, module, projection, *[(c, "tea") for c in customers])
     assert set(pipeline.actual(es, projection)) == {"ada", "bob"}
     letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
     reasons = sorted(letter.error for letter in letters)
@@ -286,3 +310,36 @@ def test_an_event_whose_document_id_cannot_be_made_is_dead_lettered_and_the_work
     assert any("KeyError: 'region'" in r for r in reasons), reasons
     assert any("empty" in r for r in reasons), reasons
     assert any("600 bytes" in r for r in reasons), reasons
+
+
+def test_a_document_elasticsearch_refuses_is_dead_lettered_and_the_rest_is_applied(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = LastSkus()
+    module = "tests.integration.projections.refused"
+    worker = worker_after(pipeline, module, projection, ("ada", "12"), ("mixed", "7"))
+    (refused,) = place(pipeline.settings, ("mixed", "green-tea"))
+    place(pipeline.settings, ("bob", "3"), ("ada", "5"))
+    wait_applied_or_dead(pipeline, worker, projection)
+    docs = pipeline.actual(es, projection)
+    assert docs["mixed"] == {"customer_id": "mixed", "orders": 1, "last_sku": "7"}  # as it was
+    assert (docs["ada"]["orders"], docs["bob"]["orders"]) == (2, 1)
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
+    assert len(letters) == 1, [letter.error for letter in letters]
+    assert letters[0].key == str(refused.id).encode()
+    assert "document_parsing_exception" in letters[0].error
+    assert "'mixed'" in letters[0].error
+    assert "rebuild" in letters[0].error
+
+
+def test_a_view_that_gained_a_field_under_a_strict_mapping_is_dead_lettered_with_a_rebuild_hint(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    read_model_for(pipeline.settings, Tabs()).ensure()  # made by the code before the field
+    pipeline.extra_env["VIEW_GAINED_A_FIELD"] = "yes"
+    module = "tests.integration.projections.refused"
+    worker_after(pipeline, module, Tabs(), ("ada", "tea"), ("bob", "tea"))
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", Tabs.name).pending()
+    assert len(letters) == 2, [letter.error for letter in letters]
+    assert all("strict_dynamic_mapping_exception" in letter.error for letter in letters)
+    assert all("cqrskit projections rebuild tabs" in letter.error for letter in letters)
