@@ -109,15 +109,21 @@ class Applier:
         streams: Sequence[str] | None = None,
         index: str | None = None,
         replay: bool = False,
+        dead_letter: Callable[[list[Failure]], None] | None = None,
     ) -> list[Failure]:
         """Apply ``envelopes`` (in order); return the events that failed (to dead-letter).
 
         ``replay=True`` re-applies events that were dead-lettered before.
+        ``dead_letter``, if given, is called with the events that failed
+        before any write marks them failed on their documents (a marked
+        event is skipped when delivered again), and must return only once
+        they are kept; if it raises, nothing of the batch is written yet.
 
         Raises:
             ServiceUnavailable: Elasticsearch is unreachable; nothing is lost,
                 the caller retries the same batch.
             DocumentsKeptConflicting: see the class.
+            Whatever ``dead_letter`` raises.
         """
         named = streams if streams is not None else [STORE_STREAM] * len(envelopes)
         steps: list[_Step] = []
@@ -129,12 +135,16 @@ class Applier:
             else:
                 steps += made
         refused: dict[str, str] = {}
+        handed: set[tuple[int, str]] = set()
         for _ in range(self.MAX_CONFLICT_ROUNDS):
             docs = self.read_model.load({s.doc_id for s in steps}, index=index)
             for step in steps:
                 failure = self._fold(docs[step.doc_id], step, replay, refused.get(step.doc_id, ""))
                 if failure is not None:
                     failures[(failure.envelope.position, failure.handler)] = failure
+            if dead_letter is not None and failures.keys() - handed:
+                dead_letter(_by_event(f for k, f in failures.items() if k not in handed))
+                handed |= failures.keys()
             written = self.read_model.write([d for d in docs.values() if d.dirty], index=index)
             again = set(written.conflicts)
             for doc_id, reason in written.refused.items():

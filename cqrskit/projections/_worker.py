@@ -308,26 +308,38 @@ class ProjectionWorker:
     ) -> int | None:
         """Apply, dead-letter and checkpoint, retrying outages; None if stopped first.
 
-        Returns how many events went to the dead-letter topic.
+        Every dead letter is written (its delivery report said so) before
+        its event is marked failed on a document, and so before the
+        checkpoint and the offset commit: a topic that refuses a letter
+        holds the batch here, retried, until it takes it. Returns how many
+        events went to the dead-letter topic.
         """
-        dead_lettered = 0
+        lettered: set[int] = set()  # positions whose letters Kafka wrote, in any attempt
+
+        def dead_letter(failures: list[Failure]) -> None:
+            new = [f for f in failures if f.envelope.position not in lettered]
+            for failure in new:
+                self.dead_letters.send(
+                    origin[failure.envelope.position], failure.handler, failure.error
+                )
+            self.dead_letters.flush()
+            lettered.update(f.envelope.position for f in new)
+
+        dead_lettered = len(dead)
         try:
             for attempt in self._retrying():
                 with attempt:
-                    failures: list[Failure] = self.applier.apply(envelopes, streams=streams)
-                    dead_lettered += len(dead) + len(failures)
                     for message, handler, error_text in dead:
                         self.dead_letters.send(message, handler, error_text)
-                    for failure in failures:
-                        self.dead_letters.send(
-                            origin[failure.envelope.position], failure.handler, failure.error
-                        )
                     self.dead_letters.flush()
                     dead = []
+                    failures = self.applier.apply(
+                        envelopes, streams=streams, dead_letter=dead_letter
+                    )
                     self.read_model.save_checkpoints(checkpoints)
         except RetryError:
             return None
-        return dead_lettered
+        return dead_lettered + len(failures)
 
     def _checkpoints(self, touched: set[tuple[str, int]]) -> list[Checkpoint]:
         return [

@@ -8,12 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 from elasticsearch import Elasticsearch
 
 from cqrskit import CommandBus, Settings
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.projections import (
     DeadLetterTopic,
+    dead_letter_topic,
     projection_status,
     read_model_for,
     replay_dead_letters,
@@ -168,19 +170,25 @@ def test_two_workers_share_the_partitions_with_the_same_result(
     assert_equal_to_fold(pipeline, es, projection)
 
 
-def test_a_poison_event_is_dead_lettered_and_the_rest_goes_on(
-    pipeline: Pipeline, es: Elasticsearch
-) -> None:
+def poison_among_good(pipeline: Pipeline, good: int) -> tuple[list[Any], Any, list[Any]]:
+    """Orders before, the poison (its handler fails in the worker only), orders after."""
     pipeline.projections_module = "tests.integration.projections.poison"
     pipeline.extra_env["POISON_IS_POISONOUS"] = "yes"  # the bug, in the worker only
-    projection = PoisonNotes()
     pipeline.start_relay()
     with ShopApp(pipeline.settings) as app:
         bus = CommandBus(app, handlers)
         line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1.00"))
-        before = [bus.dispatch(PlaceOrder(customer_id=f"c{i}", lines=[line])) for i in range(5)]
+        before = [bus.dispatch(PlaceOrder(customer_id=f"c{i}", lines=[line])) for i in range(good)]
         poison = bus.dispatch(PlaceOrder(customer_id="poison", lines=[line]))
-        after = [bus.dispatch(PlaceOrder(customer_id=f"d{i}", lines=[line])) for i in range(5)]
+        after = [bus.dispatch(PlaceOrder(customer_id=f"d{i}", lines=[line])) for i in range(good)]
+    return before, poison, after
+
+
+def test_a_poison_event_is_dead_lettered_and_the_rest_goes_on(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = PoisonNotes()
+    before, poison, after = poison_among_good(pipeline, 5)
     worker = pipeline.start_worker(projection.name)
     pipeline.wait_applied(projection)
     docs = pipeline.actual(es, projection)
@@ -343,3 +351,91 @@ def test_a_view_that_gained_a_field_under_a_strict_mapping_is_dead_lettered_with
     assert len(letters) == 2, [letter.error for letter in letters]
     assert all("strict_dynamic_mapping_exception" in letter.error for letter in letters)
     assert all("cqrskit projections rebuild tabs" in letter.error for letter in letters)
+
+
+def poison_behind_a_refusing_dead_letter_topic(pipeline: Pipeline) -> tuple[Any, Any, list[Any]]:
+    """A poison event among good ones, and a dead-letter topic that refuses its letter.
+
+    Returns the poison's command result, the admin client, and the good results.
+    """
+    admin = kafka_backend.admin(pipeline.settings)
+    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    tiny = NewTopic(
+        topic, num_partitions=1, replication_factor=1, config={"max.message.bytes": "64"}
+    )
+    admin.create_topics([tiny])[topic].result(timeout=30)
+    before, poison, after = poison_among_good(pipeline, 3)
+    return poison, admin, before + after
+
+
+def wait_holding(pipeline: Pipeline, worker: Worker, poison: Any) -> None:
+    """Wait until the worker says it holds the poison's dead letter, and check it holds."""
+    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    pipeline.wait_relayed()
+
+    def said_or_went_on() -> bool:
+        status = pipeline.status(PoisonNotes())
+        went_on = status is not None and status.lag == 0 and status.partitions > 0
+        return went_on or f"dead letter of position {poison.position}" in worker.output()
+
+    wait_until(said_or_went_on, 120, "the worker to hold, or to go on")
+    log = worker.output()
+    said = f"dead letter of position {poison.position}"
+    assert said in log, log[-1500:]
+    held = next(line for line in log.splitlines() if said in line)
+    assert topic in held, held
+    assert "too large" in held, held
+    status = pipeline.status(PoisonNotes())
+    assert status is not None
+    assert status.lag, "the poison's offset was committed"
+    assert DeadLetterTopic(pipeline.settings, "shop", PoisonNotes.name).pending()[0] == []
+    assert worker.proc.poll() is None, log[-1500:]
+
+
+def accept_large_letters(pipeline: Pipeline, admin: Any) -> None:
+    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(
+                "max.message.bytes",
+                "1048588",
+                incremental_operation=AlterConfigOpType.SET,
+            )
+        ],
+    )
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+
+def assert_lettered_and_applied(
+    pipeline: Pipeline, es: Elasticsearch, poison: Any, good: Any
+) -> None:
+    pipeline.wait_applied(PoisonNotes())
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", PoisonNotes.name).pending()
+    assert [letter.headers["position"] for letter in letters] == [str(poison.position).encode()]
+    assert "poison is not edible" in letters[0].error
+    assert set(pipeline.actual(es, PoisonNotes())) == {str(r.aggregate_id) for r in good}
+
+
+def test_a_dead_letter_topic_that_refuses_holds_the_worker_until_it_accepts(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    poison, admin, good = poison_behind_a_refusing_dead_letter_topic(pipeline)
+    worker = pipeline.start_worker(PoisonNotes.name)
+    wait_holding(pipeline, worker, poison)
+    accept_large_letters(pipeline, admin)
+    assert_lettered_and_applied(pipeline, es, poison, good)
+    assert worker.proc.poll() is None, worker.output()[-1500:]
+
+
+def test_a_worker_killed_while_holding_a_dead_letter_loses_nothing(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    poison, admin, good = poison_behind_a_refusing_dead_letter_topic(pipeline)
+    first = pipeline.start_worker(PoisonNotes.name)
+    wait_holding(pipeline, first, poison)
+    first.kill9()
+    accept_large_letters(pipeline, admin)
+    pipeline.start_worker(PoisonNotes.name)
+    assert_lettered_and_applied(pipeline, es, poison, good)

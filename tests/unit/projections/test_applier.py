@@ -191,3 +191,25 @@ def test_an_event_whose_document_id_cannot_be_made_fails_alone() -> None:
     assert "KeyError: 'region'" in reasons["legacy"]
     assert "empty" in reasons[""]
     assert "514 bytes" in reasons["é" * 257]
+
+
+def test_an_event_is_marked_failed_only_after_its_dead_letter_is_kept() -> None:
+    good, bad = Order(customer_id="ada", lines=LINES), Order(customer_id="poison", lines=LINES)
+    history = envelopes_of(good, bad)
+    store = MemoryReadModel()
+    applier = Applier(Notes(), store, retries=1)
+
+    def refused(failures: list[Any]) -> None:
+        raise RuntimeError("the dead-letter topic refused")
+
+    with pytest.raises(RuntimeError):
+        applier.apply(history, dead_letter=refused)
+    assert store.docs == {}  # nothing marked, so a redelivery fails it again
+    kept: list[Any] = []
+    failures = applier.apply(history, dead_letter=kept.extend)
+    assert (
+        [f.envelope.aggregate_id for f in kept]
+        == [bad.id]
+        == [f.envelope.aggregate_id for f in failures]
+    )
+    assert store.docs[str(bad.id)].failed
