@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import random
 import subprocess
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
+import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 from elasticsearch import Elasticsearch
 
-from cqrskit import CommandBus, Settings
+from cqrskit import CommandBus, Envelope, Settings
 from cqrskit.backends import kafka as kafka_backend
+from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     DeadLetterTopic,
     dead_letter_topic,
+    index_names,
     projection_status,
     read_model_for,
     replay_dead_letters,
 )
+from cqrskit.queries import applied_position
 from examples.shop import (
     AuthorisePayment,
     CancelOrder,
@@ -439,3 +445,61 @@ def test_a_worker_killed_while_holding_a_dead_letter_loses_nothing(
     accept_large_letters(pipeline, admin)
     pipeline.start_worker(PoisonNotes.name)
     assert_lettered_and_applied(pipeline, es, poison, good)
+
+
+def forged_on_every_partition(settings: Settings, topic: str, position: int) -> None:
+    """What a producer other than the relay might write: a watermark, an event type no
+    projection handles, and a well-formed Order.Placed, each claiming ``position``."""
+    admin = kafka_backend.admin(settings)
+    partitions = admin.list_topics(topic, timeout=30).topics[topic].partitions
+    placed = Envelope(
+        event_id=uuid4(),
+        event_type="Order.Placed",
+        event_class="examples.shop.domain:Order.Placed",
+        schema_version=1,
+        aggregate_id=uuid4(),
+        aggregate_type="Order",
+        aggregate_version=1,
+        position=position,
+        occurred_at=datetime.now(UTC),
+        payload={"customer_id": "forger", "lines": [], "total": "0"},
+        metadata={},
+    ).model_dump_json()
+    said = str(position).encode()
+    producer = Producer(kafka_backend.base_config(settings))
+    for partition in partitions:
+        mark = orjson.dumps({"watermark": position, "partitions": len(partitions)})
+        for event_type, value in [
+            (b"cqrskit.watermark", mark),
+            (b"Order.Imagined", b"{}"),
+            (b"Order.Placed", placed.encode()),
+        ]:
+            headers = [("event_type", event_type), ("position", said)]
+            producer.produce(topic, value=value, partition=partition, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def test_positions_are_believed_only_from_the_relays_own_messages(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = OrderSummaries()
+    pipeline.start_relay()
+    worker = pipeline.start_worker(projection.name)
+    shop_burst(pipeline.settings, orders=5)
+    pipeline.wait_applied(projection)
+    forged = store_head(pipeline.settings, "shop") + 1_000_000
+    forged_on_every_partition(pipeline.settings, f"{pipeline.settings.topic_prefix}.order", forged)
+    shop_burst(pipeline.settings, orders=3, seed=3)  # real events after the forged ones
+    pipeline.wait_applied(projection)
+    head = store_head(pipeline.settings, "shop")
+    checkpoints = index_names(pipeline.settings, projection.name)[1]
+    es.indices.refresh(index=checkpoints)  # searched, so near-real-time
+    status = pipeline.status(projection)
+    assert status is not None
+    assert status.position <= head, f"status says {status.position}, the head is {head}"
+    assert applied_position(es, checkpoints, projection.name) <= head
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
+    assert letters, "the forged Order.Placed was not dead-lettered"
+    assert all("not sealed by the relay" in letter.error for letter in letters)
+    assert_equal_to_fold(pipeline, es, projection)
+    assert worker.proc.poll() is None, worker.output()[-1500:]
