@@ -6,7 +6,8 @@ whether trying again can help::
     CqrskitError
     ├── TransientError              retrying later may succeed
     │   ├── ServiceUnavailable      a service could not be reached or answered
-    │   └── ConcurrencyError        an aggregate changed under us, retries spent
+    │   ├── ConcurrencyError        an aggregate changed under us, retries spent
+    │   └── DeadLetterRefused       Kafka did not keep a dead letter (the batch is held)
     └── PermanentError              retrying the same thing fails the same way
         ├── ConfigurationError      a setting is malformed (names the variable)
         ├── CommandRejected         a command failed validation (field paths)
@@ -32,6 +33,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CqrskitError",
+    "DeadLetterRefused",
     "FieldError",
     "IdempotencyKeyReused",
     "PermanentError",
@@ -87,6 +89,26 @@ class ConcurrencyError(TransientError):
             f"aggregate {aggregate_id} was changed by another writer on each of {attempts} attempts"
         )
         super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class DeadLetterRefused(TransientError):
+    """Kafka did not write a dead letter: the topic refused it, or did not answer in time.
+
+    The event is not marked failed and its offset is not committed; the
+    worker retries until the topic takes the letter. Carries the topic, the
+    event's position (None for a message that is not an event) and where it
+    was consumed from, the broker's reason, and how many letters failed.
+    """
+
+    def __init__(self, topic: str, position: int | None, source: str, reason: str, count: int = 1):
+        self.topic = topic
+        self.position = position
+        self.source = source
+        self.reason = reason
+        self.count = count
+        what = f"position {position} ({source})" if position is not None else source
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(f"dead letter of {what} not written to {topic}: {reason}{more}")
 
 
 class ConfigurationError(PermanentError):

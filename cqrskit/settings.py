@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         default=8, ge=1, le=1000, description="Pages produced before the oldest must be acked."
     )
     relay_compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = "lz4"
+    relay_seal_key: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Secret the relay seals its messages with and workers check; the same "
+        "value in both. Unset: a built-in key, which tells the relay's messages from other "
+        "producers' but not from a forger who knows it.",
+    )
     relay_drain_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds to wait for acks when stopping."
     )
@@ -312,6 +319,7 @@ SECRET_FIELDS = frozenset(
         "elasticsearch_password",
         "kafka_sasl_password",
         "kafka_ssl_key_password",
+        "relay_seal_key",
     }
 )
 

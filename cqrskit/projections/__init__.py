@@ -15,6 +15,7 @@ from cqrskit.projections._readmodel import (
     DocState,
     DocumentStore,
     ElasticsearchReadModel,
+    Written,
     index_names,
 )
 from cqrskit.projections._rebuild import (
@@ -69,6 +70,7 @@ __all__ = [
     "StageLatency",
     "Text",
     "VerifyReport",
+    "Written",
     "consumer_group",
     "dead_letter_topic",
     "fold",

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.errors import ServiceUnavailable
+from cqrskit.envelope import HEADER_POSITION
+from cqrskit.errors import DeadLetterRefused, ServiceUnavailable
 from cqrskit.settings import Settings
 
 __all__ = ["DeadLetter", "DeadLetterTopic", "dead_letter_topic"]
@@ -50,13 +51,26 @@ class DeadLetter:
 
 
 class DeadLetterTopic:
-    """Writes and reads one projection's dead-letter topic."""
+    """Writes and reads one projection's dead-letter topic.
+
+    Writing is two steps: :meth:`send` queues letters, :meth:`flush` returns
+    only once Kafka's delivery report said that each one was written, and
+    raises otherwise. Callers mark an event failed, or commit past it, only
+    after :meth:`flush` returned.
+    """
 
     def __init__(self, settings: Settings, application_name: str, projection_name: str):
         self.settings = settings
         self.projection_name = projection_name
         self.topic = dead_letter_topic(settings, application_name, projection_name)
         self._producer: Producer | None = None
+        #: (position, source, error) of letters whose delivery report said "not written".
+        self._refused: list[tuple[int | None, str, KafkaError]] = []
+
+    @property
+    def _timeout(self) -> float:
+        """Seconds a letter may wait for the broker before it counts as refused."""
+        return self.settings.connect_timeout * 6
 
     def send(self, message: Message, handler: str, error: str) -> None:
         """Queue ``message`` on the dead-letter topic with the reason; see :meth:`flush`."""
@@ -110,8 +124,21 @@ class DeadLetterTopic:
                     **kafka_backend.base_config(self.settings),
                     "enable.idempotence": True,
                     "acks": "all",
+                    # A letter the broker cannot take in time gets a delivery
+                    # report saying so (within flush's wait), not silence.
+                    "message.timeout.ms": int(self._timeout * 1000),
                 }
             )
+        position = headers.get(HEADER_POSITION, b"")
+        at = int(position) if position.isdigit() else None
+        source = "{}[{}]@{}".format(
+            *(origin.get(f"dlq.{n}", b"?").decode() for n in ("topic", "partition", "offset"))
+        )
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                self._refused.append((at, source, error))
+
         all_headers: list[tuple[str, str | bytes | None]] = list(headers.items())
         all_headers += list(origin.items())
         all_headers += [
@@ -119,21 +146,40 @@ class DeadLetterTopic:
             ("dlq.handler", handler.encode()),
             ("dlq.error", error[:4000].encode()),
         ]
-        self._producer.produce(self.topic, value=value, key=key, headers=all_headers)
+        self._producer.produce(
+            self.topic, value=value, key=key, headers=all_headers, on_delivery=delivered
+        )
 
     def flush(self) -> None:
-        """Wait until every queued dead letter is acknowledged.
+        """Return once the delivery report of every queued letter said it was written.
+
+        Letters not written are forgotten here: the caller sends them again.
 
         Raises:
-            ServiceUnavailable: the broker did not acknowledge in time.
+            DeadLetterRefused: a letter's delivery report said it was not
+                written (the broker's reason: too large, timed out...); names
+                the first such event, the topic and the reason.
+            ServiceUnavailable: no delivery report came in time.
         """
-        if self._producer is not None and self._producer.flush(self.settings.connect_timeout * 6):
+        producer = self._producer
+        if producer is None:
+            return
+        left = producer.flush(self._timeout + self.settings.connect_timeout)
+        refused, self._refused = self._refused, []
+        if left:
+            producer.purge(in_queue=True, in_flight=True)
+            self._producer = None  # a new producer sends them again, cleanly
             raise ServiceUnavailable(
                 "Kafka",
                 self.settings.kafka_bootstrap,
-                "dead letters not acknowledged",
+                f"{left} dead letters to {self.topic} not acknowledged",
                 kafka_backend.VARIABLE,
             )
+        if refused:
+            if any(error.fatal() for _, _, error in refused):
+                self._producer = None  # an idempotent producer that failed fatally is spent
+            position, source, error = refused[0]
+            raise DeadLetterRefused(self.topic, position, source, error.str(), len(refused))
 
     @property
     def replay_group(self) -> str:

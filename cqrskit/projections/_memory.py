@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from cqrskit.envelope import Envelope
 from cqrskit.projections._applier import Applier
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import DocState
+from cqrskit.projections._readmodel import DocState, Written
 
 __all__ = ["MemoryReadModel", "fold"]
 
@@ -26,12 +26,12 @@ class MemoryReadModel:
         """Copies of the documents (empty states for missing ones)."""
         return {i: copy.deepcopy(self.docs[i]) if i in self.docs else DocState(i) for i in ids}
 
-    def write(self, docs: Sequence[DocState], index: str | None = None) -> set[str]:
-        """Store the documents; never conflicts (one writer)."""
+    def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
+        """Store the documents; never conflicts (one writer), never refuses."""
         for doc in docs:
             doc.dirty = False
             self.docs[doc.doc_id] = doc
-        return set()
+        return Written()
 
     def views(self) -> dict[str, BaseModel]:
         """Live documents (tombstones left out) by id."""

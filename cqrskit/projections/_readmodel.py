@@ -33,6 +33,7 @@ __all__ = [
     "DocState",
     "DocumentStore",
     "ElasticsearchReadModel",
+    "Written",
     "index_names",
 ]
 
@@ -54,6 +55,11 @@ class DocState:
     seq_no: int | None = None
     primary_term: int | None = None
     dirty: bool = False
+    #: The document's fields as they were read (None for a new document).
+    stored: dict[str, Any] | None = None
+    #: Write the fields back as they were read, with only the guards new:
+    #: Elasticsearch refused the view this batch made of them.
+    as_stored: bool = False
 
     def applied(self, stream: str, position: int) -> bool:
         """True if the event at ``position`` of ``stream`` already took effect here.
@@ -68,13 +74,27 @@ class DocState:
 
     def body(self) -> dict[str, Any]:
         """The JSON document to store."""
-        document: dict[str, Any] = {} if self.view is None else self.view.model_dump(mode="json")
+        document: dict[str, Any]
+        if self.as_stored:
+            document = dict(self.stored or {})
+        else:
+            document = {} if self.view is None else self.view.model_dump(mode="json")
         document[METADATA_FIELD] = {
             "sources": {"applied": self.sources, "failed": self.failed},
             "position": self.position,
             "deleted": self.deleted or self.view is None,
         }
         return document
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a guarded write could not do: documents to read and fold again, and refusals."""
+
+    #: Ids another writer changed after they were read.
+    conflicts: set[str] = field(default_factory=set)
+    #: Id -> why the store refused that document for good (nothing was written).
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 class DocumentStore(Protocol):
@@ -84,8 +104,8 @@ class DocumentStore(Protocol):
         """Current state of the documents (empty states for missing ones)."""
         ...
 
-    def write(self, docs: Sequence[DocState], index: str | None = None) -> set[str]:
-        """Write changed documents; return the ids another writer changed meanwhile."""
+    def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
+        """Write changed documents; say which conflicted and which were refused."""
         ...
 
 
@@ -134,6 +154,16 @@ _CHECKPOINT_PROPERTIES: dict[str, Any] = {
     "updated_at": {"type": "date"},
 }
 _CHECKPOINT_MAPPING = {"dynamic": "strict", "properties": _CHECKPOINT_PROPERTIES}
+
+
+#: Bulk item errors that say a document does not fit the index's mapping.
+_MAPPING_ERRORS = frozenset(
+    {
+        "strict_dynamic_mapping_exception",
+        "document_parsing_exception",
+        "mapper_parsing_exception",
+    }
+)
 
 
 class ElasticsearchReadModel:
@@ -291,20 +321,27 @@ class ElasticsearchReadModel:
             deleted=deleted,
             seq_no=seq_no,
             primary_term=primary_term,
+            stored=body,
         )
 
-    def write(self, docs: Sequence[DocState], index: str | None = None) -> set[str]:
+    def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
         """Write changed documents, each guarded by what it was read as.
 
         Returns the ids that another writer changed in between (to be read
-        and folded again). Many documents go in several bulk requests of at
-        most :attr:`max_bulk_bytes` each; a failure part way leaves the
-        documents written so far written, which the guards make harmless.
+        and folded again), and the documents Elasticsearch refused with a
+        4xx (a field the mapping does not allow, a value it cannot parse),
+        with its reason; the other documents are written. Many documents go
+        in several bulk requests of at most :attr:`max_bulk_bytes` each; a
+        failure part way leaves the documents written so far written, which
+        the guards make harmless.
+
+        Raises:
+            ServiceUnavailable: unreachable, or a document answered 429/5xx.
         """
-        conflicts: set[str] = set()
+        written = Written()
         for body in self._bulk_bodies(docs, index or self.alias):
-            conflicts |= self._bulk(body)
-        return conflicts
+            self._bulk(body, written)
+        return written
 
     def _bulk_bodies(self, docs: Sequence[DocState], target: str) -> Iterator[bytes]:
         """NDJSON bulk bodies of at most ``max_bulk_bytes`` (a larger document goes alone)."""
@@ -335,28 +372,35 @@ class ElasticsearchReadModel:
         if body:
             yield bytes(body)
 
-    def _bulk(self, body: bytes) -> set[str]:
-        """Send one bulk body; return the ids that conflicted."""
+    def _bulk(self, body: bytes, written: Written) -> None:
+        """Send one bulk body; add its conflicts and refusals to ``written``."""
         operations: Any = [body]  # the client sends encoded NDJSON as it is
         with self._translated("write documents"):
             response = self.es.bulk(operations=operations)
-        conflicts: set[str] = set()
         for item in response["items"]:
             result = next(iter(item.values()))
             status = result.get("status", 200)
             if status < 300:
                 self.last_written = (result["_index"], result["_id"], result["_seq_no"])
             elif status == 409:
-                conflicts.add(result["_id"])
-            elif status >= 300:
+                written.conflicts.add(result["_id"])
+            else:
                 error = result.get("error", {})
                 if status == 429 or status >= 500:
                     raise self._unavailable(f"writing {result.get('_id')!r}: {error}")
-                raise PermanentError(
-                    f"Elasticsearch refused document {result.get('_id')!r} of {self.name!r}: "
-                    f"{error.get('type')}: {error.get('reason')}"
-                )
-        return conflicts
+                written.refused[result["_id"]] = self._refusal(result["_id"], error)
+
+    def _refusal(self, doc_id: str, error: dict[str, Any]) -> str:
+        kind = str(error.get("type"))
+        reason = f"Elasticsearch refused document {doc_id!r} of {self.name!r}: {kind}: "
+        reason += str(error.get("reason"))
+        if kind in _MAPPING_ERRORS:
+            reason += (
+                "; the index's mapping does not fit the view: fix the view, or run "
+                f"'cqrskit projections rebuild {self.name}' to index it with its current "
+                f"mapping, then 'cqrskit projections dlq replay {self.name}'"
+            )
+        return reason
 
     def count(self) -> int:
         """Live documents behind the alias (tombstones not counted); 0 if there is no index."""

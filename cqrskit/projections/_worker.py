@@ -26,7 +26,14 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_
 
 from cqrskit.backends import elasticsearch as es_backend
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE, Envelope
+from cqrskit.envelope import (
+    HEADER_EVENT_TYPE,
+    HEADER_POSITION,
+    HEADER_SEAL,
+    WATERMARK_EVENT_TYPE,
+    Envelope,
+    Seal,
+)
 from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
@@ -83,6 +90,12 @@ def read_model_for(
     )
 
 
+_UNSEALED = (
+    "not sealed by the relay: written by another producer, or the relay's "
+    "CQRSKIT_RELAY_SEAL_KEY differs from this worker's; neither applied nor its position believed"
+)
+
+
 def _position_of(headers: dict[str, bytes]) -> int | None:
     raw = headers.get(HEADER_POSITION)
     if raw is None or not raw.isdigit():
@@ -121,6 +134,7 @@ class ProjectionWorker:
         self.topics = topics_for(settings, application_name, type(projection))
         self.group = consumer_group(settings, application_name, projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
+        self.seal = Seal(settings.relay_seal_key)
         self._stopping = threading.Event()
         self._state = ""
         #: Events applied (or skipped as already applied) since start.
@@ -261,27 +275,13 @@ class ProjectionWorker:
             key = (str(message.topic()), int(message.partition() or 0))
             touched.add(key)
             self._offsets[key] = int(message.offset() or 0) + 1
-            headers = kafka_backend.headers_of(message)
-            event_type = headers.get(HEADER_EVENT_TYPE)
-            position = _position_of(headers)
-            if event_type is None or position is None:
-                # Not written by a cqrskit relay: keep it, with why, and go on.
-                dead.append((message, "decode", _foreign(headers)))
+            read = self._read(message, key)
+            if isinstance(read, str):
+                dead.append((message, "decode", read))
                 continue
-            if event_type in self.wanted:
-                try:
-                    envelope = Envelope.decode(message.value() or b"")
-                except (ValidationError, ValueError) as exc:
-                    dead.append((message, "decode", f"not an event envelope: {exc}"))
-                    continue
-            # Every message, event or watermark, says that this partition
-            # holds nothing unseen up to its position.
-            self._complete[key] = max(self._complete.get(key, 0), position)
-            if event_type == _WATERMARK:
-                self._partitions[key[0]] = _partitions_of(message)
+            if read is None:
                 continue
-            if event_type not in self.wanted:
-                continue
+            envelope = read
             envelopes.append(envelope)
             published_at.append((message.timestamp()[1] or 0) / 1000)
             streams.append(stream_of(key[0], key[1]))
@@ -292,11 +292,50 @@ class ProjectionWorker:
             return  # stopping mid-outage: not committed, so re-delivered later
         if self._state != "running":
             self._set_state("running", "applying again")
-        self._commit(consumer, checkpoints)
+        self._commit(consumer, touched)
         self.processed += len(envelopes)
         if self.telemetry is not None:
             self.telemetry.dead_lettered(dead_lettered)
             self.telemetry.batch(len(messages), envelopes, published_at, started_ns)
+
+    def _read(self, message: Message, key: tuple[str, int]) -> Envelope | str | None:
+        """The event to apply, why the message is dead-lettered, or None to skip it.
+
+        Records the partition's completeness, believed only from messages
+        the relay sealed; an unhandled type is checked by its seal alone,
+        never decoded.
+        """
+        headers = kafka_backend.headers_of(message)
+        event_type = headers.get(HEADER_EVENT_TYPE)
+        position = _position_of(headers)
+        if event_type is None or position is None:
+            return _foreign(headers)  # not written by a cqrskit relay: kept, with why
+        value = message.value() or b""
+        sealed = self.seal.verifies(
+            headers.get(HEADER_SEAL),
+            topic=key[0],
+            partition=key[1],
+            key=message.key(),
+            event_type=event_type,
+            position=position,
+            value=value,
+        )
+        envelope: Envelope | None = None
+        if event_type in self.wanted:
+            try:
+                envelope = Envelope.decode(value)
+            except (ValidationError, ValueError) as exc:
+                return f"not an event envelope: {exc}"
+            if not sealed:
+                return _UNSEALED
+        if not sealed:
+            return None  # not the relay's: skipped, and its position not believed
+        # Every message of the relay, event or watermark, says that this
+        # partition holds nothing unseen up to its position.
+        self._complete[key] = max(self._complete.get(key, 0), position)
+        if event_type == _WATERMARK:
+            self._partitions[key[0]] = _partitions_of(message)
+        return envelope
 
     def _apply_durably(
         self,
@@ -308,28 +347,42 @@ class ProjectionWorker:
     ) -> int | None:
         """Apply, dead-letter and checkpoint, retrying outages; None if stopped first.
 
-        Returns how many events went to the dead-letter topic.
+        Every dead letter is written (its delivery report said so) before
+        its event is marked failed on a document, and so before the
+        checkpoint and the offset commit: a topic that refuses a letter
+        holds the batch here, retried, until it takes it. Returns how many
+        events went to the dead-letter topic.
         """
-        dead_lettered = 0
+        lettered: set[int] = set()  # positions whose letters Kafka wrote, in any attempt
+
+        def dead_letter(failures: list[Failure]) -> None:
+            new = [f for f in failures if f.envelope.position not in lettered]
+            for failure in new:
+                self.dead_letters.send(
+                    origin[failure.envelope.position], failure.handler, failure.error
+                )
+            self.dead_letters.flush()
+            lettered.update(f.envelope.position for f in new)
+
+        dead_lettered = len(dead)
         try:
             for attempt in self._retrying():
                 with attempt:
-                    failures: list[Failure] = self.applier.apply(envelopes, streams=streams)
-                    dead_lettered += len(dead) + len(failures)
                     for message, handler, error_text in dead:
                         self.dead_letters.send(message, handler, error_text)
-                    for failure in failures:
-                        self.dead_letters.send(
-                            origin[failure.envelope.position], failure.handler, failure.error
-                        )
                     self.dead_letters.flush()
                     dead = []
+                    failures = self.applier.apply(
+                        envelopes, streams=streams, dead_letter=dead_letter
+                    )
                     self.read_model.save_checkpoints(checkpoints)
         except RetryError:
             return None
-        return dead_lettered
+        return dead_lettered + len(failures)
 
     def _checkpoints(self, touched: set[tuple[str, int]]) -> list[Checkpoint]:
+        # A partition that has shown no message of the relay yet (in this
+        # process) has no completeness to record; its offset is still committed.
         return [
             Checkpoint(
                 self.projection.name,
@@ -341,10 +394,11 @@ class ProjectionWorker:
                 tuple(self.topics),
             )
             for topic, partition in sorted(touched)
+            if (topic, partition) in self._complete
         ]
 
-    def _commit(self, consumer: Consumer, checkpoints: Any) -> None:
-        offsets = [TopicPartition(c.topic, c.partition, c.offset) for c in checkpoints]
+    def _commit(self, consumer: Consumer, touched: set[tuple[str, int]]) -> None:
+        offsets = [TopicPartition(t, p, self._offsets[(t, p)]) for t, p in sorted(touched)]
         if not offsets:
             return
         # Asynchronous: a synchronous commit that meets a rebalance after a

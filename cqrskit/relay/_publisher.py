@@ -11,7 +11,13 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
+from cqrskit.envelope import (
+    HEADER_EVENT_TYPE,
+    HEADER_POSITION,
+    HEADER_SEAL,
+    WATERMARK_EVENT_TYPE,
+    Seal,
+)
 from cqrskit.settings import Settings
 
 __all__ = ["DeliveryCallback", "KafkaPublisher"]
@@ -57,6 +63,7 @@ class KafkaPublisher:
             "error_cb": self._error,
         }
         self._producer = Producer(config)
+        self._seal = Seal(settings.relay_seal_key)
         self._admin = kafka_backend.admin(settings)
         self._topics: set[str] = set()
         self._partitions: dict[str, list[int]] = {}
@@ -129,13 +136,15 @@ class KafkaPublisher:
                     for name, topic in metadata.topics.items()
                     if name.startswith(f"{prefix}.") and not name.endswith(".dlq")
                 }
-        headers: list[tuple[str, str | bytes | None]] = [
+        said: list[tuple[str, str | bytes | None]] = [
             (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
             (HEADER_POSITION, b"%d" % position),
         ]
         for topic, partitions in self._partitions.items():
             value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
             for partition in partitions:
+                seal = self._seal.watermark(topic, partition, position, value)
+                headers = [*said, (HEADER_SEAL, seal)]
                 try:
                     self._producer.produce(topic, value, None, partition=partition, headers=headers)
                 except BufferError:

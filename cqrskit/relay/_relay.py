@@ -27,7 +27,14 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from cqrskit.backends.kafka import describe_error
-from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_TRACEPARENT, encode
+from cqrskit.envelope import (
+    HEADER_EVENT_TYPE,
+    HEADER_POSITION,
+    HEADER_SEAL,
+    HEADER_TRACEPARENT,
+    Seal,
+    encode,
+)
 from cqrskit.errors import PermanentError, TransientError
 from cqrskit.observability import _metrics as metrics
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
@@ -97,6 +104,7 @@ class OutboxRelay:
         self._page_events = metrics.relay_page_events.labels(application_name)
         self._ack_seconds = metrics.relay_kafka_ack_seconds.labels(application_name)
         self._type_headers: dict[str, tuple[str, bytes]] = {}
+        self._seal = Seal(settings.relay_seal_key)
         #: The last position this relay recorded as acknowledged.
         self.position: int | None = None
 
@@ -243,6 +251,7 @@ class OutboxRelay:
         ack = page.ack
         topics = self._topics
         type_headers = self._type_headers
+        seal = self._seal.event
         for position, aggregate_id, version, event_topic, state in rows:
             value, event_type, aggregate_type, traceparent = encode(
                 position=position,
@@ -255,13 +264,15 @@ class OutboxRelay:
             type_header = type_headers.get(event_type)
             if type_header is None:
                 type_header = type_headers[event_type] = (HEADER_EVENT_TYPE, event_type.encode())
+            key = aggregate_id.encode()
             headers: list[tuple[str, str | bytes | None]] = [
                 type_header,
                 (HEADER_POSITION, b"%d" % position),
+                (HEADER_SEAL, seal(topic, key, type_header[1], position, value)),
             ]
             if traceparent:
                 headers.append((HEADER_TRACEPARENT, traceparent.encode()))
-            produce(topic, aggregate_id.encode(), value, headers, ack)
+            produce(topic, key, value, headers, ack)
         return page
 
     def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> str:

@@ -47,7 +47,7 @@ def test_a_write_larger_than_the_limit_goes_in_several_bulks_and_writes_every_do
     read_model.max_bulk_bytes = 4000
     bulk = mock.patch.object(read_model.es, "bulk", wraps=read_model.es.bulk)
     with bulk as sent:
-        assert read_model.write(new_docs(200)) == set()
+        assert read_model.write(new_docs(200)).conflicts == set()
     assert sent.call_count > 10
     es.indices.refresh(index=read_model.alias)
     loaded = read_model.load([f"c-{i}" for i in range(200)])
@@ -68,4 +68,4 @@ def test_conflicts_in_any_of_the_bulks_are_all_reported(
         es.update(index=read_model.alias, id=doc_id, doc={"orders_placed": 999})
     for doc in stale.values():
         doc.view = CustomerOrders(customer_id=doc.doc_id, orders_placed=1)
-    assert read_model.write(list(stale.values())) == {"c-3", "c-190"}
+    assert read_model.write(list(stale.values())).conflicts == {"c-3", "c-190"}

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import random
 import subprocess
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
+from uuid import uuid4
 
+import orjson
 from confluent_kafka import Producer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 from elasticsearch import Elasticsearch
 
-from cqrskit import CommandBus, Settings
+from cqrskit import CommandBus, Envelope, Settings
 from cqrskit.backends import kafka as kafka_backend
-from cqrskit.projections import DeadLetterTopic, projection_status, replay_dead_letters
+from cqrskit.eventstore import store_head
+from cqrskit.projections import (
+    DeadLetterTopic,
+    dead_letter_topic,
+    index_names,
+    projection_status,
+    read_model_for,
+    replay_dead_letters,
+)
+from cqrskit.queries import applied_position
 from examples.shop import (
     AuthorisePayment,
     CancelOrder,
@@ -27,8 +41,10 @@ from examples.shop import (
 )
 from projections import CustomerOrdersProjection, OrderSummaries, ProductSearch, StockLevels
 from tests.integration.conftest import REPO_ROOT
-from tests.integration.projections.conftest import Pipeline
+from tests.integration.projections.conftest import Pipeline, Worker
 from tests.integration.projections.poison import PoisonNotes
+from tests.integration.projections.poison_ids import VisitsByCustomer
+from tests.integration.projections.refused import LastSkus, Tabs
 from tests.integration.relay.conftest import wait_until
 
 ELASTICSEARCH = ["bash", str(REPO_ROOT / "scripts" / "elasticsearch.sh")]
@@ -160,19 +176,25 @@ def test_two_workers_share_the_partitions_with_the_same_result(
     assert_equal_to_fold(pipeline, es, projection)
 
 
-def test_a_poison_event_is_dead_lettered_and_the_rest_goes_on(
-    pipeline: Pipeline, es: Elasticsearch
-) -> None:
+def poison_among_good(pipeline: Pipeline, good: int) -> tuple[list[Any], Any, list[Any]]:
+    """Orders before, the poison (its handler fails in the worker only), orders after."""
     pipeline.projections_module = "tests.integration.projections.poison"
     pipeline.extra_env["POISON_IS_POISONOUS"] = "yes"  # the bug, in the worker only
-    projection = PoisonNotes()
     pipeline.start_relay()
     with ShopApp(pipeline.settings) as app:
         bus = CommandBus(app, handlers)
         line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("1.00"))
-        before = [bus.dispatch(PlaceOrder(customer_id=f"c{i}", lines=[line])) for i in range(5)]
+        before = [bus.dispatch(PlaceOrder(customer_id=f"c{i}", lines=[line])) for i in range(good)]
         poison = bus.dispatch(PlaceOrder(customer_id="poison", lines=[line]))
-        after = [bus.dispatch(PlaceOrder(customer_id=f"d{i}", lines=[line])) for i in range(5)]
+        after = [bus.dispatch(PlaceOrder(customer_id=f"d{i}", lines=[line])) for i in range(good)]
+    return before, poison, after
+
+
+def test_a_poison_event_is_dead_lettered_and_the_rest_goes_on(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = PoisonNotes()
+    before, poison, after = poison_among_good(pipeline, 5)
     worker = pipeline.start_worker(projection.name)
     pipeline.wait_applied(projection)
     docs = pipeline.actual(es, projection)
@@ -250,3 +272,234 @@ def test_malformed_and_foreign_messages_are_dead_lettered_and_the_worker_goes_on
     assert sum("'position' header" in r for r in reasons) == 1
     assert sum("not an event envelope" in r for r in reasons) == 2
     assert_equal_to_fold(pipeline, es, projection)
+
+
+def wait_applied_or_dead(pipeline: Pipeline, worker: Worker, projection: Any) -> None:
+    """Wait until the projection applied everything, or its worker process ended."""
+    pipeline.wait_relayed()
+
+    def done() -> bool:
+        status = pipeline.status(projection)
+        applied = status is not None and status.lag == 0 and status.partitions > 0
+        return applied or worker.proc.poll() is not None
+
+    wait_until(done, 180, f"{projection.name} to apply everything")
+    assert worker.proc.poll() is None, worker.output()[-1500:]
+
+
+def place(settings: Settings, *orders: tuple[str, str]) -> list[Order]:
+    """Store one order per (customer, sku), bypassing the commands' validation."""
+    made = [
+        Order(customer_id=c, lines=[OrderLine(sku=s, quantity=1, unit_price=Decimal("1.00"))])
+        for c, s in orders
+    ]
+    with ShopApp(settings) as app:
+        app.save(*made)
+    return made
+
+
+def worker_after(
+    pipeline: Pipeline, module: str, projection: Any, *orders: tuple[str, str]
+) -> Worker:
+    """A worker of ``projection`` (from ``module``) that applied ``orders``, still running."""
+    pipeline.projections_module = module
+    pipeline.start_relay()
+    place(pipeline.settings, *orders)
+    worker = pipeline.start_worker(projection.name)
+    wait_applied_or_dead(pipeline, worker, projection)
+    return worker
+
+
+def test_an_event_whose_document_id_cannot_be_made_is_dead_lettered_and_the_worker_goes_on(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = VisitsByCustomer()
+    customers = ["ada", "legacy", "", "x" * 600, "bob"]
+    module = "tests.integration.projections.poison_ids"
+    worker_after(pipeline, module, projection, *[(c, "tea") for c in customers])
+    assert set(pipeline.actual(es, projection)) == {"ada", "bob"}
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
+    reasons = sorted(letter.error for letter in letters)
+    assert len(letters) == 3, reasons
+    assert any("KeyError: 'region'" in r for r in reasons), reasons
+    assert any("empty" in r for r in reasons), reasons
+    assert any("600 bytes" in r for r in reasons), reasons
+
+
+def test_a_document_elasticsearch_refuses_is_dead_lettered_and_the_rest_is_applied(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = LastSkus()
+    module = "tests.integration.projections.refused"
+    worker = worker_after(pipeline, module, projection, ("ada", "12"), ("mixed", "7"))
+    (refused,) = place(pipeline.settings, ("mixed", "green-tea"))
+    place(pipeline.settings, ("bob", "3"), ("ada", "5"))
+    wait_applied_or_dead(pipeline, worker, projection)
+    docs = pipeline.actual(es, projection)
+    assert docs["mixed"] == {"customer_id": "mixed", "orders": 1, "last_sku": "7"}  # as it was
+    assert (docs["ada"]["orders"], docs["bob"]["orders"]) == (2, 1)
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
+    assert len(letters) == 1, [letter.error for letter in letters]
+    assert letters[0].key == str(refused.id).encode()
+    assert "document_parsing_exception" in letters[0].error
+    assert "'mixed'" in letters[0].error
+    assert "rebuild" in letters[0].error
+
+
+def test_a_view_that_gained_a_field_under_a_strict_mapping_is_dead_lettered_with_a_rebuild_hint(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    read_model_for(pipeline.settings, Tabs()).ensure()  # made by the code before the field
+    pipeline.extra_env["VIEW_GAINED_A_FIELD"] = "yes"
+    module = "tests.integration.projections.refused"
+    worker_after(pipeline, module, Tabs(), ("ada", "tea"), ("bob", "tea"))
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", Tabs.name).pending()
+    assert len(letters) == 2, [letter.error for letter in letters]
+    assert all("strict_dynamic_mapping_exception" in letter.error for letter in letters)
+    assert all("cqrskit projections rebuild tabs" in letter.error for letter in letters)
+
+
+def poison_behind_a_refusing_dead_letter_topic(pipeline: Pipeline) -> tuple[Any, Any, list[Any]]:
+    """A poison event among good ones, and a dead-letter topic that refuses its letter.
+
+    Returns the poison's command result, the admin client, and the good results.
+    """
+    admin = kafka_backend.admin(pipeline.settings)
+    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    tiny = NewTopic(
+        topic, num_partitions=1, replication_factor=1, config={"max.message.bytes": "64"}
+    )
+    admin.create_topics([tiny])[topic].result(timeout=30)
+    before, poison, after = poison_among_good(pipeline, 3)
+    return poison, admin, before + after
+
+
+def wait_holding(pipeline: Pipeline, worker: Worker, poison: Any) -> None:
+    """Wait until the worker says it holds the poison's dead letter, and check it holds."""
+    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    pipeline.wait_relayed()
+
+    def said_or_went_on() -> bool:
+        status = pipeline.status(PoisonNotes())
+        went_on = status is not None and status.lag == 0 and status.partitions > 0
+        return went_on or f"dead letter of position {poison.position}" in worker.output()
+
+    wait_until(said_or_went_on, 120, "the worker to hold, or to go on")
+    log = worker.output()
+    said = f"dead letter of position {poison.position}"
+    assert said in log, log[-1500:]
+    held = next(line for line in log.splitlines() if said in line)
+    assert topic in held, held
+    assert "too large" in held, held
+    status = pipeline.status(PoisonNotes())
+    assert status is not None
+    assert status.lag, "the poison's offset was committed"
+    assert DeadLetterTopic(pipeline.settings, "shop", PoisonNotes.name).pending()[0] == []
+    assert worker.proc.poll() is None, log[-1500:]
+
+
+def accept_large_letters(pipeline: Pipeline, admin: Any) -> None:
+    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(
+                "max.message.bytes",
+                "1048588",
+                incremental_operation=AlterConfigOpType.SET,
+            )
+        ],
+    )
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+
+def assert_lettered_and_applied(
+    pipeline: Pipeline, es: Elasticsearch, poison: Any, good: Any
+) -> None:
+    pipeline.wait_applied(PoisonNotes())
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", PoisonNotes.name).pending()
+    assert [letter.headers["position"] for letter in letters] == [str(poison.position).encode()]
+    assert "poison is not edible" in letters[0].error
+    assert set(pipeline.actual(es, PoisonNotes())) == {str(r.aggregate_id) for r in good}
+
+
+def test_a_dead_letter_topic_that_refuses_holds_the_worker_until_it_accepts(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    poison, admin, good = poison_behind_a_refusing_dead_letter_topic(pipeline)
+    worker = pipeline.start_worker(PoisonNotes.name)
+    wait_holding(pipeline, worker, poison)
+    accept_large_letters(pipeline, admin)
+    assert_lettered_and_applied(pipeline, es, poison, good)
+    assert worker.proc.poll() is None, worker.output()[-1500:]
+
+
+def test_a_worker_killed_while_holding_a_dead_letter_loses_nothing(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    poison, admin, good = poison_behind_a_refusing_dead_letter_topic(pipeline)
+    first = pipeline.start_worker(PoisonNotes.name)
+    wait_holding(pipeline, first, poison)
+    first.kill9()
+    accept_large_letters(pipeline, admin)
+    pipeline.start_worker(PoisonNotes.name)
+    assert_lettered_and_applied(pipeline, es, poison, good)
+
+
+def forged_on_every_partition(settings: Settings, topic: str, position: int) -> None:
+    """What a producer other than the relay might write: a watermark, an event type no
+    projection handles, and a well-formed Order.Placed, each claiming ``position``."""
+    admin = kafka_backend.admin(settings)
+    partitions = admin.list_topics(topic, timeout=30).topics[topic].partitions
+    placed = Envelope(
+        event_id=uuid4(),
+        event_type="Order.Placed",
+        event_class="examples.shop.domain:Order.Placed",
+        schema_version=1,
+        aggregate_id=uuid4(),
+        aggregate_type="Order",
+        aggregate_version=1,
+        position=position,
+        occurred_at=datetime.now(UTC),
+        payload={"customer_id": "forger", "lines": [], "total": "0"},
+        metadata={},
+    ).model_dump_json()
+    said = str(position).encode()
+    producer = Producer(kafka_backend.base_config(settings))
+    for partition in partitions:
+        mark = orjson.dumps({"watermark": position, "partitions": len(partitions)})
+        for event_type, value in [
+            (b"cqrskit.watermark", mark),
+            (b"Order.Imagined", b"{}"),
+            (b"Order.Placed", placed.encode()),
+        ]:
+            headers = [("event_type", event_type), ("position", said)]
+            producer.produce(topic, value=value, partition=partition, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def test_positions_are_believed_only_from_the_relays_own_messages(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    projection = OrderSummaries()
+    pipeline.start_relay()
+    worker = pipeline.start_worker(projection.name)
+    shop_burst(pipeline.settings, orders=5)
+    pipeline.wait_applied(projection)
+    forged = store_head(pipeline.settings, "shop") + 1_000_000
+    forged_on_every_partition(pipeline.settings, f"{pipeline.settings.topic_prefix}.order", forged)
+    shop_burst(pipeline.settings, orders=3, seed=3)  # real events after the forged ones
+    pipeline.wait_applied(projection)
+    head = store_head(pipeline.settings, "shop")
+    checkpoints = index_names(pipeline.settings, projection.name)[1]
+    es.indices.refresh(index=checkpoints)  # searched, so near-real-time
+    status = pipeline.status(projection)
+    assert status is not None
+    assert status.position <= head, f"status says {status.position}, the head is {head}"
+    assert applied_position(es, checkpoints, projection.name) <= head
+    letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
+    assert letters, "the forged Order.Placed was not dead-lettered"
+    assert all("not sealed by the relay" in letter.error for letter in letters)
+    assert_equal_to_fold(pipeline, es, projection)
+    assert worker.proc.poll() is None, worker.output()[-1500:]

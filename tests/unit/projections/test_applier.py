@@ -22,6 +22,7 @@ from cqrskit.projections import (
 )
 from examples.shop import Order, OrderLine, Payment
 from projections import CustomerOrdersProjection, OrderSummaries
+from tests.integration.projections.poison_ids import VisitsByCustomer
 
 LINES = [OrderLine(sku="tea", quantity=2, unit_price=Decimal("3.50"))]
 MAPPER = PydanticMapper(OrjsonTranscoder())
@@ -140,3 +141,75 @@ def test_every_projection_has_a_unique_id_rule() -> None:
 def test_a_projection_name_that_is_not_a_safe_index_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="must be 1-100 characters"):
         type("Bad", (Projection,), {"name": name, "view": BaseModel})
+
+
+class Tally(BaseModel):
+    customer_id: str
+    orders: int = 0
+    lines: int = 0
+
+
+class Tallies(Projection[Tally]):
+    """Two handlers of one event type, both on the customer's document."""
+
+    name = "tallies"
+    view = Tally
+
+    def doc_id(self, event: Envelope) -> str:
+        return str(event.payload["customer_id"])
+
+    @handles("Order.Placed")
+    def count_order(self, event: Envelope, doc: Tally | None) -> Tally:
+        doc = doc or Tally(customer_id=event.payload["customer_id"])
+        return doc.model_copy(update={"orders": doc.orders + 1})
+
+    @handles("Order.Placed")
+    def count_lines(self, event: Envelope, doc: Tally | None) -> Tally:
+        doc = doc or Tally(customer_id=event.payload["customer_id"])
+        return doc.model_copy(update={"lines": doc.lines + len(event.payload["lines"])})
+
+
+def test_every_handler_of_an_event_takes_effect_once_on_the_same_document() -> None:
+    history = envelopes_of(*[Order(customer_id="ada", lines=LINES * 2) for _ in range(3)])
+    store = MemoryReadModel()
+    applier = Applier(Tallies(), store, retries=1)
+    applier.apply(history)
+    applier.apply(history)  # redelivered: still once each
+    tally = store.views()["ada"].model_dump()
+    assert (tally["orders"], tally["lines"]) == (3, 6)
+    assert fold(Tallies(), history)["ada"].model_dump()["lines"] == 6
+
+
+def test_an_event_whose_document_id_cannot_be_made_fails_alone() -> None:
+    customers = ["ada", "legacy", "", "x" * 513, "é" * 257, "bob"]
+    history = envelopes_of(*[Order(customer_id=c, lines=LINES) for c in customers])
+    store = MemoryReadModel()
+    failures = Applier(VisitsByCustomer(), store, retries=1).apply(history)
+    assert set(store.views()) == {"ada", "bob"}
+    reasons = {f.envelope.payload["customer_id"]: f.error for f in failures}
+    assert reasons.keys() == {"legacy", "", "x" * 513, "é" * 257}
+    assert "KeyError: 'region'" in reasons["legacy"]
+    assert "empty" in reasons[""]
+    assert "514 bytes" in reasons["é" * 257]
+
+
+def test_an_event_is_marked_failed_only_after_its_dead_letter_is_kept() -> None:
+    good, bad = Order(customer_id="ada", lines=LINES), Order(customer_id="poison", lines=LINES)
+    history = envelopes_of(good, bad)
+    store = MemoryReadModel()
+    applier = Applier(Notes(), store, retries=1)
+
+    def refused(failures: list[Any]) -> None:
+        raise RuntimeError("the dead-letter topic refused")
+
+    with pytest.raises(RuntimeError):
+        applier.apply(history, dead_letter=refused)
+    assert store.docs == {}  # nothing marked, so a redelivery fails it again
+    kept: list[Any] = []
+    failures = applier.apply(history, dead_letter=kept.extend)
+    assert (
+        [f.envelope.aggregate_id for f in kept]
+        == [bad.id]
+        == [f.envelope.aggregate_id for f in failures]
+    )
+    assert store.docs[str(bad.id)].failed
