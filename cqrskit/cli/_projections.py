@@ -334,8 +334,10 @@ def projections_verify(
 ) -> None:
     """Compare the live read model with a fresh fold of the event store.
 
-    Prints every document that is missing, extra or different, and exits 1
-    on any drift. Run it when the projection has caught up.
+    Prints every document that is missing, extra, different or unexplained
+    (a position no event of the store gave it), and exits 1 on any drift.
+    Documents the live worker changes meanwhile are compared with a fold up
+    to their own position. Run it when the projection has caught up.
     """
     settings = load_settings(app=app_spec, projections=projections_module)
     (cls,) = projection_classes(settings, [name])
@@ -352,8 +354,8 @@ def projections_verify(
             )
         click.echo(
             f"{name}: compared {report.compared} documents with a fold of the store up to "
-            f"position {report.head}; {len(report.drift)} drifted, "
-            f"{report.skipped_newer} skipped (changed by newer events)"
+            f"position {report.head}; {len(report.drift)} drifted; {report.newer} changed by "
+            "newer events, each compared with a fold up to its own position"
         )
     if not report.ok:
         raise SystemExit(1)

@@ -233,6 +233,11 @@ class ElasticsearchReadModel:
         with self._translated("delete an index"):
             self.es.options(ignore_status=404).indices.delete(index=index)
 
+    def refresh(self, index: str | None = None) -> None:
+        """Make every write acknowledged so far visible to searches and scans."""
+        with self._translated("refresh"):
+            self.es.indices.refresh(index=index or self.alias)
+
     def scan(self, index: str | None = None) -> Iterator[DocState]:
         """Every document (tombstones too), with a point in time and search_after."""
         target = index or self.alias

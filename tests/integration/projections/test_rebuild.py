@@ -12,8 +12,11 @@ import pytest
 from elasticsearch import ApiError, Elasticsearch
 
 from cqrskit import ServiceUnavailable, Settings
+from cqrskit.eventstore import store_head
 from cqrskit.projections import (
+    METADATA_FIELD,
     ElasticsearchReadModel,
+    _rebuild,
     read_model_for,
     rebuild,
     rollback,
@@ -249,3 +252,69 @@ def test_a_rebuild_interrupted_at_the_swap_resumes_and_remembers_the_old_index(
     pipeline.wait_applied(PROJECTION)
     assert_equal_to_fold(pipeline, es, PROJECTION)
     assert rollback(settings, "shop", PROJECTION) == f"{alias}-v1"
+
+
+def test_verify_reports_a_document_that_no_event_produced(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    """Regression (issue 15): a document whose recorded position lay past the
+    store's head was passed over, so a forged balance verified with exit 0."""
+    bulk_orders(pipeline.settings, 200, customers=5)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    head = store_head(pipeline.settings, "shop")
+    forged = {"store": head + 1_000}
+    es.index(
+        index=alias,
+        id="c-forged",
+        document={
+            "customer_id": "c-forged",
+            "orders_placed": 5,
+            METADATA_FIELD: {
+                "sources": {"applied": forged, "failed": {}},
+                "position": head + 1_000,
+                "deleted": False,
+            },
+        },
+        refresh=True,
+    )
+    done = run_cli(pipeline, "verify", PROJECTION.name, "--json")
+    assert done.returncode == 1, done.stdout
+    report = json.loads(done.stdout)
+    assert [(d["doc_id"], d["kind"]) for d in report["drift"]] == [("c-forged", "unexplained")]
+
+
+def test_verify_checks_documents_the_live_worker_changes_meanwhile_without_false_drift(
+    pipeline: Pipeline, es: Elasticsearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bulk_orders(pipeline.settings, 200, customers=5)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    read_head = _rebuild.store_head
+    heads: list[int] = []
+
+    def head_then_more_orders(settings: Settings, application_name: str) -> int:
+        head = read_head(settings, application_name)
+        if not heads:
+            # Orders past the head verify folds to, applied before it scans.
+            bulk_orders(settings, 100, customers=5)
+            pipeline.wait_applied(PROJECTION)
+        heads.append(head)
+        return head
+
+    monkeypatch.setattr(_rebuild, "store_head", head_then_more_orders)
+    report = verify(pipeline.settings, "shop", PROJECTION)
+    assert report.ok, report.drift
+    assert report.newer == 5  # every customer changed after the head, each checked
+    assert report.compared == 5
+    # The newer documents were compared, not passed over: a forged one is caught.
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    es.update(index=alias, id="c-1", doc={"orders_placed": 999}, refresh=True)
+    heads.clear()
+    report = verify(pipeline.settings, "shop", PROJECTION)
+    assert [(d.doc_id, d.kind, d.fields) for d in report.drift] == [
+        ("c-1", "different", ("orders_placed",))
+    ]
