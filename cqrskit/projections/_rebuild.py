@@ -12,12 +12,17 @@ complete:
    partition, skipping (by their position header, before decoding) the
    events the replay applied; events applied twice would be no-ops anyway
    (the documents' guards);
-4. note the offsets that catch-up reached, then swap the alias in one
-   atomic step;
+4. note the offsets that catch-up reached, checkpoint the new index as
+   filled up to them, then swap the alias in one atomic step;
 5. catch up again from those offsets to the end of each partition as it is
    after the swap: anything the live workers wrote to the old index just
    before the swap was produced before it, so this covers it, and nothing
-   below the noted offsets needs reading twice.
+   below the noted offsets needs reading twice; then checkpoint the new
+   index as filled up to there.
+
+Checkpoints belong to a physical index (decision 0011): between the swap
+and step 5, readers asking for a position the live worker wrote only to the
+old index wait, rather than get an answer without it.
 
 Progress is recorded after every batch; an interrupted rebuild leaves the
 alias alone and resumes where it stopped when run again.
@@ -34,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from elasticsearch import ApiError
 from pydantic import BaseModel
 
@@ -45,7 +50,7 @@ from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import DocState, ElasticsearchReadModel
+from cqrskit.projections._readmodel import Checkpoint, DocState, ElasticsearchReadModel
 from cqrskit.projections._worker import (
     _position_of,
     consumer_group,
@@ -53,6 +58,7 @@ from cqrskit.projections._worker import (
     stream_of,
     topics_for,
 )
+from cqrskit.queries import FILL_WRITER, coverage
 from cqrskit.settings import Settings
 
 __all__ = [
@@ -98,6 +104,9 @@ class _State:
     #: offsets is in the new index, so the catch-up after the swap starts here.
     caught_up_offsets: dict[str, int] = field(default_factory=dict)
     swap_offsets: dict[str, int] = field(default_factory=dict)
+    #: The highest position the catch-ups saw per partition (events and
+    #: watermarks): with the replay's head, how far the new index is complete.
+    complete: dict[str, int] = field(default_factory=dict)
     failures: int = 0
 
 
@@ -208,12 +217,19 @@ class _Rebuilder:
             consumer.close()
 
     def catch_up(
-        self, index: str, start: dict[str, int], phase: str, floor: int = 0
+        self,
+        index: str,
+        start: dict[str, int],
+        phase: str,
+        *,
+        seen: dict[str, int],
+        floor: int = 0,
     ) -> tuple[dict[str, int], int]:
         """Apply every message from ``start`` to the current end of each partition.
 
         Events at or below ``floor`` (a store position the replay reached) are
-        skipped unread. Returns the offsets reached (everything below them is
+        skipped unread. ``seen`` gains the highest position read per
+        partition. Returns the offsets reached (everything below them is
         applied) and how many messages were read.
         """
         ends = self.end_offsets()
@@ -243,14 +259,8 @@ class _Rebuilder:
                     position[key] = int(message.offset() or 0) + 1
                     if position[key] >= ends[key]:
                         todo.discard(key)
-                    headers = kafka_backend.headers_of(message)
-                    if headers.get(HEADER_EVENT_TYPE, b"") not in self.wanted:
-                        continue
-                    said = _position_of(headers)
-                    if said is not None and said <= floor:
-                        continue  # the replay applied it: not worth decoding
-                    envelope = Envelope.decode(message.value() or b"")
-                    if envelope.position > floor:  # the store replay covered the rest
+                    envelope = self._envelope(message, key, seen, floor)
+                    if envelope is not None:
                         envelopes.append(envelope)
                         streams.append(
                             stream_of(str(message.topic()), int(message.partition() or 0))
@@ -261,6 +271,47 @@ class _Rebuilder:
         finally:
             consumer.close()
         return {k: max(_resolve(position.get(k, 0)), ends[k]) for k in ends}, applied
+
+    def _envelope(
+        self, message: Message, key: str, seen: dict[str, int], floor: int
+    ) -> Envelope | None:
+        """The event to apply from ``message``, if the projection wants it and the
+        replay did not apply it; ``seen`` gains the position of every message."""
+        headers = kafka_backend.headers_of(message)
+        said = _position_of(headers)
+        if said is not None:
+            seen[key] = max(seen.get(key, 0), said)
+        if headers.get(HEADER_EVENT_TYPE, b"") not in self.wanted:
+            return None
+        if said is not None and said <= floor:
+            return None  # the replay applied it: not worth decoding
+        envelope = Envelope.decode(message.value() or b"")
+        return envelope if envelope.position > floor else None  # the replay covered the rest
+
+    def fill(self, index: str, offsets: dict[str, int], seen: dict[str, int], head: int) -> None:
+        """Checkpoint ``index`` as filled without a gap from offset 0 up to ``offsets``.
+
+        Every event up to ``head`` (replayed from the store) and every
+        message below ``offsets`` is in the index once this is called.
+        """
+        counts: dict[str, int] = {}
+        for key in offsets:
+            topic = key.rpartition("|")[0]
+            counts[topic] = counts.get(topic, 0) + 1
+        self.read_model.save_checkpoints(
+            Checkpoint(
+                projection=self.projection.name,
+                topic=key.rpartition("|")[0],
+                partition=int(key.rpartition("|")[2]),
+                offset=offset,
+                position=max(head, seen.get(key, 0)),
+                partitions=counts[key.rpartition("|")[0]],
+                topics=tuple(self.topics),
+                index=index,
+                writer=FILL_WRITER,
+            )
+            for key, offset in offsets.items()
+        )
 
     # -- applying ------------------------------------------------------------------
 
@@ -393,6 +444,7 @@ def _rebuild(
             state.target,
             state.caught_up_offsets or state.start_offsets,
             "catching up from Kafka",
+            seen=state.complete,
             floor=state.head,
         )
         serving = read_model.serving()
@@ -400,6 +452,10 @@ def _rebuild(
             state.previous = serving
         state.caught_up_offsets = reached
         rebuilder.save_state(state)  # before the swap, so that a resumed run keeps both
+        # Readers of the new index get only what it has: the live worker's
+        # writes to the old index since the catch-up read its ends count
+        # for the new one once the catch-up after the swap applied them.
+        rebuilder.fill(state.target, reached, state.complete, state.head)
         read_model.swap(state.target)
         state.phase = "swapped"
         rebuilder.save_state(state)
@@ -410,8 +466,10 @@ def _rebuild(
             state.target,
             state.caught_up_offsets or state.start_offsets,
             "catching up after the swap",
+            seen=state.complete,
             floor=state.head,
         )
+        rebuilder.fill(state.target, offsets, state.complete, state.head)
         caught_up += more
         state.swap_offsets = offsets
         state.phase = "done"
@@ -449,25 +507,42 @@ def _fewer_collections() -> Iterator[None]:
             gc.unfreeze()
 
 
-def rollback(settings: Settings, application_name: str, projection: Projection[Any]) -> str:
+def rollback(
+    settings: Settings,
+    application_name: str,
+    projection: Projection[Any],
+    *,
+    progress: Progress = _no_progress,
+) -> str:
     """Serve the previous index again, caught up from Kafka first; return its name.
+
+    The previous index is caught up from its own checkpoints (what it holds
+    without a gap), checkpointed as filled, swapped in, and caught up again
+    for what the live worker wrote to the other index meanwhile. Run again
+    after an interruption, it goes on from the previous index's checkpoints.
 
     Raises:
         PermanentError: there is no previous index to go back to.
+        ServiceUnavailable: a service went away; run it again.
     """
-    rebuilder = _Rebuilder(settings, application_name, projection, _no_progress)
+    rebuilder = _Rebuilder(settings, application_name, projection, progress)
     state = rebuilder.load_state()
     read_model = rebuilder.read_model
     if state is None or state.phase != "done" or not state.previous:
         raise PermanentError(f"{projection.name} has no finished rebuild to roll back")
-    if state.previous not in read_model.versions():
-        raise PermanentError(f"the previous index {state.previous} was deleted")
-    # The old index missed what was applied to the new one since the swap.
-    rebuilder.catch_up(state.previous, state.swap_offsets, "catching up the old index")
-    read_model.swap(state.previous)
-    rebuilder.catch_up(state.previous, state.swap_offsets, "catching up after the swap")
-    state.target, state.previous = state.previous, state.target
-    state.swap_offsets = rebuilder.end_offsets()
+    previous = state.previous
+    if previous not in read_model.versions():
+        raise PermanentError(f"the previous index {previous} was deleted")
+    covered = coverage(asdict(c) for c in read_model.checkpoints(previous))
+    start = {f"{t}|{p}": offset for (t, p), (offset, _) in covered.items()}
+    seen = {f"{t}|{p}": position for (t, p), (_, position) in covered.items()}
+    reached, _ = rebuilder.catch_up(previous, start, "catching up the old index", seen=seen)
+    rebuilder.fill(previous, reached, seen, 0)
+    read_model.swap(previous)
+    reached, _ = rebuilder.catch_up(previous, reached, "catching up after the swap", seen=seen)
+    rebuilder.fill(previous, reached, seen, 0)
+    state.target, state.previous = previous, state.target
+    state.swap_offsets = reached
     rebuilder.save_state(state)
     return state.target
 

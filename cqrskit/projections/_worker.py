@@ -30,8 +30,9 @@ from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT
 from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
+from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import STORE_STREAM, Checkpoint, ElasticsearchReadModel
+from cqrskit.projections._readmodel import STORE_STREAM, ElasticsearchReadModel
 from cqrskit.projections._telemetry import WorkerTelemetry
 from cqrskit.relay import topic_for
 from cqrskit.relay._outbox import instance_name
@@ -125,9 +126,8 @@ class ProjectionWorker:
         self._state = ""
         #: Events applied (or skipped as already applied) since start.
         self.processed = 0
-        self._offsets: dict[tuple[str, int], int] = {}
-        self._complete: dict[tuple[str, int], int] = {}
         self._partitions: dict[str, int] = {}
+        self._checkpoints = WorkerCheckpoints(self.read_model, self.topics)
         self.telemetry: WorkerTelemetry | None = None
 
     def stop(self) -> None:
@@ -251,7 +251,8 @@ class ProjectionWorker:
         streams: list[str] = []
         origin: dict[int, Message] = {}
         dead: list[tuple[Message, str, str]] = []
-        touched: set[tuple[str, int]] = set()
+        #: (first offset, offset after the last, highest position) per partition.
+        spans: dict[tuple[str, int], tuple[int, int, int]] = {}
         for message in messages:
             error = message.error()
             if error is not None:
@@ -259,8 +260,9 @@ class ProjectionWorker:
                     raise KafkaException(error)
                 continue
             key = (str(message.topic()), int(message.partition() or 0))
-            touched.add(key)
-            self._offsets[key] = int(message.offset() or 0) + 1
+            offset = int(message.offset() or 0)
+            first, _, high = spans.get(key, (offset, 0, 0))
+            spans[key] = (first, offset + 1, high)
             headers = kafka_backend.headers_of(message)
             event_type = headers.get(HEADER_EVENT_TYPE)
             position = _position_of(headers)
@@ -276,7 +278,7 @@ class ProjectionWorker:
                     continue
             # Every message, event or watermark, says that this partition
             # holds nothing unseen up to its position.
-            self._complete[key] = max(self._complete.get(key, 0), position)
+            spans[key] = (first, offset + 1, max(high, position))
             if event_type == _WATERMARK:
                 self._partitions[key[0]] = _partitions_of(message)
                 continue
@@ -286,13 +288,13 @@ class ProjectionWorker:
             published_at.append((message.timestamp()[1] or 0) / 1000)
             streams.append(stream_of(key[0], key[1]))
             origin[envelope.position] = message
-        checkpoints = self._checkpoints(touched)
-        dead_lettered = self._apply_durably(envelopes, streams, origin, dead, checkpoints)
+        batch = [Span(t, p, *spans[(t, p)]) for t, p in sorted(spans)]
+        dead_lettered = self._apply_durably(envelopes, streams, origin, dead, batch)
         if dead_lettered is None:
             return  # stopping mid-outage: not committed, so re-delivered later
         if self._state != "running":
             self._set_state("running", "applying again")
-        self._commit(consumer, checkpoints)
+        self._commit(consumer, batch)
         self.processed += len(envelopes)
         if self.telemetry is not None:
             self.telemetry.dead_lettered(dead_lettered)
@@ -304,9 +306,14 @@ class ProjectionWorker:
         streams: list[str],
         origin: dict[int, Message],
         dead: list[tuple[Message, str, str]],
-        checkpoints: list[Checkpoint],
+        batch: list[Span],
     ) -> int | None:
         """Apply, dead-letter and checkpoint, retrying outages; None if stopped first.
+
+        The whole batch is read from and written to the one index behind the
+        alias when the attempt starts, and checkpointed as that index's: a
+        swap meanwhile cannot mix two indices' versions in one batch, or
+        credit one index with another's writes.
 
         Returns how many events went to the dead-letter topic.
         """
@@ -314,7 +321,10 @@ class ProjectionWorker:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    failures: list[Failure] = self.applier.apply(envelopes, streams=streams)
+                    index = self.read_model.serving() or self.read_model.alias
+                    failures: list[Failure] = self.applier.apply(
+                        envelopes, streams=streams, index=index
+                    )
                     dead_lettered += len(dead) + len(failures)
                     for message, handler, error_text in dead:
                         self.dead_letters.send(message, handler, error_text)
@@ -324,24 +334,12 @@ class ProjectionWorker:
                         )
                     self.dead_letters.flush()
                     dead = []
-                    self.read_model.save_checkpoints(checkpoints)
+                    self.read_model.save_checkpoints(
+                        self._checkpoints.record(index, batch, self._partitions)
+                    )
         except RetryError:
             return None
         return dead_lettered
-
-    def _checkpoints(self, touched: set[tuple[str, int]]) -> list[Checkpoint]:
-        return [
-            Checkpoint(
-                self.projection.name,
-                topic,
-                partition,
-                self._offsets[(topic, partition)],
-                self._complete[(topic, partition)],
-                self._partitions.get(topic, 0),
-                tuple(self.topics),
-            )
-            for topic, partition in sorted(touched)
-        ]
 
     def _commit(self, consumer: Consumer, checkpoints: Any) -> None:
         offsets = [TopicPartition(c.topic, c.partition, c.offset) for c in checkpoints]

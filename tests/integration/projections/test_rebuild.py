@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 from elasticsearch import ApiError, Elasticsearch
 
-from cqrskit import ServiceUnavailable, Settings
+from cqrskit import CommandBus, ServiceUnavailable, Settings
 from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     METADATA_FIELD,
@@ -22,11 +23,14 @@ from cqrskit.projections import (
     rollback,
     verify,
 )
+from cqrskit.queries import QueryBus
+from examples.shop import PlaceOrder, ShopApp, handlers
+from examples.shop.queries import CustomerById, queries
 from projections import CustomerOrdersProjection
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline
 from tests.integration.projections.test_worker import assert_equal_to_fold, bulk_orders
-from tests.integration.relay.conftest import CommandStream, wait_until
+from tests.integration.relay.conftest import LINE, CommandStream, wait_until
 
 PROJECTION = CustomerOrdersProjection()
 
@@ -318,3 +322,104 @@ def test_verify_checks_documents_the_live_worker_changes_meanwhile_without_false
     assert [(d.doc_id, d.kind, d.fields) for d in report.drift] == [
         ("c-1", "different", ("orders_placed",))
     ]
+
+
+class SwapWithTraffic:
+    """Wraps the alias swap of rebuilds and rollbacks with real traffic around it.
+
+    Before the swap (after the catch-up read its end offsets) it places an
+    order and waits until the live worker applied it to the index in
+    service, then reads it back with read-your-writes just after the swap.
+    After the swap it places another order and waits until the live worker
+    wrote it to the new index, before the catch-up after the swap starts.
+    """
+
+    def __init__(self, settings: Settings, es: Elasticsearch):
+        self.settings = settings
+        self.es = es
+        self.bus = QueryBus(settings, queries)
+        #: (customer, position, stale, document) read just after each swap.
+        self.reads: list[tuple[str, int, bool, object]] = []
+        self.placed: dict[str, int] = {}
+
+    def place(self, customer: str) -> int:
+        with ShopApp(self.settings) as app:
+            result = CommandBus(app, handlers).dispatch(
+                PlaceOrder(customer_id=customer, lines=[LINE])
+            )
+        self.placed[customer] = result.position
+        return result.position
+
+    def __call__(self, swap: Callable[..., str | None]) -> Callable[..., str | None]:
+        def swap_with_traffic(read_model: ElasticsearchReadModel, to_index: str) -> str | None:
+            n = len(self.reads)
+            before = self.place(f"c-swap-{n}")
+            self.bus.ask(CustomerById(customer_id=f"c-swap-{n}"), min_position=before, wait=60)
+            previous = swap(read_model, to_index)
+            answer = self.bus.ask(
+                CustomerById(customer_id=f"c-swap-{n}"),
+                min_position=before,
+                wait=0,
+                on_stale="flag",
+            )
+            self.reads.append((f"c-swap-{n}", before, answer.stale, answer.value))
+            self.place(f"c-after-{n}")
+
+            def in_new_index() -> bool:
+                found = self.es.options(ignore_status=404).get(index=to_index, id=f"c-after-{n}")
+                return bool(found.get("found"))
+
+            wait_until(in_new_index, 60, f"the live worker to write c-after-{n} to {to_index}")
+            return previous
+
+        return swap_with_traffic
+
+    def assert_fresh_reads_had_their_write(self) -> None:
+        assert self.reads, "no swap happened"
+        wrong = [(c, p) for c, p, stale, doc in self.reads if not stale and doc is None]
+        assert not wrong, f"stale=False but the write missing, just after the swap: {wrong}"
+
+    def assert_every_write_readable(self) -> None:
+        for customer, position in self.placed.items():
+            answer = self.bus.ask(
+                CustomerById(customer_id=customer), min_position=position, wait=60
+            )
+            assert answer.value is not None, f"{customer} (position {position}) missing"
+
+
+def test_a_read_just_after_a_rebuild_swap_is_fresh_only_if_the_new_index_has_the_write(
+    pipeline: Pipeline, es: Elasticsearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (issue 15): checkpoints were the projection's, not the index's, so
+    after the swap they counted writes the live worker made to the old index only."""
+    bulk_orders(pipeline.settings, 2_000)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    traffic = SwapWithTraffic(pipeline.settings, es)
+    monkeypatch.setattr(ElasticsearchReadModel, "swap", traffic(ElasticsearchReadModel.swap))
+    rebuild(pipeline.settings, "shop", PROJECTION)
+    traffic.assert_fresh_reads_had_their_write()
+    traffic.assert_every_write_readable()
+    caught_up_and_verified(pipeline)
+
+
+def test_a_rollback_keeps_every_write_and_read_your_writes_through_its_swap(
+    pipeline: Pipeline, es: Elasticsearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (issue 15): rollback caught the old index up from the offsets
+    noted after the rebuild's swap, missing what the live worker wrote to the
+    new index between the swap and that note."""
+    bulk_orders(pipeline.settings, 2_000)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    traffic = SwapWithTraffic(pipeline.settings, es)
+    monkeypatch.setattr(ElasticsearchReadModel, "swap", traffic(ElasticsearchReadModel.swap))
+    rebuild(pipeline.settings, "shop", PROJECTION)
+    assert rollback(pipeline.settings, "shop", PROJECTION) == f"{alias}-v1"
+    assert len(traffic.reads) == 2
+    traffic.assert_every_write_readable()  # c-after-0 went to v2 only, before the note
+    traffic.assert_fresh_reads_had_their_write()
+    caught_up_and_verified(pipeline)
