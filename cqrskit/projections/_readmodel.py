@@ -229,6 +229,10 @@ class ElasticsearchReadModel:
             found = self.es.indices.get(index=f"{self.alias}-v*", allow_no_indices=True)
         return sorted(found, key=_version_number)
 
+    def next_version(self) -> str:
+        """The name the next version of the index gets (``<alias>-v<n+1>``)."""
+        return f"{self.alias}-v{max(map(_version_number, self.versions()), default=0) + 1}"
+
     def serving(self) -> str | None:
         """The index the alias points at (None before the first build)."""
         with self._translated("read the alias"):

@@ -45,7 +45,7 @@ from pydantic import BaseModel
 
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
-from cqrskit.errors import PermanentError
+from cqrskit.errors import PermanentError, PositionBeyondHead
 from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
@@ -64,11 +64,15 @@ from cqrskit.settings import Settings
 __all__ = [
     "Drift",
     "Progress",
+    "RebuildPlan",
     "RebuildResult",
     "VerifyReport",
     "prune",
+    "prune_plan",
     "rebuild",
+    "rebuild_plan",
     "rollback",
+    "rollback_plan",
     "verify",
 ]
 
@@ -154,13 +158,16 @@ class _Rebuilder:
                     mappings=_STATE_MAPPING,
                     settings={"number_of_shards": 1, "number_of_replicas": 0},
                 )
-            found = es.options(ignore_status=404).get(
-                index=self.state_index, id=self.projection.name
-            )
         except ApiError as exc:
-            if "resource_already_exists" in str(exc):
-                return self.load_state()
-            raise
+            if "resource_already_exists" not in str(exc):
+                raise
+        return self.read_state()
+
+    def read_state(self) -> _State | None:
+        """The recorded progress, read without creating anything."""
+        found = self.read_model.es.options(ignore_status=404).get(
+            index=self.state_index, id=self.projection.name
+        )
         if not found.get("found"):
             return None
         return _State(**{k: v for k, v in found["_source"].items() if k != "updated_at"})
@@ -242,6 +249,7 @@ class _Rebuilder:
         try:
             consumer.assign([_partition(k, position.get(k, OFFSET_BEGINNING)) for k in todo])
             total = sum(ends[k] - max(0, _resolve(position.get(k, 0))) for k in todo)
+            self.progress(phase, 0, total)  # the phase starts now: rates count from here
             while todo:
                 messages = consumer.consume(self.batch_size, timeout=1.0)
                 if not messages:
@@ -333,11 +341,14 @@ class _Rebuilder:
         return failures
 
     def replay(self, state: _State) -> int:
-        total = max(0, state.head - max(state.replayed, state.from_position))
-        done = 0
+        after = max(state.replayed, state.from_position)
+        # Positions have gaps (failed appends), so this is an upper bound.
+        total = max(0, state.head - after)
+        done = read = 0
         batch: list[Envelope] = []
         wanted = set(self.projection.event_types())
-        after = max(state.replayed, state.from_position)
+        phase = "replaying the event store"
+        self.progress(phase, 0, total)  # the phase starts now: rates count from here
 
         def flush(last: int) -> None:
             nonlocal batch, done
@@ -346,18 +357,20 @@ class _Rebuilder:
             batch = []
             state.replayed = last
             self.save_state(state)
-            self.progress("replaying the event store", last - after, total)
+            self.progress(phase, read, total)
 
         last = after
         for envelope in read_envelopes(
             self.settings, self.application_name, after=after, upto=state.head
         ):
             last = envelope.position
+            read += 1
             if envelope.event_type in wanted:
                 batch.append(envelope)
             if len(batch) >= self.batch_size:
                 flush(last)
         flush(last if last > after else state.head)
+        self.progress(phase, read, read)
         return done
 
 
@@ -404,6 +417,65 @@ def rebuild(
         )
 
 
+def _check_floor(settings: Settings, application_name: str, from_position: int) -> int:
+    """The store's head; refuses a position past it (a reset there keeps no event)."""
+    head = store_head(settings, application_name)
+    if from_position > head:
+        raise PositionBeyondHead(from_position, head, "reset position")
+    return head
+
+
+@dataclass(frozen=True)
+class RebuildPlan:
+    """What :func:`rebuild` would do now, found without changing anything."""
+
+    projection: str
+    #: The index it would build (or go on building, if ``resumes``).
+    target: str
+    #: The index in service now (None before the first build).
+    serving: str | None
+    head: int
+    from_position: int
+    #: An interrupted rebuild would be resumed (with its own from position).
+    resumes: bool
+
+
+def rebuild_plan(
+    settings: Settings,
+    application_name: str,
+    projection: Projection[Any],
+    *,
+    from_position: int = 0,
+) -> RebuildPlan:
+    """What ``rebuild(..., from_position=...)`` would do; read-only.
+
+    Raises:
+        PositionBeyondHead: ``from_position`` is past the store's head.
+        ServiceUnavailable: a service cannot answer.
+    """
+    head = _check_floor(settings, application_name, from_position)
+    rebuilder = _Rebuilder(settings, application_name, projection, _no_progress)
+    read_model = rebuilder.read_model
+    state = rebuilder.read_state()
+    if state is not None and state.phase != "done":
+        return RebuildPlan(
+            projection.name,
+            state.target,
+            read_model.serving(),
+            state.head,
+            state.from_position,
+            resumes=True,
+        )
+    return RebuildPlan(
+        projection.name,
+        read_model.next_version(),
+        read_model.serving(),
+        head,
+        from_position,
+        resumes=False,
+    )
+
+
 def _rebuild(
     settings: Settings,
     application_name: str,
@@ -413,15 +485,14 @@ def _rebuild(
     drop_old: bool,
     progress: Progress,
 ) -> RebuildResult:
+    _check_floor(settings, application_name, from_position)
     rebuilder = _Rebuilder(settings, application_name, projection, progress)
     read_model = rebuilder.read_model
     read_model.ensure()
     state = rebuilder.load_state()
     resumed = state is not None and state.phase != "done"
     if state is None or state.phase == "done":
-        versions = read_model.versions()
-        number = max((int(v.rpartition("-v")[2]) for v in versions), default=0) + 1
-        target = f"{read_model.alias}-v{number}"
+        target = read_model.next_version()
         read_model.create_index(target, alias=False)
         state = _State(
             projection=projection.name,
@@ -526,13 +597,10 @@ def rollback(
         ServiceUnavailable: a service went away; run it again.
     """
     rebuilder = _Rebuilder(settings, application_name, projection, progress)
+    _, previous = rollback_plan(settings, application_name, projection)
     state = rebuilder.load_state()
+    assert state is not None  # rollback_plan found it
     read_model = rebuilder.read_model
-    if state is None or state.phase != "done" or not state.previous:
-        raise PermanentError(f"{projection.name} has no finished rebuild to roll back")
-    previous = state.previous
-    if previous not in read_model.versions():
-        raise PermanentError(f"the previous index {previous} was deleted")
     covered = coverage(asdict(c) for c in read_model.checkpoints(previous))
     start = {f"{t}|{p}": offset for (t, p), (offset, _) in covered.items()}
     seen = {f"{t}|{p}": position for (t, p), (_, position) in covered.items()}
@@ -547,11 +615,37 @@ def rollback(
     return state.target
 
 
-def prune(settings: Settings, projection: Projection[Any]) -> list[str]:
-    """Delete every version of the read model except the one in service."""
+def rollback_plan(
+    settings: Settings, application_name: str, projection: Projection[Any]
+) -> tuple[str | None, str]:
+    """(the index in service, the one :func:`rollback` would serve again); read-only.
+
+    Raises:
+        PermanentError: there is no previous index to go back to.
+    """
+    rebuilder = _Rebuilder(settings, application_name, projection, _no_progress)
+    state = rebuilder.read_state()
+    if state is None or state.phase != "done" or not state.previous:
+        raise PermanentError(f"{projection.name} has no finished rebuild to roll back")
+    if state.previous not in rebuilder.read_model.versions():
+        raise PermanentError(f"the previous index {state.previous} was deleted")
+    return rebuilder.read_model.serving(), state.previous
+
+
+def prune_plan(settings: Settings, projection: Projection[Any]) -> list[str]:
+    """The indices :func:`prune` would delete (every version not in service); read-only."""
     read_model = read_model_for(settings, projection)
     serving = read_model.serving()
-    dropped = [v for v in read_model.versions() if v != serving]
+    return [v for v in read_model.versions() if v != serving]
+
+
+def prune(settings: Settings, projection: Projection[Any]) -> list[str]:
+    """Delete every version of the read model except the one in service; return them.
+
+    Idempotent. Raises ServiceUnavailable when Elasticsearch cannot answer.
+    """
+    read_model = read_model_for(settings, projection)
+    dropped = prune_plan(settings, projection)
     for index in dropped:
         read_model.delete_index(index)
     return dropped

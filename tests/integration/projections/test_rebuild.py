@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -88,6 +92,14 @@ def serving(settings: Settings) -> str | None:
     return read_model_for(settings, PROJECTION).serving()
 
 
+def live_model(pipeline: Pipeline, orders: int, customers: int = 50) -> None:
+    """Orders in the store, a relay and a live worker, and the worker caught up."""
+    bulk_orders(pipeline.settings, orders, customers=customers)
+    pipeline.start_relay()
+    pipeline.start_worker(PROJECTION.name)
+    pipeline.wait_applied(PROJECTION)
+
+
 def caught_up_and_verified(pipeline: Pipeline) -> None:
     pipeline.wait_applied(PROJECTION)
     report = verify(pipeline.settings, "shop", PROJECTION)
@@ -98,10 +110,7 @@ def caught_up_and_verified(pipeline: Pipeline) -> None:
 def test_queries_never_fail_or_see_a_partial_model_during_a_rebuild(
     pipeline: Pipeline, es: Elasticsearch
 ) -> None:
-    bulk_orders(pipeline.settings, 20_000)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 20_000)
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     before = es.count(index=alias)["count"]
     assert serving(pipeline.settings) == f"{alias}-v1"
@@ -121,10 +130,7 @@ def test_queries_never_fail_or_see_a_partial_model_during_a_rebuild(
 def test_a_rebuild_killed_halfway_leaves_the_old_model_and_a_rerun_completes(
     pipeline: Pipeline, es: Elasticsearch
 ) -> None:
-    bulk_orders(pipeline.settings, 60_000)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 60_000)
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     state_index = f"{pipeline.settings.index_prefix}cqrskit-rebuilds"
     rebuild = subprocess.Popen(
@@ -161,31 +167,25 @@ def test_a_rebuild_killed_halfway_leaves_the_old_model_and_a_rerun_completes(
 def test_rollback_restores_the_previous_index_caught_up(
     pipeline: Pipeline, es: Elasticsearch
 ) -> None:
-    bulk_orders(pipeline.settings, 3_000)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 3_000)
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     assert run_cli(pipeline, "rebuild", PROJECTION.name).returncode == 0
     assert serving(pipeline.settings) == f"{alias}-v2"
     bulk_orders(pipeline.settings, 1_000)  # applied to v2 only, by the live worker
     pipeline.wait_applied(PROJECTION)
-    rolled = run_cli(pipeline, "rollback", PROJECTION.name)
+    rolled = run_cli(pipeline, "rollback", PROJECTION.name, "--yes")
     assert rolled.returncode == 0, rolled.stderr
     assert serving(pipeline.settings) == f"{alias}-v1"
     caught_up_and_verified(pipeline)  # v1 caught up with what only v2 had seen
     totals = pipeline.actual(es, PROJECTION)
     assert sum(d["orders_placed"] for d in totals.values()) == 4_000
-    pruned = run_cli(pipeline, "prune", PROJECTION.name)
+    pruned = run_cli(pipeline, "prune", PROJECTION.name, "--yes")
     assert f"{alias}-v2" in pruned.stdout
     assert read_model_for(pipeline.settings, PROJECTION).versions() == [f"{alias}-v1"]
 
 
 def test_verify_reports_drift_and_exits_non_zero(pipeline: Pipeline, es: Elasticsearch) -> None:
-    bulk_orders(pipeline.settings, 500, customers=5)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 500, customers=5)
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     assert run_cli(pipeline, "verify", PROJECTION.name).returncode == 0
     # Tamper with the live model behind the projection's back.
@@ -263,10 +263,7 @@ def test_verify_reports_a_document_that_no_event_produced(
 ) -> None:
     """Regression (issue 15): a document whose recorded position lay past the
     store's head was passed over, so a forged balance verified with exit 0."""
-    bulk_orders(pipeline.settings, 200, customers=5)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 200, customers=5)
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     head = store_head(pipeline.settings, "shop")
     forged = {"store": head + 1_000}
@@ -293,10 +290,7 @@ def test_verify_reports_a_document_that_no_event_produced(
 def test_verify_checks_documents_the_live_worker_changes_meanwhile_without_false_drift(
     pipeline: Pipeline, es: Elasticsearch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bulk_orders(pipeline.settings, 200, customers=5)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 200, customers=5)
     read_head = _rebuild.store_head
     heads: list[int] = []
 
@@ -392,10 +386,7 @@ def test_a_read_just_after_a_rebuild_swap_is_fresh_only_if_the_new_index_has_the
 ) -> None:
     """Regression (issue 15): checkpoints were the projection's, not the index's, so
     after the swap they counted writes the live worker made to the old index only."""
-    bulk_orders(pipeline.settings, 2_000)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 2_000)
     traffic = SwapWithTraffic(pipeline.settings, es)
     monkeypatch.setattr(ElasticsearchReadModel, "swap", traffic(ElasticsearchReadModel.swap))
     rebuild(pipeline.settings, "shop", PROJECTION)
@@ -410,10 +401,7 @@ def test_a_rollback_keeps_every_write_and_read_your_writes_through_its_swap(
     """Regression (issue 15): rollback caught the old index up from the offsets
     noted after the rebuild's swap, missing what the live worker wrote to the
     new index between the swap and that note."""
-    bulk_orders(pipeline.settings, 2_000)
-    pipeline.start_relay()
-    pipeline.start_worker(PROJECTION.name)
-    pipeline.wait_applied(PROJECTION)
+    live_model(pipeline, 2_000)
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     traffic = SwapWithTraffic(pipeline.settings, es)
     monkeypatch.setattr(ElasticsearchReadModel, "swap", traffic(ElasticsearchReadModel.swap))
@@ -423,3 +411,114 @@ def test_a_rollback_keeps_every_write_and_read_your_writes_through_its_swap(
     traffic.assert_every_write_readable()  # c-after-0 went to v2 only, before the note
     traffic.assert_fresh_reads_had_their_write()
     caught_up_and_verified(pipeline)
+
+
+def run_on_terminal(pipeline: Pipeline, answer: str, *args: str) -> tuple[int, str]:
+    """Run a projections command with a terminal for its input and output; answer its prompt."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cqrskit.cli", "projections", *args],
+        env={**pipeline.env(), "TERM": "dumb"},
+        cwd=REPO_ROOT,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    output = b""
+    answered = False
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 120)
+            assert ready, f"no output for 120 s; so far: {output!r}"
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the command exited and closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"[y/N]" in output:
+                os.write(controller, answer.encode() + b"\n")
+                answered = True
+    finally:
+        os.close(controller)
+    return proc.wait(timeout=120), output.decode(errors="replace")
+
+
+def indices_and_alias(settings: Settings) -> tuple[list[str], str | None]:
+    read_model = read_model_for(settings, PROJECTION)
+    return read_model.versions(), read_model.serving()
+
+
+def test_reset_past_the_store_head_is_refused_and_changes_nothing(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    """Regression (issue 15): reset --to-position 99999999 exited 0 and put an
+    empty read model in service."""
+    live_model(pipeline, 300)
+    before = indices_and_alias(pipeline.settings)
+    done = run_cli(pipeline, "reset", PROJECTION.name, "--to-position", "99999999", "--yes")
+    assert done.returncode != 0, done.stdout
+    assert "99999999" in done.stderr
+    assert "head" in done.stderr
+    assert "300" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert indices_and_alias(pipeline.settings) == before
+
+
+def test_reset_rollback_and_prune_refuse_without_yes_when_there_is_no_terminal(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    live_model(pipeline, 300)
+    assert run_cli(pipeline, "rebuild", PROJECTION.name).returncode == 0
+    before = indices_and_alias(pipeline.settings)
+    assert len(before[0]) == 2
+    for args in (("reset", "--to-position", "100"), ("rollback",), ("prune",)):
+        done = run_cli(pipeline, args[0], PROJECTION.name, *args[1:])
+        assert done.returncode != 0, f"{args[0]} ran without --yes: {done.stdout}"
+        assert "--yes" in done.stderr, done.stderr
+        assert indices_and_alias(pipeline.settings) == before, f"{args[0]} changed something"
+
+
+def test_reset_rollback_and_prune_ask_on_a_terminal_and_dry_run_changes_nothing(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    live_model(pipeline, 300)
+    alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
+    assert run_cli(pipeline, "rebuild", PROJECTION.name).returncode == 0
+    before = indices_and_alias(pipeline.settings)
+    for args in (("reset", "--to-position", "100"), ("rollback",), ("prune",)):
+        status, output = run_on_terminal(pipeline, "n", args[0], PROJECTION.name, *args[1:])
+        assert "[y/N]" in output, output
+        assert status != 0, output
+        assert indices_and_alias(pipeline.settings) == before, f"{args[0]} changed something"
+    dry = run_cli(pipeline, "prune", PROJECTION.name, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would delete {alias}-v1" in dry.stdout
+    dry = run_cli(pipeline, "rollback", PROJECTION.name, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would serve {alias}-v1 again in place of {alias}-v2" in dry.stdout
+    dry = run_cli(pipeline, "reset", PROJECTION.name, "--to-position", "100", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would build {alias}-v3" in dry.stdout
+    assert "after position 100" in dry.stdout
+    assert indices_and_alias(pipeline.settings) == before
+    status, output = run_on_terminal(pipeline, "y", "prune", PROJECTION.name)
+    assert status == 0, output
+    assert indices_and_alias(pipeline.settings) == ([f"{alias}-v2"], f"{alias}-v2")
+
+
+def test_rebuild_progress_rates_are_never_negative_or_absurd(
+    pipeline: Pipeline, es: Elasticsearch
+) -> None:
+    """Regression (issue 15): progress showed rates such as -99,993,992,000,000 events/s."""
+    bulk_orders(pipeline.settings, 3_000)
+    pipeline.start_relay()
+    pipeline.wait_relayed()
+    done = run_cli(pipeline, "rebuild", PROJECTION.name)
+    assert done.returncode == 0, done.stderr
+    rates = [int(r.replace(",", "")) for r in re.findall(r"(-?[\d,]+) events/s", done.stdout)]
+    assert rates, done.stdout
+    # This machine replays some thousands of events a second, never millions.
+    assert all(0 <= rate < 1_000_000 for rate in rates), done.stdout
