@@ -14,7 +14,8 @@ whether trying again can help::
         ├── RuleViolated            the aggregate's state forbids the command
         ├── UnknownCommand          no handler is registered for a command type
         ├── AggregateNotFound       no aggregate with that id
-        └── IdempotencyKeyReused    a key came back with a different command
+        ├── IdempotencyKeyReused    a key came back with a different command
+        └── PositionBeyondHead      a position past the event store's last event
 
 Driver errors (psycopg, confluent-kafka, elasticsearch) are translated into
 this tree at the adapter edge and re-raised ``from`` the original, so callers
@@ -37,6 +38,7 @@ __all__ = [
     "FieldError",
     "IdempotencyKeyReused",
     "PermanentError",
+    "PositionBeyondHead",
     "RuleViolated",
     "ServiceUnavailable",
     "TransientError",
@@ -176,4 +178,16 @@ class IdempotencyKeyReused(PermanentError):
         super().__init__(
             f"idempotency key {key!r} was already used for a different {command_type} "
             "command; use a new key for a new command"
+        )
+
+
+class PositionBeyondHead(PermanentError):
+    """A position was asked for that the event store has not reached."""
+
+    def __init__(self, position: int, head: int, what: str = "position"):
+        self.position = position
+        self.head = head
+        super().__init__(
+            f"{what} {position} is past the event store's head, position {head}: "
+            f"no event there yet; give a position up to {head}"
         )

@@ -24,11 +24,14 @@ from cqrskit.settings import Settings
 
 __all__ = [
     "APP_OPTION",
+    "DRY_RUN_OPTION",
     "JSON_OPTION",
     "METRICS_OPTION",
     "PROJECTIONS_OPTION",
+    "YES_OPTION",
     "application_name",
     "configure_logging",
+    "confirm",
     "echo_json",
     "errors_as_messages",
     "load_settings",
@@ -56,6 +59,32 @@ METRICS_OPTION = click.option(
     help="Serve Prometheus metrics on this port (default: CQRSKIT_METRICS_PORT; 0: any free).",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+YES_OPTION = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do it without asking (needed when there is no terminal to ask on).",
+)
+DRY_RUN_OPTION = click.option(
+    "--dry-run", is_flag=True, help="Say what would happen, and change nothing."
+)
+
+
+def confirm(action: str, *, yes: bool) -> None:
+    """Ask before ``action`` (a sentence: what would happen) unless ``yes``.
+
+    On a terminal the user is asked, and anything but yes aborts (exit 1);
+    without a terminal (a script, a pipe, CI) the command is refused unless
+    ``--yes`` was given, so nothing destructive ever runs unconfirmed.
+    """
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise click.ClickException(
+            f"refusing to {action} without confirmation: there is no terminal to ask on; "
+            "pass --yes to do it, or --dry-run to see what it would do"
+        )
+    click.confirm(f"This will {action}. Go on?", abort=True)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,11 +18,14 @@ from rich.progress import (
 
 from cqrskit.cli._common import (
     APP_OPTION,
+    DRY_RUN_OPTION,
     JSON_OPTION,
     METRICS_OPTION,
     PROJECTIONS_OPTION,
+    YES_OPTION,
     application_name,
     configure_logging,
+    confirm,
     echo_json,
     errors_as_messages,
     load_settings,
@@ -34,14 +37,19 @@ from cqrskit.cli._common import (
 from cqrskit.projections import (
     DeadLetterTopic,
     ProjectionWorker,
+    RebuildPlan,
     RebuildResult,
     projection_status,
     prune,
+    prune_plan,
     rebuild,
+    rebuild_plan,
     replay_dead_letters,
     rollback,
+    rollback_plan,
     verify,
 )
+from cqrskit.settings import Settings
 
 __all__ = ["projections"]
 
@@ -216,10 +224,25 @@ def dlq_replay(name: str, app_spec: str | None, projections_module: str | None) 
         raise SystemExit(1)
 
 
-def _rebuild_with_progress(
-    name: str, app_spec: str | None, projections_module: str | None, **options: Any
-) -> RebuildResult:
-    settings = load_settings(app=app_spec, projections=projections_module)
+class _Rates:
+    """Events per second of each phase, from a monotonic clock and the events read.
+
+    A phase's clock starts at its first report, which a rebuild sends
+    before it reads anything; counts only grow, so a rate is never negative.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    def __call__(self, phase: str, done: int) -> str:
+        now = time.monotonic()
+        started = self._started.setdefault(phase, now)
+        if done <= 0 or now <= started:
+            return ""
+        return f"{done / (now - started):,.0f} events/s"
+
+
+def _rebuild_with_progress(settings: Settings, name: str, **options: Any) -> RebuildResult:
     (cls,) = projection_classes(settings, [name])
     app_name = application_name(settings)
     configure_logging(settings)
@@ -232,18 +255,17 @@ def _rebuild_with_progress(
         transient=False,
     ) as bar:
         tasks: dict[str, TaskID] = {}
-        started: dict[str, float] = {}
+        rates = _Rates()
 
         def progress(phase: str, done: int, total: int) -> None:
+            done = max(done, 0)
             if phase not in tasks:
                 tasks[phase] = bar.add_task(phase, total=max(total, 1), rate="")
-                started[phase] = time.monotonic()
-            elapsed = max(time.monotonic() - started[phase], 1e-6)
             bar.update(
                 tasks[phase],
                 completed=done,
                 total=max(total, done, 1),
-                rate=f"{done / elapsed:,.0f} events/s",
+                rate=rates(phase, done),
             )
 
         with errors_as_messages():
@@ -261,20 +283,69 @@ def _report(result: RebuildResult) -> None:
         click.echo(f"{result.failures} events failed in handlers; see the log above", err=True)
 
 
+def _describe(plan: RebuildPlan, *, drop_old: bool = False) -> str:
+    """What a rebuild or reset would do, as the end of 'this will ...'."""
+    history = (
+        f"the events after position {plan.from_position} up to the head, position {plan.head} "
+        f"(history up to position {plan.from_position} is left out)"
+        if plan.from_position
+        else f"the whole event store up to position {plan.head}"
+    )
+    verb = "go on building" if plan.resumes else "build"
+    resumed = " (an interrupted rebuild, resumed with its own positions)" if plan.resumes else ""
+    old = plan.serving or "no index"
+    fate = f"delete {old}" if drop_old and plan.serving else f"keep {old} for rollback"
+    return (
+        f"{verb} {plan.target}{resumed} from {history}, put it in service in place of {old}, "
+        f"and {fate}"
+    )
+
+
+def _plan_then_confirm(
+    settings: Settings, name: str, *, from_position: int, drop_old: bool, yes: bool, dry_run: bool
+) -> bool:
+    """Print or confirm what a rebuild would do; True if it should go ahead."""
+    (cls,) = projection_classes(settings, [name])
+    with errors_as_messages():
+        plan = rebuild_plan(
+            settings, application_name(settings), cls(), from_position=from_position
+        )
+    action = _describe(plan, drop_old=drop_old)
+    if dry_run:
+        click.echo(f"{name}: would {action}")
+        return False
+    if from_position or drop_old:  # leaves history or an index behind: ask first
+        confirm(action, yes=yes)
+    return True
+
+
 @projections.command("rebuild")
 @click.argument("name")
-@click.option("--drop-old", is_flag=True, help="Delete the previous index after the swap.")
+@click.option("--drop-old", is_flag=True, help="Delete the previous index after the swap (asks).")
+@YES_OPTION
+@DRY_RUN_OPTION
 @APP_OPTION
 @PROJECTIONS_OPTION
 def projections_rebuild(
-    name: str, drop_old: bool, app_spec: str | None, projections_module: str | None
+    *,
+    name: str,
+    drop_old: bool,
+    yes: bool,
+    dry_run: bool,
+    app_spec: str | None,
+    projections_module: str | None,
 ) -> None:
     """Rebuild a read model from the event store into a new index, then swap.
 
     Queries are served by the old index until one atomic alias swap; the
-    live workers keep running. Interrupted, it resumes when run again.
+    live workers keep running. Interrupted, it resumes when run again. With
+    --drop-old it asks first (or needs --yes without a terminal).
     """
-    _report(_rebuild_with_progress(name, app_spec, projections_module, drop_old=drop_old))
+    settings = load_settings(app=app_spec, projections=projections_module)
+    if _plan_then_confirm(
+        settings, name, from_position=0, drop_old=drop_old, yes=yes, dry_run=dry_run
+    ):
+        _report(_rebuild_with_progress(settings, name, drop_old=drop_old))
 
 
 @projections.command("reset")
@@ -284,41 +355,87 @@ def projections_rebuild(
     "position",
     type=click.IntRange(min=0),
     required=True,
-    help="Build from the events after this position.",
+    help="Build from the events after this position (at most the store's head).",
 )
+@YES_OPTION
+@DRY_RUN_OPTION
 @APP_OPTION
 @PROJECTIONS_OPTION
 def projections_reset(
-    name: str, position: int, app_spec: str | None, projections_module: str | None
+    *,
+    name: str,
+    position: int,
+    yes: bool,
+    dry_run: bool,
+    app_spec: str | None,
+    projections_module: str | None,
 ) -> None:
     """Rebuild a read model from the events after a position only.
 
     Like rebuild (a new index, an atomic swap, the old index kept for
-    rollback), but the history before --to-position is left out.
+    rollback), but the history before --to-position is left out. A position
+    past the store's head is refused. Asks first on a terminal; without one
+    it needs --yes.
     """
-    _report(_rebuild_with_progress(name, app_spec, projections_module, from_position=position))
+    settings = load_settings(app=app_spec, projections=projections_module)
+    if _plan_then_confirm(
+        settings, name, from_position=position, drop_old=False, yes=yes, dry_run=dry_run
+    ):
+        _report(_rebuild_with_progress(settings, name, from_position=position))
 
 
 @projections.command("rollback")
 @click.argument("name")
+@YES_OPTION
+@DRY_RUN_OPTION
 @APP_OPTION
 @PROJECTIONS_OPTION
-def projections_rollback(name: str, app_spec: str | None, projections_module: str | None) -> None:
-    """Serve the index from before the last rebuild again (caught up first)."""
+def projections_rollback(
+    name: str, yes: bool, dry_run: bool, app_spec: str | None, projections_module: str | None
+) -> None:
+    """Serve the index from before the last rebuild again (caught up first).
+
+    Asks first on a terminal; without one it needs --yes.
+    """
     settings = load_settings(app=app_spec, projections=projections_module)
     (cls,) = projection_classes(settings, [name])
+    app_name = application_name(settings)
     with errors_as_messages():
-        index = rollback(settings, application_name(settings), cls())
+        serving, previous = rollback_plan(settings, app_name, cls())
+    action = (
+        f"serve {previous} again in place of {serving or 'no index'}, caught up from Kafka first"
+    )
+    if dry_run:
+        click.echo(f"{name}: would {action}")
+        return
+    confirm(action, yes=yes)
+    with errors_as_messages():
+        index = rollback(settings, app_name, cls())
     click.echo(f"{name}: {index} is in service again")
 
 
 @projections.command("prune")
 @click.argument("name")
+@YES_OPTION
+@DRY_RUN_OPTION
 @PROJECTIONS_OPTION
-def projections_prune(name: str, projections_module: str | None) -> None:
-    """Delete the old indices of a read model (not the one in service)."""
+def projections_prune(name: str, yes: bool, dry_run: bool, projections_module: str | None) -> None:
+    """Delete the old indices of a read model (not the one in service).
+
+    Asks first on a terminal; without one it needs --yes.
+    """
     settings = load_settings(projections=projections_module)
     (cls,) = projection_classes(settings, [name])
+    with errors_as_messages():
+        doomed = prune_plan(settings, cls())
+    if not doomed:
+        click.echo(f"{name}: nothing to delete")
+        return
+    action = f"delete {', '.join(doomed)} (no rollback to them afterwards)"
+    if dry_run:
+        click.echo(f"{name}: would {action}")
+        return
+    confirm(action, yes=yes)
     with errors_as_messages():
         dropped = prune(settings, cls())
     click.echo(f"{name}: deleted {', '.join(dropped) if dropped else 'nothing'}")
@@ -334,8 +451,10 @@ def projections_verify(
 ) -> None:
     """Compare the live read model with a fresh fold of the event store.
 
-    Prints every document that is missing, extra or different, and exits 1
-    on any drift. Run it when the projection has caught up.
+    Prints every document that is missing, extra, different or unexplained
+    (a position no event of the store gave it), and exits 1 on any drift.
+    Documents the live worker changes meanwhile are compared with a fold up
+    to their own position. Run it when the projection has caught up.
     """
     settings = load_settings(app=app_spec, projections=projections_module)
     (cls,) = projection_classes(settings, [name])
@@ -352,8 +471,8 @@ def projections_verify(
             )
         click.echo(
             f"{name}: compared {report.compared} documents with a fold of the store up to "
-            f"position {report.head}; {len(report.drift)} drifted, "
-            f"{report.skipped_newer} skipped (changed by newer events)"
+            f"position {report.head}; {len(report.drift)} drifted; {report.newer} changed by "
+            "newer events, each compared with a fold up to its own position"
         )
     if not report.ok:
         raise SystemExit(1)

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
 from cqrskit.projections._mapping import METADATA_FIELD
+from cqrskit.queries import WORKER_WRITER
 from cqrskit.settings import Settings
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "DocumentStore",
     "ElasticsearchReadModel",
     "Written",
+    "checkpoint_id",
     "index_names",
 ]
 
@@ -111,7 +113,14 @@ class DocumentStore(Protocol):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """How far one partition of a projection's topics has been applied."""
+    """How far one partition of a projection's topics has been applied to one index.
+
+    A checkpoint belongs to a physical index (decision 0011): it claims that
+    every message of the partition from ``from_offset`` up to ``offset`` took
+    effect in ``index``. The query side joins a worker's run to the run of
+    the rebuild or rollback that filled the index (see
+    :func:`cqrskit.queries.coverage`).
+    """
 
     projection: str
     topic: str
@@ -124,10 +133,21 @@ class Checkpoint:
     partitions: int = 0
     #: Every topic the projection reads.
     topics: tuple[str, ...] = ()
+    #: The physical index the effects are in.
+    index: str = ""
+    #: ``worker`` (the live worker) or ``rebuild`` (a rebuild or rollback filling the index).
+    writer: str = WORKER_WRITER
+    #: The first offset of the run; a rebuild's run starts at 0.
+    from_offset: int = 0
 
     @property
     def doc_id(self) -> str:
-        return f"{self.projection}|{self.topic}|{self.partition}"
+        return checkpoint_id(self.index, self.topic, self.partition, self.writer)
+
+
+def checkpoint_id(index: str, topic: str, partition: int, writer: str) -> str:
+    """The id of the checkpoint document of one partition, index and writer."""
+    return f"{index}|{topic}|{partition}|{writer}"
 
 
 def _version_number(index: str) -> int:
@@ -151,6 +171,9 @@ _CHECKPOINT_PROPERTIES: dict[str, Any] = {
     "position": {"type": "long"},
     "partitions": {"type": "integer"},
     "topics": {"type": "keyword"},
+    "index": {"type": "keyword"},
+    "writer": {"type": "keyword"},
+    "from_offset": {"type": "long"},
     "updated_at": {"type": "date"},
 }
 _CHECKPOINT_MAPPING = {"dynamic": "strict", "properties": _CHECKPOINT_PROPERTIES}
@@ -236,13 +259,17 @@ class ElasticsearchReadModel:
             found = self.es.indices.get(index=f"{self.alias}-v*", allow_no_indices=True)
         return sorted(found, key=_version_number)
 
+    def next_version(self) -> str:
+        """The name the next version of the index gets (``<alias>-v<n+1>``)."""
+        return f"{self.alias}-v{max(map(_version_number, self.versions()), default=0) + 1}"
+
     def serving(self) -> str | None:
         """The index the alias points at (None before the first build)."""
         with self._translated("read the alias"):
-            if not self.es.indices.exists_alias(name=self.alias):
-                return None
-            found = self.es.indices.get_alias(name=self.alias)
-        return next(iter(found))
+            found = self.es.options(ignore_status=404).indices.get_alias(name=self.alias)
+        if found.meta.status == 404:
+            return None
+        return next(iter(found.body), None)
 
     def swap(self, to_index: str) -> str | None:
         """Point the alias at ``to_index`` in one atomic step; return the previous index."""
@@ -262,6 +289,11 @@ class ElasticsearchReadModel:
             raise PermanentError(f"{index} is behind the alias {self.alias}; it cannot be deleted")
         with self._translated("delete an index"):
             self.es.options(ignore_status=404).indices.delete(index=index)
+
+    def refresh(self, index: str | None = None) -> None:
+        """Make every write acknowledged so far visible to searches and scans."""
+        with self._translated("refresh"):
+            self.es.indices.refresh(index=index or self.alias)
 
     def scan(self, index: str | None = None) -> Iterator[DocState]:
         """Every document (tombstones too), with a point in time and search_after."""
@@ -427,6 +459,9 @@ class ElasticsearchReadModel:
                     "position": c.position,
                     "partitions": c.partitions,
                     "topics": list(c.topics),
+                    "index": c.index,
+                    "writer": c.writer,
+                    "from_offset": c.from_offset,
                     "updated_at": now,
                 }
             )
@@ -436,28 +471,33 @@ class ElasticsearchReadModel:
             if response.get("errors"):
                 raise self._unavailable(f"checkpoint write of {self.name!r} failed")
 
-    def checkpoints(self) -> list[Checkpoint]:
-        """Every recorded checkpoint of this projection."""
+    def checkpoints(self, index: str | None = None) -> list[Checkpoint]:
+        """The recorded checkpoints of this projection for ``index`` (default: all indices).
+
+        Checkpoints from before they belonged to an index are left out.
+        """
+        query: dict[str, Any] = {"term": {"projection": self.name}}
+        if index is not None:
+            query = {"bool": {"filter": [query, {"term": {"index": index}}]}}
         with self._translated("read checkpoints"):
             if not self.es.indices.exists(index=self.checkpoints_index):
                 return []
-            found = self.es.search(
-                index=self.checkpoints_index,
-                query={"term": {"projection": self.name}},
-                size=10_000,
-            )
+            self.es.indices.refresh(index=self.checkpoints_index)
+            found = self.es.search(index=self.checkpoints_index, query=query, size=10_000)
         return [
-            Checkpoint(
-                projection=h["_source"]["projection"],
-                topic=h["_source"]["topic"],
-                partition=h["_source"]["partition"],
-                offset=h["_source"]["offset"],
-                position=h["_source"]["position"],
-                partitions=h["_source"].get("partitions") or 0,
-                topics=tuple(h["_source"].get("topics") or ()),
-            )
-            for h in found["hits"]["hits"]
+            _checkpoint(h["_source"]) for h in found["hits"]["hits"] if h["_source"].get("index")
         ]
+
+    def stored_checkpoints(self, ids: Iterable[str]) -> list[Checkpoint]:
+        """The checkpoint documents with these ids that exist, read in real time."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        with self._translated("read checkpoints"):
+            found = self.es.options(ignore_status=404).mget(
+                index=self.checkpoints_index, ids=wanted
+            )
+        return [_checkpoint(d["_source"]) for d in found.get("docs", []) if d.get("found")]
 
     # -- errors ------------------------------------------------------------------
 
@@ -485,3 +525,18 @@ class ElasticsearchReadModel:
             reason,
             "CQRSKIT_ELASTICSEARCH_URL",
         )
+
+
+def _checkpoint(source: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(
+        projection=source["projection"],
+        topic=source["topic"],
+        partition=source["partition"],
+        offset=source["offset"],
+        position=source["position"],
+        partitions=source.get("partitions") or 0,
+        topics=tuple(source.get("topics") or ()),
+        index=source.get("index") or "",
+        writer=source.get("writer") or WORKER_WRITER,
+        from_offset=source.get("from_offset") or 0,
+    )

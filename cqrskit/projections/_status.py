@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -16,6 +16,7 @@ from cqrskit.observability import STAGES, quantile
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._telemetry import stats_index
 from cqrskit.projections._worker import consumer_group, read_model_for, topics_for
+from cqrskit.queries import coverage
 from cqrskit.settings import Settings
 
 __all__ = ["ProjectionStatus", "StageLatency", "projection_status", "stage_latencies"]
@@ -94,7 +95,9 @@ def projection_status(
         ServiceUnavailable: Elasticsearch is unreachable.
     """
     read_model = read_model_for(settings, projection)
-    checkpoints = read_model.checkpoints()
+    serving = read_model.serving()
+    # What the index in service holds, as readers with min_position see it.
+    covered = coverage(asdict(c) for c in read_model.checkpoints(serving)) if serving else {}
     documents = read_model.count()
     lag: int | None = None
     note = ""
@@ -106,8 +109,8 @@ def projection_status(
         name=projection.name,
         alias=read_model.alias,
         documents=documents,
-        position=max((c.position for c in checkpoints), default=0),
-        partitions=len(checkpoints),
+        position=max((position for _, position in covered.values()), default=0),
+        partitions=len(covered),
         lag=lag,
         note=note,
     )

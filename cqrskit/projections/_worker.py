@@ -37,8 +37,9 @@ from cqrskit.envelope import (
 from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
+from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import STORE_STREAM, Checkpoint, ElasticsearchReadModel
+from cqrskit.projections._readmodel import STORE_STREAM, ElasticsearchReadModel
 from cqrskit.projections._telemetry import WorkerTelemetry
 from cqrskit.relay import topic_for
 from cqrskit.relay._outbox import instance_name
@@ -139,9 +140,8 @@ class ProjectionWorker:
         self._state = ""
         #: Events applied (or skipped as already applied) since start.
         self.processed = 0
-        self._offsets: dict[tuple[str, int], int] = {}
-        self._complete: dict[tuple[str, int], int] = {}
         self._partitions: dict[str, int] = {}
+        self._checkpoints = WorkerCheckpoints(self.read_model, self.topics)
         self.telemetry: WorkerTelemetry | None = None
 
     def stop(self) -> None:
@@ -265,7 +265,8 @@ class ProjectionWorker:
         streams: list[str] = []
         origin: dict[int, Message] = {}
         dead: list[tuple[Message, str, str]] = []
-        touched: set[tuple[str, int]] = set()
+        #: (first offset, offset after the last, highest position) per partition.
+        spans: dict[tuple[str, int], tuple[int, int, int]] = {}
         for message in messages:
             error = message.error()
             if error is not None:
@@ -273,9 +274,10 @@ class ProjectionWorker:
                     raise KafkaException(error)
                 continue
             key = (str(message.topic()), int(message.partition() or 0))
-            touched.add(key)
-            self._offsets[key] = int(message.offset() or 0) + 1
-            read = self._read(message, key)
+            offset = int(message.offset() or 0)
+            first, _, high = spans.get(key, (offset, 0, 0))
+            read, believed = self._read(message, key)
+            spans[key] = (first, offset + 1, max(high, believed))
             if isinstance(read, str):
                 dead.append((message, "decode", read))
                 continue
@@ -286,30 +288,30 @@ class ProjectionWorker:
             published_at.append((message.timestamp()[1] or 0) / 1000)
             streams.append(stream_of(key[0], key[1]))
             origin[envelope.position] = message
-        checkpoints = self._checkpoints(touched)
-        dead_lettered = self._apply_durably(envelopes, streams, origin, dead, checkpoints)
+        batch = [Span(t, p, *spans[(t, p)]) for t, p in sorted(spans)]
+        dead_lettered = self._apply_durably(envelopes, streams, origin, dead, batch)
         if dead_lettered is None:
             return  # stopping mid-outage: not committed, so re-delivered later
         if self._state != "running":
             self._set_state("running", "applying again")
-        self._commit(consumer, touched)
+        self._commit(consumer, batch)
         self.processed += len(envelopes)
         if self.telemetry is not None:
             self.telemetry.dead_lettered(dead_lettered)
             self.telemetry.batch(len(messages), envelopes, published_at, started_ns)
 
-    def _read(self, message: Message, key: tuple[str, int]) -> Envelope | str | None:
-        """The event to apply, why the message is dead-lettered, or None to skip it.
+    def _read(self, message: Message, key: tuple[str, int]) -> tuple[Envelope | str | None, int]:
+        """(the event to apply, why the message is dead-lettered, or None to skip it;
+        the position it shows its partition complete up to, 0 if none).
 
-        Records the partition's completeness, believed only from messages
-        the relay sealed; an unhandled type is checked by its seal alone,
-        never decoded.
+        Completeness is believed only from messages the relay sealed; an
+        unhandled type is checked by its seal alone, never decoded.
         """
         headers = kafka_backend.headers_of(message)
         event_type = headers.get(HEADER_EVENT_TYPE)
         position = _position_of(headers)
         if event_type is None or position is None:
-            return _foreign(headers)  # not written by a cqrskit relay: kept, with why
+            return _foreign(headers), 0  # not written by a cqrskit relay: kept, with why
         value = message.value() or b""
         sealed = self.seal.verifies(
             headers.get(HEADER_SEAL),
@@ -325,17 +327,16 @@ class ProjectionWorker:
             try:
                 envelope = Envelope.decode(value)
             except (ValidationError, ValueError) as exc:
-                return f"not an event envelope: {exc}"
+                return f"not an event envelope: {exc}", 0
             if not sealed:
-                return _UNSEALED
+                return _UNSEALED, 0
         if not sealed:
-            return None  # not the relay's: skipped, and its position not believed
+            return None, 0  # not the relay's: skipped, and its position not believed
         # Every message of the relay, event or watermark, says that this
         # partition holds nothing unseen up to its position.
-        self._complete[key] = max(self._complete.get(key, 0), position)
         if event_type == _WATERMARK:
             self._partitions[key[0]] = _partitions_of(message)
-        return envelope
+        return envelope, position
 
     def _apply_durably(
         self,
@@ -343,15 +344,21 @@ class ProjectionWorker:
         streams: list[str],
         origin: dict[int, Message],
         dead: list[tuple[Message, str, str]],
-        checkpoints: list[Checkpoint],
+        batch: list[Span],
     ) -> int | None:
         """Apply, dead-letter and checkpoint, retrying outages; None if stopped first.
 
         Every dead letter is written (its delivery report said so) before
         its event is marked failed on a document, and so before the
         checkpoint and the offset commit: a topic that refuses a letter
-        holds the batch here, retried, until it takes it. Returns how many
-        events went to the dead-letter topic.
+        holds the batch here, retried, until it takes it.
+
+        The whole batch is read from and written to the one index behind the
+        alias when the attempt starts, and checkpointed as that index's: a
+        swap meanwhile cannot mix two indices' versions in one batch, or
+        credit one index with another's writes.
+
+        Returns how many events went to the dead-letter topic.
         """
         lettered: set[int] = set()  # positions whose letters Kafka wrote, in any attempt
 
@@ -368,37 +375,23 @@ class ProjectionWorker:
         try:
             for attempt in self._retrying():
                 with attempt:
+                    index = self.read_model.serving() or self.read_model.alias
                     for message, handler, error_text in dead:
                         self.dead_letters.send(message, handler, error_text)
                     self.dead_letters.flush()
                     dead = []
                     failures = self.applier.apply(
-                        envelopes, streams=streams, dead_letter=dead_letter
+                        envelopes, streams=streams, index=index, dead_letter=dead_letter
                     )
-                    self.read_model.save_checkpoints(checkpoints)
+                    self.read_model.save_checkpoints(
+                        self._checkpoints.record(index, batch, self._partitions)
+                    )
         except RetryError:
             return None
         return dead_lettered + len(failures)
 
-    def _checkpoints(self, touched: set[tuple[str, int]]) -> list[Checkpoint]:
-        # A partition that has shown no message of the relay yet (in this
-        # process) has no completeness to record; its offset is still committed.
-        return [
-            Checkpoint(
-                self.projection.name,
-                topic,
-                partition,
-                self._offsets[(topic, partition)],
-                self._complete[(topic, partition)],
-                self._partitions.get(topic, 0),
-                tuple(self.topics),
-            )
-            for topic, partition in sorted(touched)
-            if (topic, partition) in self._complete
-        ]
-
-    def _commit(self, consumer: Consumer, touched: set[tuple[str, int]]) -> None:
-        offsets = [TopicPartition(t, p, self._offsets[(t, p)]) for t, p in sorted(touched)]
+    def _commit(self, consumer: Consumer, batch: list[Span]) -> None:
+        offsets = [TopicPartition(s.topic, s.partition, s.offset) for s in batch]
         if not offsets:
             return
         # Asynchronous: a synchronous commit that meets a rebalance after a

@@ -4,12 +4,23 @@ Nothing here imports the command side or the event store: queries read
 the read models' aliases and the workers' checkpoints, nothing else.
 """
 
-from cqrskit.queries._freshness import applied_position, wait_for_position
+from cqrskit.queries._freshness import (
+    FILL_WRITER,
+    WORKER_WRITER,
+    Coverage,
+    applied_position,
+    coverage,
+    serving_index,
+    wait_for_position,
+)
 from cqrskit.queries._queries import Query, QueryBus, QueryHandlers, Stale, StaleRead
 from cqrskit.queries._search import BadCursor, Page, Search
 
 __all__ = [
+    "FILL_WRITER",
+    "WORKER_WRITER",
     "BadCursor",
+    "Coverage",
     "Page",
     "Query",
     "QueryBus",
@@ -18,5 +29,7 @@ __all__ = [
     "Stale",
     "StaleRead",
     "applied_position",
+    "coverage",
+    "serving_index",
     "wait_for_position",
 ]

@@ -148,24 +148,27 @@ class QueryBus:
         """
         registration = self.handlers.registration(query)
         stale = False
+        search = self.search(registration.view_name, registration.view)
         if min_position:
             timeout = self.settings.read_wait if wait is None else wait
-            applied = wait_for_position(
+            index = wait_for_position(
                 self.es,
                 self.checkpoints_index,
                 registration.view_name,
                 min_position,
                 timeout=timeout,
                 url=self.settings.elasticsearch_address(),
+                alias=search.index,
             )
-            if not applied:
+            if index is None:
                 if on_stale == "error":
                     raise StaleRead(registration.view_name, min_position, timeout)
                 stale = True
             else:
+                # The index that has the position, not the alias: a swap in
+                # between may put an index in service that lacks it yet.
+                search = Search(self.es, index, registration.view, url=search.url)
                 # Applied is not yet searchable until the next refresh.
-                search = self.search(registration.view_name, registration.view)
                 with search._translated():
-                    self.es.indices.refresh(index=search.index)
-        search = self.search(registration.view_name, registration.view)
+                    self.es.indices.refresh(index=index)
         return Stale(registration.handler(query, search), stale)

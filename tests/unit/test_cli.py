@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 import cqrskit
 from cqrskit.cli import main
+from cqrskit.cli._projections import _Rates
 
 
 def _closed_port() -> int:
@@ -41,3 +42,12 @@ def test_a_bad_setting_is_reported_without_a_traceback(monkeypatch: pytest.Monke
     assert result.exit_code == 1
     assert "CQRSKIT_ELASTICSEARCH_URL" in result.output
     assert "Traceback" not in result.output
+
+
+def test_rebuild_rates_count_from_the_phase_start_and_are_never_negative() -> None:
+    rates = _Rates()
+    assert rates("replaying", 0) == ""  # the phase starts: no rate yet
+    assert rates("replaying", -5) == ""
+    rate = rates("replaying", 10)
+    assert rate.endswith(" events/s")
+    assert not rate.startswith("-")
