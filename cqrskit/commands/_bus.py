@@ -64,7 +64,8 @@ class CommandBus:
 
         With ``idempotency_key``, sending the same command again (from any
         process, after any restart) appends nothing and returns the first
-        result with ``replayed=True``.
+        result with ``replayed=True``. That holds for a command that changed
+        nothing too: its key is recorded all the same.
 
         Raises:
             UnknownCommand: no handler is registered for the command's type.
@@ -135,12 +136,14 @@ class CommandBus:
             raise ValueError(
                 f"the handler of {command.command_type} returned no aggregate and changed none"
             )
-        if not changed:
+        if not changed and not key:
             return CommandResult(
                 aggregate_id=subject.id, version=subject.version, position=None, events=0
             )
         record = None
         if key:
+            # Recorded even when nothing changed: a retry after the state has
+            # moved on must get this outcome, not act on the new state.
             record = IdempotencyRecord(
                 key, fingerprint, command.command_type, subject.id, subject.version, None
             )

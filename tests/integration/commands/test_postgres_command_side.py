@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import orjson
 import pytest
@@ -35,6 +36,8 @@ from examples.shop import (
     ShopApp,
     handlers,
 )
+from examples.shop.commands import ReserveStock
+from tests import topping_up
 from tests.integration.conftest import REPO_ROOT
 
 ORDER = PlaceOrder(customer_id="ada", lines=[{"sku": "tea", "quantity": 1, "unit_price": "2.00"}])
@@ -262,3 +265,18 @@ def test_cli_db_init_names_a_bad_app_without_a_traceback() -> None:
     assert done.returncode == 1
     assert "examples.shop has no cqrskit Application named Nope" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_key_is_recorded_when_the_command_changed_nothing(app: ShopApp) -> None:
+    """Issue 15, hole 7b, on PostgreSQL: the key and its outcome are stored with no event."""
+    bus = CommandBus(app, topping_up.handlers)
+    item = bus.dispatch(RegisterItem(sku="tea", name="Tea", quantity=5)).aggregate_id
+    first = bus.dispatch(topping_up.TopUp(item_id=item, available=5), idempotency_key="top-1")
+    assert first.events == 0
+    bus.dispatch(ReserveStock(item_id=item, order_id=uuid4(), quantity=3))
+    before = app.recorder.max_notification_id()
+    again = bus.dispatch(topping_up.TopUp(item_id=item, available=5), idempotency_key="top-1")
+    assert (again.replayed, again.events, again.version) == (True, 0, first.version)
+    assert app.recorder.max_notification_id() == before
+    with pytest.raises(IdempotencyKeyReused):
+        bus.dispatch(topping_up.TopUp(item_id=item, available=6), idempotency_key="top-1")
