@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -36,7 +37,7 @@ from examples.shop import (
     ShopApp,
     handlers,
 )
-from examples.shop.commands import ReserveStock
+from examples.shop.commands import CancelOrder, ReserveStock
 from tests import topping_up
 from tests.integration.conftest import REPO_ROOT
 
@@ -280,3 +281,54 @@ def test_a_key_is_recorded_when_the_command_changed_nothing(app: ShopApp) -> Non
     assert app.recorder.max_notification_id() == before
     with pytest.raises(IdempotencyKeyReused):
         bus.dispatch(topping_up.TopUp(item_id=item, available=6), idempotency_key="top-1")
+
+
+def test_a_racing_twin_gets_the_first_result_not_a_rule_violation(bus: CommandBus) -> None:
+    """Issue 15, hole 12: a twin sent 0-20 ms after the first ran against the
+    state the first left and was told RuleViolated for a command that succeeded."""
+    pairs = 200
+    orders = [bus.dispatch(ORDER).aggregate_id for _ in range(pairs)]
+    outcomes: dict[int, list[CommandResult | Exception]] = {i: [] for i in range(pairs)}
+    lock = threading.Lock()
+
+    def send(index: int, delay: float) -> None:
+        time.sleep(delay)  # the race itself: a twin 0-20 ms behind, not synchronisation
+        command = CancelOrder(order_id=orders[index], reason="changed my mind")
+        try:
+            outcome: CommandResult | Exception = bus.dispatch(
+                command, idempotency_key=f"cancel-{index}"
+            )
+        except Exception as exc:
+            outcome = exc
+        with lock:
+            outcomes[index].append(outcome)
+
+    rng = random.Random(15)
+    for start in range(0, pairs, 10):
+        threads = [
+            threading.Thread(target=send, args=(i, delay))
+            for i in range(start, start + 10)
+            for delay in (0.0, rng.uniform(0, 0.02))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    failed = {i: o for i, o in outcomes.items() if any(isinstance(x, Exception) for x in o)}
+    assert not failed, f"{len(failed)} of {pairs} pairs: {list(failed.items())[:3]}"
+    for index, (one, other) in outcomes.items():
+        assert isinstance(one, CommandResult)
+        assert isinstance(other, CommandResult)
+        assert sorted([one.replayed, other.replayed]) == [False, True], index
+        assert (one.aggregate_id, one.version, one.position) == (
+            other.aggregate_id,
+            other.version,
+            other.position,
+        )
+    assert stored_events(bus.application.settings) == 2 * pairs  # placed + cancelled, once
+
+
+def stored_events(settings: Settings) -> int:
+    with pg_backend.connect(settings) as conn:
+        row = conn.execute(f'SELECT count(*) FROM "{settings.postgres_schema}".shop_events')
+        return int(row.fetchone()[0])  # type: ignore[index]
