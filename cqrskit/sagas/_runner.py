@@ -184,7 +184,12 @@ class SagaRunner:
         self.handled = 0
 
     def stop(self) -> None:
-        """Finish the event in hand and return from :meth:`run`."""
+        """Finish the event in hand and return from :meth:`run`.
+
+        An event that cannot be handled before then (a service is down) is
+        left unhandled: its offset is not committed, and the next runner
+        starts from it.
+        """
         self._stopping.set()
 
     def run(self) -> None:
@@ -208,7 +213,11 @@ class SagaRunner:
             while not self._stopping.is_set():
                 message = consumer.poll(0.2)
                 if message is not None and message.error() is None:
-                    self._retry(partial(self._handle, message))
+                    if not self._retry(partial(self._handle, message)):
+                        # Stopped before the event was handled (an outage): its
+                        # offset must not be committed, or the next runner of a
+                        # partition with no recorded position would skip it.
+                        break
                     self._commit(consumer, message)
                 if time.monotonic() - deadlines_at > self.DEADLINE_SECONDS:
                     deadlines_at = time.monotonic()
@@ -246,12 +255,13 @@ class SagaRunner:
         except RetryError:
             return None
 
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message) -> bool:
+        """React to ``message``, or see that there is nothing to do; True when done."""
         stream = f"{message.topic()}/{message.partition()}"
         next_offset = int(message.offset() or 0) + 1
         event_type = kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE)
         if event_type not in self.wanted:
-            return
+            return True
         try:
             event = Envelope.decode(message.value() or b"")
         except (ValidationError, ValueError):
@@ -260,18 +270,18 @@ class SagaRunner:
                 self.manager.name,
                 stream,
             )
-            return
+            return True
         reaction = self.manager.reaction_for(event.event_type)
         assert reaction is not None
         if self.store.handled(self.manager.name, str(event.event_id)):
-            return
+            return True
         try:
             instance_id = reaction.correlate(event)
         except (KeyError, TypeError, ValueError):
             log.warning(
                 "saga %s: %s carries no correlation id", self.manager.name, event.event_type
             )
-            return
+            return True
 
         def send(command: Command, key: str) -> None:
             self.bus.dispatch(
@@ -295,6 +305,7 @@ class SagaRunner:
             next_offset=next_offset,
         )
         self.handled += 1
+        return True
 
     def _fire_due(self) -> None:
         for instance_id, name in self.store.due(self.manager.name):
