@@ -17,13 +17,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cqrskit import CommandBus, Settings
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE
+from cqrskit.eventstore import read_envelopes
 from cqrskit.relay import topic_for
 from cqrskit.sagas import PostgresSagaStore, SagaInstance
-from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
+from examples.shop import OrderLine, PlaceOrder, RefusePayment, ShopApp, handlers
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline
 from tests.integration.relay.conftest import wait_until
 from tests.integration.sagas.conftest import Runner
+from tests.integration.sagas.gifts import GiftHold
 
 
 @pytest.fixture
@@ -42,6 +44,52 @@ def place(bus: CommandBus) -> UUID:
 def loaded(store: PostgresSagaStore, saga: str, order: UUID, status: str) -> SagaInstance | None:
     found = store.load(saga, str(order))
     return found if found is not None and found.status == status else None
+
+
+def test_a_step_killed_between_sending_and_recording_is_finished_with_its_own_commands(
+    pipeline: Pipeline, bus: CommandBus
+) -> None:
+    """Issue 15, hole 7c: the re-run built HoldGift with a new uuid4() and now(),
+    met IdempotencyKeyReused, failed and cancelled the order, and the hold that
+    had taken effect was never released."""
+    crash = pipeline.tmp / "crash-once"
+    crash.touch()
+    runner = Runner(
+        pipeline,
+        sagas="tests.integration.sagas.gifts",
+        saga="gift_workflow",
+        env={"GIFTS_CRASH_FILE": str(crash)},
+    )
+    store = PostgresSagaStore(pipeline.settings, "shop")
+    order = place(bus)
+    runner.start()
+    try:
+        assert runner.proc is not None
+        proc = runner.proc
+        code = wait_until(proc.poll, 120, "the runner to be killed mid-step")
+        assert code == -signal.SIGKILL
+        assert not crash.exists()
+        assert store.load("gift_workflow", str(order)) is None, "killed before recording"
+        runner.start()
+        instance = wait_until(
+            lambda: store.load("gift_workflow", str(order)), 120, "the re-run to record the step"
+        )
+        history = [
+            (h.kind, h.trigger, h.detail) for h in store.history("gift_workflow", str(order))
+        ]
+        assert instance.status == "running", history
+        held = [
+            e for e in read_envelopes(pipeline.settings, "shop") if e.event_type == "GiftHold.Held"
+        ]
+        assert [str(e.aggregate_id) for e in held] == [instance.state["hold_id"]]
+        bus.dispatch(RefusePayment(order_id=order, reason="card declined"))
+        wait_until(lambda: loaded(store, "gift_workflow", order, "failed"), 120, "compensation")
+        hold = bus.application.repository.get(held[0].aggregate_id)
+        assert isinstance(hold, GiftHold)
+        assert hold.released, "the hold that took effect is compensated"
+        assert bus.application.repository.get(order).status == "cancelled"
+    finally:
+        runner.stop()
 
 
 def free_port() -> int:
