@@ -33,3 +33,16 @@ def top_up(command: TopUp, uow: UnitOfWork) -> InventoryItem:
     if item.available < command.available:
         item.restock(quantity=command.available - item.available)
     return item
+
+
+class CheckStock(Command):
+    """Look at an item for some skus; changes nothing. Its set field's order
+    follows PYTHONHASHSEED, which the fingerprint must not."""
+
+    item_id: UUID
+    skus: set[str]
+
+
+@handlers.handles(CheckStock)
+def check_stock(command: CheckStock, uow: UnitOfWork) -> InventoryItem:
+    return uow.get(InventoryItem, command.item_id)

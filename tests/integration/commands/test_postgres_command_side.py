@@ -332,3 +332,38 @@ def stored_events(settings: Settings) -> int:
     with pg_backend.connect(settings) as conn:
         row = conn.execute(f'SELECT count(*) FROM "{settings.postgres_schema}".shop_events')
         return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def test_a_command_with_a_set_retried_under_other_hash_seeds_is_replayed(
+    bus: CommandBus, schema_settings: Settings
+) -> None:
+    """Issue 15, hole 7a: four processes, four fingerprints, IdempotencyKeyReused."""
+    item = bus.dispatch(RegisterItem(sku="tea", name="Tea", quantity=5)).aggregate_id
+    skus = sorted(f"sku-{n}" for n in range(12))
+    script = (
+        "import sys\n"
+        "from uuid import UUID\n"
+        "from cqrskit import CommandBus, Settings\n"
+        "from examples.shop import ShopApp\n"
+        "from tests import topping_up\n"
+        "settings = Settings.load(postgres_schema=sys.argv[1])\n"
+        "command = topping_up.CheckStock(item_id=UUID(sys.argv[2]), skus=set(sys.argv[3:]))\n"
+        "with ShopApp(settings) as app:\n"
+        "    bus = CommandBus(app, topping_up.handlers)\n"
+        "    print(bus.dispatch(command, idempotency_key='check-1').model_dump_json())\n"
+    )
+    results = []
+    for seed in (1, 2, 3, 4):
+        done = subprocess.run(
+            [sys.executable, "-c", script, schema_settings.postgres_schema, str(item), *skus],
+            check=False,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        results.append(CommandResult.model_validate_json(done.stdout.strip().splitlines()[-1]))
+    assert [r.replayed for r in results] == [False, True, True, True]
+    assert {(r.aggregate_id, r.version) for r in results} == {(item, 1)}
