@@ -22,6 +22,7 @@ from cqrskit.errors import (
     CommandRejected,
     ConcurrencyError,
     IdempotencyKeyReused,
+    PermanentError,
     ServiceUnavailable,
 )
 from cqrskit.eventstore import Application, IdempotencyRecord
@@ -63,8 +64,11 @@ class CommandBus:
         """Handle ``command`` and append its events; return what it did.
 
         With ``idempotency_key``, sending the same command again (from any
-        process, after any restart) appends nothing and returns the first
-        result with ``replayed=True``.
+        process, after any restart, or at the same moment) appends nothing
+        and returns the first result with ``replayed=True``. That holds for a
+        command that changed nothing too (its key is recorded all the same),
+        and for a twin that raced the first and was refused by the state the
+        first left: a refusal is checked against the key before it is raised.
 
         Raises:
             UnknownCommand: no handler is registered for the command's type.
@@ -125,8 +129,16 @@ class CommandBus:
         try:
             with causation(context):
                 primary = handler(command, uow)
-        except ValidationError as exc:
-            raise CommandRejected(command.command_type, field_errors(exc)) from exc
+        except (ValidationError, PermanentError) as exc:
+            # A twin with the same key may have committed between our look-up
+            # and the handler's load: refused against the state it left, we
+            # answer with its outcome, which is this command's own.
+            earlier = self._find_key(key) if key else None
+            if earlier is not None:
+                return _replay(earlier, fingerprint, command)
+            if isinstance(exc, ValidationError):
+                raise CommandRejected(command.command_type, field_errors(exc)) from exc
+            raise
         if primary is not None:
             uow.add(primary)
         changed = [a for a in uow.aggregates if a.pending_events]
@@ -135,12 +147,14 @@ class CommandBus:
             raise ValueError(
                 f"the handler of {command.command_type} returned no aggregate and changed none"
             )
-        if not changed:
+        if not changed and not key:
             return CommandResult(
                 aggregate_id=subject.id, version=subject.version, position=None, events=0
             )
         record = None
         if key:
+            # Recorded even when nothing changed: a retry after the state has
+            # moved on must get this outcome, not act on the new state.
             record = IdempotencyRecord(
                 key, fingerprint, command.command_type, subject.id, subject.version, None
             )

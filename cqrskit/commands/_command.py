@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import to_json
 
 __all__ = ["Command", "CommandResult"]
 
@@ -28,10 +30,19 @@ class Command(BaseModel):
             cls.command_type = cls.__name__
 
     def fingerprint(self) -> str:
-        """A hash of the type and content, to tell a retry from a new command."""
+        """A hash of the type and content, to tell a retry from a new command.
+
+        Canonical: the same command gives the same fingerprint in every
+        process, whatever its ``PYTHONHASHSEED`` and whatever order a client
+        sent a mapping's keys or a set's members in (see
+        docs/decisions/0012-idempotency-outcomes.md). For a command with no
+        set in it and its mappings' keys in sorted order, this is the hash of
+        ``model_dump_json()``, as it always was, so keys stored earlier still
+        match.
+        """
         digest = hashlib.sha256(self.command_type.encode())
         digest.update(b"\0")
-        digest.update(self.model_dump_json().encode())
+        digest.update(to_json(_canonical(self)))
         return digest.hexdigest()
 
 
@@ -50,3 +61,28 @@ class CommandResult(BaseModel):
     position: int | None
     events: int
     replayed: bool = False
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with every set and mapping in a fixed order, models as mappings.
+
+    A model's fields keep their declared order (fixed by the class, not by
+    the client), which keeps ``to_json`` byte for byte equal to pydantic's
+    ``model_dump_json`` wherever there is nothing to sort. Members are
+    ordered by their own canonical JSON, which is total for any JSON value.
+    """
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return {n: _canonical(getattr(value, n)) for n, f in fields.items() if not f.exclude}
+    if isinstance(value, Mapping):
+        return dict(_ordered((k, _canonical(v)) for k, v in value.items()))
+    if isinstance(value, set | frozenset):
+        return [member for member, _ in _ordered((_canonical(m), None) for m in value)]
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _ordered(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """``pairs`` sorted by the canonical JSON of their first member."""
+    return sorted(pairs, key=lambda pair: to_json(_canonical(pair[0])))

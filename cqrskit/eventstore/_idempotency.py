@@ -11,7 +11,8 @@ class IdempotencyRecord:
     """The first outcome of a command sent with an idempotency key.
 
     Stored in the same transaction as the command's events, so a key is
-    recorded if and only if its events are.
+    recorded if and only if its events are; a command that changed nothing
+    records its key alone, with ``position`` None.
     """
 
     key: str

@@ -20,6 +20,7 @@ from cqrskit.sagas._runner import SagaRunner, react
 from cqrskit.sagas._store import (
     HistoryEntry,
     MemorySagaStore,
+    PlannedReaction,
     PostgresSagaStore,
     SagaInstance,
     SagaStore,
@@ -29,6 +30,7 @@ from cqrskit.sagas._store import (
 __all__ = [
     "HistoryEntry",
     "MemorySagaStore",
+    "PlannedReaction",
     "PostgresSagaStore",
     "ProcessManager",
     "SagaInstance",

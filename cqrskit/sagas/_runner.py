@@ -31,7 +31,9 @@ from cqrskit.relay import topic_for
 from cqrskit.sagas._manager import ProcessManager, Step
 from cqrskit.sagas._store import (
     HistoryEntry,
+    PlannedReaction,
     PostgresSagaStore,
+    SagaConflict,
     SagaInstance,
     SagaStore,
     StepRecord,
@@ -66,6 +68,14 @@ def react(
 ) -> SagaInstance | None:
     """Run one reaction (to an event, or to a due deadline) of one instance, and record it.
 
+    The reaction's outcome, its commands and their keys are recorded as the
+    instance's pending plan before the first command is sent; the commands
+    sent are the plan's. A plan left pending by a runner that crashed
+    mid-step is carried out first, as planned, so a step is never decided
+    twice: a re-run sends the very commands (ids, times) whose keys its
+    predecessor may have used, and the compensation of each command that
+    took effect is on the stack.
+
     Returns the instance after the reaction (None if the event belongs to no
     instance). Idempotent: a reaction to an event already handled records
     nothing, and its commands, keyed as before, append nothing new.
@@ -76,6 +86,12 @@ def react(
     """
     name = manager.name
     instance = store.load(name, instance_id)
+    pending = store.pending(name, instance_id)
+    if pending is not None:
+        _carry_out(manager, store, send, pending)
+        if pending.trigger_key == _trigger_key(kind, trigger, event_id, instance):
+            return store.load(name, instance_id)
+        instance = store.load(name, instance_id)
     if (instance is None and not starts) or (instance is not None and instance.status != "running"):
         if stream is not None and next_offset is not None:
             store.record_position(name, stream, next_offset)
@@ -87,55 +103,95 @@ def react(
     except Exception as exc:  # a bug in the reaction: fail the instance, keep the runner
         log.exception("saga %s instance %s: reaction to %s raised", name, instance_id, trigger)
         step.fail(f"the reaction to {trigger} raised {type(exc).__name__}: {exc}")
-    compensations = list(instance.compensations if instance else [])
-    compensations += [_as_dict(c) for c in step.compensations]
-    sent: list[str] = []
-    trigger_key = event_id or f"{kind}:{trigger}:{instance.version if instance else 0}"
-    for index, (command, compensation) in enumerate(step.commands):
-        try:
-            send(command, f"saga:{name}:{instance_id}:{trigger_key}:{index}")
-        except PermanentError as exc:
-            step.fail(f"{command.command_type} refused: {exc}")
-            break
-        sent.append(command.command_type)
-        if compensation is not None:
-            compensations.append(_as_dict(compensation))
-    now = datetime.now(UTC)
-    history = [
-        HistoryEntry(now, kind, trigger, {"sent": sent, "state": state.model_dump(mode="json")})
-    ]
-    if instance is None:
-        history.insert(0, HistoryEntry(now, "started", trigger, {}))
-    status = step.outcome
-    if status == "failed":
-        history.append(
-            HistoryEntry(
-                now,
-                "failed",
-                step.reason,
-                {"compensated": _compensate(manager, send, instance_id, compensations)},
-            )
-        )
-        compensations = []
-    elif status == "done":
-        history.append(HistoryEntry(now, "done", trigger, {}))
-    record = StepRecord(
+    trigger_key = _trigger_key(kind, trigger, event_id, instance)
+    planned = PlannedReaction(
         saga=name,
         instance_id=instance_id,
         expected_version=instance.version if instance else 0,
-        status=status,
+        kind=kind,
+        trigger=trigger,
+        trigger_key=trigger_key,
+        status=step.outcome,
+        reason=step.reason,
         state=state.model_dump(mode="json"),
-        compensations=compensations,
-        history=history,
-        deadlines=step.deadlines if status == "running" else {},
-        cancelled=frozenset(step.cancelled),
-        cancel_all=status != "running",
+        compensations=[
+            *(instance.compensations if instance else []),
+            *(_as_dict(c) for c in step.compensations),
+        ],
+        commands=[
+            {
+                **_as_dict(command),
+                "key": f"saga:{name}:{instance_id}:{trigger_key}:{index}",
+                "compensation": None if compensation is None else _as_dict(compensation),
+            }
+            for index, (command, compensation) in enumerate(step.commands)
+        ],
+        deadlines=dict(step.deadlines),
+        cancelled=sorted(step.cancelled),
         event_id=event_id,
         stream=stream,
         next_offset=next_offset,
     )
-    store.record(record)
+    recorded = store.plan(planned)
+    _carry_out(manager, store, send, recorded)
+    if recorded.trigger_key != trigger_key:
+        # Another runner planned another reaction of this version first; ours
+        # is decided again against the state that one leaves.
+        raise SagaConflict(f"saga {name} instance {instance_id} moved on")
     return store.load(name, instance_id)
+
+
+def _trigger_key(
+    kind: str, trigger: str, event_id: str | None, instance: SagaInstance | None
+) -> str:
+    return event_id or f"{kind}:{trigger}:{instance.version if instance else 0}"
+
+
+def _carry_out(
+    manager: ProcessManager[Any], store: SagaStore, send: Send, planned: PlannedReaction
+) -> None:
+    """Send the plan's commands, compensate if the step failed, and record it all."""
+    status, reason = planned.status, planned.reason
+    compensations = list(planned.compensations)
+    sent: list[str] = []
+    for entry in planned.commands:
+        try:
+            send(manager.handlers.parse(entry["type"], entry["payload"]), entry["key"])
+        except PermanentError as exc:
+            status, reason = "failed", f"{entry['type']} refused: {exc}"
+            break
+        sent.append(entry["type"])
+        if entry["compensation"] is not None:
+            compensations.append(entry["compensation"])
+    now = datetime.now(UTC)
+    history = [
+        HistoryEntry(now, planned.kind, planned.trigger, {"sent": sent, "state": planned.state})
+    ]
+    if planned.expected_version == 0:
+        history.insert(0, HistoryEntry(now, "started", planned.trigger, {}))
+    if status == "failed":
+        done = _compensate(manager, send, planned.instance_id, compensations)
+        history.append(HistoryEntry(now, "failed", reason, {"compensated": done}))
+        compensations = []
+    elif status == "done":
+        history.append(HistoryEntry(now, "done", planned.trigger, {}))
+    store.record(
+        StepRecord(
+            saga=planned.saga,
+            instance_id=planned.instance_id,
+            expected_version=planned.expected_version,
+            status=status,
+            state=planned.state,
+            compensations=compensations,
+            history=history,
+            deadlines=planned.deadlines if status == "running" else {},
+            cancelled=frozenset(planned.cancelled),
+            cancel_all=status != "running",
+            event_id=planned.event_id,
+            stream=planned.stream,
+            next_offset=planned.next_offset,
+        )
+    )
 
 
 def _compensate(
@@ -184,7 +240,12 @@ class SagaRunner:
         self.handled = 0
 
     def stop(self) -> None:
-        """Finish the event in hand and return from :meth:`run`."""
+        """Finish the event in hand and return from :meth:`run`.
+
+        An event that cannot be handled before then (a service is down) is
+        left unhandled: its offset is not committed, and the next runner
+        starts from it.
+        """
         self._stopping.set()
 
     def run(self) -> None:
@@ -208,7 +269,11 @@ class SagaRunner:
             while not self._stopping.is_set():
                 message = consumer.poll(0.2)
                 if message is not None and message.error() is None:
-                    self._retry(partial(self._handle, message))
+                    if not self._retry(partial(self._handle, message)):
+                        # Stopped before the event was handled (an outage): its
+                        # offset must not be committed, or the next runner of a
+                        # partition with no recorded position would skip it.
+                        break
                     self._commit(consumer, message)
                 if time.monotonic() - deadlines_at > self.DEADLINE_SECONDS:
                     deadlines_at = time.monotonic()
@@ -246,12 +311,13 @@ class SagaRunner:
         except RetryError:
             return None
 
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message) -> bool:
+        """React to ``message``, or see that there is nothing to do; True when done."""
         stream = f"{message.topic()}/{message.partition()}"
         next_offset = int(message.offset() or 0) + 1
         event_type = kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE)
         if event_type not in self.wanted:
-            return
+            return True
         try:
             event = Envelope.decode(message.value() or b"")
         except (ValidationError, ValueError):
@@ -260,18 +326,18 @@ class SagaRunner:
                 self.manager.name,
                 stream,
             )
-            return
+            return True
         reaction = self.manager.reaction_for(event.event_type)
         assert reaction is not None
         if self.store.handled(self.manager.name, str(event.event_id)):
-            return
+            return True
         try:
             instance_id = reaction.correlate(event)
         except (KeyError, TypeError, ValueError):
             log.warning(
                 "saga %s: %s carries no correlation id", self.manager.name, event.event_type
             )
-            return
+            return True
 
         def send(command: Command, key: str) -> None:
             self.bus.dispatch(
@@ -295,6 +361,7 @@ class SagaRunner:
             next_offset=next_offset,
         )
         self.handled += 1
+        return True
 
     def _fire_due(self) -> None:
         for instance_id, name in self.store.due(self.manager.name):

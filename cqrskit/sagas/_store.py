@@ -26,6 +26,7 @@ from cqrskit.settings import Settings
 __all__ = [
     "HistoryEntry",
     "MemorySagaStore",
+    "PlannedReaction",
     "PostgresSagaStore",
     "SagaConflict",
     "SagaInstance",
@@ -86,6 +87,43 @@ class StepRecord:
     next_offset: int | None = None
 
 
+@dataclass(frozen=True)
+class PlannedReaction:
+    """A reaction decided but not yet recorded: what it will send, with which keys.
+
+    Written before the first command is sent; a runner that finds one
+    pending (its predecessor crashed mid-step) carries it out as planned,
+    sending the recorded commands with their recorded keys, instead of
+    running the reaction again (which may build other commands: ``uuid4()``,
+    ``now()``). Plain JSON values throughout.
+    """
+
+    saga: str
+    instance_id: str
+    expected_version: int
+    #: What caused it: ``kind`` (event | deadline), the event type or deadline
+    #: name, and the key every command of the step is derived from.
+    kind: str
+    trigger: str
+    trigger_key: str
+    status: Status
+    reason: str
+    state: dict[str, Any]
+    #: The instance's compensation stack, with this step's ``on_failure`` ones.
+    compensations: list[dict[str, Any]]
+    #: {"type", "payload", "key", "compensation"} per command, in order.
+    commands: list[dict[str, Any]]
+    deadlines: dict[str, float] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
+    event_id: str | None = None
+    stream: str | None = None
+    next_offset: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The plan as one JSON object."""
+        return dict(vars(self))
+
+
 class SagaStore(Protocol):
     """Storage of process-manager instances."""
 
@@ -98,11 +136,25 @@ class SagaStore(Protocol):
         ...
 
     def record(self, step: StepRecord) -> bool:
-        """Write ``step`` atomically; False if its event was already handled.
+        """Write ``step`` atomically, and drop the instance's pending plan;
+        False if its event was already handled.
 
         Raises:
             SagaConflict: the instance's version moved since it was loaded.
         """
+        ...
+
+    def plan(self, planned: PlannedReaction) -> PlannedReaction:
+        """Record ``planned`` as the instance's pending reaction, unless one is
+        pending already; return the pending one (``planned`` or the other).
+
+        Raises:
+            SagaConflict: the instance's version is no longer ``expected_version``.
+        """
+        ...
+
+    def pending(self, saga: str, instance_id: str) -> PlannedReaction | None:
+        """The instance's reaction planned and not yet recorded, if any."""
         ...
 
     def record_position(self, saga: str, stream: str, next_offset: int) -> None:
@@ -142,6 +194,7 @@ class MemorySagaStore:
         self._deadlines: dict[tuple[str, str], dict[str, datetime]] = {}
         self._handled: set[tuple[str, str]] = set()
         self._positions: dict[tuple[str, str], int] = {}
+        self._pending: dict[tuple[str, str], PlannedReaction] = {}
 
     def load(self, saga: str, instance_id: str) -> SagaInstance | None:
         with self._lock:
@@ -156,6 +209,9 @@ class MemorySagaStore:
         now = datetime.now(UTC)
         with self._lock:
             if step.event_id is not None and (step.saga, step.event_id) in self._handled:
+                pending = self._pending.get(key)
+                if pending is not None and pending.event_id == step.event_id:
+                    del self._pending[key]
                 return False
             current = self._instances.get(key)
             if (current.version if current else 0) != step.expected_version:
@@ -178,12 +234,25 @@ class MemorySagaStore:
                 deadlines.pop(name, None)
             for name, seconds in step.deadlines.items():
                 deadlines[name] = now + timedelta(seconds=seconds)
+            self._pending.pop(key, None)
             if step.event_id is not None:
                 self._handled.add((step.saga, step.event_id))
             if step.stream is not None and step.next_offset is not None:
                 position = (step.saga, step.stream)
                 self._positions[position] = max(self._positions.get(position, 0), step.next_offset)
             return True
+
+    def plan(self, planned: PlannedReaction) -> PlannedReaction:
+        key = (planned.saga, planned.instance_id)
+        with self._lock:
+            current = self._instances.get(key)
+            if (current.version if current else 0) != planned.expected_version:
+                raise SagaConflict(f"saga {planned.saga} instance {planned.instance_id} moved on")
+            return self._pending.setdefault(key, planned)
+
+    def pending(self, saga: str, instance_id: str) -> PlannedReaction | None:
+        with self._lock:
+            return self._pending.get((saga, instance_id))
 
     def record_position(self, saga: str, stream: str, next_offset: int) -> None:
         with self._lock:
@@ -224,7 +293,7 @@ class MemorySagaStore:
 
 
 class PostgresSagaStore:
-    """Instances in five tables of the event store's schema, ``<app>_saga_*``."""
+    """Instances in six tables of the event store's schema, ``<app>_saga_*``."""
 
     def __init__(self, settings: Settings, application_name: str):
         self.settings = settings
@@ -235,6 +304,7 @@ class PostgresSagaStore:
         self.deadlines_table = Identifier(schema, f"{base}_deadlines")
         self.handled_table = Identifier(schema, f"{base}_handled")
         self.positions_table = Identifier(schema, f"{base}_positions")
+        self.pending_table = Identifier(schema, f"{base}_pending")
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
@@ -270,6 +340,9 @@ class PostgresSagaStore:
             "PRIMARY KEY (saga, event_id))",
             "CREATE TABLE IF NOT EXISTS {positions} (saga text NOT NULL, stream text NOT NULL, "
             "next_offset bigint NOT NULL, PRIMARY KEY (saga, stream))",
+            "CREATE TABLE IF NOT EXISTS {pending} (saga text NOT NULL, instance_id text NOT "
+            "NULL, plan jsonb NOT NULL, planned_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (saga, instance_id))",
         ]
         names = {
             "schema": Identifier(self.settings.postgres_schema),
@@ -280,6 +353,7 @@ class PostgresSagaStore:
             "deadlines_due": Identifier(f"{self.base}_deadlines_due"),
             "handled": self.handled_table,
             "positions": self.positions_table,
+            "pending": self.pending_table,
         }
         with self._transaction() as conn:
             for statement in statements:
@@ -318,9 +392,24 @@ class PostgresSagaStore:
                     [step.saga, step.event_id],
                 ).rowcount
                 if not inserted:
+                    # Handled already: a plan of that event left pending (by a
+                    # runner that raced the one that recorded it) is done too.
                     conn.rollback()
+                    conn.execute(
+                        SQL(
+                            "DELETE FROM {t} WHERE saga = %s AND instance_id = %s "
+                            "AND plan->>'event_id' = %s"
+                        ).format(t=self.pending_table),
+                        [step.saga, step.instance_id, step.event_id],
+                    )
                     return False
             self._write_instance(conn, step)
+            conn.execute(
+                SQL("DELETE FROM {t} WHERE saga = %s AND instance_id = %s").format(
+                    t=self.pending_table
+                ),
+                [step.saga, step.instance_id],
+            )
             for entry in step.history:
                 conn.execute(
                     SQL(
@@ -399,6 +488,43 @@ class PostgresSagaStore:
             ).format(t=self.positions_table),
             [saga, stream, next_offset],
         )
+
+    def plan(self, planned: PlannedReaction) -> PlannedReaction:
+        with self._transaction() as conn:
+            # Only against the version the reaction was decided on: a plan for
+            # a version that moved on could never be recorded, and would be
+            # carried out again on every later event.
+            inserted = conn.execute(
+                SQL(
+                    "INSERT INTO {pending} (saga, instance_id, plan) SELECT %s, %s, %s "
+                    "WHERE coalesce((SELECT version FROM {instances} WHERE saga = %s AND "
+                    "instance_id = %s FOR SHARE), 0) = %s ON CONFLICT DO NOTHING"
+                ).format(pending=self.pending_table, instances=self.instances_table),
+                [
+                    planned.saga,
+                    planned.instance_id,
+                    Jsonb(planned.as_json()),
+                    planned.saga,
+                    planned.instance_id,
+                    planned.expected_version,
+                ],
+            ).rowcount
+            if inserted:
+                return planned
+        found = self.pending(planned.saga, planned.instance_id)
+        if found is None or found.expected_version != planned.expected_version:
+            raise SagaConflict(f"saga {planned.saga} instance {planned.instance_id} moved on")
+        return found
+
+    def pending(self, saga: str, instance_id: str) -> PlannedReaction | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                SQL("SELECT plan FROM {t} WHERE saga = %s AND instance_id = %s").format(
+                    t=self.pending_table
+                ),
+                [saga, instance_id],
+            ).fetchone()
+        return None if row is None else PlannedReaction(**row[0])
 
     def record_position(self, saga: str, stream: str, next_offset: int) -> None:
         with self._transaction() as conn:

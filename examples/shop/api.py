@@ -148,9 +148,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(CqrskitError, _handler(500))
 
-    def send(command: Command, key: str | None) -> CommandResult:
+    def send(command_class: type[Command], key: str | None, **data: Any) -> CommandResult:
+        # Every command is built here, from plain data, by the one parser that
+        # turns a validation failure into CommandRejected (422 with the
+        # fields): a command built in an endpoint raised pydantic's own error,
+        # which no handler maps, and answered 500.
         bus: CommandBus = state["commands"]
-        return bus.dispatch(command, idempotency_key=key)
+        return bus.dispatch(_build(command_class, **data), idempotency_key=key)
 
     def ask(
         query: CqrsQuery, min_position: int | None, stale: str, wait: float | None = None
@@ -168,43 +172,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/orders", status_code=201)
     def place_order(body: PlaceOrderBody, idempotency_key: IdempotencyKey = None) -> CommandResult:
-        return send(PlaceOrder(customer_id=body.customer_id, lines=body.lines), idempotency_key)
+        return send(PlaceOrder, idempotency_key, **body.model_dump())
 
     @app.post("/orders/{order_id}/cancel")
     def cancel_order(
         order_id: UUID, body: CancelBody, idempotency_key: IdempotencyKey = None
     ) -> CommandResult:
-        return send(_build(CancelOrder, order_id=order_id, reason=body.reason), idempotency_key)
+        return send(CancelOrder, idempotency_key, order_id=order_id, reason=body.reason)
 
     @app.post("/orders/{order_id}/payments", status_code=201)
     def authorise(
         order_id: UUID, body: PaymentBody, idempotency_key: IdempotencyKey = None
     ) -> CommandResult:
-        return send(
-            _build(AuthorisePayment, order_id=order_id, amount=body.amount), idempotency_key
-        )
+        return send(AuthorisePayment, idempotency_key, order_id=order_id, amount=body.amount)
 
     @app.post("/payments/{payment_id}/capture")
     def capture(payment_id: UUID, idempotency_key: IdempotencyKey = None) -> CommandResult:
-        return send(CapturePayment(payment_id=payment_id), idempotency_key)
+        return send(CapturePayment, idempotency_key, payment_id=payment_id)
 
     @app.post("/items", status_code=201)
     def register_item(body: RegisterItem, idempotency_key: IdempotencyKey = None) -> CommandResult:
-        return send(body, idempotency_key)
+        return send(RegisterItem, idempotency_key, **body.model_dump())
 
     @app.post("/items/{item_id}/restock")
     def restock(
         item_id: UUID, body: RestockBody, idempotency_key: IdempotencyKey = None
     ) -> CommandResult:
-        return send(_build(RestockItem, item_id=item_id, quantity=body.quantity), idempotency_key)
+        return send(RestockItem, idempotency_key, item_id=item_id, quantity=body.quantity)
 
     @app.post("/items/{item_id}/reservations")
     def reserve(
         item_id: UUID, body: ReserveBody, idempotency_key: IdempotencyKey = None
     ) -> CommandResult:
         return send(
-            _build(ReserveStock, item_id=item_id, order_id=body.order_id, quantity=body.quantity),
+            ReserveStock,
             idempotency_key,
+            item_id=item_id,
+            order_id=body.order_id,
+            quantity=body.quantity,
         )
 
     @app.get("/orders/stats")

@@ -2,33 +2,55 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from cqrskit import Command
 from examples.shop.domain import Money, OrderLine, Quantity
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank (only whitespace)")
+    return value
+
+
+# Text a person must have written: refused when empty or only whitespace.
+# Checked on commands only: events stored before this rule must still load.
+NotBlank = AfterValidator(_not_blank)
+Name = Annotated[str, Field(min_length=1, max_length=64), NotBlank]
+Reason = Annotated[str, Field(min_length=1, max_length=500), NotBlank]
+
+
+def _line_with_a_sku(line: OrderLine) -> OrderLine:
+    if not line.sku.strip():
+        raise ValueError("sku must not be blank (only whitespace)")
+    return line
+
+
 class PlaceOrder(Command):
     """Place an order for a customer."""
 
-    customer_id: str = Field(min_length=1, max_length=64)
-    lines: list[OrderLine] = Field(min_length=1, max_length=100)
+    customer_id: Name
+    lines: list[Annotated[OrderLine, AfterValidator(_line_with_a_sku)]] = Field(
+        min_length=1, max_length=100
+    )
 
 
 class CancelOrder(Command):
     """Cancel a placed order."""
 
     order_id: UUID
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 class RegisterItem(Command):
     """Start tracking stock of a product."""
 
-    sku: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
+    sku: Name
+    name: Annotated[str, Field(min_length=1, max_length=200), NotBlank]
     quantity: int = Field(ge=0)
 
 
@@ -71,4 +93,4 @@ class RefusePayment(Command):
     """The payment provider declined to pay for an order."""
 
     order_id: UUID
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason

@@ -6,24 +6,39 @@ import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cqrskit import Settings
 from cqrskit.backends import postgres as pg_backend
 from examples.shop.api import create_app
-from tests.hostile import FRAGMENTS, payloads
+from tests.hostile import (
+    FRAGMENTS,
+    SHOP_COMMANDS,
+    Example,
+    nothing_where_something_is_meant,
+    payloads,
+)
+
+
+def _body(command: str, *path_fields: str) -> Example:
+    """The example of ``command`` without the fields the route's path carries."""
+    example = SHOP_COMMANDS[command]
+    valid = {k: v for k, v in example.valid.items() if k not in path_fields}
+    return Example(valid, example.zero_ok)
+
 
 ROUTES = {
-    "/orders": ["customer_id", "lines"],
-    "/items": ["sku", "name", "quantity"],
-    "/orders/{id}/cancel": ["reason"],
-    "/orders/{id}/payments": ["amount"],
-    "/items/{id}/restock": ["quantity"],
-    "/items/{id}/reservations": ["order_id", "quantity"],
+    "/orders": _body("PlaceOrder"),
+    "/items": _body("RegisterItem"),
+    "/orders/{id}/cancel": _body("CancelOrder", "order_id"),
+    "/orders/{id}/payments": _body("AuthorisePayment", "order_id"),
+    "/items/{id}/restock": _body("RestockItem", "item_id"),
+    "/items/{id}/reservations": _body("ReserveStock", "item_id"),
 }
 
 
@@ -81,3 +96,44 @@ def test_hostile_requests_get_validation_errors_and_store_nothing(
     if response.status_code == 422:
         detail = response.json()
         assert "errors" in detail or "detail" in detail
+
+
+@st.composite
+def requests_with_nothing_where_something_is_meant(
+    draw: st.DrawFn,
+) -> tuple[str, tuple[str | int, ...], Any]:
+    route = draw(st.sampled_from(sorted(ROUTES)))
+    path, body = draw(nothing_where_something_is_meant(ROUTES[route]))
+    return route.replace("{id}", str(draw(st.uuids()))), path, body
+
+
+@settings(
+    max_examples=150,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    deadline=None,
+)
+@given(case=requests_with_nothing_where_something_is_meant())
+@example(case=("/orders", ("lines",), {**ROUTES["/orders"].valid, "lines": []}))
+@example(case=("/orders", ("customer_id",), {**ROUTES["/orders"].valid, "customer_id": ""}))
+def test_empty_blank_null_and_non_positive_values_get_422_and_store_nothing(
+    client: tuple[TestClient, Settings], case: tuple[str, tuple[str | int, ...], Any]
+) -> None:
+    """Issue 15, hole 9: {"customer_id": "ada", "lines": []} and "customer_id": ""
+    answered 500; their kin (blanks, {}, 0, -1, null) must be refused too."""
+    http, settings = client
+    path, replaced, body = case
+    before = stored(settings)
+    response = http.post(path, json=body)
+    assert response.status_code == 422, (path, body, response.status_code, response.text[:300])
+    assert stored(settings) == before
+    locs = [".".join(str(p) for p in d["loc"]) for d in response.json()["detail"]]
+    top = str(replaced[0]) if replaced else ""
+    assert any(top in loc for loc in locs), (replaced, locs)
+
+
+def test_every_route_example_is_valid(client: tuple[TestClient, Settings]) -> None:
+    """The examples the refusals start from are accepted: a refusal is the replaced value's."""
+    http, _ = client
+    for route, sample in ROUTES.items():
+        response = http.post(route.replace("{id}", str(UUID(int=99))), json=sample.valid)
+        assert response.status_code in (201, 404), (route, response.text[:300])

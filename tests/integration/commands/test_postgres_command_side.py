@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -11,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import orjson
 import pytest
@@ -35,6 +37,8 @@ from examples.shop import (
     ShopApp,
     handlers,
 )
+from examples.shop.commands import CancelOrder, ReserveStock
+from tests import topping_up
 from tests.integration.conftest import REPO_ROOT
 
 ORDER = PlaceOrder(customer_id="ada", lines=[{"sku": "tea", "quantity": 1, "unit_price": "2.00"}])
@@ -262,3 +266,104 @@ def test_cli_db_init_names_a_bad_app_without_a_traceback() -> None:
     assert done.returncode == 1
     assert "examples.shop has no cqrskit Application named Nope" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_key_is_recorded_when_the_command_changed_nothing(app: ShopApp) -> None:
+    """Issue 15, hole 7b, on PostgreSQL: the key and its outcome are stored with no event."""
+    bus = CommandBus(app, topping_up.handlers)
+    item = bus.dispatch(RegisterItem(sku="tea", name="Tea", quantity=5)).aggregate_id
+    first = bus.dispatch(topping_up.TopUp(item_id=item, available=5), idempotency_key="top-1")
+    assert first.events == 0
+    bus.dispatch(ReserveStock(item_id=item, order_id=uuid4(), quantity=3))
+    before = app.recorder.max_notification_id()
+    again = bus.dispatch(topping_up.TopUp(item_id=item, available=5), idempotency_key="top-1")
+    assert (again.replayed, again.events, again.version) == (True, 0, first.version)
+    assert app.recorder.max_notification_id() == before
+    with pytest.raises(IdempotencyKeyReused):
+        bus.dispatch(topping_up.TopUp(item_id=item, available=6), idempotency_key="top-1")
+
+
+def test_a_racing_twin_gets_the_first_result_not_a_rule_violation(bus: CommandBus) -> None:
+    """Issue 15, hole 12: a twin sent 0-20 ms after the first ran against the
+    state the first left and was told RuleViolated for a command that succeeded."""
+    pairs = 200
+    orders = [bus.dispatch(ORDER).aggregate_id for _ in range(pairs)]
+    outcomes: dict[int, list[CommandResult | Exception]] = {i: [] for i in range(pairs)}
+    lock = threading.Lock()
+
+    def send(index: int, delay: float) -> None:
+        time.sleep(delay)  # the race itself: a twin 0-20 ms behind, not synchronisation
+        command = CancelOrder(order_id=orders[index], reason="changed my mind")
+        try:
+            outcome: CommandResult | Exception = bus.dispatch(
+                command, idempotency_key=f"cancel-{index}"
+            )
+        except Exception as exc:
+            outcome = exc
+        with lock:
+            outcomes[index].append(outcome)
+
+    rng = random.Random(15)
+    for start in range(0, pairs, 10):
+        threads = [
+            threading.Thread(target=send, args=(i, delay))
+            for i in range(start, start + 10)
+            for delay in (0.0, rng.uniform(0, 0.02))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    failed = {i: o for i, o in outcomes.items() if any(isinstance(x, Exception) for x in o)}
+    assert not failed, f"{len(failed)} of {pairs} pairs: {list(failed.items())[:3]}"
+    for index, (one, other) in outcomes.items():
+        assert isinstance(one, CommandResult)
+        assert isinstance(other, CommandResult)
+        assert sorted([one.replayed, other.replayed]) == [False, True], index
+        assert (one.aggregate_id, one.version, one.position) == (
+            other.aggregate_id,
+            other.version,
+            other.position,
+        )
+    assert stored_events(bus.application.settings) == 2 * pairs  # placed + cancelled, once
+
+
+def stored_events(settings: Settings) -> int:
+    with pg_backend.connect(settings) as conn:
+        row = conn.execute(f'SELECT count(*) FROM "{settings.postgres_schema}".shop_events')
+        return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def test_a_command_with_a_set_retried_under_other_hash_seeds_is_replayed(
+    bus: CommandBus, schema_settings: Settings
+) -> None:
+    """Issue 15, hole 7a: four processes, four fingerprints, IdempotencyKeyReused."""
+    item = bus.dispatch(RegisterItem(sku="tea", name="Tea", quantity=5)).aggregate_id
+    skus = sorted(f"sku-{n}" for n in range(12))
+    script = (
+        "import sys\n"
+        "from uuid import UUID\n"
+        "from cqrskit import CommandBus, Settings\n"
+        "from examples.shop import ShopApp\n"
+        "from tests import topping_up\n"
+        "settings = Settings.load(postgres_schema=sys.argv[1])\n"
+        "command = topping_up.CheckStock(item_id=UUID(sys.argv[2]), skus=set(sys.argv[3:]))\n"
+        "with ShopApp(settings) as app:\n"
+        "    bus = CommandBus(app, topping_up.handlers)\n"
+        "    print(bus.dispatch(command, idempotency_key='check-1').model_dump_json())\n"
+    )
+    results = []
+    for seed in (1, 2, 3, 4):
+        done = subprocess.run(
+            [sys.executable, "-c", script, schema_settings.postgres_schema, str(item), *skus],
+            check=False,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        results.append(CommandResult.model_validate_json(done.stdout.strip().splitlines()[-1]))
+    assert [r.replayed for r in results] == [False, True, True, True]
+    assert {(r.aggregate_id, r.version) for r in results} == {(item, 1)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -30,39 +29,9 @@ from examples.shop import (
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline
 from tests.integration.relay.conftest import wait_until
+from tests.integration.sagas.conftest import Runner
 
 SAGA = "order_workflow"
-
-
-class Runner:
-    """``cqrskit sagas run order_workflow`` as a process that can be killed."""
-
-    def __init__(self, pipeline: Pipeline, sagas: str = "tests.integration.sagas.quick"):
-        self.pipeline = pipeline
-        self.sagas = sagas
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = pipeline.tmp / "saga.log"
-
-    def start(self) -> None:
-        env = {**self.pipeline.env(), "CQRSKIT_SAGAS": self.sagas}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cqrskit.cli", "sagas", "run", SAGA],
-                env=env,
-                cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import pytest
 from cqrskit import CommandBus, CommandRejected, IdempotencyKeyReused
 from cqrskit.testing import payload_of
 from examples.shop import InventoryItem, PlaceOrder, RegisterItem, RestockItem, ShopApp, handlers
+from examples.shop.commands import ReserveStock
+from tests import topping_up
 
 ORDER = PlaceOrder(customer_id="ada", lines=[{"sku": "tea", "quantity": 1, "unit_price": "2.00"}])
 
@@ -84,3 +86,16 @@ def test_payload_of_strips_envelope_fields() -> None:
     item = InventoryItem(sku="tea", name="Tea", quantity=1)
     (registered,) = item.collect_events()
     assert payload_of(registered) == {"sku": "tea", "name": "Tea", "quantity": 1}
+
+
+def test_a_key_is_recorded_when_the_command_changed_nothing() -> None:
+    """Issue 15, hole 7b: a retry after the state changed must not act."""
+    bus = CommandBus(ShopApp(persistence="memory"), topping_up.handlers)
+    item = bus.dispatch(RegisterItem(sku="tea", name="Tea", quantity=5)).aggregate_id
+    first = bus.dispatch(topping_up.TopUp(item_id=item, available=5), idempotency_key="top-1")
+    assert first.events == 0
+    bus.dispatch(ReserveStock(item_id=item, order_id=uuid4(), quantity=3))
+    before = bus.application.recorder.max_notification_id()
+    again = bus.dispatch(topping_up.TopUp(item_id=item, available=5), idempotency_key="top-1")
+    assert (again.replayed, again.events, again.version) == (True, 0, first.version)
+    assert bus.application.recorder.max_notification_id() == before

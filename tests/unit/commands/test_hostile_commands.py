@@ -4,20 +4,47 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cqrskit import CommandBus, CommandRejected, CqrskitError
 from examples.shop import ShopApp, handlers
-from tests.hostile import payloads
+from tests.hostile import SHOP_COMMANDS, nothing_where_something_is_meant, payloads
 
-COMMANDS = {name: list(cls.model_fields) for name, cls in handlers._by_name.items()}
+
+def test_every_shop_command_has_a_valid_example() -> None:
+    assert sorted(SHOP_COMMANDS) == sorted(handlers.command_types)
+    for name, example in SHOP_COMMANDS.items():
+        handlers.parse(name, example.valid)
 
 
 @st.composite
 def command_and_payload(draw: st.DrawFn) -> tuple[str, Any]:
-    name = draw(st.sampled_from(sorted(COMMANDS)))
-    return name, draw(payloads(COMMANDS[name]))
+    name = draw(st.sampled_from(sorted(SHOP_COMMANDS)))
+    return name, draw(payloads(SHOP_COMMANDS[name]))
+
+
+@st.composite
+def command_with_nothing_where_something_is_meant(
+    draw: st.DrawFn,
+) -> tuple[str, tuple[str | int, ...], Any]:
+    name = draw(st.sampled_from(sorted(SHOP_COMMANDS)))
+    path, payload = draw(nothing_where_something_is_meant(SHOP_COMMANDS[name]))
+    return name, path, payload
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(command_with_nothing_where_something_is_meant())
+def test_empty_blank_null_and_non_positive_values_are_rejected_naming_the_field(
+    case: tuple[str, tuple[str | int, ...], Any],
+) -> None:
+    """Issue 15, hole 9: "", "  ", [], {}, 0, -1 and null where a value is meant."""
+    name, path, payload = case
+    with pytest.raises(CommandRejected) as refused:
+        handlers.parse(name, payload)
+    top = str(path[0]) if path else ""
+    assert any(e.path.startswith(top) for e in refused.value.errors), refused.value.errors
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
