@@ -3,6 +3,13 @@
 See docs/decisions/0001-outbox.md for why the events table is the outbox.
 """
 
+from cqrskit.relay._layout import (
+    LayoutStatus,
+    PostgresTopicLayouts,
+    TopicLayout,
+    layout_status,
+    partition_for,
+)
 from cqrskit.relay._outbox import BEFORE_FIRST, OutboxRow, PostgresOutbox, RelayStatus, read_status
 from cqrskit.relay._publisher import KafkaPublisher
 from cqrskit.relay._relay import DeliveryFailed, OutboxRelay, topic_for
@@ -11,10 +18,15 @@ __all__ = [
     "BEFORE_FIRST",
     "DeliveryFailed",
     "KafkaPublisher",
+    "LayoutStatus",
     "OutboxRelay",
     "OutboxRow",
     "PostgresOutbox",
+    "PostgresTopicLayouts",
     "RelayStatus",
+    "TopicLayout",
+    "layout_status",
+    "partition_for",
     "read_status",
     "topic_for",
 ]

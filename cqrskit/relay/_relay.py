@@ -30,6 +30,7 @@ from cqrskit.backends.kafka import describe_error
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_TRACEPARENT, encode
 from cqrskit.errors import PermanentError, TransientError
 from cqrskit.observability import _metrics as metrics
+from cqrskit.relay._layout import LAYOUT_TABLE, PostgresTopicLayouts, TopicLayout
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
 from cqrskit.relay._publisher import KafkaPublisher
 from cqrskit.settings import Settings
@@ -90,7 +91,10 @@ class OutboxRelay:
         self.outbox = PostgresOutbox(settings, application_name, relay_name)
         self._stopping = threading.Event()
         self._state = ""
-        self._topics: dict[str, str] = {}
+        #: aggregate type -> (topic, its pinned layout), filled per session.
+        self._topics: dict[str, tuple[str, TopicLayout]] = {}
+        self._layouts: PostgresTopicLayouts | None = None
+        self._warned: set[tuple[str, int]] = set()
         self._state_metric = metrics.relay_state.labels(application_name)
         self._state_metric.state("starting")
         self._published = metrics.relay_published.labels(application_name)
@@ -198,6 +202,9 @@ class OutboxRelay:
 
     def _publish(self, publisher: KafkaPublisher) -> None:
         settings = self.settings
+        self._layouts = PostgresTopicLayouts(self.outbox.conn, settings.postgres_schema)
+        self._layouts.ensure_table()
+        self._topics = {}  # layouts are read again on the leader's session
         after = self.outbox.position()
         self.position = after
         inflight: deque[_Page] = deque()
@@ -224,6 +231,7 @@ class OutboxRelay:
                 last_beat = time.monotonic()
             if now - measured_at > 1.0:
                 self._measure_lag()
+                self._warn_unused_partitions(publisher)
                 measured_at = now
             if not rows:
                 if inflight:
@@ -251,7 +259,8 @@ class OutboxRelay:
                 topic=event_topic,
                 state=state,
             )
-            topic = topics.get(aggregate_type) or self._topic(publisher, aggregate_type)
+            topic, layout = topics.get(aggregate_type) or self._topic(publisher, aggregate_type)
+            key = aggregate_id.encode()
             type_header = type_headers.get(event_type)
             if type_header is None:
                 type_header = type_headers[event_type] = (HEADER_EVENT_TYPE, event_type.encode())
@@ -261,14 +270,37 @@ class OutboxRelay:
             ]
             if traceparent:
                 headers.append((HEADER_TRACEPARENT, traceparent.encode()))
-            produce(topic, aggregate_id.encode(), value, headers, ack)
+            # The partition comes from the pinned layout, never from the
+            # cluster's current count: a re-send repeats the first send.
+            produce(topic, key, value, headers, ack, partition=layout.partition(key, position))
         return page
 
-    def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> str:
+    def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> tuple[str, TopicLayout]:
+        assert self._layouts is not None
         topic = topic_for(self.settings, self.application_name, aggregate_type)
         publisher.ensure_topic(topic)
-        self._topics[aggregate_type] = topic
-        return topic
+        layout = self._layouts.pin(topic, publisher.partition_count(topic))
+        self._topics[aggregate_type] = (topic, layout)
+        return topic, layout
+
+    def _warn_unused_partitions(self, publisher: KafkaPublisher) -> None:
+        """Say once per topic and count that Kafka has partitions the relay sends no events to."""
+        in_kafka = publisher.known_partitions()
+        for topic, layout in self._topics.values():
+            count = in_kafka.get(topic, 0)
+            if count > layout.partitions and (topic, count) not in self._warned:
+                self._warned.add((topic, count))
+                log.warning(
+                    "topic %s has %d partitions; the relay sends events to the first %d, "
+                    "pinned in %s so that no event changes partition (the other %d get "
+                    "watermarks only); see 'Partitions' in docs/operations.md",
+                    topic,
+                    count,
+                    layout.partitions,
+                    LAYOUT_TABLE,
+                    count - layout.partitions,
+                    extra={"topic": topic, "partitions": count, "used": layout.partitions},
+                )
 
     def _retire(self, inflight: deque[_Page]) -> bool:
         """Record the last position of the acknowledged head pages; True if any."""
