@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "HEADER_EVENT_TYPE",
+    "HEADER_LAYOUT",
     "HEADER_POSITION",
     "HEADER_TRACEPARENT",
     "WATERMARK_EVENT_TYPE",
@@ -42,6 +43,11 @@ __all__ = [
 HEADER_EVENT_TYPE = "event_type"
 HEADER_POSITION = "position"
 HEADER_TRACEPARENT = "traceparent"
+#: On events published after a topic moved to more partitions:
+#: ``<boundary position>:<previous partition count>``. A consumer applies
+#: such an event only once every partition of the previous layout is
+#: complete up to the boundary (docs/decisions/0009).
+HEADER_LAYOUT = "layout"
 
 #: The ``event_type`` header of the relay's watermark messages: not events,
 #: but the promise that a partition holds no unseen event up to a position.

@@ -19,7 +19,13 @@ from cqrskit.cli._common import (
     print_table,
     start_metrics,
 )
-from cqrskit.relay import LayoutStatus, OutboxRelay, layout_status, read_status
+from cqrskit.relay import (
+    LayoutStatus,
+    OutboxRelay,
+    layout_status,
+    read_status,
+    request_repartition,
+)
 
 __all__ = ["relay"]
 
@@ -85,12 +91,36 @@ def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
     )
 
 
+@relay.command("repartition")
+@click.argument("topics", nargs=-1)
+@APP_OPTION
+def relay_repartition(topics: tuple[str, ...], app_spec: str | None) -> None:
+    """Move topics (default: all) onto every partition they have in Kafka.
+
+    Partitions added with Kafka's tools get no events until this runs. The
+    leading relay records the move at the position it has caught up to;
+    workers apply a topic's later events once every old partition is
+    complete up to it, so nothing is applied twice or out of order.
+    Idempotent.
+    """
+    settings = load_settings(app=app_spec)
+    app_name = application_name(settings)
+    with errors_as_messages():
+        requested = request_repartition(settings, settings.topic_prefix or app_name.lower(), topics)
+    for topic, used, moving_to in requested:
+        click.echo(f"{topic}: {used} -> {moving_to} partitions, once the leading relay catches up")
+    if not requested:
+        click.echo("every topic uses all its partitions already")
+
+
 def _partitions(layout: LayoutStatus) -> str:
+    if layout.moving_to is not None:
+        return f"{layout.used} used, moving to {layout.moving_to} once the relay catches up"
     if layout.in_kafka is None:
         return f"{layout.used} used (Kafka did not answer)"
     if not layout.unused:
         return f"{layout.used} used of {layout.in_kafka}"
     return (
         f"{layout.used} used of {layout.in_kafka}: {layout.unused} added partitions get "
-        "watermarks only (see 'Partitions' in docs/operations.md)"
+        "watermarks only until 'cqrskit relay repartition'"
     )

@@ -29,6 +29,7 @@ from cqrskit.backends import kafka as kafka_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE, Envelope
 from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
+from cqrskit.projections._barrier import LayoutBarrier
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import STORE_STREAM, Checkpoint, ElasticsearchReadModel
@@ -117,6 +118,7 @@ class ProjectionWorker:
         self.projection = projection
         self.read_model = read_model_for(settings, projection, es)
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
+        self.barrier = LayoutBarrier(self.read_model)
         self.dead_letters = DeadLetterTopic(settings, application_name, projection.name)
         self.topics = topics_for(settings, application_name, type(projection))
         self.group = consumer_group(settings, application_name, projection.name)
@@ -207,6 +209,7 @@ class ProjectionWorker:
         self._set_state("running", f"consuming {', '.join(self.topics)} as group {self.group}")
         try:
             while not self.stopping:
+                self.barrier.resume_ready(consumer)
                 # Wait for one message, then take what is already fetched:
                 # a batch never waits to fill up, so latency stays low.
                 first = consumer.poll(0.5)
@@ -230,6 +233,7 @@ class ProjectionWorker:
             )
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.barrier.forget(partitions)
         if partitions:
             log.info(
                 "projection %s: revoked %s",
@@ -246,6 +250,7 @@ class ProjectionWorker:
 
     def _process(self, consumer: Consumer, messages: Sequence[Message]) -> None:
         started_ns = time.time_ns()
+        messages = self.barrier.admit(consumer, messages)
         envelopes: list[Envelope] = []
         published_at: list[float] = []
         streams: list[str] = []

@@ -9,6 +9,7 @@ from cqrskit.relay._layout import (
     TopicLayout,
     layout_status,
     partition_for,
+    request_repartition,
 )
 from cqrskit.relay._outbox import BEFORE_FIRST, OutboxRow, PostgresOutbox, RelayStatus, read_status
 from cqrskit.relay._publisher import KafkaPublisher
@@ -28,5 +29,6 @@ __all__ = [
     "layout_status",
     "partition_for",
     "read_status",
+    "request_repartition",
     "topic_for",
 ]

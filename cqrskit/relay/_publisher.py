@@ -126,12 +126,14 @@ class KafkaPublisher:
         """Partitions per topic as the last metadata refresh for watermarks saw them."""
         return {topic: len(partitions) for topic, partitions in self._partitions.items()}
 
-    def publish_watermark(self, prefix: str, position: int) -> None:
+    def publish_watermark(self, prefix: str, position: int, *, wait: bool = False) -> None:
         """Tell every partition of every ``<prefix>.*`` topic: events up to ``position`` were sent.
 
         Produced after those events, so in each partition it arrives after
         every one of them: a consumer that reads it knows its partition holds
-        nothing older that it has not seen (see docs/decisions/0004).
+        nothing older that it has not seen (see docs/decisions/0004). A full
+        queue drops the mark (a later one covers it), unless ``wait``: then
+        delivery reports are served until there is room.
         """
         now = time.monotonic()
         if now - self._partitions_at > 2.0:  # new topics (a new projection) join soon
@@ -156,10 +158,16 @@ class KafkaPublisher:
         for topic, partitions in self._partitions.items():
             value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
             for partition in partitions:
-                try:
-                    self._producer.produce(topic, value, None, partition=partition, headers=headers)
-                except BufferError:
-                    return  # the queue is full of events; a later mark covers this one
+                while True:
+                    try:
+                        self._producer.produce(
+                            topic, value, None, partition=partition, headers=headers
+                        )
+                        break
+                    except BufferError:
+                        if not wait:
+                            return  # the queue is full of events; a later mark covers this one
+                        self._producer.poll(0.1)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks, waiting up to ``timeout`` seconds for one."""

@@ -25,7 +25,7 @@ from cqrskit.backends import kafka as kafka_backend
 from cqrskit.backends import postgres as pg_backend
 from cqrskit.eventstore import store_head
 from cqrskit.projections import projection_status
-from cqrskit.relay import topic_for
+from cqrskit.relay import layout_status, topic_for
 from examples.shop import InventoryItem, Order, OrderLine, ShopApp
 from projections import CustomerOrdersProjection
 from tests.integration.conftest import REPO_ROOT
@@ -54,6 +54,19 @@ def with_partitions(pipeline: Pipeline, relays: RelayHarness, count: int) -> Set
     )
     pipeline.extra_env["CQRSKIT_TOPIC_PARTITIONS"] = str(count)
     return pipeline.settings
+
+
+def cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    """One ``cqrskit`` command on the pipeline's services, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cqrskit.cli", *args],
+        env=pipeline.env(),
+        cwd=REPO_ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def add_partitions(settings: Settings, topics: Iterable[str], count: int) -> None:
@@ -165,6 +178,13 @@ def restocked_items(settings: Settings, items: int, restocks: int) -> list[Inven
     return stock
 
 
+def restock_once(settings: Settings, stock: list[InventoryItem]) -> None:
+    with ShopApp(settings) as app:
+        for item in stock:
+            item.restock(1)
+        app.save(*stock)
+
+
 def test_an_item_whose_events_straddle_a_partition_increase_is_applied_in_version_order(
     pipeline: Pipeline, relays: RelayHarness, es: Elasticsearch
 ) -> None:
@@ -178,10 +198,7 @@ def test_an_item_whose_events_straddle_a_partition_increase_is_applied_in_versio
 
     add_partitions(settings, [topic_of(settings, "InventoryItem")], AFTER)
     relays.start()
-    with ShopApp(settings) as app:
-        for item in stock:
-            item.restock(1)
-        app.save(*stock)
+    restock_once(settings, stock)
     pipeline.wait_relayed()
     pipeline.start_worker(projection.name)
     pipeline.wait_applied(projection)
@@ -229,18 +246,59 @@ def test_partitions_added_under_load_leave_nothing_missing_or_doubled(
     assert not stream.errors, stream.errors[:3]
     for projection in (CustomerOrdersProjection(), VersionTrail()):
         pipeline.wait_applied(projection)
-        verified = subprocess.run(
-            [sys.executable, "-m", "cqrskit.cli", "projections", "verify", projection.name],
-            env=pipeline.env(),
-            cwd=REPO_ROOT,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        verified = cli(pipeline, "projections", "verify", projection.name)
         assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
     copies = partitions_by_position(settings, topic_of(settings, "Order"))
     assert any(len(p) > 1 for p in copies.values()), "nothing was re-sent: the test proves nothing"
     totals = pipeline.actual(es, CustomerOrdersProjection())
     placed = Counter(d["orders_placed"] for d in totals.values())
     assert placed.keys() == {1}, f"customers by orders counted: {dict(placed)}"
+
+
+def repartition(pipeline: Pipeline) -> str:
+    """``cqrskit relay repartition``, as an operator runs it."""
+    done = cli(pipeline, "relay", "repartition")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def used_partitions(settings: Settings, topic: str) -> int:
+    (layout,) = [
+        s for s in layout_status(settings, settings.topic_prefix or "") if s.topic == topic
+    ]
+    return layout.used
+
+
+def test_a_move_onto_added_partitions_applies_each_item_once_and_in_version_order(
+    pipeline: Pipeline, relays: RelayHarness, es: Elasticsearch
+) -> None:
+    settings = with_partitions(pipeline, relays, BEFORE)
+    pipeline.projections_module = "tests.integration.projections.trail"
+    projection = VersionTrail()
+    topic = topic_of(settings, "InventoryItem")
+    relay = relays.start()
+    stock = restocked_items(settings, items=30, restocks=150)
+    pipeline.wait_relayed()
+    add_partitions(settings, [topic], AFTER)
+
+    assert f"{topic}: {BEFORE} -> {AFTER} partitions" in repartition(pipeline)
+    wait_until(lambda: used_partitions(settings, topic) == AFTER, 60, "the relay to move the topic")
+    restock_once(settings, stock)
+    pipeline.wait_relayed()
+    relay.kill9()  # its last pages are sent again, on the partitions they took first
+    relays.start()
+    restock_once(settings, stock)
+    pipeline.wait_relayed()
+    pipeline.start_worker(projection.name)
+    pipeline.wait_applied(projection)
+
+    on = {p for parts in partitions_by_position(settings, topic).values() for p in parts}
+    assert on & set(range(BEFORE, AFTER)), "no event went to an added partition: nothing moved"
+    trails = pipeline.actual(es, projection)
+    assert len(trails) == 30
+    wrong = {
+        item: t["versions"][-4:]
+        for item, t in trails.items()
+        if t["versions"] != list(range(1, 154))
+    }
+    assert not wrong, f"{len(wrong)} items applied out of order or twice: {list(wrong.items())[:2]}"

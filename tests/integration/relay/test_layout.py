@@ -86,7 +86,13 @@ def test_partitions_added_to_a_topic_get_no_events_and_the_relay_says_so(
         timeout=60,
     )
     topics = {t["topic"]: t for t in json.loads(shown.stdout)["topics"]}
-    assert topics[topic] == {"topic": topic, "used": 6, "in_kafka": 9, "unused": 3}
+    assert topics[topic] == {
+        "topic": topic,
+        "used": 6,
+        "in_kafka": 9,
+        "moving_to": None,
+        "unused": 3,
+    }
 
 
 def partitions_of(settings: Settings, topic: str) -> set[int]:

@@ -24,3 +24,11 @@ def test_a_resend_from_before_a_step_repeats_the_first_send() -> None:
         assert layout.partition(key, 1001) == partition_for(key, 7)
     moved = [k for k in keys if partition_for(k, 3) != partition_for(k, 7)]
     assert moved, "the two counts must place some keys differently for this test to mean anything"
+
+
+def test_only_events_after_a_move_name_the_layout_they_wait_for() -> None:
+    layout = TopicLayout("shop.order", ((0, 3), (1000, 7), (5000, 12)))
+    assert layout.barrier(1000) is None
+    assert layout.barrier(1001) == b"1000:3"
+    assert layout.barrier(5001) == b"5000:7"
+    assert TopicLayout("shop.order", ((0, 3),)).barrier(10) is None
