@@ -296,7 +296,7 @@ class OutboxRelay:
             for aggregate_type, (known, _) in list(self._topics.items()):
                 if known == topic:
                     self._topics[aggregate_type] = (topic, layout)
-            log.warning(
+            log.info(
                 "topic %s moves onto %d partitions for the events after position %d; "
                 "workers apply them once every old partition is complete up to it",
                 topic,

@@ -243,6 +243,16 @@ def test_partitions_added_under_load_leave_nothing_missing_or_doubled(
         )
         relays.start()
         wait_until(lambda: stream.accepted > 600, 120, "commands to flow after the crash")
+        # Then the move onto the added partitions, while commands flow and
+        # the worker reads across it.
+        assert "-> 7 partitions" in repartition(pipeline)
+        wait_until(
+            lambda: used_partitions(settings, topic_of(settings, "Order")) == AFTER,
+            120,
+            "the relay to move the topics",
+        )
+        moved_at = stream.accepted
+        wait_until(lambda: stream.accepted > moved_at + 300, 120, "commands to flow after it")
     assert not stream.errors, stream.errors[:3]
     for projection in (CustomerOrdersProjection(), VersionTrail()):
         pipeline.wait_applied(projection)
@@ -250,6 +260,7 @@ def test_partitions_added_under_load_leave_nothing_missing_or_doubled(
         assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
     copies = partitions_by_position(settings, topic_of(settings, "Order"))
     assert any(len(p) > 1 for p in copies.values()), "nothing was re-sent: the test proves nothing"
+    assert any(p >= BEFORE for parts in copies.values() for p in parts), "nothing moved"
     totals = pipeline.actual(es, CustomerOrdersProjection())
     placed = Counter(d["orders_placed"] for d in totals.values())
     assert placed.keys() == {1}, f"customers by orders counted: {dict(placed)}"
