@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 __all__ = [
     "HEADER_EVENT_TYPE",
+    "HEADER_LAYOUT",
     "HEADER_POSITION",
     "HEADER_SEAL",
     "HEADER_TRACEPARENT",
@@ -49,6 +50,11 @@ HEADER_EVENT_TYPE = "event_type"
 HEADER_POSITION = "position"
 HEADER_TRACEPARENT = "traceparent"
 HEADER_SEAL = "cqrskit.seal"
+#: On events published after a topic moved to more partitions:
+#: ``<boundary position>:<previous partition count>``. A consumer applies
+#: such an event only once every partition of the previous layout is
+#: complete up to the boundary (docs/decisions/0009).
+HEADER_LAYOUT = "layout"
 
 #: The ``event_type`` header of the relay's watermark messages: not events,
 #: but the promise that a partition holds no unseen event up to a position.

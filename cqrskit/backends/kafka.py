@@ -17,7 +17,7 @@ from cqrskit.backends._probe import ServiceInfo
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.settings import Settings
 
-__all__ = ["admin", "base_config", "create_topic", "headers_of", "probe"]
+__all__ = ["admin", "base_config", "create_topic", "headers_of", "partition_count", "probe"]
 
 SERVICE = "Kafka"
 VARIABLE = "CQRSKIT_KAFKA_BOOTSTRAP"
@@ -168,6 +168,22 @@ def wait_for_topics(client: AdminClient, settings: Settings, topics: Sequence[st
             )
         if missing:
             time.sleep(0.2)  # polling the cluster's metadata for the topics to appear
+
+
+def partition_count(client: AdminClient, settings: Settings, topic: str) -> int:
+    """How many partitions ``topic`` has, once they are in the cluster's metadata.
+
+    Raises:
+        ServiceUnavailable: as :func:`wait_for_topics`.
+    """
+    wait_for_topics(client, settings, [topic])
+    try:
+        metadata = client.list_topics(topic, timeout=settings.connect_timeout)
+    except KafkaException as exc:
+        raise ServiceUnavailable(
+            SERVICE, settings.kafka_bootstrap, describe_error(exc), VARIABLE
+        ) from exc
+    return len(metadata.topics[topic].partitions)
 
 
 def probe(settings: Settings) -> ServiceInfo:

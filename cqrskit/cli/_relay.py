@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
 from cqrskit.cli._common import (
@@ -17,7 +19,13 @@ from cqrskit.cli._common import (
     print_table,
     start_metrics,
 )
-from cqrskit.relay import OutboxRelay, read_status
+from cqrskit.relay import (
+    LayoutStatus,
+    OutboxRelay,
+    layout_status,
+    read_status,
+    request_repartition,
+)
 
 __all__ = ["relay"]
 
@@ -55,13 +63,16 @@ def relay_run(app_spec: str | None, name: str, metrics_port: int | None) -> None
 @NAME_OPTION
 @JSON_OPTION
 def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
-    """Position, store head, lag in events and seconds, active instance, last error."""
+    """Position, store head, lag in events and seconds, active instance, last error,
+    and each topic's partitions: those the relay sends events to, and those Kafka has."""
     settings = load_settings(app=app_spec)
     app_name = application_name(settings)
     with errors_as_messages():
         status = read_status(settings, app_name, name)
+        layouts = layout_status(settings, settings.topic_prefix or app_name.lower())
     if as_json:
-        echo_json(status)
+        topics = [{**asdict(layout), "unused": layout.unused} for layout in layouts]
+        echo_json({**asdict(status), "topics": topics})
         return
     last_error = f"{status.last_error} ({status.last_error_at})" if status.last_error else "none"
     print_table(
@@ -75,5 +86,41 @@ def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
             ("active instance", status.active_instance or "none"),
             ("last heartbeat", status.heartbeat_at or "never"),
             ("last error", last_error),
+            *((f"partitions of {layout.topic}", _partitions(layout)) for layout in layouts),
         ],
+    )
+
+
+@relay.command("repartition")
+@click.argument("topics", nargs=-1)
+@APP_OPTION
+def relay_repartition(topics: tuple[str, ...], app_spec: str | None) -> None:
+    """Move topics (default: all) onto every partition they have in Kafka.
+
+    Partitions added with Kafka's tools get no events until this runs. The
+    leading relay records the move at the position it has caught up to;
+    workers apply a topic's later events once every old partition is
+    complete up to it, so nothing is applied twice or out of order.
+    Idempotent.
+    """
+    settings = load_settings(app=app_spec)
+    app_name = application_name(settings)
+    with errors_as_messages():
+        requested = request_repartition(settings, settings.topic_prefix or app_name.lower(), topics)
+    for topic, used, moving_to in requested:
+        click.echo(f"{topic}: {used} -> {moving_to} partitions, once the leading relay catches up")
+    if not requested:
+        click.echo("every topic uses all its partitions already")
+
+
+def _partitions(layout: LayoutStatus) -> str:
+    if layout.moving_to is not None:
+        return f"{layout.used} used, moving to {layout.moving_to} once the relay catches up"
+    if layout.in_kafka is None:
+        return f"{layout.used} used (Kafka did not answer)"
+    if not layout.unused:
+        return f"{layout.used} used of {layout.in_kafka}"
+    return (
+        f"{layout.used} used of {layout.in_kafka}: {layout.unused} added partitions get "
+        "watermarks only until 'cqrskit relay repartition'"
     )

@@ -36,6 +36,7 @@ from cqrskit.envelope import (
 )
 from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
+from cqrskit.projections._barrier import LayoutBarrier
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
@@ -131,6 +132,7 @@ class ProjectionWorker:
         self.projection = projection
         self.read_model = read_model_for(settings, projection, es)
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
+        self.barrier = LayoutBarrier(self.read_model)
         self.dead_letters = DeadLetterTopic(settings, application_name, projection.name)
         self.topics = topics_for(settings, application_name, type(projection))
         self.group = consumer_group(settings, application_name, projection.name)
@@ -221,6 +223,7 @@ class ProjectionWorker:
         self._set_state("running", f"consuming {', '.join(self.topics)} as group {self.group}")
         try:
             while not self.stopping:
+                self.barrier.resume_ready(consumer)
                 # Wait for one message, then take what is already fetched:
                 # a batch never waits to fill up, so latency stays low.
                 first = consumer.poll(0.5)
@@ -244,6 +247,7 @@ class ProjectionWorker:
             )
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.barrier.forget(partitions)
         if partitions:
             log.info(
                 "projection %s: revoked %s",
@@ -260,6 +264,7 @@ class ProjectionWorker:
 
     def _process(self, consumer: Consumer, messages: Sequence[Message]) -> None:
         started_ns = time.time_ns()
+        messages = self.barrier.admit(consumer, messages)
         envelopes: list[Envelope] = []
         published_at: list[float] = []
         streams: list[str] = []

@@ -3,6 +3,14 @@
 See docs/decisions/0001-outbox.md for why the events table is the outbox.
 """
 
+from cqrskit.relay._layout import (
+    LayoutStatus,
+    PostgresTopicLayouts,
+    TopicLayout,
+    layout_status,
+    partition_for,
+    request_repartition,
+)
 from cqrskit.relay._outbox import BEFORE_FIRST, OutboxRow, PostgresOutbox, RelayStatus, read_status
 from cqrskit.relay._publisher import KafkaPublisher
 from cqrskit.relay._relay import DeliveryFailed, OutboxRelay, topic_for
@@ -11,10 +19,16 @@ __all__ = [
     "BEFORE_FIRST",
     "DeliveryFailed",
     "KafkaPublisher",
+    "LayoutStatus",
     "OutboxRelay",
     "OutboxRow",
     "PostgresOutbox",
+    "PostgresTopicLayouts",
     "RelayStatus",
+    "TopicLayout",
+    "layout_status",
+    "partition_for",
     "read_status",
+    "request_repartition",
     "topic_for",
 ]

@@ -95,30 +95,52 @@ class KafkaPublisher:
         value: bytes,
         headers: list[tuple[str, str | bytes | None]],
         on_delivery: DeliveryCallback,
+        *,
+        partition: int | None = None,
     ) -> None:
         """Queue one message; ``on_delivery`` runs from :meth:`poll` or :meth:`flush`.
 
+        ``partition`` None leaves the choice to librdkafka's partitioner
+        (``consistent_random``: see :func:`cqrskit.relay.partition_for`).
         When the local queue is full, serves delivery reports until there is room.
         """
+        chosen = -1 if partition is None else partition  # -1: librdkafka's RD_KAFKA_PARTITION_UA
         try:
-            self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            self._producer.produce(
+                topic, value, key, chosen, headers=headers, on_delivery=on_delivery
+            )
         except BufferError:
             while True:
                 self._producer.poll(0.1)
                 try:
                     self._producer.produce(
-                        topic, value, key, headers=headers, on_delivery=on_delivery
+                        topic, value, key, chosen, headers=headers, on_delivery=on_delivery
                     )
                     return
                 except BufferError:
                     continue
 
-    def publish_watermark(self, prefix: str, position: int) -> None:
+    def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has in the cluster now.
+
+        Raises:
+            ServiceUnavailable: the broker did not answer, or the topic did
+                not show its partitions in time.
+        """
+        return kafka_backend.partition_count(self._admin, self.settings, topic)
+
+    def known_partitions(self) -> dict[str, int]:
+        """Partitions per topic as the last metadata refresh for watermarks saw them."""
+        return {topic: len(partitions) for topic, partitions in self._partitions.items()}
+
+    def publish_watermark(self, prefix: str, position: int, *, wait: bool = False) -> None:
         """Tell every partition of every ``<prefix>.*`` topic: events up to ``position`` were sent.
 
         Produced after those events, so in each partition it arrives after
         every one of them: a consumer that reads it knows its partition holds
-        nothing older that it has not seen (see docs/decisions/0004).
+        nothing older that it has not seen (see docs/decisions/0004). A full
+        queue drops the mark (a later one covers it), unless ``wait``: then
+        delivery reports are served until there is room.
         """
         now = time.monotonic()
         if now - self._partitions_at > 2.0:  # new topics (a new projection) join soon
@@ -144,11 +166,17 @@ class KafkaPublisher:
             value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
             for partition in partitions:
                 seal = self._seal.watermark(topic, partition, position, value)
-                headers = [*said, (HEADER_SEAL, seal)]
-                try:
-                    self._producer.produce(topic, value, None, partition=partition, headers=headers)
-                except BufferError:
-                    return  # the queue is full of events; a later mark covers this one
+                sealed = [*said, (HEADER_SEAL, seal)]
+                while True:
+                    try:
+                        self._producer.produce(
+                            topic, value, None, partition=partition, headers=sealed
+                        )
+                        break
+                    except BufferError:
+                        if not wait:
+                            return  # the queue is full of events; a later mark covers this one
+                        self._producer.poll(0.1)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks, waiting up to ``timeout`` seconds for one."""

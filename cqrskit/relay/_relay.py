@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 from cqrskit.backends.kafka import describe_error
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
+    HEADER_LAYOUT,
     HEADER_POSITION,
     HEADER_SEAL,
     HEADER_TRACEPARENT,
@@ -37,6 +38,7 @@ from cqrskit.envelope import (
 )
 from cqrskit.errors import PermanentError, TransientError
 from cqrskit.observability import _metrics as metrics
+from cqrskit.relay._layout import LAYOUT_TABLE, PostgresTopicLayouts, TopicLayout
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
 from cqrskit.relay._publisher import KafkaPublisher
 from cqrskit.settings import Settings
@@ -97,7 +99,10 @@ class OutboxRelay:
         self.outbox = PostgresOutbox(settings, application_name, relay_name)
         self._stopping = threading.Event()
         self._state = ""
-        self._topics: dict[str, str] = {}
+        #: aggregate type -> (topic, its pinned layout), filled per session.
+        self._topics: dict[str, tuple[str, TopicLayout]] = {}
+        self._layouts: PostgresTopicLayouts | None = None
+        self._warned: set[tuple[str, int]] = set()
         self._state_metric = metrics.relay_state.labels(application_name)
         self._state_metric.state("starting")
         self._published = metrics.relay_published.labels(application_name)
@@ -208,15 +213,19 @@ class OutboxRelay:
         settings = self.settings
         after = self.outbox.position()
         self.position = after
+        prefix = self.settings.topic_prefix or self.application_name.lower()
+        self._layouts = PostgresTopicLayouts(self.outbox.conn, settings.postgres_schema)
+        self._layouts.ensure_table()
+        self._topics = {}  # layouts are read again on the leader's session
+        boundaries = self._boundaries(prefix, after)
         inflight: deque[_Page] = deque()
         last_beat = time.monotonic()
-        prefix = self.settings.topic_prefix or self.application_name.lower()
         marked, marked_at = -1, float("-inf")
-        measured_at = float("-inf")
+        measured_at = moves_at = float("-inf")
         while not self.stopping:
             rows: list[OutboxRow] = []
             if len(inflight) < settings.relay_pages_in_flight:
-                rows = list(self.outbox.read(after, settings.relay_page_size))
+                rows, after, marked = self._read(publisher, prefix, after, boundaries, marked)
                 if rows:
                     inflight.append(self._send(publisher, rows))
                     after = rows[-1][0]
@@ -232,13 +241,73 @@ class OutboxRelay:
                 last_beat = time.monotonic()
             if now - measured_at > 1.0:
                 self._measure_lag()
+                self._warn_unused_partitions(publisher)
                 measured_at = now
+            if not rows and len(inflight) < settings.relay_pages_in_flight and now - moves_at > 1.0:
+                # Caught up: every stored event up to ``after`` is sent, by us
+                # or by a leader before us, so a move recorded here changes
+                # the partition of no event already sent.
+                moves_at = now
+                if self._adopt_moves(after):
+                    boundaries = sorted({*boundaries, after})
             if not rows:
                 if inflight:
                     publisher.poll(0.05)
                 else:
                     self.outbox.wait_for_events(0.5)
         self._drain(publisher, inflight)
+
+    def _boundaries(self, prefix: str, after: int) -> list[int]:
+        """Positions at or after ``after`` where a topic moved to more partitions."""
+        assert self._layouts is not None
+        return sorted(
+            {
+                boundary
+                for layout in self._layouts.load_all(prefix).values()
+                for boundary, _ in layout.steps[1:]
+                if boundary >= after
+            }
+        )
+
+    def _read(
+        self, publisher: KafkaPublisher, prefix: str, after: int, boundaries: list[int], marked: int
+    ) -> tuple[list[OutboxRow], int, int]:
+        """(page, after, marked): the next page after ``after``, cut at the next boundary.
+
+        At a boundary, every event up to it is queued: it is marked on every
+        partition before any event of the new layout, so that workers can
+        tell when the old layout is complete up to it.
+        """
+        while True:
+            rows = list(self.outbox.read(after, self.settings.relay_page_size))
+            if not (boundaries and rows and rows[-1][0] > boundaries[0]):
+                return rows, after, marked
+            rows = [row for row in rows if row[0] <= boundaries[0]]
+            if rows:
+                return rows, after, marked
+            if marked < boundaries[0]:
+                publisher.publish_watermark(prefix, boundaries[0], wait=True)
+                marked = boundaries[0]
+            after = boundaries.pop(0)
+
+    def _adopt_moves(self, after: int) -> bool:
+        """Record requested moves onto more partitions at ``after``; True if any."""
+        assert self._layouts is not None
+        moves = self._layouts.pending_moves()
+        for topic, partitions in moves.items():
+            layout = self._layouts.adopt(topic, after, partitions)
+            for aggregate_type, (known, _) in list(self._topics.items()):
+                if known == topic:
+                    self._topics[aggregate_type] = (topic, layout)
+            log.info(
+                "topic %s moves onto %d partitions for the events after position %d; "
+                "workers apply them once every old partition is complete up to it",
+                topic,
+                partitions,
+                after,
+                extra={"topic": topic, "partitions": partitions, "boundary": after},
+            )
+        return bool(moves)
 
     def _send(self, publisher: KafkaPublisher, rows: list[OutboxRow]) -> _Page:
         # The hot loop: one pass per published event, so no call or
@@ -260,7 +329,7 @@ class OutboxRelay:
                 topic=event_topic,
                 state=state,
             )
-            topic = topics.get(aggregate_type) or self._topic(publisher, aggregate_type)
+            topic, layout = topics.get(aggregate_type) or self._topic(publisher, aggregate_type)
             type_header = type_headers.get(event_type)
             if type_header is None:
                 type_header = type_headers[event_type] = (HEADER_EVENT_TYPE, event_type.encode())
@@ -272,14 +341,40 @@ class OutboxRelay:
             ]
             if traceparent:
                 headers.append((HEADER_TRACEPARENT, traceparent.encode()))
-            produce(topic, key, value, headers, ack)
+            barrier = layout.barrier(position)
+            if barrier is not None:
+                headers.append((HEADER_LAYOUT, barrier))
+            # The partition comes from the pinned layout, never from the
+            # cluster's current count: a re-send repeats the first send.
+            produce(topic, key, value, headers, ack, partition=layout.partition(key, position))
         return page
 
-    def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> str:
+    def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> tuple[str, TopicLayout]:
+        assert self._layouts is not None
         topic = topic_for(self.settings, self.application_name, aggregate_type)
         publisher.ensure_topic(topic)
-        self._topics[aggregate_type] = topic
-        return topic
+        layout = self._layouts.pin(topic, publisher.partition_count(topic))
+        self._topics[aggregate_type] = (topic, layout)
+        return topic, layout
+
+    def _warn_unused_partitions(self, publisher: KafkaPublisher) -> None:
+        """Say once per topic and count that Kafka has partitions the relay sends no events to."""
+        in_kafka = publisher.known_partitions()
+        for topic, layout in self._topics.values():
+            count = in_kafka.get(topic, 0)
+            if count > layout.partitions and (topic, count) not in self._warned:
+                self._warned.add((topic, count))
+                log.warning(
+                    "topic %s has %d partitions; the relay sends events to the first %d, "
+                    "pinned in %s so that no event changes partition (the other %d get "
+                    "watermarks only); 'cqrskit relay repartition' moves it onto all of them",
+                    topic,
+                    count,
+                    layout.partitions,
+                    LAYOUT_TABLE,
+                    count - layout.partitions,
+                    extra={"topic": topic, "partitions": count, "used": layout.partitions},
+                )
 
     def _retire(self, inflight: deque[_Page]) -> bool:
         """Record the last position of the acknowledged head pages; True if any."""

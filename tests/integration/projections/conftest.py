@@ -102,6 +102,10 @@ class Pipeline:
         wait_until(relayed, timeout, f"the relay to publish up to {head}")
         return head
 
+    def relay_position(self) -> int:
+        """The position the relay recorded as acknowledged by Kafka."""
+        return read_status(self.settings, "shop").position
+
     def wait_applied(self, projection: Projection[Any], timeout: float = 180) -> None:
         """Wait until the relay published everything and the worker committed it all."""
         self.wait_relayed(timeout)

@@ -84,6 +84,7 @@ class RelayHarness:
             "CQRSKIT_POSTGRES_SCHEMA": self.settings.postgres_schema,
             "CQRSKIT_TOPIC_PREFIX": self.prefix,
             "CQRSKIT_RELAY_PAGE_SIZE": str(self.settings.relay_page_size),
+            "CQRSKIT_TOPIC_PARTITIONS": str(self.settings.topic_partitions),
         }
 
     def start(self) -> RelayProcess:
