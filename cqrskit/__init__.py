@@ -27,6 +27,7 @@ from cqrskit.domain import (
 from cqrskit.envelope import Envelope
 from cqrskit.errors import (
     AggregateNotFound,
+    AmbiguousRelayPosition,
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
@@ -58,6 +59,7 @@ __all__ = [
     "UNCHANGED",
     "Aggregate",
     "AggregateNotFound",
+    "AmbiguousRelayPosition",
     "Application",
     "CausationContext",
     "Command",

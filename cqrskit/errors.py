@@ -13,7 +13,8 @@ whether trying again can help::
         ├── RuleViolated            the aggregate's state forbids the command
         ├── UnknownCommand          no handler is registered for a command type
         ├── AggregateNotFound       no aggregate with that id
-        └── IdempotencyKeyReused    a key came back with a different command
+        ├── IdempotencyKeyReused    a key came back with a different command
+        └── AmbiguousRelayPosition  an old relay position could be several apps'
 
 Driver errors (psycopg, confluent-kafka, elasticsearch) are translated into
 this tree at the adapter edge and re-raised ``from`` the original, so callers
@@ -28,6 +29,7 @@ from uuid import UUID
 
 __all__ = [
     "AggregateNotFound",
+    "AmbiguousRelayPosition",
     "CommandRejected",
     "ConcurrencyError",
     "ConfigurationError",
@@ -154,4 +156,30 @@ class IdempotencyKeyReused(PermanentError):
         super().__init__(
             f"idempotency key {key!r} was already used for a different {command_type} "
             "command; use a new key for a new command"
+        )
+
+
+class AmbiguousRelayPosition(PermanentError):
+    """A relay position recorded before positions were kept per application.
+
+    The schema holds the events of several applications, so cqrskit cannot
+    tell whose position it is; the operator assigns or drops it (the message
+    gives both statements) and starts the relay again.
+    """
+
+    def __init__(self, schema: str, relay_name: str, position: int, applications: Sequence[str]):
+        self.schema = schema
+        self.relay_name = relay_name
+        self.position = position
+        self.applications = tuple(applications)
+        table = f'"{schema}".cqrskit_relay'
+        row = f"WHERE application = '' AND name = '{relay_name}'"
+        super().__init__(
+            f"{table} holds the position {position} of relay {relay_name!r}, recorded before "
+            "positions were kept per application, and schema "
+            f"{schema!r} holds the events of {', '.join(self.applications)}: it may be any "
+            "of theirs, so no relay starts from it. Either assign it to the application "
+            f"whose relay recorded it: UPDATE {table} SET application = '<application>' {row}; "
+            "or drop it, and every application's relay publishes from the start (consumers "
+            f"skip what they already applied): DELETE FROM {table} {row}"
         )
