@@ -123,6 +123,29 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
         description="Schema that holds the event store's tables.",
     )
+    postgres_keepalives_idle: int = Field(
+        default=10,
+        ge=1,
+        le=7200,
+        description="Seconds a PostgreSQL connection may be silent before TCP keepalive probes "
+        "start, on both ends (libpq keepalives_idle, server tcp_keepalives_idle).",
+    )
+    postgres_keepalives_interval: int = Field(
+        default=5, ge=1, le=600, description="Seconds between unanswered keepalive probes."
+    )
+    postgres_keepalives_count: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Unanswered keepalive probes after which a connection counts as lost.",
+    )
+    postgres_tcp_user_timeout: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Seconds sent data may stay unacknowledged before a PostgreSQL connection "
+        "counts as lost, on both ends (TCP_USER_TIMEOUT).",
+    )
     postgres_pool_size: int = Field(
         default=10, ge=1, le=500, description="Connections kept open to the event store."
     )
