@@ -6,10 +6,12 @@ whether trying again can help::
     CqrskitError
     ├── TransientError              retrying later may succeed
     │   ├── ServiceUnavailable      a service could not be reached or answered
-    │   └── ConcurrencyError        an aggregate changed under us, retries spent
+    │   ├── ConcurrencyError        an aggregate changed under us, retries spent
+    │   └── MessageTooLarge         the broker refuses an event's message as too large
     └── PermanentError              retrying the same thing fails the same way
         ├── ConfigurationError      a setting is malformed (names the variable)
         ├── CommandRejected         a command failed validation (field paths)
+        │   └── EventTooLarge       an event would exceed Kafka's message limit
         ├── RuleViolated            the aggregate's state forbids the command
         ├── UnknownCommand          no handler is registered for a command type
         ├── AggregateNotFound       no aggregate with that id
@@ -34,8 +36,10 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CqrskitError",
+    "EventTooLarge",
     "FieldError",
     "IdempotencyKeyReused",
+    "MessageTooLarge",
     "PermanentError",
     "RuleViolated",
     "ServiceUnavailable",
@@ -91,6 +95,30 @@ class ConcurrencyError(TransientError):
         super().__init__(f"{message}: {detail}" if detail else message)
 
 
+class MessageTooLarge(TransientError):
+    """The broker refuses the message of a stored event as too large.
+
+    Transient: the relay holds its position (nothing after the event is
+    published ahead of it) and tries again slowly; once the topic's
+    ``max.message.bytes`` is raised above ``size`` it goes on by itself.
+    """
+
+    def __init__(
+        self, position: int, aggregate_id: UUID | str, event_type: str, size: int, topic: str
+    ):
+        self.position = position
+        self.aggregate_id = aggregate_id
+        self.event_type = event_type
+        self.size = size
+        self.topic = topic
+        super().__init__(
+            f"the broker refuses as too large the message of position {position} (event "
+            f"{event_type} of aggregate {aggregate_id}, {size:,} bytes) on topic {topic!r}; "
+            "the relay holds its position and tries again slowly: raise the topic's "
+            f"max.message.bytes above {size:,} and it goes on by itself"
+        )
+
+
 class ConfigurationError(PermanentError):
     """A setting is malformed; the message names the variable and the value."""
 
@@ -120,6 +148,27 @@ class CommandRejected(PermanentError):
         self.errors = tuple(errors)
         details = "; ".join(str(e) for e in self.errors)
         super().__init__(f"{command_type} refused: {details}")
+
+
+class EventTooLarge(CommandRejected):
+    """An event would become a Kafka message larger than ``max_event_bytes``; nothing stored.
+
+    The size is that of the message the relay would produce (envelope, key
+    and headers), so an event refused here is one the broker would refuse.
+    """
+
+    def __init__(
+        self, command_type: str, event_type: str, aggregate_id: UUID, size: int, limit: int
+    ):
+        self.event_type = event_type
+        self.aggregate_id = aggregate_id
+        self.size = size
+        self.limit = limit
+        reason = (
+            f"event {event_type} of aggregate {aggregate_id} would be a {size:,}-byte Kafka "
+            f"message, above the limit of {limit:,} bytes (CQRSKIT_MAX_EVENT_BYTES)"
+        )
+        super().__init__(command_type, [FieldError(event_type, reason)])
 
 
 class RuleViolated(PermanentError):

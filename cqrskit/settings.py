@@ -166,6 +166,22 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(default=6, ge=1, le=10_000)
     topic_replication: int = Field(default=1, ge=1, le=10)
+    max_event_bytes: int = Field(
+        default=999_000,
+        ge=1_000,
+        le=100_000_000,
+        description="Largest Kafka message (envelope, key and headers) an event may become; "
+        "the command bus refuses bigger events. The default is Kafka's default message "
+        "limit (1,000,000 bytes) less 1,000 bytes of record framing; raise it only with the "
+        "topics' max.message.bytes.",
+    )
+    relay_refused_retry_interval: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds between the relay's attempts at a message the broker refuses "
+        "as too large.",
+    )
     relay_page_size: int = Field(
         default=2000, ge=1, le=100_000, description="Outbox rows read per query."
     )

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 
-from cqrskit import CommandBus, CommandRejected, IdempotencyKeyReused
+from cqrskit import CommandBus, CommandRejected, EventTooLarge, IdempotencyKeyReused, Settings
 from cqrskit.testing import payload_of
 from examples.shop import InventoryItem, PlaceOrder, RegisterItem, RestockItem, ShopApp, handlers
 
@@ -84,3 +84,24 @@ def test_payload_of_strips_envelope_fields() -> None:
     item = InventoryItem(sku="tea", name="Tea", quantity=1)
     (registered,) = item.collect_events()
     assert payload_of(registered) == {"sku": "tea", "name": "Tea", "quantity": 1}
+
+
+def test_an_event_larger_than_a_kafka_message_is_refused_before_anything_is_stored() -> None:
+    settings = Settings.load(max_event_bytes=5_000)
+    bus = CommandBus(ShopApp(settings, persistence="memory"), handlers)
+    small = bus.dispatch(ORDER)
+    lines = [{"sku": f"sku-{n:08}", "quantity": 1, "unit_price": "2.00"} for n in range(100)]
+    with pytest.raises(EventTooLarge) as refused:
+        bus.dispatch(PlaceOrder(customer_id="ada", lines=lines))
+    error = refused.value
+    assert isinstance(error, CommandRejected)
+    assert not error.transient
+    assert (error.command_type, error.event_type, error.limit) == (
+        "PlaceOrder",
+        "Order.Placed",
+        5_000,
+    )
+    assert error.size > 5_000
+    assert f"{error.size:,}-byte" in str(error)
+    assert str(error.aggregate_id) in str(error)
+    assert bus.application.recorder.max_notification_id() == small.position
