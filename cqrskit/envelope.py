@@ -44,6 +44,7 @@ __all__ = [
     "Envelope",
     "Seal",
     "encode",
+    "message_size",
 ]
 
 HEADER_EVENT_TYPE = "event_type"
@@ -59,6 +60,10 @@ HEADER_LAYOUT = "layout"
 #: The ``event_type`` header of the relay's watermark messages: not events,
 #: but the promise that a partition holds no unseen event up to a position.
 WATERMARK_EVENT_TYPE = "cqrskit.watermark"
+
+#: The largest position (a PostgreSQL bigint): a size measured with it holds
+#: at whatever position the event is stored.
+_LARGEST_POSITION = 2**63 - 1
 
 
 class EnvelopeMetadata(BaseModel):
@@ -205,3 +210,30 @@ class Seal:
         else:
             expected = self.event(topic, key or b"", event_type, position, value)
         return hmac.compare_digest(seal, expected)
+
+
+def message_size(
+    *, aggregate_id: UUID | str, aggregate_version: int, topic: str, state: bytes
+) -> int:
+    """Bytes of the Kafka message the relay makes of one stored event.
+
+    Its value (the envelope), key and headers, the parts librdkafka counts
+    against ``message.max.bytes``, with the position taken at its largest.
+    """
+    value, event_type, _, traceparent = encode(
+        position=_LARGEST_POSITION,
+        aggregate_id=aggregate_id,
+        aggregate_version=aggregate_version,
+        topic=topic,
+        state=state,
+    )
+    headers = {
+        HEADER_EVENT_TYPE: event_type,
+        HEADER_POSITION: str(_LARGEST_POSITION),
+        HEADER_TRACEPARENT: traceparent or "",
+    }
+    header_bytes = sum(len(k) + len(v.encode()) for k, v in headers.items() if v)
+    # The seal (a 16-byte digest) and, after a move onto more partitions,
+    # the layout header ("<boundary>:<count>") come on top.
+    header_bytes += len(HEADER_SEAL) + 16 + len(HEADER_LAYOUT) + 2 * len(str(_LARGEST_POSITION))
+    return len(value) + len(str(aggregate_id)) + header_bytes

@@ -8,14 +8,17 @@ whether trying again can help::
     │   ├── ServiceUnavailable      a service could not be reached or answered
     │   ├── ConcurrencyError        an aggregate changed under us, retries spent
     │   └── DeadLetterRefused       Kafka did not keep a dead letter (the batch is held)
+    │   └── MessageTooLarge         the broker refuses an event's message as too large
     └── PermanentError              retrying the same thing fails the same way
         ├── ConfigurationError      a setting is malformed (names the variable)
         ├── CommandRejected         a command failed validation (field paths)
+        │   └── EventTooLarge       an event would exceed Kafka's message limit
         ├── RuleViolated            the aggregate's state forbids the command
         ├── UnknownCommand          no handler is registered for a command type
         ├── AggregateNotFound       no aggregate with that id
         ├── IdempotencyKeyReused    a key came back with a different command
         └── PositionBeyondHead      a position past the event store's last event
+        └── AmbiguousRelayPosition  an old relay position could be several apps'
 
 Driver errors (psycopg, confluent-kafka, elasticsearch) are translated into
 this tree at the adapter edge and re-raised ``from`` the original, so callers
@@ -30,13 +33,16 @@ from uuid import UUID
 
 __all__ = [
     "AggregateNotFound",
+    "AmbiguousRelayPosition",
     "CommandRejected",
     "ConcurrencyError",
     "ConfigurationError",
     "CqrskitError",
     "DeadLetterRefused",
+    "EventTooLarge",
     "FieldError",
     "IdempotencyKeyReused",
+    "MessageTooLarge",
     "PermanentError",
     "PositionBeyondHead",
     "RuleViolated",
@@ -113,6 +119,30 @@ class DeadLetterRefused(TransientError):
         super().__init__(f"dead letter of {what} not written to {topic}: {reason}{more}")
 
 
+class MessageTooLarge(TransientError):
+    """The broker refuses the message of a stored event as too large.
+
+    Transient: the relay holds its position (nothing after the event is
+    published ahead of it) and tries again slowly; once the topic's
+    ``max.message.bytes`` is raised above ``size`` it goes on by itself.
+    """
+
+    def __init__(
+        self, position: int, aggregate_id: UUID | str, event_type: str, size: int, topic: str
+    ):
+        self.position = position
+        self.aggregate_id = aggregate_id
+        self.event_type = event_type
+        self.size = size
+        self.topic = topic
+        super().__init__(
+            f"the broker refuses as too large the message of position {position} (event "
+            f"{event_type} of aggregate {aggregate_id}, {size:,} bytes) on topic {topic!r}; "
+            "the relay holds its position and tries again slowly: raise the topic's "
+            f"max.message.bytes above {size:,} and it goes on by itself"
+        )
+
+
 class ConfigurationError(PermanentError):
     """A setting is malformed; the message names the variable and the value."""
 
@@ -142,6 +172,27 @@ class CommandRejected(PermanentError):
         self.errors = tuple(errors)
         details = "; ".join(str(e) for e in self.errors)
         super().__init__(f"{command_type} refused: {details}")
+
+
+class EventTooLarge(CommandRejected):
+    """An event would become a Kafka message larger than ``max_event_bytes``; nothing stored.
+
+    The size is that of the message the relay would produce (envelope, key
+    and headers), so an event refused here is one the broker would refuse.
+    """
+
+    def __init__(
+        self, command_type: str, event_type: str, aggregate_id: UUID, size: int, limit: int
+    ):
+        self.event_type = event_type
+        self.aggregate_id = aggregate_id
+        self.size = size
+        self.limit = limit
+        reason = (
+            f"event {event_type} of aggregate {aggregate_id} would be a {size:,}-byte Kafka "
+            f"message, above the limit of {limit:,} bytes (CQRSKIT_MAX_EVENT_BYTES)"
+        )
+        super().__init__(command_type, [FieldError(event_type, reason)])
 
 
 class RuleViolated(PermanentError):
@@ -190,4 +241,30 @@ class PositionBeyondHead(PermanentError):
         super().__init__(
             f"{what} {position} is past the event store's head, position {head}: "
             f"no event there yet; give a position up to {head}"
+        )
+
+
+class AmbiguousRelayPosition(PermanentError):
+    """A relay position recorded before positions were kept per application.
+
+    The schema holds the events of several applications, so cqrskit cannot
+    tell whose position it is; the operator assigns or drops it (the message
+    gives both statements) and starts the relay again.
+    """
+
+    def __init__(self, schema: str, relay_name: str, position: int, applications: Sequence[str]):
+        self.schema = schema
+        self.relay_name = relay_name
+        self.position = position
+        self.applications = tuple(applications)
+        table = f'"{schema}".cqrskit_relay'
+        row = f"WHERE application = '' AND name = '{relay_name}'"
+        super().__init__(
+            f"{table} holds the position {position} of relay {relay_name!r}, recorded before "
+            "positions were kept per application, and schema "
+            f"{schema!r} holds the events of {', '.join(self.applications)}: it may be any "
+            "of theirs, so no relay starts from it. Either assign it to the application "
+            f"whose relay recorded it: UPDATE {table} SET application = '<application>' {row}; "
+            "or drop it, and every application's relay publishes from the start (consumers "
+            f"skip what they already applied): DELETE FROM {table} {row}"
         )

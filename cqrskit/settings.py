@@ -123,6 +123,29 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
         description="Schema that holds the event store's tables.",
     )
+    postgres_keepalives_idle: int = Field(
+        default=10,
+        ge=1,
+        le=7200,
+        description="Seconds a PostgreSQL connection may be silent before TCP keepalive probes "
+        "start, on both ends (libpq keepalives_idle, server tcp_keepalives_idle).",
+    )
+    postgres_keepalives_interval: int = Field(
+        default=5, ge=1, le=600, description="Seconds between unanswered keepalive probes."
+    )
+    postgres_keepalives_count: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Unanswered keepalive probes after which a connection counts as lost.",
+    )
+    postgres_tcp_user_timeout: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Seconds sent data may stay unacknowledged before a PostgreSQL connection "
+        "counts as lost, on both ends (TCP_USER_TIMEOUT).",
+    )
     postgres_pool_size: int = Field(
         default=10, ge=1, le=500, description="Connections kept open to the event store."
     )
@@ -143,6 +166,22 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(default=6, ge=1, le=10_000)
     topic_replication: int = Field(default=1, ge=1, le=10)
+    max_event_bytes: int = Field(
+        default=999_000,
+        ge=1_000,
+        le=100_000_000,
+        description="Largest Kafka message (envelope, key and headers) an event may become; "
+        "the command bus refuses bigger events. The default is Kafka's default message "
+        "limit (1,000,000 bytes) less 1,000 bytes of record framing; raise it only with the "
+        "topics' max.message.bytes.",
+    )
+    relay_refused_retry_interval: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds between the relay's attempts at a message the broker refuses "
+        "as too large.",
+    )
     relay_page_size: int = Field(
         default=2000, ge=1, le=100_000, description="Outbox rows read per query."
     )

@@ -28,11 +28,18 @@ _librdkafka_log = logging.getLogger("cqrskit.kafka.librdkafka")
 
 
 class _KnownWarnings(logging.Filter):
-    """Drops librdkafka's warning that a setting we chose on purpose is experimental."""
+    """Drops librdkafka lines that cqrskit says better itself.
+
+    Its warning that a setting we chose on purpose is experimental, and the
+    fatal error of a message refused as too large: the relay names the
+    event once, while librdkafka would repeat it on every retry.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("CONFWARN" in message and "gapless.guarantee is experimental" in message)
+        if "CONFWARN" in message and "gapless.guarantee is experimental" in message:
+            return False
+        return not ("FATAL" in message and "Message size too large" in message)
 
 
 _librdkafka_log.addFilter(_KnownWarnings())

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from cqrskit.backends._probe import ServiceInfo
 from cqrskit.errors import ServiceUnavailable
 from cqrskit.settings import Settings
 
-__all__ = ["connect", "probe"]
+__all__ = ["connect", "connection_options", "probe"]
 
 SERVICE = "PostgreSQL"
 VARIABLE = "CQRSKIT_POSTGRES_DSN"
@@ -28,11 +29,41 @@ def connect(settings: Settings, *, autocommit: bool = True) -> psycopg.Connectio
             settings.postgres_dsn,
             autocommit=autocommit,
             connect_timeout=max(1, round(settings.connect_timeout)),
+            **connection_options(settings),
         )
     except psycopg.Error as exc:
         raise ServiceUnavailable(
             SERVICE, settings.postgres_address(), _first_line(exc), VARIABLE
         ) from exc
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """libpq parameters every connection to the event store gets, beside the DSN's own.
+
+    TCP keepalives and ``tcp_user_timeout`` on both ends of the connection:
+    on ours, so that a cut network fails a relay's or a command's query in
+    seconds rather than after TCP's own time-outs (minutes to hours); on the
+    server's (as session settings in ``options``), so that PostgreSQL ends
+    the session of a client that vanished, releasing its locks (a relay's
+    leadership among them). ``options`` already in the DSN are kept.
+    """
+    user_timeout_ms = round(settings.postgres_tcp_user_timeout * 1000)
+    server = {
+        "tcp_keepalives_idle": settings.postgres_keepalives_idle,
+        "tcp_keepalives_interval": settings.postgres_keepalives_interval,
+        "tcp_keepalives_count": settings.postgres_keepalives_count,
+        "tcp_user_timeout": user_timeout_ms,
+    }
+    options = [str(conninfo_to_dict(settings.postgres_dsn).get("options") or "")]
+    options += [f"-c {name}={value}" for name, value in server.items()]
+    return {
+        "keepalives": 1,
+        "keepalives_idle": settings.postgres_keepalives_idle,
+        "keepalives_interval": settings.postgres_keepalives_interval,
+        "keepalives_count": settings.postgres_keepalives_count,
+        "tcp_user_timeout": user_timeout_ms,
+        "options": " ".join(o for o in options if o),
+    }
 
 
 def probe(settings: Settings) -> ServiceInfo:

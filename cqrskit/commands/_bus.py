@@ -18,9 +18,11 @@ from cqrskit.commands._command import Command, CommandResult
 from cqrskit.commands._handlers import CommandHandlers, field_errors
 from cqrskit.commands._unit_of_work import UnitOfWork
 from cqrskit.domain import Aggregate, CausationContext, causation
+from cqrskit.envelope import event_type_of, message_size
 from cqrskit.errors import (
     CommandRejected,
     ConcurrencyError,
+    EventTooLarge,
     IdempotencyKeyReused,
     PermanentError,
     ServiceUnavailable,
@@ -73,6 +75,8 @@ class CommandBus:
         Raises:
             UnknownCommand: no handler is registered for the command's type.
             CommandRejected: an event's payload failed validation; nothing stored.
+            EventTooLarge: an event would be a Kafka message larger than
+                ``settings.max_event_bytes``; nothing stored.
             AggregateNotFound: the handler asked for an aggregate that does not exist.
             IdempotencyKeyReused: the key was used before for a different command.
             ConcurrencyError: the aggregate kept changing; retries ran out.
@@ -151,6 +155,7 @@ class CommandBus:
             return CommandResult(
                 aggregate_id=subject.id, version=subject.version, position=None, events=0
             )
+        self._refuse_oversized(command, changed)
         record = None
         if key:
             # Recorded even when nothing changed: a retry after the state has
@@ -173,6 +178,23 @@ class CommandBus:
             position=max(positions) if positions else None,
             events=len(recordings),
         )
+
+    def _refuse_oversized(self, command: Command, aggregates: Sequence[Aggregate]) -> None:
+        """Raise EventTooLarge for the first event the broker would refuse as too large."""
+        limit = self.application.settings.max_event_bytes
+        to_stored = self.application.mapper.to_stored_event
+        for aggregate in aggregates:
+            for event in aggregate.pending_events:
+                stored = to_stored(event)
+                size = message_size(
+                    aggregate_id=stored.originator_id,
+                    aggregate_version=stored.originator_version,
+                    topic=stored.topic,
+                    state=stored.state,
+                )
+                if size > limit:
+                    event_type = event_type_of(stored.topic)[0]
+                    raise EventTooLarge(command.command_type, event_type, aggregate.id, size, limit)
 
     def _save(self, aggregates: Sequence[Aggregate], record: IdempotencyRecord | None) -> Any:
         kwargs = {"idempotency": record} if record is not None else {}

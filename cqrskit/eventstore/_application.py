@@ -17,6 +17,7 @@ from eventsourcing.utils import Environment, get_topic
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
+from cqrskit.backends import postgres as pg_backend
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
 from cqrskit.eventstore._mapper import OrjsonTranscoder, PydanticMapper, Upcasters
@@ -57,8 +58,14 @@ class Application(_LibraryApplication[UUID]):
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         """The library's factory; for PostgreSQL, after making sure the schema exists."""
         factory = super().construct_factory(env)
-        if isinstance(factory, PostgresEventStoreFactory) and factory.env_create_table():
-            self._create_schema(factory)
+        if isinstance(factory, PostgresEventStoreFactory):
+            # The library's pool takes no libpq parameters beyond the login;
+            # it opens lazily, so its connections all get these.
+            login = factory.datastore.pool.kwargs
+            assert isinstance(login, dict), "eventsourcing passes its pool a dict of parameters"
+            login.update(pg_backend.connection_options(self.settings))
+            if factory.env_create_table():
+                self._create_schema(factory)
         return factory
 
     def _create_schema(self, factory: object) -> None:

@@ -93,10 +93,44 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
             events=events
         )
         self._group = _GroupCommit(self._commit_group, self.max_group_size)
+        self._lock_the_insert_function()
         self._select_key = SQL(
             "SELECT key, request_hash, command_type, aggregate_id, aggregate_version, position "
             "FROM {table} WHERE key = %s"
         ).format(table=table)
+
+    def _lock_the_insert_function(self) -> None:
+        """Make eventsourcing's insert function take the table lock too.
+
+        The library creates ``es_insert_events_<type>`` in every schema and,
+        with ``POSTGRES_ENABLE_DB_FUNCTIONS``, appends through it without the
+        table lock: a later position then commits, and is read by the relay,
+        while an earlier one is still open, and the relay passes over the
+        earlier for good. This recorder never calls it, but another process
+        (an older cqrskit, the library's own recorder) may; the function
+        created here locks the table as ``_lock_table`` does, so its appends
+        also commit in position order.
+        """
+        schema = Identifier(self.datastore.schema)
+        self.sql_create_statements[self.create_insert_function_statement_index] = SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{event}[]) "
+            "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ BEGIN "
+            "SET LOCAL lock_timeout = '{lock_timeout}s'; "
+            "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+            "NOTIFY {channel}; "
+            "RETURN QUERY INSERT INTO {schema}.{table} "
+            "(originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version, topic, state FROM unnest(events) "
+            "RETURNING notification_id; "
+            "END; $BODY$"
+        ).format(
+            schema=schema,
+            function=Identifier(self.pg_function_name_insert_events),
+            event=Identifier(self.stored_event_type_name),
+            lock_timeout=self.datastore.lock_timeout,
+            table=Identifier(self.events_table_name),
+            channel=Identifier(self.channel_name),
+        )
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -113,9 +147,9 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         idempotency key can retry safely.
         """
         record: IdempotencyRecord | None = kwargs.get("idempotency")
-        if self.datastore.enable_db_functions and record is None:
-            result: Sequence[int] | None = _UNRETRIED_INSERT(self, stored_events, **kwargs)
-            return result
+        # Also with POSTGRES_ENABLE_DB_FUNCTIONS: every append takes the table
+        # lock here, so no setting can make positions visible out of commit
+        # order (see _lock_the_insert_function for other callers).
         if not stored_events and record is None:
             return None
         return self._group.submit(_Append(stored_events, record))
@@ -380,7 +414,6 @@ class _GroupCommit:
                 following.woken.set()
 
 
-_UNRETRIED_INSERT = inspect.unwrap(PostgresApplicationRecorder.insert_events)
 _UNRETRIED_SELECT = inspect.unwrap(PostgresApplicationRecorder.select_events)
 
 

@@ -45,7 +45,15 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 _SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 50000)
 
-RELAY_STATES = ["starting", "standby", "leading", "kafka-unreachable", "failing", "stopped"]
+RELAY_STATES = [
+    "starting",
+    "standby",
+    "leading",
+    "kafka-unreachable",
+    "message-refused",
+    "failing",
+    "stopped",
+]
 PROJECTION_STATES = ["starting", "running", "failing", "stopped"]
 
 # -- the relay -----------------------------------------------------------------------

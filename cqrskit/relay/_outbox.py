@@ -6,12 +6,16 @@ PostgreSQL releases that lock the moment the session ends (a killed
 process's socket closes), so a standby takes over within its polling
 interval; and since the position is written on that same session, a relay
 that lost its session cannot record a position any more.
+
+The relay table keeps one row per (application, relay name): applications
+sharing a schema share the table, never a position.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -24,6 +28,7 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from cqrskit.backends import postgres as pg_backend
+from cqrskit.errors import AmbiguousRelayPosition
 from cqrskit.settings import Settings
 
 __all__ = ["OutboxRow", "PostgresOutbox", "RelayStatus"]
@@ -33,6 +38,12 @@ BEFORE_FIRST = 0
 
 # Serialises cqrskit's own DDL between sessions (see ensure_table).
 _DDL_LOCK = 0x6371_726B_6974  # "cqrkit"
+
+# The application of the rows of a relay table from before positions were
+# kept per application (the table was keyed by relay name alone).
+_LEGACY_APPLICATION = ""
+
+log = logging.getLogger("cqrskit.relay")
 
 
 #: One stored event as the relay reads it:
@@ -45,6 +56,7 @@ class RelayStatus:
     """Where a relay is, as ``cqrskit relay status`` shows it."""
 
     name: str
+    application: str
     position: int
     head: int
     lag_events: int
@@ -68,7 +80,10 @@ class PostgresOutbox:
 
     def __init__(self, settings: Settings, application_name: str, relay_name: str = "default"):
         self.settings = settings
+        self.application_name = application_name
         self.relay_name = relay_name
+        self._row = SQL("application = %s AND name = %s")
+        self._key = (application_name, relay_name)
         schema = settings.postgres_schema
         self.events = Identifier(schema, f"{application_name.lower()}_events")
         self.table = Identifier(schema, "cqrskit_relay")
@@ -108,33 +123,129 @@ class PostgresOutbox:
             self._conn = None
 
     def ensure_table(self) -> None:
-        """Create the relay table if missing; idempotent, also when run concurrently."""
+        """Create (or migrate) the relay table and this relay's row; idempotent.
+
+        Safe when run concurrently. A row from before positions were kept
+        per application is adopted when the schema holds one application's
+        events (it can only be theirs).
+
+        Raises:
+            AmbiguousRelayPosition: such a row exists and the schema holds
+                several applications' events; no row is changed.
+        """
         # CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions
         # racing both pass the check and one fails on the catalog's unique
         # index. A transaction-scoped advisory lock makes them take turns.
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [_DDL_LOCK])
-            self._create_table()
+        # The migration commits on its own: a refused claim leaves the table
+        # in the form the error's statements are written for.
+        for step in (self._create_table, self._claim_row):
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [_DDL_LOCK])
+                step()
 
     def _create_table(self) -> None:
         self.conn.execute(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {table} ("
-                "name text PRIMARY KEY, "
+                "application text NOT NULL, "
+                "name text NOT NULL, "
                 "position bigint NOT NULL DEFAULT 0, "
                 "instance text, "
                 "heartbeat_at timestamptz, "
                 "last_error text, "
                 "last_error_at timestamptz, "
-                "updated_at timestamptz NOT NULL DEFAULT now())"
+                "updated_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (application, name))"
             ).format(table=self.table)
         )
+        migrated = self.conn.execute(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'cqrskit_relay' "
+            "AND column_name = 'application'",
+            [self.settings.postgres_schema],
+        ).fetchone()
+        if not migrated:
+            self._migrate_table()
+
+    def _migrate_table(self) -> None:
+        """Key a table of the old form by (application, name); its rows become legacy rows."""
+        table = self.table.as_string(self.conn)
+        (pkey,) = self.conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+            [table],
+        ).fetchone() or ("",)
         self.conn.execute(
-            SQL("INSERT INTO {table} (name) VALUES (%s) ON CONFLICT (name) DO NOTHING").format(
+            SQL("ALTER TABLE {table} ADD COLUMN application text NOT NULL DEFAULT ''").format(
                 table=self.table
-            ),
-            [self.relay_name],
+            )
         )
+        self.conn.execute(
+            SQL("ALTER TABLE {table} ALTER COLUMN application DROP DEFAULT").format(
+                table=self.table
+            )
+        )
+        if pkey:
+            self.conn.execute(
+                SQL("ALTER TABLE {table} DROP CONSTRAINT {pkey}").format(
+                    table=self.table, pkey=Identifier(pkey)
+                )
+            )
+        self.conn.execute(
+            SQL("ALTER TABLE {table} ADD PRIMARY KEY (application, name)").format(table=self.table)
+        )
+        log.info("relay table %s now keeps one position per application and relay", table)
+
+    def _claim_row(self) -> None:
+        """Make sure this relay's row exists: new, or adopted from a legacy row."""
+        found = self.conn.execute(
+            SQL("SELECT 1 FROM {table} WHERE {row}").format(table=self.table, row=self._row),
+            self._key,
+        ).fetchone()
+        if found:
+            return
+        legacy = self.conn.execute(
+            SQL("SELECT position FROM {table} WHERE {row}").format(table=self.table, row=self._row),
+            [_LEGACY_APPLICATION, self.relay_name],
+        ).fetchone()
+        if legacy is not None:
+            owners = self._applications_in_schema()
+            if owners == [self.application_name.lower()]:
+                self.conn.execute(
+                    SQL("UPDATE {table} SET application = %s WHERE {row}").format(
+                        table=self.table, row=self._row
+                    ),
+                    [self.application_name, _LEGACY_APPLICATION, self.relay_name],
+                )
+                log.info(
+                    "relay %r of %r adopted the position %d recorded before positions "
+                    "were kept per application",
+                    self.relay_name,
+                    self.application_name,
+                    legacy[0],
+                )
+                return
+            if len(owners) > 1:
+                raise AmbiguousRelayPosition(
+                    self.settings.postgres_schema, self.relay_name, int(legacy[0]), owners
+                )
+            # The schema holds one other application's events: the row is theirs.
+        self.conn.execute(
+            SQL(
+                "INSERT INTO {table} (application, name) VALUES (%s, %s) "
+                "ON CONFLICT (application, name) DO NOTHING"
+            ).format(table=self.table),
+            self._key,
+        )
+
+    def _applications_in_schema(self) -> list[str]:
+        """The applications whose events tables are in the schema, sorted."""
+        rows = self.conn.execute(
+            "SELECT table_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND column_name = 'notification_id' "
+            "AND table_name LIKE '%%\\_events' ORDER BY table_name",
+            [self.settings.postgres_schema],
+        ).fetchall()
+        return [str(r[0]).removesuffix("_events") for r in rows]
 
     def try_lead(self, instance: str) -> bool:
         """Take leadership if no other session holds it; True if we lead now."""
@@ -142,10 +253,10 @@ class PostgresOutbox:
         if not (row and row[0]):
             return False
         self.conn.execute(
-            SQL("UPDATE {table} SET instance = %s, heartbeat_at = now() WHERE name = %s").format(
-                table=self.table
+            SQL("UPDATE {table} SET instance = %s, heartbeat_at = now() WHERE {row}").format(
+                table=self.table, row=self._row
             ),
-            [instance, self.relay_name],
+            [instance, *self._key],
         )
         self.conn.execute(SQL("LISTEN {0}").format(Identifier(self.channel)))
         return True
@@ -155,8 +266,8 @@ class PostgresOutbox:
     def position(self) -> int:
         """The last position acknowledged by Kafka and recorded."""
         row = self.conn.execute(
-            SQL("SELECT position FROM {table} WHERE name = %s").format(table=self.table),
-            [self.relay_name],
+            SQL("SELECT position FROM {table} WHERE {row}").format(table=self.table, row=self._row),
+            self._key,
         ).fetchone()
         return int(row[0]) if row else BEFORE_FIRST
 
@@ -176,17 +287,19 @@ class PostgresOutbox:
         self.conn.execute(
             SQL(
                 "UPDATE {table} SET position = %s, heartbeat_at = now(), updated_at = now() "
-                "WHERE name = %s"
-            ).format(table=self.table),
-            [position, self.relay_name],
+                "WHERE {row}"
+            ).format(table=self.table, row=self._row),
+            [position, *self._key],
             prepare=True,
         )
 
     def heartbeat(self) -> None:
         """Say the leader is alive."""
         self.conn.execute(
-            SQL("UPDATE {table} SET heartbeat_at = now() WHERE name = %s").format(table=self.table),
-            [self.relay_name],
+            SQL("UPDATE {table} SET heartbeat_at = now() WHERE {row}").format(
+                table=self.table, row=self._row
+            ),
+            self._key,
             prepare=True,
         )
 
@@ -194,10 +307,10 @@ class PostgresOutbox:
         """Keep the latest error for ``relay status``; best effort."""
         with contextlib.suppress(psycopg.Error):
             self.conn.execute(
-                SQL(
-                    "UPDATE {table} SET last_error = %s, last_error_at = now() WHERE name = %s"
-                ).format(table=self.table),
-                [error[:2000], self.relay_name],
+                SQL("UPDATE {table} SET last_error = %s, last_error_at = now() WHERE {row}").format(
+                    table=self.table, row=self._row
+                ),
+                [error[:2000], *self._key],
             )
 
     def lag(self, position: int) -> tuple[int, int, float]:
@@ -241,9 +354,9 @@ def read_status(
         row = conn.execute(
             SQL(
                 "SELECT position, instance, heartbeat_at, last_error, last_error_at "
-                "FROM {table} WHERE name = %s"
-            ).format(table=outbox.table),
-            [relay_name],
+                "FROM {table} WHERE {row}"
+            ).format(table=outbox.table, row=outbox._row),
+            outbox._key,
         ).fetchone()
         assert row is not None
         position = int(row[0])
@@ -256,6 +369,7 @@ def read_status(
     )
     return RelayStatus(
         name=relay_name,
+        application=application_name,
         position=position,
         head=head,
         lag_events=lag_events,

@@ -9,6 +9,10 @@ from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    ConfigResource,
+    ResourceType,
+)
 
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.envelope import (
@@ -20,7 +24,7 @@ from cqrskit.envelope import (
 )
 from cqrskit.settings import Settings
 
-__all__ = ["DeliveryCallback", "KafkaPublisher"]
+__all__ = ["TOO_LARGE", "DeliveryCallback", "KafkaPublisher"]
 
 log = logging.getLogger("cqrskit.relay")
 
@@ -29,6 +33,11 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 # librdkafka error codes that mean "the broker cannot be reached right now".
 _UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
+
+#: How librdkafka words a message refused as too large, by the broker or by
+#: the producer's own ``message.max.bytes``, also inside the fatal error the
+#: gapless guarantee makes of it.
+TOO_LARGE = "Message size too large"
 
 
 class KafkaPublisher:
@@ -53,6 +62,8 @@ class KafkaPublisher:
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 1_048_576,
+            # The command bus lets events up to max_event_bytes through.
+            "message.max.bytes": settings.max_event_bytes + 1_000,
             # Never give up on a message: while the broker is away, messages wait.
             "message.timeout.ms": 0,
             # A batch that fails must not leave a gap that later messages of
@@ -62,6 +73,8 @@ class KafkaPublisher:
             "enable.gapless.guarantee": True,
             "error_cb": self._error,
         }
+        #: The fatal error that stopped the producer, if one did.
+        self.fatal: KafkaError | None = None
         self._producer = Producer(config)
         self._seal = Seal(settings.relay_seal_key)
         self._admin = kafka_backend.admin(settings)
@@ -70,9 +83,12 @@ class KafkaPublisher:
         self._partitions_at = float("-inf")
 
     def _error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal = error
         if error.code() in _UNREACHABLE and self._on_unreachable is not None:
             self._on_unreachable(error.str())
-        elif error.fatal():
+        elif error.fatal() and TOO_LARGE not in error.str():
+            # A refusal as too large is named, with its event, by the relay.
             log.error("Kafka producer fatal error: %s", error.str())
 
     def ensure_topic(self, topic: str) -> None:
@@ -87,6 +103,16 @@ class KafkaPublisher:
         if kafka_backend.create_topic(self._admin, self.settings, topic):
             log.info("created topic %s with %d partitions", topic, self.settings.topic_partitions)
         self._topics.add(topic)
+
+    def max_message_bytes(self, topic: str, default: int) -> int:
+        """The broker's ``max.message.bytes`` for ``topic``, or ``default`` if it does not say."""
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        try:
+            described = self._admin.describe_configs([resource])[resource]
+            entries = described.result(timeout=self.settings.connect_timeout)
+            return int(entries["max.message.bytes"].value)
+        except (KafkaException, KeyError, TypeError, ValueError, TimeoutError):
+            return default
 
     def produce(
         self,
@@ -179,8 +205,17 @@ class KafkaPublisher:
                         self._producer.poll(0.1)
 
     def poll(self, timeout: float = 0.0) -> None:
-        """Serve delivery callbacks, waiting up to ``timeout`` seconds for one."""
+        """Serve delivery callbacks, waiting up to ``timeout`` seconds for one.
+
+        Raises:
+            KafkaException: librdkafka declared the producer dead (a fatal
+                error, such as a batch refused under the gapless guarantee);
+                the messages still in it will never be delivered, and not
+                every one of them gets a delivery report saying so.
+        """
         self._producer.poll(timeout)
+        if self.fatal is not None:
+            raise KafkaException(self.fatal)
 
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` for every queued message; return how many remain."""
@@ -193,7 +228,18 @@ class KafkaPublisher:
         sent again by a new producer, in order.
         """
         self._producer.purge(in_queue=True, in_flight=False)
-        self._producer.flush(timeout)
+        try:
+            if self.fatal is None:  # a dead producer delivers nothing more
+                self._producer.flush(timeout)
+            # Serve the error callback once more: a fatal error that made
+            # produce() fail may not have been reported to it yet.
+            self._producer.poll(0)
+        except (KafkaException, SystemError) as exc:
+            # A fatal error that arrives while the last reports are served
+            # surfaces here (confluent-kafka then reports it as a SystemError
+            # of the callback it was serving); the producer is dropped and
+            # everything after the recorded position is sent again anyway.
+            log.debug("the abandoned producer failed while flushing: %s", exc)
 
     def pending(self) -> int:
         """Messages queued or in flight, not yet acknowledged."""

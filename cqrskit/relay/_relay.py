@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message
-from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from cqrskit.backends.kafka import describe_error
 from cqrskit.envelope import (
@@ -35,12 +35,14 @@ from cqrskit.envelope import (
     HEADER_TRACEPARENT,
     Seal,
     encode,
+    event_type_of,
+    message_size,
 )
-from cqrskit.errors import PermanentError, TransientError
+from cqrskit.errors import MessageTooLarge, PermanentError, TransientError
 from cqrskit.observability import _metrics as metrics
 from cqrskit.relay._layout import LAYOUT_TABLE, PostgresTopicLayouts, TopicLayout
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
-from cqrskit.relay._publisher import KafkaPublisher
+from cqrskit.relay._publisher import TOO_LARGE, KafkaPublisher
 from cqrskit.settings import Settings
 
 __all__ = ["OutboxRelay", "topic_for"]
@@ -112,6 +114,10 @@ class OutboxRelay:
         self._seal = Seal(settings.relay_seal_key)
         #: The last position this relay recorded as acknowledged.
         self.position: int | None = None
+        #: The last position handed to the producer.
+        self._produced_up_to = 0
+        #: The position of the event the broker refuses as too large, until past it.
+        self._refused: int | None = None
 
     # -- life cycle --------------------------------------------------------------
 
@@ -133,7 +139,7 @@ class OutboxRelay:
         """
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
-            wait=wait_random_exponential(multiplier=0.5, max=30),
+            wait=self._backoff,
             sleep=self._sleep,
             before_sleep=lambda state: self._failed(
                 state.outcome.exception() if state.outcome else None
@@ -149,13 +155,28 @@ class OutboxRelay:
             self.outbox.close()
             self._set_state("stopped", f"relay {self.instance} stopped")
 
+    _exponential = wait_random_exponential(multiplier=0.5, max=30)
+
+    def _backoff(self, state: RetryCallState) -> float:
+        # A refused message is refused again until an operator raises the
+        # topic's limit: try it slowly, not with a backoff that resets.
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, MessageTooLarge):
+            return self.settings.relay_refused_retry_interval
+        return float(self._exponential(state))
+
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
     def _failed(self, error: BaseException | None) -> None:
         text = f"{type(error).__name__}: {error}" if error else "unknown error"
         metrics.relay_errors.labels(self.application_name, type(error).__name__).inc()
-        self._set_state(f"failing:{type(error).__name__}", f"relay error, backing off: {text}")
+        if isinstance(error, MessageTooLarge):
+            # One ERROR line per refused event, however often it is retried.
+            self._refused = error.position
+            self._set_state(f"message-refused:{error.position}", text, logging.ERROR)
+        else:
+            self._set_state(f"failing:{type(error).__name__}", f"relay error, backing off: {text}")
         try:
             self.outbox.connect()
             self.outbox.record_error(text)
@@ -165,6 +186,8 @@ class OutboxRelay:
             self.outbox.close()
 
     def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
+        if state == "leading" and self._refused is not None:
+            return  # still refused: leading again once past it (see _retire)
         if state != self._state:
             self._state = state
             log.log(level, message, extra={"instance": self.instance})
@@ -186,13 +209,14 @@ class OutboxRelay:
             publisher = KafkaPublisher(self.settings, self._kafka_unreachable)
             try:
                 self._publish(publisher)
-            except DeliveryFailed:
+            except (DeliveryFailed, KafkaException) as exc:
+                # Start over from the recorded position with a new producer.
                 publisher.abandon(self.settings.relay_drain_timeout)
-                raise
-            except KafkaException as exc:
-                # Anything else librdkafka raises mid-publish: start over from
-                # the recorded position with a new producer.
-                publisher.abandon(self.settings.relay_drain_timeout)
+                refused = self._too_large(publisher, str(exc))
+                if refused is not None:
+                    raise refused from exc
+                if isinstance(exc, DeliveryFailed):
+                    raise
                 raise KafkaTrouble(describe_error(exc)) from exc
         except psycopg.errors.UndefinedTable as exc:
             raise PermanentError(
@@ -227,6 +251,7 @@ class OutboxRelay:
             if len(inflight) < settings.relay_pages_in_flight:
                 rows, after, marked = self._read(publisher, prefix, after, boundaries, marked)
                 if rows:
+                    self._produced_up_to = rows[-1][0]
                     inflight.append(self._send(publisher, rows))
                     after = rows[-1][0]
             now = time.monotonic()
@@ -349,6 +374,34 @@ class OutboxRelay:
             produce(topic, key, value, headers, ack, partition=layout.partition(key, position))
         return page
 
+    def _too_large(self, publisher: KafkaPublisher, failure: str) -> MessageTooLarge | None:
+        """The refusal as too large behind ``failure``, naming its event; None if it is not one.
+
+        A refusal fails a whole batch and says nothing of which message in
+        it was too large: the largest message not yet acknowledged is the
+        one to name. It often arrives only as the fatal error it caused
+        ("Local: Fatal error"), so the largest message is also held against
+        its topic's ``max.message.bytes``.
+        """
+        unacknowledged = self.settings.relay_pages_in_flight * self.settings.relay_page_size
+        rows = [
+            row
+            for row in self.outbox.read(self.position or 0, unacknowledged)
+            if row[0] <= self._produced_up_to
+        ]
+        if not rows:
+            return None
+        sizes = [
+            message_size(aggregate_id=a, aggregate_version=v, topic=t, state=state)
+            for _, a, v, t, state in rows
+        ]
+        size, (position, aggregate_id, _, event_topic, _) = max(zip(sizes, rows, strict=True))
+        event_type, aggregate_type = event_type_of(event_topic)
+        topic = topic_for(self.settings, self.application_name, aggregate_type)
+        if TOO_LARGE in failure or size > publisher.max_message_bytes(topic, default=size):
+            return MessageTooLarge(position, aggregate_id, event_type, size, topic)
+        return None
+
     def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> tuple[str, TopicLayout]:
         assert self._layouts is not None
         topic = topic_for(self.settings, self.application_name, aggregate_type)
@@ -394,6 +447,8 @@ class OutboxRelay:
         if acked is None:
             return False
         self.position = acked
+        if self._refused is not None and acked >= self._refused:
+            self._refused = None
         if self._state != "leading":
             self._set_state("leading", f"relay {self.instance} is publishing again")
         return True

@@ -28,6 +28,7 @@ class _OnFreshSchema:
 
     datastore: PostgresDatastore
     schema: str
+    enable_db_functions = False
 
     def setUp(self) -> None:
         settings = Settings.load()
@@ -43,6 +44,7 @@ class _OnFreshSchema:
             password=str(params["password"]),
             schema=self.schema,
             pool_size=10,
+            enable_db_functions=self.enable_db_functions,
         )
 
     def tearDown(self) -> None:
@@ -66,3 +68,15 @@ class TestPostgresEventRecorderNeverInterleavesNotificationIds(
     _OnFreshSchema, NonInterleavingNotificationIDsBaseCase
 ):
     pass
+
+
+class TestWithDatabaseFunctionsEnabledIsAnApplicationRecorder(
+    _OnFreshSchema, ApplicationRecorderTestCase[PostgresEventRecorder]
+):
+    enable_db_functions = True
+
+
+class TestWithDatabaseFunctionsEnabledNeverInterleavesNotificationIds(
+    _OnFreshSchema, NonInterleavingNotificationIDsBaseCase
+):
+    enable_db_functions = True

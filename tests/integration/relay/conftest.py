@@ -10,6 +10,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -22,7 +23,7 @@ from cqrskit import CommandBus, Settings
 from cqrskit.backends import kafka as kafka_backend
 from cqrskit.backends import postgres as pg_backend
 from cqrskit.envelope import WATERMARK_EVENT_TYPE, Envelope
-from cqrskit.relay import RelayStatus, read_status
+from cqrskit.relay import OutboxRelay, RelayStatus, read_status
 from examples.shop import Order, OrderLine, PlaceOrder, RestockItem, ShopApp, handlers
 from examples.shop.commands import RegisterItem
 from tests.integration.conftest import REPO_ROOT
@@ -285,3 +286,26 @@ def assert_in_order_and_complete(delivered: Delivered, stored: dict[int, tuple[U
     got = delivered.first_versions_by_aggregate()
     for aggregate_id, versions in expected.items():
         assert got[aggregate_id] == versions, f"aggregate {aggregate_id} out of order"
+
+
+@contextmanager
+def relay_thread(settings: Settings, application_name: str) -> Iterator[OutboxRelay]:
+    """Run one relay in a thread of the test; stop it (and check it did not fail) after."""
+    relay = OutboxRelay(settings, application_name)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            relay.run()
+        except BaseException as exc:  # surfaced by the test below
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name=f"relay-{application_name}", daemon=True)
+    thread.start()
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "the relay did not stop within 60 s"
+    assert not failures, f"the relay failed: {failures[0]!r}"

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 
-from cqrskit import CommandBus, CommandRejected, IdempotencyKeyReused
+from cqrskit import CommandBus, CommandRejected, EventTooLarge, IdempotencyKeyReused, Settings
 from cqrskit.testing import payload_of
 from examples.shop import InventoryItem, PlaceOrder, RegisterItem, RestockItem, ShopApp, handlers
 from examples.shop.commands import ReserveStock
@@ -99,3 +99,24 @@ def test_a_key_is_recorded_when_the_command_changed_nothing() -> None:
     again = bus.dispatch(topping_up.TopUp(item_id=item, available=5), idempotency_key="top-1")
     assert (again.replayed, again.events, again.version) == (True, 0, first.version)
     assert bus.application.recorder.max_notification_id() == before
+
+
+def test_an_event_larger_than_a_kafka_message_is_refused_before_anything_is_stored() -> None:
+    settings = Settings.load(max_event_bytes=5_000)
+    bus = CommandBus(ShopApp(settings, persistence="memory"), handlers)
+    small = bus.dispatch(ORDER)
+    lines = [{"sku": f"sku-{n:08}", "quantity": 1, "unit_price": "2.00"} for n in range(100)]
+    with pytest.raises(EventTooLarge) as refused:
+        bus.dispatch(PlaceOrder(customer_id="ada", lines=lines))
+    error = refused.value
+    assert isinstance(error, CommandRejected)
+    assert not error.transient
+    assert (error.command_type, error.event_type, error.limit) == (
+        "PlaceOrder",
+        "Order.Placed",
+        5_000,
+    )
+    assert error.size > 5_000
+    assert f"{error.size:,}-byte" in str(error)
+    assert str(error.aggregate_id) in str(error)
+    assert bus.application.recorder.max_notification_id() == small.position
