@@ -164,13 +164,20 @@ class Seal:
     It covers where the message was sent (the topic, and the key for an
     event or the partition for a watermark), the event type, the position
     and the value, so headers cannot be reused on another value, topic or
-    aggregate. Keyed BLAKE2b: about a microsecond for an envelope, so a
-    consumer can check messages it skips without decoding them.
+    aggregate; and it is keyed by the application, so one application's
+    relay cannot vouch for another's positions. Keyed BLAKE2b: about a
+    microsecond for an envelope, so a consumer can check messages it skips
+    without decoding them.
     """
 
-    def __init__(self, secret: SecretStr | None = None):
+    def __init__(self, secret: SecretStr | None = None, application: str = ""):
         key = secret.get_secret_value().encode() if secret is not None else _BUILT_IN_KEY
-        self._key = hashlib.blake2b(key, digest_size=32).digest()  # any length fits
+        # The application is part of the key: applications that share a topic
+        # prefix (one per environment, say) see each other's watermarks on
+        # their topics, and a worker must not believe another store's positions.
+        self._key = hashlib.blake2b(
+            key + b"\0" + application.encode(), digest_size=32
+        ).digest()  # any length fits
 
     def _digest(self, *parts: bytes) -> bytes:
         digest = hashlib.blake2b(key=self._key, digest_size=16)

@@ -137,7 +137,7 @@ class ProjectionWorker:
         self.topics = topics_for(settings, application_name, type(projection))
         self.group = consumer_group(settings, application_name, projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
-        self.seal = Seal(settings.relay_seal_key)
+        self.seal = Seal(settings.relay_seal_key, application_name)
         self._stopping = threading.Event()
         self._state = ""
         #: Events applied (or skipped as already applied) since start.

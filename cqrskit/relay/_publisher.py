@@ -49,7 +49,12 @@ class KafkaPublisher:
     takes; the relay's pages in flight bound how many.
     """
 
-    def __init__(self, settings: Settings, on_unreachable: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        on_unreachable: Callable[[str], None] | None = None,
+        seal: Seal | None = None,
+    ):
         self.settings = settings
         self._on_unreachable = on_unreachable
         config: dict[str, Any] = {
@@ -76,7 +81,7 @@ class KafkaPublisher:
         #: The fatal error that stopped the producer, if one did.
         self.fatal: KafkaError | None = None
         self._producer = Producer(config)
-        self._seal = Seal(settings.relay_seal_key)
+        self._seal = seal or Seal(settings.relay_seal_key)
         self._admin = kafka_backend.admin(settings)
         self._topics: set[str] = set()
         self._partitions: dict[str, list[int]] = {}

@@ -111,7 +111,7 @@ class OutboxRelay:
         self._page_events = metrics.relay_page_events.labels(application_name)
         self._ack_seconds = metrics.relay_kafka_ack_seconds.labels(application_name)
         self._type_headers: dict[str, tuple[str, bytes]] = {}
-        self._seal = Seal(settings.relay_seal_key)
+        self._seal = Seal(settings.relay_seal_key, application_name)
         #: The last position this relay recorded as acknowledged.
         self.position: int | None = None
         #: The last position handed to the producer.
@@ -206,7 +206,7 @@ class OutboxRelay:
             if self.stopping:
                 return
             self._set_state("leading", f"relay {self.instance} is leading")
-            publisher = KafkaPublisher(self.settings, self._kafka_unreachable)
+            publisher = KafkaPublisher(self.settings, self._kafka_unreachable, self._seal)
             try:
                 self._publish(publisher)
             except (DeliveryFailed, KafkaException) as exc:

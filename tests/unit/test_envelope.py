@@ -48,3 +48,14 @@ def test_a_seal_key_too_short_to_be_secret_is_refused(monkeypatch: pytest.Monkey
     monkeypatch.setenv("CQRSKIT_RELAY_SEAL_KEY", "short")
     with pytest.raises(ConfigurationError, match="CQRSKIT_RELAY_SEAL_KEY"):
         Settings.load()
+
+
+def test_one_applications_seal_does_not_vouch_for_another_sharing_its_topics() -> None:
+    """Two applications under one topic prefix: each relay marks every topic of the prefix."""
+    value = b'{"watermark": 40, "partitions": 6}'
+    shop, library = Seal(application="shop"), Seal(application="library")
+    seal = library.watermark("staging.order", 0, 40, value)
+    common = {"topic": "staging.order", "partition": 0, "key": None, "position": 40}
+    kind = WATERMARK_EVENT_TYPE.encode()
+    assert library.verifies(seal, event_type=kind, value=value, **common)
+    assert not shop.verifies(seal, event_type=kind, value=value, **common)
