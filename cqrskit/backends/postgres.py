@@ -16,8 +16,14 @@ SERVICE = "PostgreSQL"
 VARIABLE = "CQRSKIT_POSTGRES_DSN"
 
 
-def connect(settings: Settings, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+def connect(
+    settings: Settings, *, autocommit: bool = True, tcp_user_timeout: float | None = None
+) -> psycopg.Connection[tuple[Any, ...]]:
     """Open one connection to the event store database.
+
+    ``tcp_user_timeout`` (seconds) makes a call on a connection whose peer
+    stopped answering (a network partition) fail after that long instead of
+    waiting for the kernel's retransmissions, about 15 minutes.
 
     Raises:
         ServiceUnavailable: the server cannot be reached or refused the login;
@@ -28,11 +34,27 @@ def connect(settings: Settings, *, autocommit: bool = True) -> psycopg.Connectio
             settings.postgres_dsn,
             autocommit=autocommit,
             connect_timeout=max(1, round(settings.connect_timeout)),
+            **_tcp_options(tcp_user_timeout),
         )
     except psycopg.Error as exc:
         raise ServiceUnavailable(
             SERVICE, settings.postgres_address(), _first_line(exc), VARIABLE
         ) from exc
+
+
+def _tcp_options(user_timeout: float | None) -> dict[str, Any]:
+    if user_timeout is None:
+        return {}
+    # Keepalives find a dead peer on an idle connection (one waiting for
+    # notifications); the user timeout one with unacknowledged writes.
+    idle = max(1, int(user_timeout / 3))
+    return {
+        "tcp_user_timeout": int(user_timeout * 1000),
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": idle,
+        "keepalives_count": 3,
+    }
 
 
 def probe(settings: Settings) -> ServiceInfo:

@@ -417,7 +417,7 @@ class Chaos:
         prefix = f"{self.settings.topic_prefix}."
         consumer = Consumer(
             {
-                **kafka_backend.base_config(self.settings),
+                **kafka_backend.consumer_config(self.settings),
                 "group.id": f"chaos-count-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
