@@ -212,6 +212,7 @@ class ProjectionWorker:
                 first = consumer.poll(0.5)
                 self.telemetry.idle(consumer, drained=first is None)
                 if first is None:
+                    self._commit_skipped(consumer)
                     continue
                 messages = [first]
                 messages += consumer.consume(self.settings.projection_batch_size - 1, timeout=0)
@@ -355,6 +356,30 @@ class ProjectionWorker:
             consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             log.warning("projection %s: offsets not committed: %s", self.projection.name, exc)
+
+    def _commit_skipped(self, consumer: Consumer) -> None:
+        """Commit past what the consumer skipped: transaction markers, aborted messages.
+
+        Each relay transaction ends with a commit marker in every partition
+        it wrote to (decision 0008). The marker is never returned, so the
+        offset after our last message stops just before it, and the group
+        would show a lag of one forever. When a poll returned nothing, every
+        message before the consumer's position has been processed (or was
+        no message), so the position may be committed.
+        """
+        try:
+            ahead = [
+                tp
+                for tp in consumer.position(consumer.assignment())
+                if tp.offset >= 0 and tp.offset > self._offsets.get((tp.topic, tp.partition), -1)
+            ]
+            if ahead:
+                consumer.commit(offsets=ahead, asynchronous=True)
+        except KafkaException as exc:
+            log.debug("projection %s: skipped offsets not committed: %s", self.projection.name, exc)
+            return
+        for tp in ahead:
+            self._offsets[(tp.topic, tp.partition)] = tp.offset
 
     def _committed(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
         if error is not None and error.code() != KafkaError._NO_OFFSET:
