@@ -101,6 +101,8 @@ class KafkaPublisher:
             "message.timeout.ms": 0,
             "error_cb": self._error,
         }
+        #: True once a newer producer of ``transactional_id`` fenced this one.
+        self.fenced = False
         self._producer = Producer(config)
         self._open = False
         self._admin = kafka_backend.admin(settings)
@@ -109,6 +111,9 @@ class KafkaPublisher:
         self._partitions_at = float("-inf")
 
     def _error(self, error: KafkaError) -> None:
+        if error.code() in FENCED:
+            # Later calls raise a bare "fatal error"; remember why.
+            self.fenced = True
         if error.code() in _UNREACHABLE and self._on_unreachable is not None:
             self._on_unreachable(error.str())
         elif error.fatal():
@@ -241,13 +246,16 @@ class KafkaPublisher:
         After a failure, or once this relay lost the lead, everything after
         the recorded position is sent again by a new producer, whose
         :meth:`fence` aborts whatever of this one's still reaches the broker.
+        Never raises: a fenced or failed producer raises its fatal error from
+        every call, and there is nothing left to save in it.
         """
-        if self._open:
-            with contextlib.suppress(KafkaException):
+        opened, self._open = self._open, False
+        with contextlib.suppress(KafkaException):
+            if opened:
                 self._producer.abort_transaction(timeout)
-            self._open = False
-        self._producer.purge(in_queue=True, in_flight=True)
-        self._producer.poll(0)
+        with contextlib.suppress(KafkaException):
+            self._producer.purge(in_queue=True, in_flight=True)
+            self._producer.poll(0)
 
     def pending(self) -> int:
         """Messages queued or in flight, not yet acknowledged."""

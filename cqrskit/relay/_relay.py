@@ -44,7 +44,8 @@ log = logging.getLogger("cqrskit.relay")
 
 
 class DeliveryFailed(TransientError):
-    """The broker refused or timed out a message; the relay starts over from its position."""
+    """A transaction was not committed (a message refused, the transaction
+    aborted by the broker); the relay starts over from its recorded position."""
 
 
 class KafkaTrouble(TransientError):
@@ -204,7 +205,7 @@ class OutboxRelay:
                 # recorded position with a new producer.
                 publisher.abandon(self.settings.relay_lease / 2)
                 code = exc.args[0].code() if exc.args else None
-                if code in FENCED:
+                if code in FENCED or publisher.fenced:
                     raise LeaseLost(
                         f"relay {self.instance} was fenced by a newer producer of "
                         f"{self.transactional_id!r}: another relay leads"
@@ -317,10 +318,18 @@ class OutboxRelay:
         While the broker is slow or away, the lease is renewed between waits,
         so a standby does not take over a leader that is only waiting.
         """
-        while not publisher.commit(_KAFKA_WAIT):
-            self._renew()
-            if give_up_at is not None and time.monotonic() > give_up_at:
-                return False
+        try:
+            while not publisher.commit(_KAFKA_WAIT):
+                self._renew()
+                if give_up_at is not None and time.monotonic() > give_up_at:
+                    return False
+        except KafkaException as exc:
+            if publisher.fenced or (exc.args and exc.args[0].code() in FENCED):
+                raise  # another relay leads: _session says so
+            covered = f"positions {self.position} to {pages[-1].last}" if pages else "watermarks"
+            raise DeliveryFailed(
+                f"transaction of {covered} not committed: {describe_error(exc)}"
+            ) from exc
         if not pages:
             return True
         self._renew(pages[-1].last)
