@@ -316,7 +316,11 @@ def topics_for(settings: Settings, aggregate_types: Sequence[str]) -> dict[str, 
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The relay's producer settings, copied from cqrskit/relay/_publisher.py."""
+    """The relay's producer settings, copied from cqrskit/relay/_publisher.py.
+
+    Without its transactions (decision 0008): the baseline is a plain
+    idempotent producer, so the ratio includes what fencing costs.
+    """
     return {
         **kafka_backend.base_config(settings),
         "enable.idempotence": True,

@@ -199,6 +199,16 @@ class Settings(BaseSettings):
     relay_drain_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds to wait for acks when stopping."
     )
+    relay_lease: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description=(
+            "Seconds a relay leader may stay silent (paused, partitioned) before a standby "
+            "ends its PostgreSQL session and takes over; a leader that cannot renew its "
+            "lease within it stops publishing by itself."
+        ),
+    )
     index_prefix: str = Field(
         default="",
         pattern=r"^[a-z0-9._-]{0,100}$",

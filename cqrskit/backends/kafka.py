@@ -17,7 +17,15 @@ from cqrskit.backends._probe import ServiceInfo
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.settings import Settings
 
-__all__ = ["admin", "base_config", "create_topic", "headers_of", "partition_count", "probe"]
+__all__ = [
+    "admin",
+    "base_config",
+    "consumer_config",
+    "create_topic",
+    "headers_of",
+    "partition_count",
+    "probe",
+]
 
 SERVICE = "Kafka"
 VARIABLE = "CQRSKIT_KAFKA_BOOTSTRAP"
@@ -71,6 +79,17 @@ def base_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """Settings every consumer of the relay's topics must use.
+
+    The relay publishes in transactions (docs/decisions/0008): what a
+    leader that lost its lease still had queued is aborted, never committed,
+    and only ``read_committed`` consumers skip it. librdkafka's default is
+    the same, but a default is not a contract.
+    """
+    return {**base_config(settings), "isolation.level": "read_committed"}
+
+
 def group_config(settings: Settings) -> dict[str, Any]:
     """Settings of a consumer in a group: how soon a silent member is replaced,
     and how much it prefetches.
@@ -81,7 +100,7 @@ def group_config(settings: Settings) -> dict[str, Any]:
     """
     session_ms = int(settings.kafka_session_timeout * 1000)
     return {
-        **base_config(settings),
+        **consumer_config(settings),
         "session.timeout.ms": session_ms,
         "heartbeat.interval.ms": max(1000, session_ms // 3),
         "queued.max.messages.kbytes": settings.kafka_consumer_queue_kbytes,

@@ -17,8 +17,14 @@ SERVICE = "PostgreSQL"
 VARIABLE = "CQRSKIT_POSTGRES_DSN"
 
 
-def connect(settings: Settings, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+def connect(
+    settings: Settings, *, autocommit: bool = True, tcp_user_timeout: float | None = None
+) -> psycopg.Connection[tuple[Any, ...]]:
     """Open one connection to the event store database.
+
+    ``tcp_user_timeout`` (seconds) makes a call on a connection whose peer
+    stopped answering (a network partition) fail after that long instead of
+    waiting for the kernel's retransmissions, about 15 minutes.
 
     Raises:
         ServiceUnavailable: the server cannot be reached or refused the login;
@@ -29,7 +35,7 @@ def connect(settings: Settings, *, autocommit: bool = True) -> psycopg.Connectio
             settings.postgres_dsn,
             autocommit=autocommit,
             connect_timeout=max(1, round(settings.connect_timeout)),
-            **connection_options(settings),
+            **connection_options(settings, tcp_user_timeout),
         )
     except psycopg.Error as exc:
         raise ServiceUnavailable(
@@ -37,7 +43,7 @@ def connect(settings: Settings, *, autocommit: bool = True) -> psycopg.Connectio
         ) from exc
 
 
-def connection_options(settings: Settings) -> dict[str, Any]:
+def connection_options(settings: Settings, tcp_user_timeout: float | None = None) -> dict[str, Any]:
     """libpq parameters every connection to the event store gets, beside the DSN's own.
 
     TCP keepalives and ``tcp_user_timeout`` on both ends of the connection:
@@ -46,8 +52,11 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     server's (as session settings in ``options``), so that PostgreSQL ends
     the session of a client that vanished, releasing its locks (a relay's
     leadership among them). ``options`` already in the DSN are kept.
+    ``tcp_user_timeout`` (seconds) overrides the setting, for a connection
+    that must notice sooner (the relay's, within its lease).
     """
-    user_timeout_ms = round(settings.postgres_tcp_user_timeout * 1000)
+    user_timeout = tcp_user_timeout or settings.postgres_tcp_user_timeout
+    user_timeout_ms = round(user_timeout * 1000)
     server = {
         "tcp_keepalives_idle": settings.postgres_keepalives_idle,
         "tcp_keepalives_interval": settings.postgres_keepalives_interval,

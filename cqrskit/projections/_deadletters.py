@@ -189,7 +189,7 @@ class DeadLetterTopic:
     def _consumer(self) -> Consumer:
         return Consumer(
             {
-                **kafka_backend.base_config(self.settings),
+                **kafka_backend.consumer_config(self.settings),
                 "group.id": self.replay_group,
                 "enable.auto.commit": False,
             }

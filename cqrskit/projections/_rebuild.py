@@ -181,7 +181,7 @@ class _Rebuilder:
     def _consumer(self, group: str) -> Consumer:
         return Consumer(
             {
-                **kafka_backend.base_config(self.settings),
+                **kafka_backend.consumer_config(self.settings),
                 "group.id": group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

@@ -120,7 +120,7 @@ def _lag(settings: Settings, application_name: str, projection: Projection[Any])
     timeout = settings.connect_timeout
     consumer = Consumer(
         {
-            **kafka_backend.base_config(settings),
+            **kafka_backend.consumer_config(settings),
             "group.id": consumer_group(settings, application_name, projection.name),
             "enable.auto.commit": False,
         }

@@ -138,6 +138,10 @@ class ProjectionWorker:
         self.group = consumer_group(settings, application_name, projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
         self.seal = Seal(settings.relay_seal_key, application_name)
+        #: Per partition of this assignment: the offset after the last message processed.
+        self._next: dict[tuple[str, int], int] = {}
+        #: Per partition of this assignment: the committed offset it resumed from.
+        self._resumed: dict[tuple[str, int], int] = {}
         self._stopping = threading.Event()
         self._state = ""
         #: Events applied (or skipped as already applied) since start.
@@ -229,6 +233,7 @@ class ProjectionWorker:
                 first = consumer.poll(0.5)
                 self.telemetry.idle(consumer, drained=first is None)
                 if first is None:
+                    self._commit_skipped(consumer)
                     continue
                 messages = [first]
                 messages += consumer.consume(self.settings.projection_batch_size - 1, timeout=0)
@@ -248,6 +253,9 @@ class ProjectionWorker:
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.barrier.forget(partitions)
+        for p in partitions:
+            self._next.pop((p.topic, p.partition), None)
+            self._resumed.pop((p.topic, p.partition), None)
         if partitions:
             log.info(
                 "projection %s: revoked %s",
@@ -280,7 +288,7 @@ class ProjectionWorker:
                 continue
             key = (str(message.topic()), int(message.partition() or 0))
             offset = int(message.offset() or 0)
-            first, _, high = spans.get(key, (offset, 0, 0))
+            first, _, high = spans.get(key) or (self._start(consumer, key, offset), 0, 0)
             read, believed = self._read(message, key)
             spans[key] = (first, offset + 1, max(high, believed))
             if isinstance(read, str):
@@ -299,6 +307,8 @@ class ProjectionWorker:
             return  # stopping mid-outage: not committed, so re-delivered later
         if self._state != "running":
             self._set_state("running", "applying again")
+        for span in batch:
+            self._next[(span.topic, span.partition)] = span.offset
         self._commit(consumer, batch)
         self.processed += len(envelopes)
         if self.telemetry is not None:
@@ -407,6 +417,63 @@ class ProjectionWorker:
             consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             log.warning("projection %s: offsets not committed: %s", self.projection.name, exc)
+
+    def _start(self, consumer: Consumer, key: tuple[str, int], offset: int) -> int:
+        """Where the run of offsets that a message at ``offset`` continues begins.
+
+        Offsets between two messages that one assignment delivers in turn
+        hold no message (a relay transaction's commit marker, an aborted
+        message; decision 0008), so a batch's run starts where the last one
+        ended. The first batch of an assignment starts at the committed
+        offset the consumer resumed from. Checkpoint runs then join across
+        markers (decision 0011).
+        """
+        known = self._next.get(key, self._resumed.get(key))
+        if known is None:
+            try:
+                (committed,) = consumer.committed(
+                    [TopicPartition(*key)], timeout=self.settings.connect_timeout
+                )
+                known = committed.offset if committed.offset >= 0 else offset
+            except KafkaException:
+                known = offset
+            self._resumed[key] = known
+        return known if known <= offset else offset
+
+    def _commit_skipped(self, consumer: Consumer) -> None:
+        """Commit, and checkpoint, past what the consumer skipped: transaction markers.
+
+        Each relay transaction ends with a commit marker in every partition
+        it wrote to (decision 0008). The marker is never returned, so the
+        offset after our last message stops just before it, and the group
+        would show a lag of one forever. When a poll returned nothing, every
+        message before the consumer's position has been processed (or was
+        no message), so the position may be committed, and the index's
+        checkpoint run extended over it.
+        """
+        try:
+            ahead = [
+                tp
+                for tp in consumer.position(consumer.assignment())
+                if (tp.topic, tp.partition) in self._next
+                and tp.offset > self._next[(tp.topic, tp.partition)]
+            ]
+            if not ahead:
+                return
+            index = self.read_model.serving() or self.read_model.alias
+            spans = [
+                Span(tp.topic, tp.partition, self._next[(tp.topic, tp.partition)], tp.offset, 0)
+                for tp in ahead
+            ]
+            self.read_model.save_checkpoints(
+                self._checkpoints.record(index, spans, self._partitions)
+            )
+            consumer.commit(offsets=ahead, asynchronous=True)
+        except (KafkaException, TransientError) as exc:
+            log.debug("projection %s: skipped offsets not committed: %s", self.projection.name, exc)
+            return
+        for tp in ahead:
+            self._next[(tp.topic, tp.partition)] = tp.offset
 
     def _committed(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
         if error is not None and error.code() != KafkaError._NO_OFFSET:

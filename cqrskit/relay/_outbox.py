@@ -9,6 +9,13 @@ that lost its session cannot record a position any more.
 
 The relay table keeps one row per (application, relay name): applications
 sharing a schema share the table, never a position.
+
+A leader that is alive but silent (paused, partitioned) keeps its session,
+so the lock alone would keep it leading forever. It therefore also holds a
+lease: the heartbeat in the relay's row, renewed at least once a second. A
+standby that finds the heartbeat older than ``relay_lease`` ends the
+leader's session with ``pg_terminate_backend``, which drops the lock, and
+takes over (docs/decisions/0008-relay-lease-and-fencing.md).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from cqrskit.backends import postgres as pg_backend
-from cqrskit.errors import AmbiguousRelayPosition
+from cqrskit.errors import AmbiguousRelayPosition, PermanentError
 from cqrskit.settings import Settings
 
 __all__ = ["OutboxRow", "PostgresOutbox", "RelayStatus"]
@@ -75,9 +82,6 @@ def instance_name() -> str:
 class PostgresOutbox:
     """The events table read as an outbox, and the relay's position beside it."""
 
-    #: A leader whose heartbeat is older than this is reported as gone.
-    HEARTBEAT_STALE_SECONDS = 10.0
-
     def __init__(self, settings: Settings, application_name: str, relay_name: str = "default"):
         self.settings = settings
         self.application_name = application_name
@@ -92,6 +96,9 @@ class PostgresOutbox:
             f"cqrskit-relay:{schema}:{application_name}:{relay_name}".encode(), digest_size=8
         ).digest()
         self.lock_key = int.from_bytes(digest, "big", signed=True)
+        # pg_locks shows a bigint advisory key as two oids: high and low 32 bits.
+        unsigned = self.lock_key & 0xFFFF_FFFF_FFFF_FFFF
+        self._lock_oids = (unsigned >> 32, unsigned & 0xFFFF_FFFF)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._read_page = SQL(
             "SELECT notification_id, originator_id::text, originator_version, topic, state "
@@ -107,7 +114,9 @@ class PostgresOutbox:
             ServiceUnavailable: PostgreSQL cannot be reached.
         """
         self.close()
-        self._conn = pg_backend.connect(self.settings)
+        # A partitioned leader's calls must fail within its lease, so that it
+        # notices it lost the lead instead of hanging for the kernel's 15 min.
+        self._conn = pg_backend.connect(self.settings, tcp_user_timeout=self.settings.relay_lease)
         self.ensure_table()
 
     @property
@@ -166,6 +175,13 @@ class PostgresOutbox:
         ).fetchone()
         if not migrated:
             self._migrate_table()
+        # The backend that holds the lease: a standby ends this one, and only
+        # while it still holds the lock (a pid may be reused by another session).
+        self.conn.execute(
+            SQL("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS leader_pid integer").format(
+                table=self.table
+            )
+        )
 
     def _migrate_table(self) -> None:
         """Key a table of the old form by (application, name); its rows become legacy rows."""
@@ -248,18 +264,61 @@ class PostgresOutbox:
         return [str(r[0]).removesuffix("_events") for r in rows]
 
     def try_lead(self, instance: str) -> bool:
-        """Take leadership if no other session holds it; True if we lead now."""
-        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [self.lock_key]).fetchone()
-        if not (row and row[0]):
+        """Take leadership if no other session holds it; True if we lead now.
+
+        The lock is taken, and the lease stamped with this session's backend
+        pid, in one statement: a standby never sees the lock held by a
+        session the row does not name yet (it would end a leader that had
+        just taken over).
+        """
+        row = self.conn.execute(
+            SQL(
+                "UPDATE {table} SET instance = %s, leader_pid = pg_backend_pid(), "
+                "heartbeat_at = now() WHERE {row} AND pg_try_advisory_lock(%s) RETURNING 1"
+            ).format(table=self.table, row=self._row),
+            [instance, *self._key, self.lock_key],
+        ).fetchone()
+        if row is None:
             return False
-        self.conn.execute(
-            SQL("UPDATE {table} SET instance = %s, heartbeat_at = now() WHERE {row}").format(
-                table=self.table, row=self._row
-            ),
-            [instance, *self._key],
-        )
         self.conn.execute(SQL("LISTEN {0}").format(Identifier(self.channel)))
         return True
+
+    def end_silent_leader(self, lease: float) -> int | None:
+        """End the leader's session if its lease expired; the backend pid ended, if any.
+
+        Expired means: its heartbeat is older than ``lease`` seconds by the
+        database's clock (no clock of the relays is compared), and the
+        backend the row names still holds the leader's advisory lock. Ending
+        the session drops the lock, and with it the old leader's power to
+        record anything; waits up to 5 s for the backend to exit. Idempotent:
+        once the session is gone there is nothing to end.
+
+        Raises:
+            PermanentError: this role may not end the leader's session (it
+                needs the same role, or membership in ``pg_signal_backend``).
+        """
+        classid, objid = self._lock_oids
+        try:
+            row = self.conn.execute(
+                SQL(
+                    "SELECT r.leader_pid, pg_terminate_backend(r.leader_pid, 5000) "
+                    "FROM {table} r JOIN pg_locks l ON l.pid = r.leader_pid "
+                    "WHERE r.application = %s AND r.name = %s "
+                    "AND r.heartbeat_at < now() - make_interval(secs => %s) "
+                    "AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                    "AND l.classid::bigint = %s AND l.objid::bigint = %s "
+                    "AND l.database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database())"
+                ).format(table=self.table),
+                [*self._key, lease, classid, objid],
+            ).fetchone()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PermanentError(
+                f"relay {self.relay_name!r}: the leader's lease expired but this role may not "
+                f"end its session: {str(exc).strip().splitlines()[0]}; run every relay as the "
+                "same role, or grant pg_signal_backend to the relays' role"
+            ) from exc
+        return int(row[0]) if row is not None and row[1] else None
 
     # -- reading and recording -------------------------------------------------
 
@@ -282,26 +341,34 @@ class PostgresOutbox:
             cursor.execute(self._read_page, [after, limit], prepare=True)
             return cursor.fetchall()
 
-    def record(self, position: int) -> None:
-        """Record ``position`` as published, on the leader's own session."""
-        self.conn.execute(
+    def record(self, position: int) -> bool:
+        """Record ``position`` as published and renew the lease; False if we do not lead.
+
+        Written on the leader's own session and only while the row names
+        this session as the leader: a relay whose lease was taken over
+        records nothing, even if its session were somehow still open.
+        """
+        cursor = self.conn.execute(
             SQL(
                 "UPDATE {table} SET position = %s, heartbeat_at = now(), updated_at = now() "
-                "WHERE {row}"
+                "WHERE {row} AND leader_pid = pg_backend_pid()"
             ).format(table=self.table, row=self._row),
             [position, *self._key],
             prepare=True,
         )
+        return cursor.rowcount == 1
 
-    def heartbeat(self) -> None:
-        """Say the leader is alive."""
-        self.conn.execute(
-            SQL("UPDATE {table} SET heartbeat_at = now() WHERE {row}").format(
-                table=self.table, row=self._row
-            ),
+    def heartbeat(self) -> bool:
+        """Renew the lease: say the leader is alive; False if we do not lead."""
+        cursor = self.conn.execute(
+            SQL(
+                "UPDATE {table} SET heartbeat_at = now() "
+                "WHERE {row} AND leader_pid = pg_backend_pid()"
+            ).format(table=self.table, row=self._row),
             self._key,
             prepare=True,
         )
+        return cursor.rowcount == 1
 
     def record_error(self, error: str) -> None:
         """Keep the latest error for ``relay status``; best effort."""
@@ -365,7 +432,7 @@ def read_status(
     now = datetime.now(UTC)
     heartbeat_at = row[2]
     alive = heartbeat_at is not None and (
-        (now - heartbeat_at).total_seconds() < PostgresOutbox.HEARTBEAT_STALE_SECONDS
+        (now - heartbeat_at).total_seconds() < settings.relay_lease
     )
     return RelayStatus(
         name=relay_name,

@@ -1,14 +1,22 @@
-"""The Kafka side of the relay: an idempotent, batching, compressing producer."""
+"""The Kafka side of the relay: a transactional, batching, compressing producer.
+
+Transactions are the relay's fencing on the Kafka side: every relay of one
+outbox uses one ``transactional.id``, so the new leader's
+``init_transactions`` aborts what the old leader's producer had not
+committed and refuses everything it sends afterwards (its epoch is stale).
+Consumers read ``read_committed`` and never see the aborted messages.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigResource,
     ResourceType,
@@ -24,12 +32,9 @@ from cqrskit.envelope import (
 )
 from cqrskit.settings import Settings
 
-__all__ = ["TOO_LARGE", "DeliveryCallback", "KafkaPublisher"]
+__all__ = ["TOO_LARGE", "KafkaPublisher", "transactional_id"]
 
 log = logging.getLogger("cqrskit.relay")
-
-#: Called once per message with None (acknowledged) or the error that lost it.
-DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 # librdkafka error codes that mean "the broker cannot be reached right now".
 _UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
@@ -39,26 +44,63 @@ _UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
 #: gapless guarantee makes of it.
 TOO_LARGE = "Message size too large"
 
+#: librdkafka error codes that mean "a newer producer with our transactional.id exists".
+FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+def transactional_id(settings: Settings, application_name: str, relay_name: str) -> str:
+    """The one ``transactional.id`` of all relays of an outbox.
+
+    Stable across restarts and hosts, and the same for exactly the relays
+    that compete for one advisory lock (schema, application, relay name),
+    plus the topic prefix they publish under.
+    """
+    prefix = settings.topic_prefix or application_name.lower()
+    return f"cqrskit-relay.{prefix}.{settings.postgres_schema}.{application_name}.{relay_name}"
+
+
+def _finished(call: Callable[[float], None], timeout: float) -> bool:
+    """Run one of librdkafka's blocking transaction calls; False if it timed out.
+
+    A time-out is retriable: the call goes on in the background, and calling
+    it again waits for the same outcome.
+    """
+    try:
+        call(timeout)
+    except KafkaException as exc:
+        if exc.args[0].retriable():
+            return False
+        raise
+    return True
+
 
 class KafkaPublisher:
-    """Publishes envelopes to Kafka with many messages in flight.
+    """Publishes envelopes to Kafka in large transactions, many messages in flight.
 
-    The producer is idempotent with ``acks=all``: retries inside librdkafka
-    never duplicate or reorder messages of one partition. While the broker
-    is unreachable, messages wait in the producer's queue for as long as it
-    takes; the relay's pages in flight bound how many.
+    The producer is transactional (so idempotent, ``acks=all``): retries
+    inside librdkafka never duplicate or reorder messages of one partition,
+    a failed message fails its whole transaction, and a newer producer with
+    the same ``transactional_id`` fences this one. While the broker is
+    unreachable, messages wait in the producer's queue; the relay's pages
+    in flight bound how many.
+
+    Produce only between :meth:`begin` and :meth:`commit`; call
+    :meth:`fence` once before the first :meth:`begin`.
     """
 
     def __init__(
         self,
         settings: Settings,
+        transactional_id: str,
         on_unreachable: Callable[[str], None] | None = None,
         seal: Seal | None = None,
     ):
         self.settings = settings
+        self.transactional_id = transactional_id
         self._on_unreachable = on_unreachable
         config: dict[str, Any] = {
             **kafka_backend.base_config(settings),
+            "transactional.id": transactional_id,
             "enable.idempotence": True,
             "acks": "all",
             "compression.type": settings.relay_compression,
@@ -69,19 +111,21 @@ class KafkaPublisher:
             "queue.buffering.max.kbytes": 1_048_576,
             # The command bus lets events up to max_event_bytes through.
             "message.max.bytes": settings.max_event_bytes + 1_000,
-            # Never give up on a message: while the broker is away, messages wait.
+            # Never give up on a message: while the broker is away, messages
+            # wait. A transaction the coordinator aborts meanwhile (after
+            # transaction.timeout.ms) fails its commit, and the relay starts
+            # again from its recorded position. A failed batch fails the
+            # transaction, so no gap is ever committed.
             "message.timeout.ms": 0,
-            # A batch that fails must not leave a gap that later messages of
-            # the same partition skip over: that would reorder an aggregate's
-            # events once we re-send. librdkafka then stops the producer and
-            # we start a new one from the recorded position.
-            "enable.gapless.guarantee": True,
             "error_cb": self._error,
         }
         #: The fatal error that stopped the producer, if one did.
         self.fatal: KafkaError | None = None
+        #: True once a newer producer of ``transactional_id`` fenced this one.
+        self.fenced = False
         self._producer = Producer(config)
         self._seal = seal or Seal(settings.relay_seal_key)
+        self._open = False
         self._admin = kafka_backend.admin(settings)
         self._topics: set[str] = set()
         self._partitions: dict[str, list[int]] = {}
@@ -90,6 +134,9 @@ class KafkaPublisher:
     def _error(self, error: KafkaError) -> None:
         if error.fatal():
             self.fatal = error
+        if error.code() in FENCED:
+            # Later calls raise a bare "fatal error"; remember why.
+            self.fenced = True
         if error.code() in _UNREACHABLE and self._on_unreachable is not None:
             self._on_unreachable(error.str())
         elif error.fatal() and TOO_LARGE not in error.str():
@@ -119,34 +166,71 @@ class KafkaPublisher:
         except (KafkaException, KeyError, TypeError, ValueError, TimeoutError):
             return default
 
+    # -- transactions ---------------------------------------------------------
+
+    def fence(self, timeout: float) -> bool:
+        """Take over the ``transactional_id``: abort and fence any older producer of it.
+
+        True when done; False when it did not finish within ``timeout``
+        (call again). Idempotent.
+
+        Raises:
+            KafkaException: a fatal error (for example: not authorised to
+                use the transactional id).
+        """
+        return _finished(self._producer.init_transactions, timeout)
+
+    @property
+    def in_transaction(self) -> bool:
+        """True between :meth:`begin` and a :meth:`commit` that returned True."""
+        return self._open
+
+    def begin(self) -> None:
+        """Open a transaction unless one is open; idempotent."""
+        if not self._open:
+            self._producer.begin_transaction()
+            self._open = True
+
+    def commit(self, timeout: float) -> bool:
+        """Deliver everything produced in the transaction and commit it.
+
+        True once committed (or when no transaction is open); False when it
+        did not finish within ``timeout``: call again, it goes on in the
+        background.
+
+        Raises:
+            KafkaException: a message failed (the transaction must be
+                abandoned) or the producer was fenced by a newer one.
+        """
+        if self._open and _finished(self._producer.commit_transaction, timeout):
+            self._open = False
+        return not self._open
+
     def produce(
         self,
         topic: str,
         key: bytes,
         value: bytes,
         headers: list[tuple[str, str | bytes | None]],
-        on_delivery: DeliveryCallback,
         *,
         partition: int | None = None,
     ) -> None:
-        """Queue one message; ``on_delivery`` runs from :meth:`poll` or :meth:`flush`.
+        """Queue one message in the open transaction.
 
         ``partition`` None leaves the choice to librdkafka's partitioner
         (``consistent_random``: see :func:`cqrskit.relay.partition_for`).
-        When the local queue is full, serves delivery reports until there is room.
+        No callback per message: :meth:`commit` succeeds only if every
+        message of the transaction was acknowledged. When the local queue is
+        full, serves the producer's events until there is room.
         """
         chosen = -1 if partition is None else partition  # -1: librdkafka's RD_KAFKA_PARTITION_UA
         try:
-            self._producer.produce(
-                topic, value, key, chosen, headers=headers, on_delivery=on_delivery
-            )
+            self._producer.produce(topic, value, key, chosen, headers=headers)
         except BufferError:
             while True:
                 self._producer.poll(0.1)
                 try:
-                    self._producer.produce(
-                        topic, value, key, chosen, headers=headers, on_delivery=on_delivery
-                    )
+                    self._producer.produce(topic, value, key, chosen, headers=headers)
                     return
                 except BufferError:
                     continue
@@ -189,6 +273,7 @@ class KafkaPublisher:
                     for name, topic in metadata.topics.items()
                     if name.startswith(f"{prefix}.") and not name.endswith(".dlq")
                 }
+        self.begin()  # a watermark is fenced like the events before it
         said: list[tuple[str, str | bytes | None]] = [
             (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
             (HEADER_POSITION, b"%d" % position),
@@ -227,24 +312,25 @@ class KafkaPublisher:
         return int(self._producer.flush(timeout))
 
     def abandon(self, timeout: float) -> None:
-        """Drop queued messages, wait for those on the wire, and stop.
+        """Abort the open transaction and drop every queued message; best effort.
 
-        After a delivery failure everything from the recorded position is
-        sent again by a new producer, in order.
+        After a failure, or once this relay lost the lead, everything after
+        the recorded position is sent again by a new producer, whose
+        :meth:`fence` aborts whatever of this one's still reaches the broker.
+        Never raises: a fenced or failed producer raises its fatal error from
+        every call, and there is nothing left to save in it.
         """
-        self._producer.purge(in_queue=True, in_flight=False)
-        try:
-            if self.fatal is None:  # a dead producer delivers nothing more
-                self._producer.flush(timeout)
-            # Serve the error callback once more: a fatal error that made
-            # produce() fail may not have been reported to it yet.
+        opened, self._open = self._open, False
+        with contextlib.suppress(KafkaException, SystemError):
+            if opened and self.fatal is None:
+                self._producer.abort_transaction(timeout)
+        # A fatal error that arrives while the last events are served may
+        # surface as a SystemError of the callback it was serving; the
+        # producer is dropped and everything after the recorded position is
+        # sent again anyway.
+        with contextlib.suppress(KafkaException, SystemError):
+            self._producer.purge(in_queue=True, in_flight=True)
             self._producer.poll(0)
-        except (KafkaException, SystemError) as exc:
-            # A fatal error that arrives while the last reports are served
-            # surfaces here (confluent-kafka then reports it as a SystemError
-            # of the callback it was serving); the producer is dropped and
-            # everything after the recorded position is sent again anyway.
-            log.debug("the abandoned producer failed while flushing: %s", exc)
 
     def pending(self) -> int:
         """Messages queued or in flight, not yet acknowledged."""

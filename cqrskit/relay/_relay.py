@@ -2,16 +2,21 @@
 
 One loop, three duties:
 
-1. lead or stand by: the relay that holds the advisory lock publishes; the
-   others try again every second and take over when it dies;
-2. publish: read pages of the outbox after the recorded position and hand
-   them to the producer, keeping up to ``relay_pages_in_flight`` pages
-   unacknowledged at once;
-3. record: when every message of the oldest pages is acknowledged by the
-   broker (acks=all), record the last position of those pages.
+1. lead or stand by: the relay that holds the advisory lock and a live
+   lease publishes; the others try again every second, take over when it
+   dies, and end its session when its lease has expired (it is paused or
+   cut off); a leader that cannot renew its lease in time gives up;
+2. publish: read pages of the outbox after the recorded position and
+   produce them in a Kafka transaction, up to ``relay_pages_in_flight``
+   pages per transaction;
+3. record: once the transaction is committed (every message acknowledged,
+   acks=all), record the last position it covers.
 
-A crash therefore re-sends at most the pages in flight (at-least-once);
-consumers make the effect exactly-once by guarding on the event's version.
+A crash therefore re-sends at most one transaction's pages (at-least-once);
+consumers make the effect exactly-once by guarding on the event's position.
+A leader replaced while silent can neither record (its session is gone) nor
+publish (the new leader's producer fenced its transactional id); see
+docs/decisions/0008-relay-lease-and-fencing.md.
 """
 
 from __future__ import annotations
@@ -19,11 +24,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from cqrskit.backends.kafka import describe_error
@@ -42,7 +46,7 @@ from cqrskit.errors import MessageTooLarge, PermanentError, TransientError
 from cqrskit.observability import _metrics as metrics
 from cqrskit.relay._layout import LAYOUT_TABLE, PostgresTopicLayouts, TopicLayout
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
-from cqrskit.relay._publisher import TOO_LARGE, KafkaPublisher
+from cqrskit.relay._publisher import FENCED, TOO_LARGE, KafkaPublisher, transactional_id
 from cqrskit.settings import Settings
 
 __all__ = ["OutboxRelay", "topic_for"]
@@ -51,7 +55,8 @@ log = logging.getLogger("cqrskit.relay")
 
 
 class DeliveryFailed(TransientError):
-    """The broker refused or timed out a message; the relay starts over from its position."""
+    """A transaction was not committed (a message refused, the transaction
+    aborted by the broker); the relay starts over from its recorded position."""
 
 
 class KafkaTrouble(TransientError):
@@ -62,20 +67,25 @@ class LostSession(TransientError):
     """The PostgreSQL session (and with it the leadership) was lost."""
 
 
+class LeaseLost(TransientError):
+    """This relay did not renew its lease in time, or another relay leads now.
+
+    It stops publishing, drops its producer and stands by again.
+    """
+
+
+#: Seconds one wait for Kafka (fencing, a commit) may last before the
+#: leader renews its lease and waits again.
+_KAFKA_WAIT = 1.0
+
+
 @dataclass
 class _Page:
-    """One page of the outbox in flight: acknowledged when outstanding is 0."""
+    """One page of the outbox produced in the open transaction."""
 
     last: int
-    outstanding: int
-    size: int = 0
-    sent_at: float = 0.0
-    error: KafkaError | None = field(default=None)
-
-    def ack(self, error: KafkaError | None, _message: Message) -> None:
-        self.outstanding -= 1
-        if error is not None and self.error is None:
-            self.error = error
+    size: int
+    sent_at: float
 
 
 def topic_for(settings: Settings, application_name: str, aggregate_type: str) -> str:
@@ -99,6 +109,9 @@ class OutboxRelay:
         self.application_name = application_name
         self.instance = instance_name()
         self.outbox = PostgresOutbox(settings, application_name, relay_name)
+        self.transactional_id = transactional_id(settings, application_name, relay_name)
+        #: monotonic time the last renewal of the lease was sent at.
+        self._renewed_at = float("-inf")
         self._stopping = threading.Event()
         self._state = ""
         #: aggregate type -> (topic, its pinned layout), filled per session.
@@ -199,25 +212,48 @@ class OutboxRelay:
         try:
             self.outbox.connect()
             while not self.stopping:
+                renewing_at = time.monotonic()
                 if self.outbox.try_lead(self.instance):
+                    self._renewed_at = renewing_at
                     break
                 self._set_state("standby", f"relay {self.instance} is standing by")
+                ended = self.outbox.end_silent_leader(self.settings.relay_lease)
+                if ended is not None:
+                    log.warning(
+                        "the leader's lease expired (silent for over %.0f s): ended its "
+                        "session (backend %d) to take over",
+                        self.settings.relay_lease,
+                        ended,
+                        extra={"instance": self.instance},
+                    )
+                    continue
                 self._stopping.wait(1.0)
             if self.stopping:
                 return
             self._set_state("leading", f"relay {self.instance} is leading")
-            publisher = KafkaPublisher(self.settings, self._kafka_unreachable, self._seal)
+            publisher = KafkaPublisher(
+                self.settings, self.transactional_id, self._kafka_unreachable, self._seal
+            )
             try:
                 self._publish(publisher)
             except (DeliveryFailed, KafkaException) as exc:
                 # Start over from the recorded position with a new producer.
-                publisher.abandon(self.settings.relay_drain_timeout)
+                publisher.abandon(self.settings.relay_lease / 2)
+                code = exc.args[0].code() if isinstance(exc, KafkaException) and exc.args else None
+                if code in FENCED or publisher.fenced:
+                    raise LeaseLost(
+                        f"relay {self.instance} was fenced by a newer producer of "
+                        f"{self.transactional_id!r}: another relay leads"
+                    ) from exc
                 refused = self._too_large(publisher, str(exc))
                 if refused is not None:
                     raise refused from exc
                 if isinstance(exc, DeliveryFailed):
                     raise
                 raise KafkaTrouble(describe_error(exc)) from exc
+            except BaseException:
+                publisher.abandon(self.settings.relay_lease / 2)
+                raise
         except psycopg.errors.UndefinedTable as exc:
             raise PermanentError(
                 f"the events table of {self.application_name!r} does not exist in schema "
@@ -233,54 +269,134 @@ class OutboxRelay:
             "kafka-unreachable", f"Kafka unreachable, holding messages: {reason}", logging.WARNING
         )
 
+    # -- the lease -----------------------------------------------------------------
+
+    def _check_lease(self) -> None:
+        """Give up leading once the lease may have expired: a standby may lead now."""
+        silent = time.monotonic() - self._renewed_at
+        if silent > self.settings.relay_lease:
+            log.warning(
+                "relay %s lost its lease: not renewed for %.1f s (relay_lease %.0f s); "
+                "it stops publishing and stands by",
+                self.instance,
+                silent,
+                self.settings.relay_lease,
+                extra={"instance": self.instance},
+            )
+            raise LeaseLost(f"relay {self.instance} lost its lease after {silent:.1f} s")
+
+    def _renew(self, position: int | None = None) -> None:
+        """Renew the lease, recording ``position`` with it if given.
+
+        Raises:
+            LeaseLost: the lease expired, or the row names another leader.
+        """
+        self._check_lease()
+        renewing_at = time.monotonic()
+        renewed = self.outbox.heartbeat() if position is None else self.outbox.record(position)
+        if not renewed:
+            log.warning(
+                "relay %s lost its lease: another relay leads",
+                self.instance,
+                extra={"instance": self.instance},
+            )
+            raise LeaseLost(f"relay {self.instance} lost its lease: another relay leads")
+        self._renewed_at = renewing_at
+
+    def _fence(self, publisher: KafkaPublisher) -> None:
+        """Fence every older producer of our transactional id, renewing the lease meanwhile."""
+        while not publisher.fence(_KAFKA_WAIT):
+            self._renew()
+            if self.stopping:
+                return
+
+    # -- publishing -------------------------------------------------------------
+
     def _publish(self, publisher: KafkaPublisher) -> None:
         settings = self.settings
+        # Fence first, then read the position: after fencing nothing of an
+        # old leader can still land in Kafka, and since we hold the lock
+        # nothing of it can be recorded any more.
+        self._fence(publisher)
         after = self.outbox.position()
         self.position = after
+        pages: list[_Page] = []
+        window = settings.relay_pages_in_flight
         prefix = self.settings.topic_prefix or self.application_name.lower()
         self._layouts = PostgresTopicLayouts(self.outbox.conn, settings.postgres_schema)
         self._layouts.ensure_table()
         self._topics = {}  # layouts are read again on the leader's session
         boundaries = self._boundaries(prefix, after)
-        inflight: deque[_Page] = deque()
-        last_beat = time.monotonic()
         marked, marked_at = -1, float("-inf")
         measured_at = moves_at = float("-inf")
         while not self.stopping:
+            self._check_lease()
             rows: list[OutboxRow] = []
-            if len(inflight) < settings.relay_pages_in_flight:
+            if len(pages) < window:
                 rows, after, marked = self._read(publisher, prefix, after, boundaries, marked)
                 if rows:
                     self._produced_up_to = rows[-1][0]
-                    inflight.append(self._send(publisher, rows))
+                    pages.append(self._send(publisher, rows))
                     after = rows[-1][0]
             now = time.monotonic()
             if (after > marked and (not rows or now - marked_at > 0.05)) or now - marked_at > 1.0:
                 publisher.publish_watermark(prefix, after)
                 marked, marked_at = after, now
             publisher.poll(0)
-            if self._retire(inflight):
-                last_beat = time.monotonic()
-            elif time.monotonic() - last_beat > 1.0:
-                self.outbox.heartbeat()
-                last_beat = time.monotonic()
+            # Large transactions: a full window of pages, or all there is.
+            if publisher.in_transaction and (not rows or len(pages) >= window):
+                self._commit(publisher, pages)
+            if time.monotonic() - self._renewed_at > 1.0:
+                self._renew()
             if now - measured_at > 1.0:
                 self._measure_lag()
                 self._warn_unused_partitions(publisher)
                 measured_at = now
-            if not rows and len(inflight) < settings.relay_pages_in_flight and now - moves_at > 1.0:
-                # Caught up: every stored event up to ``after`` is sent, by us
-                # or by a leader before us, so a move recorded here changes
-                # the partition of no event already sent.
+            if not rows and not pages and now - moves_at > 1.0:
+                # Caught up: every stored event up to ``after`` is committed
+                # to Kafka, by us or by a leader before us, so a move recorded
+                # here changes the partition of no event already sent.
                 moves_at = now
                 if self._adopt_moves(after):
                     boundaries = sorted({*boundaries, after})
-            if not rows:
-                if inflight:
-                    publisher.poll(0.05)
-                else:
-                    self.outbox.wait_for_events(0.5)
-        self._drain(publisher, inflight)
+            if not rows and not pages:
+                self.outbox.wait_for_events(0.5)
+        self._drain(publisher, pages)
+
+    def _commit(
+        self, publisher: KafkaPublisher, pages: list[_Page], give_up_at: float | None = None
+    ) -> bool:
+        """Commit the open transaction, then record its last position; False if given up.
+
+        While the broker is slow or away, the lease is renewed between waits,
+        so a standby does not take over a leader that is only waiting.
+        """
+        try:
+            while not publisher.commit(_KAFKA_WAIT):
+                self._renew()
+                if give_up_at is not None and time.monotonic() > give_up_at:
+                    return False
+        except KafkaException as exc:
+            if publisher.fenced or (exc.args and exc.args[0].code() in FENCED):
+                raise  # another relay leads: _session says so
+            covered = f"positions {self.position} to {pages[-1].last}" if pages else "watermarks"
+            raise DeliveryFailed(
+                f"transaction of {covered} not committed: {describe_error(exc)}"
+            ) from exc
+        if not pages:
+            return True
+        self._renew(pages[-1].last)
+        committed_at = time.monotonic()
+        for page in pages:
+            self._published.inc(page.size)
+            self._ack_seconds.observe(committed_at - page.sent_at)
+        self.position = pages[-1].last
+        if self._refused is not None and self.position >= self._refused:
+            self._refused = None
+        pages.clear()
+        if self._state != "leading":
+            self._set_state("leading", f"relay {self.instance} is publishing again")
+        return True
 
     def _boundaries(self, prefix: str, after: int) -> list[int]:
         """Positions at or after ``after`` where a topic moved to more partitions."""
@@ -337,12 +453,10 @@ class OutboxRelay:
     def _send(self, publisher: KafkaPublisher, rows: list[OutboxRow]) -> _Page:
         # The hot loop: one pass per published event, so no call or
         # allocation that can be hoisted out of it stays in it.
-        page = _Page(
-            last=rows[-1][0], outstanding=len(rows), size=len(rows), sent_at=time.monotonic()
-        )
+        publisher.begin()
+        page = _Page(last=rows[-1][0], size=len(rows), sent_at=time.monotonic())
         self._page_events.observe(len(rows))
         produce = publisher.produce
-        ack = page.ack
         topics = self._topics
         type_headers = self._type_headers
         seal = self._seal.event
@@ -371,7 +485,7 @@ class OutboxRelay:
                 headers.append((HEADER_LAYOUT, barrier))
             # The partition comes from the pinned layout, never from the
             # cluster's current count: a re-send repeats the first send.
-            produce(topic, key, value, headers, ack, partition=layout.partition(key, position))
+            produce(topic, key, value, headers, partition=layout.partition(key, position))
         return page
 
     def _too_large(self, publisher: KafkaPublisher, failure: str) -> MessageTooLarge | None:
@@ -429,42 +543,16 @@ class OutboxRelay:
                     extra={"topic": topic, "partitions": count, "used": layout.partitions},
                 )
 
-    def _retire(self, inflight: deque[_Page]) -> bool:
-        """Record the last position of the acknowledged head pages; True if any."""
-        acked: int | None = None
-        try:
-            while inflight and inflight[0].outstanding == 0:
-                page = inflight[0]
-                if page.error is not None:
-                    raise DeliveryFailed(f"message not delivered: {page.error.str()}")
-                inflight.popleft()
-                acked = page.last
-                self._published.inc(page.size)
-                self._ack_seconds.observe(time.monotonic() - page.sent_at)
-        finally:
-            if acked is not None:
-                self.outbox.record(acked)
-        if acked is None:
-            return False
-        self.position = acked
-        if self._refused is not None and acked >= self._refused:
-            self._refused = None
-        if self._state != "leading":
-            self._set_state("leading", f"relay {self.instance} is publishing again")
-        return True
-
     def _measure_lag(self) -> None:
         _head, events, seconds = self.outbox.lag(self.position or 0)
         metrics.relay_lag_events.labels(self.application_name).set(events)
         metrics.relay_lag_seconds.labels(self.application_name).set(seconds)
 
-    def _drain(self, publisher: KafkaPublisher, inflight: deque[_Page]) -> None:
+    def _drain(self, publisher: KafkaPublisher, pages: list[_Page]) -> None:
         deadline = time.monotonic() + self.settings.relay_drain_timeout
-        while inflight and time.monotonic() < deadline:
-            publisher.poll(0.1)
-            self._retire(inflight)
-        if inflight:
+        if not self._commit(publisher, pages, give_up_at=deadline):
             log.warning(
-                "stopping with %d pages unacknowledged; the next relay sends them again",
-                len(inflight),
+                "stopping with %d pages not committed; the next relay sends them again",
+                len(pages),
             )
+            publisher.abandon(self.settings.relay_lease / 2)

@@ -34,7 +34,7 @@ def test_kafka_delivers_a_message_and_keeps_the_group_offset(
     group = f"{kafka_topic}-group"
     consumer = Consumer(
         {
-            **kafka_backend.base_config(settings),
+            **kafka_backend.consumer_config(settings),
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

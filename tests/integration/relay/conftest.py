@@ -17,7 +17,7 @@ from typing import TypeVar
 from uuid import UUID
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 
 from cqrskit import CommandBus, Settings
 from cqrskit.backends import kafka as kafka_backend
@@ -118,6 +118,15 @@ class RelayHarness:
             return status if status.head > 0 and status.position == status.head else None
 
         return wait_until(caught_up, timeout, "the relay to publish up to the store head")
+
+    def start_leader_and_standby(self) -> tuple[RelayProcess, RelayProcess]:
+        """Two relays: the first leads, the second stands by."""
+        first = self.start()
+        wait_until(self.leader, 60, "a leader")
+        second = self.start()
+        wait_until(lambda: "standing by" in second.output(), 60, "the second relay to stand by")
+        assert self.leader() is first
+        return first, second
 
     def stop_all(self) -> None:
         for relay in self.processes:
@@ -242,19 +251,19 @@ class Delivered:
         return versions
 
 
-def consume(settings: Settings, prefix: str, expected: set[int], timeout: float = 120) -> Delivered:
-    """Read every topic of ``prefix`` from the start until ``expected`` positions are seen."""
+def read_back(
+    settings: Settings, prefix: str, expected: set[int], timeout: float = 120
+) -> Iterator[Message]:
+    """Every committed message of ``prefix``'s topics, from the start, until ``expected`` are in."""
     consumer = Consumer(
         {
-            **kafka_backend.base_config(settings),
+            **kafka_backend.consumer_config(settings),
             "group.id": f"{prefix}-checker-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "topic.metadata.refresh.interval.ms": 1000,
         }
     )
-    envelopes: list[Envelope] = []
-    headers: list[dict[str, bytes]] = []
     missing = set(expected)
     deadline = time.monotonic() + timeout
     try:
@@ -263,16 +272,26 @@ def consume(settings: Settings, prefix: str, expected: set[int], timeout: float 
             for message in consumer.consume(num_messages=5000, timeout=0.5):
                 if message.error() is not None:
                     continue
-                if dict(message.headers() or []).get("event_type") == WATERMARK:
-                    continue
-                envelope = Envelope.decode(message.value())
-                assert message.key() == str(envelope.aggregate_id).encode()
-                envelopes.append(envelope)
-                headers.append(dict(message.headers() or []))
-                missing.discard(envelope.position)
+                yield message
+                headers = dict(message.headers() or [])
+                if headers.get("event_type") != WATERMARK:
+                    missing.discard(int(headers["position"]))
     finally:
         consumer.close()
     assert not missing, f"{len(missing)} committed events never arrived, e.g. {sorted(missing)[:5]}"
+
+
+def consume(settings: Settings, prefix: str, expected: set[int], timeout: float = 120) -> Delivered:
+    """Read every topic of ``prefix`` from the start until ``expected`` positions are seen."""
+    envelopes: list[Envelope] = []
+    headers: list[dict[str, bytes]] = []
+    for message in read_back(settings, prefix, expected, timeout):
+        if dict(message.headers() or []).get("event_type") == WATERMARK:
+            continue
+        envelope = Envelope.decode(message.value())
+        assert message.key() == str(envelope.aggregate_id).encode()
+        envelopes.append(envelope)
+        headers.append(dict(message.headers() or []))
     return Delivered(envelopes, headers)
 
 
@@ -309,3 +328,41 @@ def relay_thread(settings: Settings, application_name: str) -> Iterator[OutboxRe
         thread.join(timeout=60)
     assert not thread.is_alive(), "the relay did not stop within 60 s"
     assert not failures, f"the relay failed: {failures[0]!r}"
+@dataclass
+class PartitionLog:
+    """Messages read back from Kafka, kept per partition in offset order."""
+
+    #: "topic/partition" -> positions of its events and watermarks, in offset order.
+    positions: dict[str, list[int]]
+    #: "topic/partition" -> its events, in offset order.
+    events: dict[str, list[Envelope]]
+
+    def delivered(self) -> Delivered:
+        envelopes = [e for events in self.events.values() for e in events]
+        return Delivered(envelopes, [{} for _ in envelopes])
+
+    def applied_with_partition_guard(self) -> list[int]:
+        """Positions a consumer guarding on each partition's last position applies."""
+        applied: list[int] = []
+        for events in self.events.values():
+            mark = 0
+            for envelope in events:
+                if envelope.position > mark:
+                    applied.append(envelope.position)
+                    mark = envelope.position
+        return applied
+
+
+def read_partitions(
+    settings: Settings, prefix: str, expected: set[int], timeout: float = 120
+) -> PartitionLog:
+    """Read every topic of ``prefix`` (committed messages only) until ``expected`` are seen."""
+    positions: dict[str, list[int]] = defaultdict(list)
+    events: dict[str, list[Envelope]] = defaultdict(list)
+    for message in read_back(settings, prefix, expected, timeout):
+        where = f"{message.topic()}/{message.partition()}"
+        headers = dict(message.headers() or [])
+        positions[where].append(int(headers["position"]))
+        if headers.get("event_type") != WATERMARK:
+            events[where].append(Envelope.decode(message.value()))
+    return PartitionLog(dict(positions), dict(events))

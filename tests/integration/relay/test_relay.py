@@ -122,11 +122,7 @@ def test_a_stopped_and_restarted_broker_loses_nothing(relays: RelayHarness) -> N
 def test_only_one_relay_publishes_and_a_standby_takes_over_within_10s(
     relays: RelayHarness,
 ) -> None:
-    first = relays.start()
-    wait_until(relays.leader, 60, "a leader")
-    second = relays.start()
-    wait_until(lambda: "standing by" in second.output(), 60, "the second relay to stand by")
-    assert relays.leader() is first
+    first, second = relays.start_leader_and_standby()
     with CommandStream(relays.settings) as stream:
         wait_until(lambda: stream.accepted >= 300, 60, "commands under the first relay")
         first.kill9()
