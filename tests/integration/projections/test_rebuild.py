@@ -11,17 +11,16 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import ApiError, Elasticsearch
 
 from cqrskit import CommandBus, ServiceUnavailable, Settings
-from cqrskit.eventstore import store_head
-from cqrskit import ServiceUnavailable, Settings
 from cqrskit.backends import kafka as kafka_backend
+from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     METADATA_FIELD,
     ElasticsearchReadModel,

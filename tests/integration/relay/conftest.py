@@ -328,6 +328,8 @@ def relay_thread(settings: Settings, application_name: str) -> Iterator[OutboxRe
         thread.join(timeout=60)
     assert not thread.is_alive(), "the relay did not stop within 60 s"
     assert not failures, f"the relay failed: {failures[0]!r}"
+
+
 @dataclass
 class PartitionLog:
     """Messages read back from Kafka, kept per partition in offset order."""
