@@ -25,6 +25,12 @@ class EvolvedStockLevels(stock.StockLevels):
     name = "stock_levels"
     view = EvolvedStockLevel
 
+    @staticmethod
+    def _with(doc: stock.StockLevel, on_hand: int, reserved: int) -> stock.StockLevel:
+        # Every handler builds its result here: the new view everywhere.
+        level = stock.StockLevels._with(doc, on_hand, reserved)
+        return EvolvedStockLevel(**level.model_dump())
+
 
 class CustomerOrders(customers.CustomerOrdersProjection):
     """Unchanged; defined here so that this module names every projection the run uses."""
