@@ -299,6 +299,7 @@ class Chaos:
         )
         self.items: list[UUID] = []
         self.killed: Process | None = None
+        self.leading: Process | None = None
         self.paused: Process | None = None
         self.takeover: float | None = None
         self.foreign_sent = 0
@@ -315,7 +316,9 @@ class Chaos:
         raise RuntimeError(f"no relay of this run leads (the relay table says {active!r})")
 
     def kill_leader(self) -> None:
-        self.killed = self.leader()
+        # Named before any fault struck: PostgreSQL may be down by now.
+        assert self.leading is not None
+        self.killed = self.leading
         self.killed.kill9()
 
     def restart_killed(self) -> None:
@@ -520,6 +523,7 @@ class Chaos:
         say(f"fault: {name}")
         before = stream.ledger.accepted
         self.takeover = None
+        self.leading = self.leader()
         started = time.monotonic()
         for fault in faults:
             fault.down()
