@@ -39,7 +39,7 @@ class _KnownWarnings(logging.Filter):
     """Drops librdkafka lines that cqrskit says better itself.
 
     Its warning that a setting we chose on purpose is experimental, and the
-    fatal error of a message refused as too large: the relay names the
+    fatal or transaction error of a message refused as too large: the relay names the
     event once, while librdkafka would repeat it on every retry.
     """
 
@@ -47,7 +47,9 @@ class _KnownWarnings(logging.Filter):
         message = record.getMessage()
         if "CONFWARN" in message and "gapless.guarantee is experimental" in message:
             return False
-        return not ("FATAL" in message and "Message size too large" in message)
+        # Under transactions the same refusal fails the transaction (TXNERR).
+        refused = "Message size too large" in message
+        return not (refused and ("FATAL" in message or "TXNERR" in message))
 
 
 _librdkafka_log.addFilter(_KnownWarnings())
