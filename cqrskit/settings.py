@@ -231,6 +231,13 @@ class Settings(BaseSettings):
         description="Seconds before a consumer group gives a silent member's partitions to "
         "another (a killed worker's partitions move after this).",
     )
+    kafka_rejoin_timeout: float = Field(
+        default=60.0,
+        ge=10,
+        le=3600,
+        description="Seconds a projection's consumer may stay out of a steady group while the "
+        "cluster answers before the worker replaces it with a new one (decision 0015).",
+    )
     kafka_consumer_queue_kbytes: int = Field(
         default=16_384,
         ge=1024,

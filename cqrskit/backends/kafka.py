@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
 
+from cqrskit.backends._group import MemberTimeouts
 from cqrskit.backends._kafka_protocol import metadata_version
 from cqrskit.backends._probe import ServiceInfo
 from cqrskit.errors import PermanentError, ServiceUnavailable
@@ -111,6 +112,18 @@ def group_config(settings: Settings) -> dict[str, Any]:
         # seconds, not librdkafka's default of five minutes.
         "topic.metadata.refresh.interval.ms": 5000,
     }
+
+
+def member_timeouts(settings: Settings) -> MemberTimeouts:
+    """How a group member waits: for a steady group, for its consumer to
+    close, for the cluster to answer a probe (decision 0015)."""
+    return MemberTimeouts(
+        patience=settings.kafka_rejoin_timeout,
+        # A member that leaves cleanly is gone at once; one that cannot is
+        # gone after the session timeout anyway.
+        close_seconds=settings.kafka_session_timeout + settings.connect_timeout,
+        probe_seconds=settings.connect_timeout,
+    )
 
 
 # Errors of a cluster that is away or still starting (a controller not yet

@@ -26,6 +26,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_
 
 from cqrskit.backends import elasticsearch as es_backend
 from cqrskit.backends import kafka as kafka_backend
+from cqrskit.backends._group import GroupMember
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_POSITION,
@@ -212,7 +213,8 @@ class ProjectionWorker:
                     self._prepare()
         except RetryError:
             return
-        consumer = Consumer(
+        member = GroupMember(
+            f"projection {self.projection.name}",
             {
                 **kafka_backend.group_config(self.settings),
                 "group.id": self.group,
@@ -221,12 +223,17 @@ class ProjectionWorker:
                 "max.poll.interval.ms": 600_000,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "on_commit": self._committed,
-            }
+            },
+            self.topics,
+            kafka_backend.member_timeouts(self.settings),
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_rejoin=self._forget_assignment,
         )
-        consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         self._set_state("running", f"consuming {', '.join(self.topics)} as group {self.group}")
         try:
             while not self.stopping:
+                consumer = member.check()
                 self.barrier.resume_ready(consumer)
                 # Wait for one message, then take what is already fetched:
                 # a batch never waits to fill up, so latency stays low.
@@ -240,8 +247,15 @@ class ProjectionWorker:
                 if messages:
                     self._process(consumer, messages)
         finally:
-            consumer.close()
+            member.close()
             self._set_state("stopped", "stopped")
+
+    def _forget_assignment(self) -> None:
+        """A stuck consumer was replaced: what it was assigned is decided anew."""
+        held = {*self._next, *self._resumed}
+        self.barrier.forget([TopicPartition(topic, partition) for topic, partition in held])
+        self._next.clear()
+        self._resumed.clear()
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if partitions:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
 
 from cqrskit.backends import kafka as kafka_backend
+from cqrskit.backends._group import GroupMember
 from cqrskit.commands import Command, CommandBus
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, TransientError
@@ -254,19 +255,23 @@ class SagaRunner:
         for topic in self.topics:
             self._retry(partial(kafka_backend.create_topic, admin, self.settings, topic))
         self._retry(partial(kafka_backend.wait_for_topics, admin, self.settings, self.topics))
-        consumer = Consumer(
+        member = GroupMember(
+            f"saga {self.manager.name}",
             {
                 **kafka_backend.group_config(self.settings),
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-            }
+            },
+            self.topics,
+            kafka_backend.member_timeouts(self.settings),
+            on_assign=self._assigned,
         )
-        consumer.subscribe(self.topics, on_assign=self._assigned)
         log.info("saga %s: consuming %s as group %s", self.manager.name, self.topics, self.group)
         deadlines_at = 0.0
         try:
             while not self._stopping.is_set():
+                consumer = member.check()
                 message = consumer.poll(0.2)
                 if message is not None and message.error() is None:
                     if not self._retry(partial(self._handle, message)):
@@ -279,7 +284,7 @@ class SagaRunner:
                     deadlines_at = time.monotonic()
                     self._retry(self._fire_due)
         finally:
-            consumer.close()
+            member.close()
             log.info("saga %s: stopped", self.manager.name)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
