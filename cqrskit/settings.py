@@ -235,8 +235,8 @@ class Settings(BaseSettings):
         default=60.0,
         ge=10,
         le=3600,
-        description="Seconds a projection's consumer may stay out of a steady group while the "
-        "cluster answers before the worker replaces it with a new one (decision 0015).",
+        description="Seconds a worker's or saga runner's consumer may stay out of a steady group "
+        "while the cluster answers before it is replaced by a new one (decision 0015).",
     )
     kafka_consumer_queue_kbytes: int = Field(
         default=16_384,

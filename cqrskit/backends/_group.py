@@ -14,7 +14,6 @@ is a no-op.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 log = logging.getLogger("cqrskit.kafka")
@@ -69,8 +69,8 @@ class GroupWatch:
     def on_stats(self, raw: str) -> None:
         """librdkafka's statistics callback."""
         try:
-            group = json.loads(raw).get("cgrp") or {}
-        except ValueError:
+            group = orjson.loads(raw).get("cgrp") or {}
+        except (orjson.JSONDecodeError, AttributeError):
             return
         state, join = group.get("state"), group.get("join_state")
         if state is None:
@@ -88,14 +88,13 @@ class GroupWatch:
         return self.unsteady_for() > self.patience
 
 
-def close_within(close: object, seconds: float, what: str) -> bool:
+def close_within(close: Callable[[], object], seconds: float, what: str) -> bool:
     """Call ``close()`` on a thread of its own and wait at most ``seconds``.
 
     A consumer whose coordinator never answers blocks in ``close`` forever;
     the process must still stop. Returns False (and leaves the thread
     behind, a daemon) when the call did not return in time.
     """
-    assert callable(close)
     done = threading.Event()
 
     def run() -> None:
