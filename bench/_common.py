@@ -37,9 +37,9 @@ from psycopg.sql import SQL, Identifier
 from rich.console import Console
 
 from cqrskit import Settings
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.projections import consumer_group
 
 # The example shop lives in examples/, which is not an installed package.

@@ -54,7 +54,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import CommandBus, Settings
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 
 # The example shop lives in examples/, which is not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

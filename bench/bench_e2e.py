@@ -52,7 +52,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import CommandBus, Settings
-from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.observability import STAGES
 from cqrskit.projections import projection_status
 from cqrskit.relay import read_status

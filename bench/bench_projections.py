@@ -69,8 +69,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import Settings
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import Envelope
 from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections import (

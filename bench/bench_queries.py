@@ -67,7 +67,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import Settings
-from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.projections import METADATA_FIELD, read_model_for
 from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
 from cqrskit.queries._search import _encode as encode_cursor  # a page's cursor

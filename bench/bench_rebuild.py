@@ -56,8 +56,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from cqrskit import Settings
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     METADATA_FIELD,

@@ -52,8 +52,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import Settings
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_TRACEPARENT, encode
 from cqrskit.relay import KafkaPublisher, OutboxRelay, PostgresOutbox, read_status, topic_for
 from cqrskit.relay import _relay as relay_module

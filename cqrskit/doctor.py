@@ -6,8 +6,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cqrskit.backends import elasticsearch, kafka, postgres
-from cqrskit.backends._probe import ServiceInfo
+from cqrskit.adapters import elasticsearch, kafka, postgres
+from cqrskit.adapters._probe import ServiceInfo
 from cqrskit.errors import ServiceUnavailable
 from cqrskit.settings import Settings
 

@@ -4,25 +4,38 @@ Every error cqrskit raises is a :class:`CqrskitError`. Its two branches say
 whether trying again can help::
 
     CqrskitError
-    ├── TransientError              retrying later may succeed
-    │   ├── ServiceUnavailable      a service could not be reached or answered
-    │   ├── ConcurrencyError        an aggregate changed under us, retries spent
-    │   └── DeadLetterRefused       Kafka did not keep a dead letter (the batch is held)
-    │   └── MessageTooLarge         the broker refuses an event's message as too large
-    └── PermanentError              retrying the same thing fails the same way
-        ├── ConfigurationError      a setting is malformed (names the variable)
-        ├── CommandRejected         a command failed validation (field paths)
-        │   └── EventTooLarge       an event would exceed Kafka's message limit
-        ├── RuleViolated            the aggregate's state forbids the command
-        ├── UnknownCommand          no handler is registered for a command type
-        ├── AggregateNotFound       no aggregate with that id
-        ├── IdempotencyKeyReused    a key came back with a different command
-        └── PositionBeyondHead      a position past the event store's last event
-        └── AmbiguousRelayPosition  an old relay position could be several apps'
+    ├── TransientError                retrying later may succeed
+    │   ├── ServiceUnavailable        a service could not be reached or answered
+    │   ├── ConcurrencyError          an aggregate changed under us, retries spent
+    │   ├── VersionConflict           one attempt lost a race (the bus retries it)
+    │   ├── DeadLetterRefused         Kafka did not keep a dead letter (the batch is held)
+    │   ├── MessageTooLarge           the broker refuses an event's message as too large
+    │   ├── DocumentsKeptConflicting  other writers kept changing the same documents
+    │   ├── SagaConflict              another runner moved a saga instance on first
+    │   ├── StaleRead                 a read model had not applied a position in time
+    │   └── relay                     the relay starts over from its recorded position:
+    │       ├── DeliveryFailed        a transaction was not committed
+    │       ├── KafkaTrouble          librdkafka raised mid-publish
+    │       ├── LostSession           the PostgreSQL session (and the leadership) was lost
+    │       └── LeaseLost             the lease expired or another relay leads
+    └── PermanentError                retrying the same thing fails the same way
+        ├── ConfigurationError        a setting is malformed (names the variable)
+        ├── CommandRejected           a command failed validation (field paths)
+        │   └── EventTooLarge         an event would exceed Kafka's message limit
+        ├── RuleViolated              the aggregate's state forbids the command
+        ├── UnknownCommand            no handler is registered for a command type
+        ├── AggregateNotFound         no aggregate with that id
+        ├── IdempotencyKeyReused      a key came back with a different command
+        ├── PositionBeyondHead        a position past the event store's last event
+        ├── AmbiguousRelayPosition    an old relay position could be several apps'
+        ├── QueryRejected             a query failed validation (field paths)
+        ├── UnknownQuery              no handler is registered for a query type
+        └── BadCursor                 a cursor this service did not issue, or expired
 
 Driver errors (psycopg, confluent-kafka, elasticsearch) are translated into
-this tree at the adapter edge and re-raised ``from`` the original, so callers
-never have to import a driver to handle a failure.
+this tree at the adapter edge, in one module per driver
+(``cqrskit/adapters/<driver>/_errors.py``), and re-raised ``from`` the
+original, so callers never have to import a driver to handle a failure.
 """
 
 from __future__ import annotations
@@ -34,21 +47,32 @@ from uuid import UUID
 __all__ = [
     "AggregateNotFound",
     "AmbiguousRelayPosition",
+    "BadCursor",
     "CommandRejected",
     "ConcurrencyError",
     "ConfigurationError",
     "CqrskitError",
     "DeadLetterRefused",
+    "DeliveryFailed",
+    "DocumentsKeptConflicting",
     "EventTooLarge",
     "FieldError",
     "IdempotencyKeyReused",
+    "KafkaTrouble",
+    "LeaseLost",
+    "LostSession",
     "MessageTooLarge",
     "PermanentError",
     "PositionBeyondHead",
+    "QueryRejected",
     "RuleViolated",
+    "SagaConflict",
     "ServiceUnavailable",
+    "StaleRead",
     "TransientError",
     "UnknownCommand",
+    "UnknownQuery",
+    "VersionConflict",
 ]
 
 
@@ -99,6 +123,18 @@ class ConcurrencyError(TransientError):
         super().__init__(f"{message}: {detail}" if detail else message)
 
 
+class VersionConflict(TransientError):
+    """Another writer appended to an aggregate first, in one attempt of a command.
+
+    The command bus catches it and runs the command again on the new state;
+    only when its retries run out does :class:`ConcurrencyError` reach the caller.
+    """
+
+    def __init__(self, aggregate_id: UUID, detail: str):
+        self.aggregate_id = aggregate_id
+        super().__init__(detail)
+
+
 class DeadLetterRefused(TransientError):
     """Kafka did not write a dead letter: the topic refused it, or did not answer in time.
 
@@ -141,6 +177,47 @@ class MessageTooLarge(TransientError):
             "the relay holds its position and tries again slowly: raise the topic's "
             f"max.message.bytes above {size:,} and it goes on by itself"
         )
+
+
+class DocumentsKeptConflicting(TransientError):
+    """Other writers kept changing the same documents; the batch will be retried."""
+
+
+class SagaConflict(TransientError):
+    """Another runner changed a saga instance first; the reaction is run again."""
+
+
+class StaleRead(TransientError):
+    """The read model had not applied the asked position within the wait."""
+
+    def __init__(self, view: str, position: int, waited: float):
+        self.view = view
+        self.position = position
+        self.waited = waited
+        super().__init__(
+            f"read model {view!r} has not applied position {position} after {waited:.1f}s; "
+            "retry, or accept a stale answer"
+        )
+
+
+class DeliveryFailed(TransientError):
+    """A relay transaction was not committed (a message refused, the transaction
+    aborted by the broker); the relay starts over from its recorded position."""
+
+
+class KafkaTrouble(TransientError):
+    """librdkafka raised mid-publish; the relay starts over from its position."""
+
+
+class LostSession(TransientError):
+    """The relay's PostgreSQL session (and with it the leadership) was lost."""
+
+
+class LeaseLost(TransientError):
+    """A relay did not renew its lease in time, or another relay leads now.
+
+    It stops publishing, drops its producer and stands by again.
+    """
 
 
 class ConfigurationError(PermanentError):
@@ -268,3 +345,25 @@ class AmbiguousRelayPosition(PermanentError):
             "or drop it, and every application's relay publishes from the start (consumers "
             f"skip what they already applied): DELETE FROM {table} {row}"
         )
+
+
+class QueryRejected(PermanentError):
+    """A query's data failed validation; lists each field path and reason."""
+
+    def __init__(self, query_type: str, errors: Sequence[FieldError]):
+        self.query_type = query_type
+        self.errors = tuple(errors)
+        details = "; ".join(str(e) for e in self.errors)
+        super().__init__(f"{query_type} refused: {details}")
+
+
+class UnknownQuery(PermanentError):
+    """No handler is registered for the query's type."""
+
+    def __init__(self, query_type: str):
+        self.query_type = query_type
+        super().__init__(f"no handler is registered for query type {query_type!r}")
+
+
+class BadCursor(PermanentError):
+    """A cursor that this service did not issue, or that expired."""

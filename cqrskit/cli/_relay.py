@@ -26,6 +26,7 @@ from cqrskit.relay import (
     read_status,
     request_repartition,
 )
+from cqrskit.topology import Topology
 
 __all__ = ["relay"]
 
@@ -69,7 +70,7 @@ def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
     app_name = application_name(settings)
     with errors_as_messages():
         status = read_status(settings, app_name, name)
-        layouts = layout_status(settings, settings.topic_prefix or app_name.lower())
+        layouts = layout_status(settings, Topology.of(settings, app_name).topic_start)
     if as_json:
         topics = [{**asdict(layout), "unused": layout.unused} for layout in layouts]
         echo_json({**asdict(status), "topics": topics})
@@ -106,7 +107,9 @@ def relay_repartition(topics: tuple[str, ...], app_spec: str | None) -> None:
     settings = load_settings(app=app_spec)
     app_name = application_name(settings)
     with errors_as_messages():
-        requested = request_repartition(settings, settings.topic_prefix or app_name.lower(), topics)
+        requested = request_repartition(
+            settings, Topology.of(settings, app_name).topic_start, topics
+        )
     for topic, used, moving_to in requested:
         click.echo(f"{topic}: {used} -> {moving_to} partitions, once the leading relay catches up")
     if not requested:

@@ -26,19 +26,12 @@ from cqrskit.errors import (
     IdempotencyKeyReused,
     PermanentError,
     ServiceUnavailable,
+    VersionConflict,
 )
 from cqrskit.eventstore import Application, IdempotencyRecord
 from cqrskit.observability import command_span
 
 __all__ = ["CommandBus"]
-
-
-class _Conflict(Exception):
-    """Another writer appended to one of our aggregates first."""
-
-    def __init__(self, aggregate_id: UUID, detail: str):
-        super().__init__(detail)
-        self.aggregate_id = aggregate_id
 
 
 class CommandBus:
@@ -107,7 +100,7 @@ class CommandBus:
     ) -> CommandResult:
         attempts = self.application.settings.command_retries
         retrying = Retrying(
-            retry=retry_if_exception_type(_Conflict),
+            retry=retry_if_exception_type(VersionConflict),
             stop=stop_after_attempt(attempts),
             wait=wait_random_exponential(multiplier=0.005, max=0.25),
         )
@@ -117,7 +110,7 @@ class CommandBus:
                     return self._attempt(command, handler, context, idempotency_key, fingerprint)
         except RetryError as exc:
             conflict = exc.last_attempt.exception()
-            assert isinstance(conflict, _Conflict)
+            assert isinstance(conflict, VersionConflict)
             raise ConcurrencyError(conflict.aggregate_id, attempts, str(conflict)) from conflict
         raise AssertionError("unreachable: tenacity either returns or raises")
 
@@ -170,7 +163,7 @@ class CommandBus:
                 earlier = self._find_key(key)
                 if earlier is not None:
                     return _replay(earlier, fingerprint, command)
-            raise _Conflict(subject.id, str(exc).splitlines()[0]) from exc
+            raise VersionConflict(subject.id, str(exc).splitlines()[0]) from exc
         positions = [r.notification.id for r in recordings if r.notification.id is not None]
         return CommandResult(
             aggregate_id=subject.id,

@@ -17,7 +17,7 @@ from eventsourcing.utils import Environment, get_topic
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
 from cqrskit.eventstore._mapper import OrjsonTranscoder, PydanticMapper, Upcasters
@@ -125,10 +125,4 @@ class Application(_LibraryApplication[UUID]):
 
     def unavailable(self, exc: Exception) -> ServiceUnavailable:
         """The driver error ``exc`` as a ServiceUnavailable naming the database."""
-        text = str(exc).strip()
-        return ServiceUnavailable(
-            "PostgreSQL",
-            self.settings.postgres_address(),
-            text.splitlines()[-1] if text else type(exc).__name__,
-            "CQRSKIT_POSTGRES_DSN",
-        )
+        return pg_backend.unavailable(self.settings.postgres_address(), pg_backend.first_line(exc))

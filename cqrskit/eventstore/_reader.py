@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 from psycopg.sql import SQL, Identifier
 
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.envelope import Envelope, encode
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology
 
 __all__ = ["read_envelopes", "store_head"]
 
@@ -29,7 +30,9 @@ def read_envelopes(
     Raises:
         ServiceUnavailable: PostgreSQL cannot be reached.
     """
-    events = Identifier(settings.postgres_schema, f"{application_name.lower()}_events")
+    events = Identifier(
+        settings.postgres_schema, Topology.of(settings, application_name).events_table
+    )
     query = SQL(
         "SELECT notification_id, originator_id, originator_version, topic, state FROM {events} "
         "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
@@ -54,7 +57,9 @@ def read_envelopes(
 
 def store_head(settings: Settings, application_name: str) -> int:
     """The position of the last stored event (0 if none)."""
-    events = Identifier(settings.postgres_schema, f"{application_name.lower()}_events")
+    events = Identifier(
+        settings.postgres_schema, Topology.of(settings, application_name).events_table
+    )
     with pg_backend.connect(settings) as conn:
         row = conn.execute(
             SQL("SELECT coalesce(max(notification_id), 0) FROM {events}").format(events=events)

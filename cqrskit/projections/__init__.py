@@ -6,7 +6,7 @@ date from Kafka, effectively once.
 """
 
 from cqrskit.projections._applier import Applier, Failure
-from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic, dead_letter_topic
+from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._mapping import METADATA_FIELD, EsType, Keyword, Text, mapping_for
 from cqrskit.projections._memory import MemoryReadModel, fold
 from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
@@ -16,7 +16,6 @@ from cqrskit.projections._readmodel import (
     DocumentStore,
     ElasticsearchReadModel,
     Written,
-    index_names,
 )
 from cqrskit.projections._rebuild import (
     Drift,
@@ -41,7 +40,6 @@ from cqrskit.projections._status import (
 from cqrskit.projections._worker import (
     ProjectionWorker,
     ReplayResult,
-    consumer_group,
     read_model_for,
     replay_dead_letters,
     topics_for,
@@ -76,11 +74,8 @@ __all__ = [
     "Text",
     "VerifyReport",
     "Written",
-    "consumer_group",
-    "dead_letter_topic",
     "fold",
     "handles",
-    "index_names",
     "mapping_for",
     "projection_status",
     "prune",

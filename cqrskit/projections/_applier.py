@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cqrskit.envelope import Envelope
-from cqrskit.errors import TransientError
+from cqrskit.errors import DocumentsKeptConflicting
 from cqrskit.projections._projection import DELETE, UNCHANGED, Outcome, Projection
 from cqrskit.projections._readmodel import STORE_STREAM, DocState, DocumentStore
 
@@ -38,10 +38,6 @@ def refused_id(doc_id: object) -> str:
     if size > MAX_ID_BYTES:
         return f"document id {doc_id[:40]!r}... is {size} bytes, over the {MAX_ID_BYTES} allowed"
     return ""
-
-
-class DocumentsKeptConflicting(TransientError):
-    """Other writers kept changing the same documents; the batch will be retried."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_LAYOUT
 from cqrskit.errors import ServiceUnavailable
 from cqrskit.projections._readmodel import ElasticsearchReadModel

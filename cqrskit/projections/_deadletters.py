@@ -10,20 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_POSITION
-from cqrskit.errors import DeadLetterRefused, ServiceUnavailable
+from cqrskit.errors import DeadLetterRefused
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology
 
-__all__ = ["DeadLetter", "DeadLetterTopic", "dead_letter_topic"]
-
-
-def dead_letter_topic(settings: Settings, application_name: str, projection_name: str) -> str:
-    """The dead-letter topic of a projection."""
-    prefix = settings.topic_prefix or application_name.lower()
-    return f"{prefix}.{projection_name}.dlq"
+__all__ = ["DeadLetter", "DeadLetterTopic"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +57,9 @@ class DeadLetterTopic:
     def __init__(self, settings: Settings, application_name: str, projection_name: str):
         self.settings = settings
         self.projection_name = projection_name
-        self.topic = dead_letter_topic(settings, application_name, projection_name)
+        topology = Topology.of(settings, application_name)
+        self.topic = topology.dead_letter_topic(projection_name)
+        self._replay_group = topology.replay_group(projection_name)
         self._producer: Producer | None = None
         #: (position, source, error) of letters whose delivery report said "not written".
         self._refused: list[tuple[int | None, str, KafkaError]] = []
@@ -169,11 +166,9 @@ class DeadLetterTopic:
         if left:
             producer.purge(in_queue=True, in_flight=True)
             self._producer = None  # a new producer sends them again, cleanly
-            raise ServiceUnavailable(
-                "Kafka",
+            raise kafka_backend.unavailable(
                 self.settings.kafka_bootstrap,
                 f"{left} dead letters to {self.topic} not acknowledged",
-                kafka_backend.VARIABLE,
             )
         if refused:
             if any(error.fatal() for _, _, error in refused):
@@ -184,7 +179,7 @@ class DeadLetterTopic:
     @property
     def replay_group(self) -> str:
         """The consumer group whose committed offset marks what was replayed."""
-        return f"{self.topic}.replay"
+        return self._replay_group
 
     def _consumer(self) -> Consumer:
         return Consumer(
@@ -204,21 +199,18 @@ class DeadLetterTopic:
         consumer = self._consumer()
         timeout = self.settings.connect_timeout
         try:
-            metadata = consumer.list_topics(self.topic, timeout=timeout)
-            if metadata.topics[self.topic].error is not None:
-                return [], 0  # no dead letter was ever written
-            partition = TopicPartition(self.topic, 0)
-            low, high = consumer.get_watermark_offsets(partition, timeout=timeout)
-            start = low
-            if not include_replayed:
-                (committed,) = consumer.committed([partition], timeout=timeout)
-                start = max(low, committed.offset) if committed.offset >= 0 else low
-            letters = list(self._read(consumer, start, high))
-            return letters, high
-        except KafkaException as exc:
-            raise ServiceUnavailable(
-                "Kafka", self.settings.kafka_bootstrap, str(exc), kafka_backend.VARIABLE
-            ) from exc
+            with kafka_backend.translated(self.settings.kafka_bootstrap, f"reading {self.topic}"):
+                metadata = consumer.list_topics(self.topic, timeout=timeout)
+                if metadata.topics[self.topic].error is not None:
+                    return [], 0  # no dead letter was ever written
+                partition = TopicPartition(self.topic, 0)
+                low, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+                start = low
+                if not include_replayed:
+                    (committed,) = consumer.committed([partition], timeout=timeout)
+                    start = max(low, committed.offset) if committed.offset >= 0 else low
+                letters = list(self._read(consumer, start, high))
+                return letters, high
         finally:
             consumer.close()
 
@@ -238,11 +230,8 @@ class DeadLetterTopic:
         while offset < end:
             message = consumer.poll(self.settings.connect_timeout)
             if message is None:
-                raise ServiceUnavailable(
-                    "Kafka",
-                    self.settings.kafka_bootstrap,
-                    f"no answer reading {self.topic}",
-                    kafka_backend.VARIABLE,
+                raise kafka_backend.unavailable(
+                    self.settings.kafka_bootstrap, f"no answer reading {self.topic}"
                 )
             if message.error() is not None:
                 continue

@@ -22,11 +22,13 @@ from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch
 from pydantic import BaseModel
 
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.queries import WORKER_WRITER
 from cqrskit.settings import Settings
+from cqrskit.topology import IndexNames, checkpoint_id, version_number
 
 __all__ = [
     "STORE_STREAM",
@@ -35,8 +37,6 @@ __all__ = [
     "DocumentStore",
     "ElasticsearchReadModel",
     "Written",
-    "checkpoint_id",
-    "index_names",
 ]
 
 
@@ -145,24 +145,6 @@ class Checkpoint:
         return checkpoint_id(self.index, self.topic, self.partition, self.writer)
 
 
-def checkpoint_id(index: str, topic: str, partition: int, writer: str) -> str:
-    """The id of the checkpoint document of one partition, index and writer."""
-    return f"{index}|{topic}|{partition}|{writer}"
-
-
-def _version_number(index: str) -> int:
-    number = index.rpartition("-v")[2]
-    return int(number) if number.isdigit() else 0
-
-
-def index_names(settings: Settings, projection_name: str) -> tuple[str, str]:
-    """(alias, checkpoints index) of a projection."""
-    return (
-        f"{settings.index_prefix}{projection_name}",
-        f"{settings.index_prefix}cqrskit-checkpoints",
-    )
-
-
 _CHECKPOINT_PROPERTIES: dict[str, Any] = {
     "projection": {"type": "keyword"},
     "topic": {"type": "keyword"},
@@ -216,7 +198,10 @@ class ElasticsearchReadModel:
         self.name = name
         self.view = view
         self.mapping = mapping
-        self.alias, self.checkpoints_index = index_names(settings, name)
+        names = IndexNames.of(settings)
+        self._names = names
+        self.alias = names.alias(name)
+        self.checkpoints_index = names.checkpoints_index
         #: (index, id, sequence number) of the last document written: the
         #: worker samples how long it takes to become searchable.
         self.last_written: tuple[str, str, int] | None = None
@@ -227,7 +212,7 @@ class ElasticsearchReadModel:
         """Create version 1 of the index behind the alias, and the checkpoints index."""
         with self._translated("create indices"):
             if not self.es.indices.exists_alias(name=self.alias):
-                self.create_index(f"{self.alias}-v1", alias=True)
+                self.create_index(self._names.index(self.name, 1), alias=True)
             if not self.es.indices.exists(index=self.checkpoints_index):
                 self._create(self.checkpoints_index, _CHECKPOINT_MAPPING, None)
             else:  # an index from an older version gains the new fields
@@ -256,12 +241,15 @@ class ElasticsearchReadModel:
     def versions(self) -> list[str]:
         """The physical indices of this read model, oldest first."""
         with self._translated("list indices"):
-            found = self.es.indices.get(index=f"{self.alias}-v*", allow_no_indices=True)
-        return sorted(found, key=_version_number)
+            found = self.es.indices.get(
+                index=self._names.index_pattern(self.name), allow_no_indices=True
+            )
+        return sorted(found, key=version_number)
 
     def next_version(self) -> str:
         """The name the next version of the index gets (``<alias>-v<n+1>``)."""
-        return f"{self.alias}-v{max(map(_version_number, self.versions()), default=0) + 1}"
+        latest = max(map(version_number, self.versions()), default=0)
+        return self._names.index(self.name, latest + 1)
 
     def serving(self) -> str | None:
         """The index the alias points at (None before the first build)."""
@@ -519,12 +507,7 @@ class ElasticsearchReadModel:
             raise PermanentError(f"cannot {what}: {exc}") from exc
 
     def _unavailable(self, reason: str) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            "Elasticsearch",
-            self.settings.elasticsearch_address(),
-            reason,
-            "CQRSKIT_ELASTICSEARCH_URL",
-        )
+        return es_backend.unavailable(self.settings.elasticsearch_address(), reason)
 
 
 def _checkpoint(source: dict[str, Any]) -> Checkpoint:

@@ -43,7 +43,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from elasticsearch import ApiError
 from pydantic import BaseModel
 
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, PositionBeyondHead
 from cqrskit.eventstore import read_envelopes, store_head
@@ -53,13 +53,12 @@ from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import Checkpoint, DocState, ElasticsearchReadModel
 from cqrskit.projections._worker import (
     _position_of,
-    consumer_group,
     read_model_for,
-    stream_of,
     topics_for,
 )
 from cqrskit.queries import FILL_WRITER, coverage
 from cqrskit.settings import Settings
+from cqrskit.topology import IndexNames, Topology, parse_partition_key, partition_key
 
 __all__ = [
     "Drift",
@@ -90,6 +89,10 @@ _STATE_MAPPING = {"dynamic": False, "properties": {"projection": {"type": "keywo
 
 def _no_progress(_phase: str, _done: int, _total: int) -> None:
     return None
+
+
+#: The fields of :class:`_State` keyed by partition (:func:`partition_key`).
+_PARTITION_MAPS = ("start_offsets", "caught_up_offsets", "swap_offsets", "complete")
 
 
 @dataclass
@@ -141,9 +144,11 @@ class _Rebuilder:
         self.progress = progress
         self.read_model: ElasticsearchReadModel = read_model_for(settings, projection)
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
-        self.state_index = f"{settings.index_prefix}cqrskit-rebuilds"
+        self.state_index = IndexNames.of(settings).rebuilds_index
         self.topics = topics_for(settings, application_name, type(projection))
-        self.group = consumer_group(settings, application_name, projection.name)
+        topology = Topology.of(settings, application_name)
+        self.group = topology.projection_group(projection.name)
+        self.rebuild_group = topology.rebuild_group(projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
         self.batch_size = settings.rebuild_batch_size
 
@@ -170,7 +175,13 @@ class _Rebuilder:
         )
         if not found.get("found"):
             return None
-        return _State(**{k: v for k, v in found["_source"].items() if k != "updated_at"})
+        fields = {k: v for k, v in found["_source"].items() if k != "updated_at"}
+        for name in _PARTITION_MAPS:
+            # Progress kept before partition keys had one form resumes as well.
+            fields[name] = {
+                partition_key(*parse_partition_key(k)): v for k, v in fields.get(name, {}).items()
+            }
+        return _State(**fields)
 
     def save_state(self, state: _State) -> None:
         body = {**asdict(state), "updated_at": datetime.now(UTC).isoformat()}
@@ -194,7 +205,8 @@ class _Rebuilder:
             kafka_backend.create_topic(admin, self.settings, topic)
         consumer = self._consumer(self.group)
         try:
-            metadata = consumer.list_topics(timeout=self.settings.connect_timeout)
+            with kafka_backend.translated(self.settings.kafka_bootstrap, "reading partitions"):
+                metadata = consumer.list_topics(timeout=self.settings.connect_timeout)
             return [
                 TopicPartition(topic, p)
                 for topic in self.topics
@@ -207,17 +219,22 @@ class _Rebuilder:
         """The live group's committed offsets (the start of each partition if none)."""
         consumer = self._consumer(self.group)
         try:
-            committed = consumer.committed(self.partitions(), timeout=self.settings.connect_timeout)
+            partitions = self.partitions()
+            with kafka_backend.translated(self.settings.kafka_bootstrap, "reading offsets"):
+                committed = consumer.committed(partitions, timeout=self.settings.connect_timeout)
             return {_key(tp): tp.offset if tp.offset >= 0 else OFFSET_BEGINNING for tp in committed}
         finally:
             consumer.close()
 
     def end_offsets(self) -> dict[str, int]:
-        consumer = self._consumer(f"{self.group}.rebuild")
+        consumer = self._consumer(self.rebuild_group)
         try:
             ends = {}
             for tp in self.partitions():
-                _, high = consumer.get_watermark_offsets(tp, timeout=self.settings.connect_timeout)
+                with kafka_backend.translated(self.settings.kafka_bootstrap, "reading offsets"):
+                    _, high = consumer.get_watermark_offsets(
+                        tp, timeout=self.settings.connect_timeout
+                    )
                 ends[_key(tp)] = high
             return ends
         finally:
@@ -245,7 +262,7 @@ class _Rebuilder:
         applied = 0
         if not todo:
             return {k: max(_resolve(position.get(k, 0)), ends[k]) for k in ends}, 0
-        consumer = self._consumer(f"{self.group}.rebuild")
+        consumer = self._consumer(self.rebuild_group)
         try:
             consumer.assign([_partition(k, position.get(k, OFFSET_BEGINNING)) for k in todo])
             total = sum(ends[k] - max(0, _resolve(position.get(k, 0))) for k in todo)
@@ -263,7 +280,7 @@ class _Rebuilder:
                 for message in messages:
                     if message.error() is not None:
                         continue
-                    key = f"{message.topic()}|{message.partition()}"
+                    key = partition_key(str(message.topic()), int(message.partition() or 0))
                     position[key] = int(message.offset() or 0) + 1
                     if position[key] >= ends[key]:
                         todo.discard(key)
@@ -271,7 +288,7 @@ class _Rebuilder:
                     if envelope is not None:
                         envelopes.append(envelope)
                         streams.append(
-                            stream_of(str(message.topic()), int(message.partition() or 0))
+                            partition_key(str(message.topic()), int(message.partition() or 0))
                         )
                 self._apply(envelopes, index, streams)
                 applied += len(messages)
@@ -303,17 +320,17 @@ class _Rebuilder:
         message below ``offsets`` is in the index once this is called.
         """
         counts: dict[str, int] = {}
-        for key in offsets:
-            topic = key.rpartition("|")[0]
+        parsed = {key: parse_partition_key(key) for key in offsets}
+        for topic, _ in parsed.values():
             counts[topic] = counts.get(topic, 0) + 1
         self.read_model.save_checkpoints(
             Checkpoint(
                 projection=self.projection.name,
-                topic=key.rpartition("|")[0],
-                partition=int(key.rpartition("|")[2]),
+                topic=parsed[key][0],
+                partition=parsed[key][1],
                 offset=offset,
                 position=max(head, seen.get(key, 0)),
-                partitions=counts[key.rpartition("|")[0]],
+                partitions=counts[parsed[key][0]],
                 topics=tuple(self.topics),
                 index=index,
                 writer=FILL_WRITER,
@@ -375,12 +392,12 @@ class _Rebuilder:
 
 
 def _key(tp: TopicPartition) -> str:
-    return f"{tp.topic}|{tp.partition}"
+    return partition_key(tp.topic, tp.partition)
 
 
 def _partition(key: str, offset: int) -> TopicPartition:
-    topic, _, partition = key.rpartition("|")
-    return TopicPartition(topic, int(partition), offset)
+    topic, partition = parse_partition_key(key)
+    return TopicPartition(topic, partition, offset)
 
 
 def _resolve(offset: int) -> int:
@@ -602,8 +619,8 @@ def rollback(
     assert state is not None  # rollback_plan found it
     read_model = rebuilder.read_model
     covered = coverage(asdict(c) for c in read_model.checkpoints(previous))
-    start = {f"{t}|{p}": offset for (t, p), (offset, _) in covered.items()}
-    seen = {f"{t}|{p}": position for (t, p), (_, position) in covered.items()}
+    start = {partition_key(t, p): offset for (t, p), (offset, _) in covered.items()}
+    seen = {partition_key(t, p): position for (t, p), (_, position) in covered.items()}
     reached, _ = rebuilder.catch_up(previous, start, "catching up the old index", seen=seen)
     rebuilder.fill(previous, reached, seen, 0)
     read_model.swap(previous)

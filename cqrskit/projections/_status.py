@@ -9,15 +9,15 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from elastic_transport import TransportError
 from elasticsearch import ApiError
 
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.errors import CqrskitError, ServiceUnavailable
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.errors import CqrskitError
 from cqrskit.observability import STAGES, quantile
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._telemetry import stats_index
-from cqrskit.projections._worker import consumer_group, read_model_for, topics_for
+from cqrskit.projections._worker import read_model_for, topics_for
 from cqrskit.queries import coverage
 from cqrskit.settings import Settings
+from cqrskit.topology import IndexNames, Topology
 
 __all__ = ["ProjectionStatus", "StageLatency", "projection_status", "stage_latencies"]
 
@@ -47,7 +47,7 @@ def stage_latencies(
     merged: dict[str, list[float]] = {stage: [] for stage in STAGES}
     try:
         found = es.options(ignore_status=404).search(
-            index=stats_index(settings),
+            index=IndexNames.of(settings).stats_index,
             query={
                 "bool": {
                     "filter": [
@@ -59,9 +59,7 @@ def stage_latencies(
             size=100,
         )
     except (ApiError, TransportError) as exc:
-        raise ServiceUnavailable(
-            "Elasticsearch", settings.elasticsearch_address(), str(exc), "CQRSKIT_ELASTICSEARCH_URL"
-        ) from exc
+        raise es_backend.unavailable(settings.elasticsearch_address(), str(exc)) from exc
     finally:
         es.close()
     for hit in found.get("hits", {}).get("hits", []):
@@ -121,7 +119,7 @@ def _lag(settings: Settings, application_name: str, projection: Projection[Any])
     consumer = Consumer(
         {
             **kafka_backend.consumer_config(settings),
-            "group.id": consumer_group(settings, application_name, projection.name),
+            "group.id": Topology.of(settings, application_name).projection_group(projection.name),
             "enable.auto.commit": False,
         }
     )

@@ -26,8 +26,9 @@ from cqrskit.observability import _metrics as metrics
 from cqrskit.observability._tracing import record_apply_spans
 from cqrskit.projections._readmodel import ElasticsearchReadModel
 from cqrskit.settings import Settings
+from cqrskit.topology import IndexNames
 
-__all__ = ["STATS_MAPPING", "WorkerTelemetry", "stats_index"]
+__all__ = ["STATS_MAPPING", "WorkerTelemetry"]
 
 log = logging.getLogger("cqrskit.projections")
 
@@ -40,11 +41,6 @@ STATS_MAPPING: dict[str, Any] = {
         "samples": {"type": "object", "enabled": False},
     },
 }
-
-
-def stats_index(settings: Settings) -> str:
-    """The index where workers keep their recent stage latencies."""
-    return f"{settings.index_prefix}cqrskit-stats"
 
 
 class WorkerTelemetry:
@@ -159,7 +155,7 @@ class WorkerTelemetry:
             "updated_at": datetime.now(UTC).isoformat(),
             "samples": self.samples.snapshot(),
         }
-        index = stats_index(self.settings)
+        index = IndexNames.of(self.settings).stats_index
         try:
             if not self._stats_ready:
                 if not self.es.indices.exists(index=index):

@@ -24,9 +24,9 @@ from elasticsearch import Elasticsearch
 from pydantic import ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
 
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends._group import GroupMember
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.kafka._group import GroupMember
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_POSITION,
@@ -43,14 +43,13 @@ from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import STORE_STREAM, ElasticsearchReadModel
 from cqrskit.projections._telemetry import WorkerTelemetry
-from cqrskit.relay import topic_for
 from cqrskit.relay._outbox import instance_name
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology, partition_key
 
 __all__ = [
     "ProjectionWorker",
     "ReplayResult",
-    "consumer_group",
     "read_model_for",
     "replay_dead_letters",
     "topics_for",
@@ -61,22 +60,11 @@ log = logging.getLogger("cqrskit.projections")
 _WATERMARK = WATERMARK_EVENT_TYPE.encode()
 
 
-def stream_of(topic: str, partition: int | str) -> str:
-    """The guard name of a Kafka partition: documents remember a position per stream."""
-    return f"{topic}/{partition}"
-
-
-def consumer_group(settings: Settings, application_name: str, projection_name: str) -> str:
-    """The Kafka consumer group of a projection."""
-    prefix = settings.topic_prefix or application_name.lower()
-    return f"{prefix}.projection.{projection_name}"
-
-
 def topics_for(
     settings: Settings, application_name: str, projection: type[Projection[Any]]
 ) -> list[str]:
     """The topics carrying the events a projection handles."""
-    return sorted({topic_for(settings, application_name, t) for t in projection.aggregate_types()})
+    return Topology.of(settings, application_name).topics(projection.aggregate_types())
 
 
 def read_model_for(
@@ -136,7 +124,7 @@ class ProjectionWorker:
         self.barrier = LayoutBarrier(self.read_model)
         self.dead_letters = DeadLetterTopic(settings, application_name, projection.name)
         self.topics = topics_for(settings, application_name, type(projection))
-        self.group = consumer_group(settings, application_name, projection.name)
+        self.group = Topology.of(settings, application_name).projection_group(projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
         self.seal = Seal(settings.relay_seal_key, application_name)
         #: Per partition of this assignment: the offset after the last message processed.
@@ -313,7 +301,7 @@ class ProjectionWorker:
             envelope = read
             envelopes.append(envelope)
             published_at.append((message.timestamp()[1] or 0) / 1000)
-            streams.append(stream_of(key[0], key[1]))
+            streams.append(partition_key(key[0], key[1]))
             origin[envelope.position] = message
         batch = [Span(t, p, *spans[(t, p)]) for t, p in sorted(spans)]
         dead_lettered = self._apply_durably(envelopes, streams, origin, dead, batch)
@@ -537,7 +525,7 @@ def replay_dead_letters(
         headers = letter.headers
         if "dlq.topic" in headers and headers.get("dlq.partition", b"").isdigit():
             streams.append(
-                stream_of(headers["dlq.topic"].decode(), headers["dlq.partition"].decode())
+                partition_key(headers["dlq.topic"].decode(), headers["dlq.partition"].decode())
             )
         else:
             streams.append(STORE_STREAM)

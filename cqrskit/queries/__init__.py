@@ -13,13 +13,12 @@ from cqrskit.queries._freshness import (
     serving_index,
     wait_for_position,
 )
-from cqrskit.queries._queries import Query, QueryBus, QueryHandlers, Stale, StaleRead
-from cqrskit.queries._search import BadCursor, Page, Search
+from cqrskit.queries._queries import Query, QueryBus, QueryHandlers, Stale
+from cqrskit.queries._search import Page, Search
 
 __all__ = [
     "FILL_WRITER",
     "WORKER_WRITER",
-    "BadCursor",
     "Coverage",
     "Page",
     "Query",
@@ -27,7 +26,6 @@ __all__ = [
     "QueryHandlers",
     "Search",
     "Stale",
-    "StaleRead",
     "applied_position",
     "coverage",
     "serving_index",

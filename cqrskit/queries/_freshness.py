@@ -26,7 +26,9 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.errors import ServiceUnavailable
+from cqrskit.topology import IndexNames
 
 __all__ = [
     "FILL_WRITER",
@@ -46,8 +48,6 @@ WORKER_WRITER = "worker"
 #: (offset, position) per (topic, partition): below the offset every message
 #: is applied, and every event of the partition up to the position.
 Coverage = dict[tuple[str, int], tuple[int, int]]
-
-_CHECKPOINTS_SUFFIX = "cqrskit-checkpoints"
 
 
 def coverage(checkpoints: Iterable[Mapping[str, Any]]) -> Coverage:
@@ -78,7 +78,7 @@ def coverage(checkpoints: Iterable[Mapping[str, Any]]) -> Coverage:
 def _unavailable(es: Elasticsearch, url: str, exc: Exception) -> ServiceUnavailable:
     if isinstance(exc, TransportError):
         url = str(es.transport.node_pool.get().base_url)
-    return ServiceUnavailable("Elasticsearch", url, str(exc), "CQRSKIT_ELASTICSEARCH_URL")
+    return es_backend.unavailable(url, str(exc))
 
 
 def serving_index(es: Elasticsearch, alias: str, url: str = "the cluster") -> str | None:
@@ -98,7 +98,7 @@ def serving_index(es: Elasticsearch, alias: str, url: str = "the cluster") -> st
 
 def applied_position(
     es: Elasticsearch,
-    checkpoints_index: str,
+    names: IndexNames,
     projection: str,
     url: str = "the cluster",
     *,
@@ -107,20 +107,18 @@ def applied_position(
     """The position up to which ``projection`` has applied everything (0 if unknown).
 
     Judged for ``index``, or by default for the index behind the
-    projection's alias (``<prefix><projection>``, the prefix being that of
-    ``checkpoints_index``).
+    projection's alias.
 
     Raises:
         ServiceUnavailable: Elasticsearch cannot answer.
     """
     if index is None:
-        prefix = checkpoints_index.removesuffix(_CHECKPOINTS_SUFFIX)
-        index = serving_index(es, f"{prefix}{projection}", url)
+        index = serving_index(es, names.alias(projection), url)
         if index is None:
             return 0
     try:
         found = es.options(ignore_status=404).search(
-            index=checkpoints_index,
+            index=names.checkpoints_index,
             query={
                 "bool": {
                     "filter": [{"term": {"projection": projection}}, {"term": {"index": index}}]
@@ -161,7 +159,7 @@ def applied_position(
 
 def wait_for_position(
     es: Elasticsearch,
-    checkpoints_index: str,
+    names: IndexNames,
     projection: str,
     position: int,
     *,
@@ -180,15 +178,12 @@ def wait_for_position(
         ServiceUnavailable: Elasticsearch cannot answer.
     """
     if alias is None:
-        alias = f"{checkpoints_index.removesuffix(_CHECKPOINTS_SUFFIX)}{projection}"
+        alias = names.alias(projection)
     deadline = time.monotonic() + timeout
     pause = 0.005
     while True:
         index = serving_index(es, alias, url)
-        if (
-            index
-            and applied_position(es, checkpoints_index, projection, url, index=index) >= position
-        ):
+        if index and applied_position(es, names, projection, url, index=index) >= position:
             return index
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -9,11 +9,12 @@ from typing import Any, Generic, Literal, TypeVar
 from elasticsearch import Elasticsearch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.errors import CommandRejected, FieldError, TransientError, UnknownCommand
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.errors import FieldError, QueryRejected, StaleRead, UnknownQuery
 from cqrskit.queries._freshness import wait_for_position
 from cqrskit.queries._search import Search
 from cqrskit.settings import Settings
+from cqrskit.topology import IndexNames
 
 __all__ = ["Query", "QueryBus", "QueryHandlers", "Stale", "StaleRead"]
 
@@ -25,18 +26,6 @@ class Query(BaseModel):
     """Base class of queries: frozen, validated, unknown fields refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StaleRead(TransientError):
-    """The read model had not applied the asked position within the wait."""
-
-    def __init__(self, view: str, position: int, waited: float):
-        self.view = view
-        self.position = position
-        super().__init__(
-            f"read model {view!r} has not applied position {position} after {waited:.1f}s; "
-            "retry, or accept a stale answer"
-        )
 
 
 @dataclass(frozen=True)
@@ -84,19 +73,19 @@ class QueryHandlers:
         """The handler, view and model of ``query``'s type.
 
         Raises:
-            UnknownCommand: no handler is registered for it.
+            UnknownQuery: no handler is registered for it.
         """
         try:
             return self._handlers[type(query)]
         except KeyError:
-            raise UnknownCommand(type(query).__name__) from None
+            raise UnknownQuery(type(query).__name__) from None
 
     @staticmethod
     def parse(query_class: type[Q], data: dict[str, Any]) -> Q:
         """Build a query from untrusted data.
 
         Raises:
-            CommandRejected: the data is invalid; lists each field path and reason.
+            QueryRejected: the data is invalid; lists each field path and reason.
         """
         try:
             return query_class.model_validate(data)
@@ -105,7 +94,7 @@ class QueryHandlers:
                 FieldError(".".join(str(p) for p in e["loc"]) or "(root)", e["msg"])
                 for e in exc.errors()
             ]
-            raise CommandRejected(query_class.__name__, errors) from exc
+            raise QueryRejected(query_class.__name__, errors) from exc
 
 
 class QueryBus:
@@ -124,11 +113,11 @@ class QueryBus:
         self.settings = settings
         self.handlers = handlers
         self.es = es or es_backend.client(settings)
-        self.checkpoints_index = f"{settings.index_prefix}cqrskit-checkpoints"
+        self.names = IndexNames.of(settings)
 
     def search(self, view_name: str, model: type[V]) -> Search[V]:
         """A search over the alias of read model ``view_name``."""
-        alias = f"{self.settings.index_prefix}{view_name}"
+        alias = self.names.alias(view_name)
         return Search(self.es, alias, model, url=self.settings.elasticsearch_address())
 
     def ask(
@@ -142,7 +131,7 @@ class QueryBus:
         """Answer ``query``; ``.stale`` says whether ``min_position`` was applied.
 
         Raises:
-            UnknownCommand: no handler for the query's type.
+            UnknownQuery: no handler for the query's type.
             StaleRead: ``min_position`` not applied in time and ``on_stale="error"``.
             ServiceUnavailable: Elasticsearch cannot answer.
         """
@@ -153,7 +142,7 @@ class QueryBus:
             timeout = self.settings.read_wait if wait is None else wait
             index = wait_for_position(
                 self.es,
-                self.checkpoints_index,
+                self.names,
                 registration.view_name,
                 min_position,
                 timeout=timeout,

@@ -17,7 +17,8 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from pydantic import BaseModel, ConfigDict
 
-from cqrskit.errors import PermanentError, ServiceUnavailable
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.errors import BadCursor, PermanentError
 
 __all__ = ["BadCursor", "Page", "Search"]
 
@@ -25,10 +26,6 @@ V = TypeVar("V", bound=BaseModel)
 
 _METADATA = "cqrskit"
 _NOT_DELETED = {"bool": {"must_not": {"term": {f"{_METADATA}.deleted": True}}}}
-
-
-class BadCursor(PermanentError):
-    """A cursor that this service did not issue, or that expired."""
 
 
 class Page(BaseModel, Generic[V]):
@@ -188,14 +185,10 @@ class Search(Generic[V]):
         try:
             yield
         except TransportError as exc:
-            raise ServiceUnavailable(
-                "Elasticsearch", self.url, str(exc), "CQRSKIT_ELASTICSEARCH_URL"
-            ) from exc
+            raise es_backend.unavailable(self.url, str(exc)) from exc
         except ApiError as exc:
-            if exc.meta.status == 429 or exc.meta.status >= 500:
-                raise ServiceUnavailable(
-                    "Elasticsearch", self.url, str(exc), "CQRSKIT_ELASTICSEARCH_URL"
-                ) from exc
+            if es_backend.busy(exc):
+                raise es_backend.unavailable(self.url, str(exc)) from exc
             raise PermanentError(f"query on {self.index} refused: {exc}") from exc
 
 

@@ -13,11 +13,10 @@ from cqrskit.relay._layout import (
 )
 from cqrskit.relay._outbox import BEFORE_FIRST, OutboxRow, PostgresOutbox, RelayStatus, read_status
 from cqrskit.relay._publisher import KafkaPublisher
-from cqrskit.relay._relay import DeliveryFailed, OutboxRelay, topic_for
+from cqrskit.relay._relay import OutboxRelay
 
 __all__ = [
     "BEFORE_FIRST",
-    "DeliveryFailed",
     "KafkaPublisher",
     "LayoutStatus",
     "OutboxRelay",
@@ -30,5 +29,4 @@ __all__ = [
     "partition_for",
     "read_status",
     "request_repartition",
-    "topic_for",
 ]

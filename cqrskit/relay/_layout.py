@@ -32,11 +32,12 @@ import psycopg
 from confluent_kafka import KafkaException
 from psycopg.sql import SQL, Identifier
 
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.relay._outbox import _DDL_LOCK, BEFORE_FIRST
 from cqrskit.settings import Settings
+from cqrskit.topology import LAYOUT_TABLE, MOVES_TABLE
 
 __all__ = [
     "LayoutStatus",
@@ -46,11 +47,6 @@ __all__ = [
     "partition_for",
     "request_repartition",
 ]
-
-#: The table of pinned layouts, in the event store's schema.
-LAYOUT_TABLE = "cqrskit_topic_layout"
-#: Requested moves onto more partitions, not yet taken up by the leading relay.
-MOVES_TABLE = "cqrskit_topic_moves"
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -129,14 +125,14 @@ class PostgresTopicLayouts:
                 ).format(moves=self.moves)
             )
 
-    def load_all(self, prefix: str) -> dict[str, TopicLayout]:
-        """The recorded layout of every ``<prefix>.*`` topic."""
+    def load_all(self, start: str) -> dict[str, TopicLayout]:
+        """The recorded layout of every topic beginning with ``start`` (``topic_start``)."""
         rows = self.conn.execute(
             SQL(
                 "SELECT topic, after_position, partitions FROM {table} "
                 "WHERE starts_with(topic, %s) ORDER BY topic, after_position"
             ).format(table=self.table),
-            [f"{prefix}."],
+            [start],
         ).fetchall()
         steps: dict[str, list[tuple[int, int]]] = {}
         for topic, after, partitions in rows:
@@ -254,8 +250,8 @@ class LayoutStatus:
         return 0 if self.in_kafka is None else max(0, self.in_kafka - self.used)
 
 
-def layout_status(settings: Settings, prefix: str) -> list[LayoutStatus]:
-    """The pinned layout of every ``<prefix>.*`` topic, beside its partitions in Kafka.
+def layout_status(settings: Settings, start: str) -> list[LayoutStatus]:
+    """The pinned layout of every topic beginning with ``start``, beside its partitions in Kafka.
 
     Raises:
         ServiceUnavailable: PostgreSQL cannot be reached (Kafka being away
@@ -269,7 +265,7 @@ def layout_status(settings: Settings, prefix: str) -> list[LayoutStatus]:
                 "SELECT DISTINCT ON (topic) topic, partitions FROM {table} "
                 "WHERE starts_with(topic, %s) ORDER BY topic, after_position DESC"
             ).format(table=layouts.table),
-            [f"{prefix}."],
+            [start],
         ).fetchall()
         moves = layouts.pending_moves()
     counts: dict[str, int] = {}
@@ -290,11 +286,11 @@ def layout_status(settings: Settings, prefix: str) -> list[LayoutStatus]:
 
 
 def request_repartition(
-    settings: Settings, prefix: str, topics: Sequence[str] = ()
+    settings: Settings, start: str, topics: Sequence[str] = ()
 ) -> list[tuple[str, int, int]]:
     """Ask the leading relay to move topics onto every partition they have in Kafka.
 
-    ``topics`` defaults to every ``<prefix>.*`` topic the relay publishes to.
+    ``topics`` defaults to every topic beginning with ``start`` the relay publishes to.
     Returns (topic, partitions used now, partitions moved to) for each move
     requested; topics that use all their partitions already are left alone.
     Idempotent. The relay takes a move up once it has caught up with the
@@ -304,20 +300,13 @@ def request_repartition(
         ServiceUnavailable: PostgreSQL or Kafka cannot be reached.
         PermanentError: a named topic has no recorded layout.
     """
-    try:
+    with kafka_backend.translated(settings.kafka_bootstrap):
         metadata = kafka_backend.admin(settings).list_topics(timeout=settings.connect_timeout)
-    except KafkaException as exc:
-        raise ServiceUnavailable(
-            kafka_backend.SERVICE,
-            settings.kafka_bootstrap,
-            kafka_backend.describe_error(exc),
-            kafka_backend.VARIABLE,
-        ) from exc
     requested: list[tuple[str, int, int]] = []
     with pg_backend.connect(settings) as conn:
         layouts = PostgresTopicLayouts(conn, settings.postgres_schema)
         layouts.ensure_table()
-        known = layouts.load_all(prefix)
+        known = layouts.load_all(start)
         unknown = sorted(set(topics) - known.keys())
         if unknown:
             raise PermanentError(

@@ -34,9 +34,10 @@ import orjson
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.errors import AmbiguousRelayPosition, PermanentError
 from cqrskit.settings import Settings
+from cqrskit.topology import RELAY_TABLE, Topology
 
 __all__ = ["OutboxRow", "PostgresOutbox", "RelayStatus"]
 
@@ -89,9 +90,10 @@ class PostgresOutbox:
         self._row = SQL("application = %s AND name = %s")
         self._key = (application_name, relay_name)
         schema = settings.postgres_schema
-        self.events = Identifier(schema, f"{application_name.lower()}_events")
-        self.table = Identifier(schema, "cqrskit_relay")
-        self.channel = f"{application_name.lower()}_events"
+        topology = Topology.of(settings, application_name)
+        self.events = Identifier(schema, topology.events_table)
+        self.table = Identifier(schema, RELAY_TABLE)
+        self.channel = topology.events_table
         digest = hashlib.blake2b(
             f"cqrskit-relay:{schema}:{application_name}:{relay_name}".encode(), digest_size=8
         ).digest()

@@ -22,7 +22,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_POSITION,
@@ -31,8 +31,9 @@ from cqrskit.envelope import (
     Seal,
 )
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology
 
-__all__ = ["TOO_LARGE", "KafkaPublisher", "transactional_id"]
+__all__ = ["TOO_LARGE", "KafkaPublisher"]
 
 log = logging.getLogger("cqrskit.relay")
 
@@ -46,17 +47,6 @@ TOO_LARGE = "Message size too large"
 
 #: librdkafka error codes that mean "a newer producer with our transactional.id exists".
 FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-
-
-def transactional_id(settings: Settings, application_name: str, relay_name: str) -> str:
-    """The one ``transactional.id`` of all relays of an outbox.
-
-    Stable across restarts and hosts, and the same for exactly the relays
-    that compete for one advisory lock (schema, application, relay name),
-    plus the topic prefix they publish under.
-    """
-    prefix = settings.topic_prefix or application_name.lower()
-    return f"cqrskit-relay.{prefix}.{settings.postgres_schema}.{application_name}.{relay_name}"
 
 
 def _finished(call: Callable[[float], None], timeout: float) -> bool:
@@ -248,8 +238,8 @@ class KafkaPublisher:
         """Partitions per topic as the last metadata refresh for watermarks saw them."""
         return {topic: len(partitions) for topic, partitions in self._partitions.items()}
 
-    def publish_watermark(self, prefix: str, position: int, *, wait: bool = False) -> None:
-        """Tell every partition of every ``<prefix>.*`` topic: events up to ``position`` were sent.
+    def publish_watermark(self, topology: Topology, position: int, *, wait: bool = False) -> None:
+        """Tell every partition of every event topic: events up to ``position`` were sent.
 
         Produced after those events, so in each partition it arrives after
         every one of them: a consumer that reads it knows its partition holds
@@ -271,7 +261,7 @@ class KafkaPublisher:
                 self._partitions = {
                     name: sorted(topic.partitions)
                     for name, topic in metadata.topics.items()
-                    if name.startswith(f"{prefix}.") and not name.endswith(".dlq")
+                    if topology.is_event_topic(name)
                 }
         self.begin()  # a watermark is fenced like the events before it
         said: list[tuple[str, str | bytes | None]] = [

@@ -30,7 +30,7 @@ import psycopg
 from confluent_kafka import KafkaException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
-from cqrskit.backends.kafka import describe_error
+from cqrskit.adapters.kafka import describe_error
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_LAYOUT,
@@ -42,36 +42,25 @@ from cqrskit.envelope import (
     event_type_of,
     message_size,
 )
-from cqrskit.errors import MessageTooLarge, PermanentError, TransientError
+from cqrskit.errors import (
+    DeliveryFailed,
+    KafkaTrouble,
+    LeaseLost,
+    LostSession,
+    MessageTooLarge,
+    PermanentError,
+    TransientError,
+)
 from cqrskit.observability import _metrics as metrics
-from cqrskit.relay._layout import LAYOUT_TABLE, PostgresTopicLayouts, TopicLayout
+from cqrskit.relay._layout import PostgresTopicLayouts, TopicLayout
 from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
-from cqrskit.relay._publisher import FENCED, TOO_LARGE, KafkaPublisher, transactional_id
+from cqrskit.relay._publisher import FENCED, TOO_LARGE, KafkaPublisher
 from cqrskit.settings import Settings
+from cqrskit.topology import LAYOUT_TABLE, Topology
 
-__all__ = ["OutboxRelay", "topic_for"]
+__all__ = ["OutboxRelay"]
 
 log = logging.getLogger("cqrskit.relay")
-
-
-class DeliveryFailed(TransientError):
-    """A transaction was not committed (a message refused, the transaction
-    aborted by the broker); the relay starts over from its recorded position."""
-
-
-class KafkaTrouble(TransientError):
-    """librdkafka raised mid-publish; the relay starts over from its position."""
-
-
-class LostSession(TransientError):
-    """The PostgreSQL session (and with it the leadership) was lost."""
-
-
-class LeaseLost(TransientError):
-    """This relay did not renew its lease in time, or another relay leads now.
-
-    It stops publishing, drops its producer and stands by again.
-    """
 
 
 #: Seconds one wait for Kafka (fencing, a commit) may last before the
@@ -88,14 +77,6 @@ class _Page:
     sent_at: float
 
 
-def topic_for(settings: Settings, application_name: str, aggregate_type: str) -> str:
-    """The topic an aggregate type's events go to, by ``settings.topic_layout``."""
-    prefix = settings.topic_prefix or application_name.lower()
-    if settings.topic_layout == "per-application":
-        return f"{prefix}.events"
-    return f"{prefix}.{aggregate_type.lower()}"
-
-
 class OutboxRelay:
     """Publishes one application's outbox to Kafka; run several for high availability.
 
@@ -109,7 +90,8 @@ class OutboxRelay:
         self.application_name = application_name
         self.instance = instance_name()
         self.outbox = PostgresOutbox(settings, application_name, relay_name)
-        self.transactional_id = transactional_id(settings, application_name, relay_name)
+        self.topology = Topology.of(settings, application_name)
+        self.transactional_id = self.topology.transactional_id(relay_name)
         #: monotonic time the last renewal of the lease was sent at.
         self._renewed_at = float("-inf")
         self._stopping = threading.Event()
@@ -322,25 +304,25 @@ class OutboxRelay:
         self.position = after
         pages: list[_Page] = []
         window = settings.relay_pages_in_flight
-        prefix = self.settings.topic_prefix or self.application_name.lower()
+        topology = self.topology
         self._layouts = PostgresTopicLayouts(self.outbox.conn, settings.postgres_schema)
         self._layouts.ensure_table()
         self._topics = {}  # layouts are read again on the leader's session
-        boundaries = self._boundaries(prefix, after)
+        boundaries = self._boundaries(topology.topic_start, after)
         marked, marked_at = -1, float("-inf")
         measured_at = moves_at = float("-inf")
         while not self.stopping:
             self._check_lease()
             rows: list[OutboxRow] = []
             if len(pages) < window:
-                rows, after, marked = self._read(publisher, prefix, after, boundaries, marked)
+                rows, after, marked = self._read(publisher, topology, after, boundaries, marked)
                 if rows:
                     self._produced_up_to = rows[-1][0]
                     pages.append(self._send(publisher, rows))
                     after = rows[-1][0]
             now = time.monotonic()
             if (after > marked and (not rows or now - marked_at > 0.05)) or now - marked_at > 1.0:
-                publisher.publish_watermark(prefix, after)
+                publisher.publish_watermark(topology, after)
                 marked, marked_at = after, now
             publisher.poll(0)
             # Large transactions: a full window of pages, or all there is.
@@ -398,20 +380,25 @@ class OutboxRelay:
             self._set_state("leading", f"relay {self.instance} is publishing again")
         return True
 
-    def _boundaries(self, prefix: str, after: int) -> list[int]:
+    def _boundaries(self, start: str, after: int) -> list[int]:
         """Positions at or after ``after`` where a topic moved to more partitions."""
         assert self._layouts is not None
         return sorted(
             {
                 boundary
-                for layout in self._layouts.load_all(prefix).values()
+                for layout in self._layouts.load_all(start).values()
                 for boundary, _ in layout.steps[1:]
                 if boundary >= after
             }
         )
 
     def _read(
-        self, publisher: KafkaPublisher, prefix: str, after: int, boundaries: list[int], marked: int
+        self,
+        publisher: KafkaPublisher,
+        topology: Topology,
+        after: int,
+        boundaries: list[int],
+        marked: int,
     ) -> tuple[list[OutboxRow], int, int]:
         """(page, after, marked): the next page after ``after``, cut at the next boundary.
 
@@ -427,7 +414,7 @@ class OutboxRelay:
             if rows:
                 return rows, after, marked
             if marked < boundaries[0]:
-                publisher.publish_watermark(prefix, boundaries[0], wait=True)
+                publisher.publish_watermark(topology, boundaries[0], wait=True)
                 marked = boundaries[0]
             after = boundaries.pop(0)
 
@@ -511,14 +498,14 @@ class OutboxRelay:
         ]
         size, (position, aggregate_id, _, event_topic, _) = max(zip(sizes, rows, strict=True))
         event_type, aggregate_type = event_type_of(event_topic)
-        topic = topic_for(self.settings, self.application_name, aggregate_type)
+        topic = self.topology.topic(aggregate_type)
         if TOO_LARGE in failure or size > publisher.max_message_bytes(topic, default=size):
             return MessageTooLarge(position, aggregate_id, event_type, size, topic)
         return None
 
     def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> tuple[str, TopicLayout]:
         assert self._layouts is not None
-        topic = topic_for(self.settings, self.application_name, aggregate_type)
+        topic = self.topology.topic(aggregate_type)
         publisher.ensure_topic(topic)
         layout = self._layouts.pin(topic, publisher.partition_count(topic))
         self._topics[aggregate_type] = (topic, layout)

@@ -22,24 +22,23 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pydantic import BaseModel, ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
 
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends._group import GroupMember
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.kafka._group import GroupMember
 from cqrskit.commands import Command, CommandBus
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
-from cqrskit.errors import PermanentError, TransientError
+from cqrskit.errors import PermanentError, SagaConflict, TransientError
 from cqrskit.eventstore import Application
-from cqrskit.relay import topic_for
 from cqrskit.sagas._manager import ProcessManager, Step
 from cqrskit.sagas._store import (
     HistoryEntry,
     PlannedReaction,
     PostgresSagaStore,
-    SagaConflict,
     SagaInstance,
     SagaStore,
     StepRecord,
 )
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology, partition_key
 
 __all__ = ["SagaRunner", "react"]
 
@@ -231,11 +230,9 @@ class SagaRunner:
             postgres.create_tables()
             store = postgres
         self.store = store
-        prefix = settings.topic_prefix or application.name.lower()
-        self.group = f"{prefix}.saga.{manager.name}"
-        self.topics = sorted(
-            {topic_for(settings, application.name, t) for t in manager.aggregate_types()}
-        )
+        topology = Topology.of(settings, application.name)
+        self.group = topology.saga_group(manager.name)
+        self.topics = topology.topics(manager.aggregate_types())
         self.wanted = {t.encode() for t in manager.event_types()}
         self._stopping = threading.Event()
         self.handled = 0
@@ -291,7 +288,7 @@ class SagaRunner:
         # Positions recorded with the reactions win over Kafka's committed offsets.
         positions = self._retry(lambda: self.store.positions(self.manager.name)) or {}
         for partition in partitions:
-            recorded = positions.get(f"{partition.topic}/{partition.partition}")
+            recorded = positions.get(partition_key(partition.topic, partition.partition))
             if recorded is not None:
                 partition.offset = recorded
         consumer.assign(partitions)
@@ -318,7 +315,7 @@ class SagaRunner:
 
     def _handle(self, message: Message) -> bool:
         """React to ``message``, or see that there is nothing to do; True when done."""
-        stream = f"{message.topic()}/{message.partition()}"
+        stream = partition_key(str(message.topic()), int(message.partition() or 0))
         next_offset = int(message.offset() or 0) + 1
         event_type = kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE)
         if event_type not in self.wanted:

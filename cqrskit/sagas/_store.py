@@ -19,26 +19,22 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-from cqrskit.backends import postgres as pg_backend
-from cqrskit.errors import ServiceUnavailable, TransientError
+from cqrskit.adapters import postgres as pg_backend
+from cqrskit.errors import SagaConflict
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology
 
 __all__ = [
     "HistoryEntry",
     "MemorySagaStore",
     "PlannedReaction",
     "PostgresSagaStore",
-    "SagaConflict",
     "SagaInstance",
     "SagaStore",
     "StepRecord",
 ]
 
 Status = Literal["running", "done", "failed"]
-
-
-class SagaConflict(TransientError):
-    """Another runner changed the instance first; the reaction is run again."""
 
 
 @dataclass(frozen=True)
@@ -297,27 +293,24 @@ class PostgresSagaStore:
 
     def __init__(self, settings: Settings, application_name: str):
         self.settings = settings
-        base = self.base = f"{application_name.lower()}_saga"
+        topology = Topology.of(settings, application_name)
         schema = settings.postgres_schema
-        self.instances_table = Identifier(schema, f"{base}_instances")
-        self.history_table = Identifier(schema, f"{base}_history")
-        self.deadlines_table = Identifier(schema, f"{base}_deadlines")
-        self.handled_table = Identifier(schema, f"{base}_handled")
-        self.positions_table = Identifier(schema, f"{base}_positions")
-        self.pending_table = Identifier(schema, f"{base}_pending")
+        self.instances_table = Identifier(schema, topology.saga_table("instances"))
+        self.history_table = Identifier(schema, topology.saga_table("history"))
+        self.deadlines_table = Identifier(schema, topology.saga_table("deadlines"))
+        self.handled_table = Identifier(schema, topology.saga_table("handled"))
+        self.positions_table = Identifier(schema, topology.saga_table("positions"))
+        self.pending_table = Identifier(schema, topology.saga_table("pending"))
+        self._instances_name = topology.saga_table("instances")
+        self._deadlines_name = topology.saga_table("deadlines")
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        try:
-            with pg_backend.connect(self.settings, autocommit=False) as conn:
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise ServiceUnavailable(
-                "PostgreSQL",
-                self.settings.postgres_address(),
-                str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection lost",
-                "CQRSKIT_POSTGRES_DSN",
-            ) from exc
+        with (
+            pg_backend.translated(self.settings.postgres_address()),
+            pg_backend.connect(self.settings, autocommit=False) as conn,
+        ):
+            yield conn
 
     def create_tables(self) -> None:
         """Create the tables if they are missing; idempotent."""
@@ -347,10 +340,10 @@ class PostgresSagaStore:
         names = {
             "schema": Identifier(self.settings.postgres_schema),
             "instances": self.instances_table,
-            "instances_status": Identifier(f"{self.base}_instances_status"),
+            "instances_status": Identifier(f"{self._instances_name}_status"),
             "history": self.history_table,
             "deadlines": self.deadlines_table,
-            "deadlines_due": Identifier(f"{self.base}_deadlines_due"),
+            "deadlines_due": Identifier(f"{self._deadlines_name}_due"),
             "handled": self.handled_table,
             "positions": self.positions_table,
             "pending": self.pending_table,

@@ -19,19 +19,23 @@ from pydantic import BaseModel, ConfigDict
 
 from cqrskit import (
     AggregateNotFound,
+    BadCursor,
     CommandBus,
     CommandRejected,
     CommandResult,
     ConcurrencyError,
     CqrskitError,
     IdempotencyKeyReused,
+    QueryRejected,
     RuleViolated,
     ServiceUnavailable,
     Settings,
+    StaleRead,
     UnknownCommand,
+    UnknownQuery,
 )
 from cqrskit.commands import Command
-from cqrskit.queries import BadCursor, Page, QueryBus, StaleRead
+from cqrskit.queries import Page, QueryBus
 from cqrskit.queries import Query as CqrsQuery
 from examples.shop.application import ShopApp, handlers
 from examples.shop.commands import (
@@ -58,6 +62,7 @@ from projections import CustomerOrders, OrderSummary, Product, StockLevel
 # Which error means which status: the one place that says it.
 _ERRORS: list[tuple[type[CqrskitError], int]] = [
     (CommandRejected, 422),
+    (QueryRejected, 422),
     (AggregateNotFound, 404),
     (RuleViolated, 409),
     (ConcurrencyError, 409),
@@ -65,6 +70,7 @@ _ERRORS: list[tuple[type[CqrskitError], int]] = [
     (StaleRead, 409),
     (BadCursor, 400),
     (UnknownCommand, 400),
+    (UnknownQuery, 400),
     (ServiceUnavailable, 503),
 ]
 
@@ -307,7 +313,7 @@ def _handler(status: int) -> Any:
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
         headers = {}
-        if isinstance(exc, CommandRejected):
+        if isinstance(exc, CommandRejected | QueryRejected):
             body["detail"] = [{"loc": e.path.split("."), "msg": e.message} for e in exc.errors]
         if isinstance(exc, StaleRead):
             body["stale"] = True

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import CommandBus, RuleViolated, Settings
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.queries import QueryBus
 from examples.shop import (
     AuthorisePayment,

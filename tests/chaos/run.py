@@ -63,14 +63,15 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import CommandBus, CqrskitError, Settings
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
 from cqrskit.eventstore import store_head
-from cqrskit.projections import DeadLetterTopic, dead_letter_topic, index_names, verify
+from cqrskit.projections import DeadLetterTopic, verify
 from cqrskit.queries import applied_position
-from cqrskit.relay import read_status, topic_for
+from cqrskit.relay import read_status
+from cqrskit.topology import IndexNames, Topology
 from examples.library.app import AddBook, LibraryApp
 from examples.library.app import handlers as library_handlers
 from examples.shop import OrderLine, PlaceOrder, RegisterItem, RestockItem, ShopApp, handlers
@@ -359,7 +360,7 @@ class Chaos:
         self.paused.signal(signal.SIGCONT)
 
     def _topic(self, aggregate_type: str) -> str:
-        return topic_for(self.settings, "shop", aggregate_type)
+        return Topology.of(self.settings, "shop").topic(aggregate_type)
 
     def _set_topic_config(self, topic: str, name: str, value: str | None) -> None:
         """Set (or, with None, remove) one topic-level setting."""
@@ -372,7 +373,7 @@ class Chaos:
 
     def refuse_letters(self) -> None:
         """Make customer_orders' dead-letter topic refuse, then give it a foreign message."""
-        dlq = dead_letter_topic(self.settings, "shop", "customer_orders")
+        dlq = Topology.of(self.settings, "shop").dead_letter_topic("customer_orders")
         kafka_backend.create_topic(kafka_backend.admin(self.settings), self.settings, dlq, 1)
         self._set_topic_config(dlq, "max.message.bytes", "64")
         producer = Producer(kafka_backend.base_config(self.settings))
@@ -383,7 +384,7 @@ class Chaos:
         self.foreign_sent += 1
 
     def accept_letters(self) -> None:
-        dlq = dead_letter_topic(self.settings, "shop", "customer_orders")
+        dlq = Topology.of(self.settings, "shop").dead_letter_topic("customer_orders")
         self._set_topic_config(dlq, "max.message.bytes", None)
 
     def add_partitions(self) -> None:
@@ -413,7 +414,7 @@ class Chaos:
     def migrate_mapping(self) -> None:
         """What an operator does: add the field to the mapping, then replay the dead letters."""
         es = es_backend.client(self.settings)
-        alias, _ = index_names(self.settings, EvolvedStockLevels.name)
+        alias = IndexNames.of(self.settings).alias(EvolvedStockLevels.name)
         try:
             properties = EvolvedStockLevels().mapping()["properties"]
             es.indices.put_mapping(index=alias, properties=properties)
@@ -541,7 +542,7 @@ class Chaos:
         started = time.monotonic()
         head = self._try(lambda: store_head(self.settings, "shop"), timeout)
         es = es_backend.client(self.settings)
-        _alias, checkpoints = index_names(self.settings, "x")
+        names = IndexNames.of(self.settings)
 
         library_head = self._try(lambda: store_head(self.settings, "library"), timeout)
 
@@ -551,7 +552,7 @@ class Chaos:
                     return False
                 if read_status(self.settings, "library").position < library_head:
                     return False
-                return all(applied_position(es, checkpoints, name) >= head for name in PROJECTIONS)
+                return all(applied_position(es, names, name) >= head for name in PROJECTIONS)
             except CqrskitError:
                 return False
 
@@ -580,7 +581,7 @@ class Chaos:
         # is not a count.
         head = self.stored("shop_events")
         books = self.stored("library_events")
-        library_topics = {topic_for(self.settings, "library", "Book")}
+        library_topics = {Topology.of(self.settings, "library").topic("Book")}
         published, duplicates, out_of_order = self.kafka_counts(exclude=library_topics)
         books_published, _, books_out_of_order = self.kafka_counts(only=library_topics)
         missing = doubled = 0

@@ -28,11 +28,11 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 from cqrskit import CqrskitError
-from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.eventstore import store_head
-from cqrskit.projections import index_names
 from cqrskit.queries import applied_position
 from cqrskit.relay import read_status
+from cqrskit.topology import IndexNames
 from examples.shop.demo import clean_up
 from tests.chaos.run import PROJECTIONS, ROOT, Chaos, Stream, say
 
@@ -63,7 +63,7 @@ def sample_until(chaos: Chaos, stream: Stream, minutes: float) -> list[dict[str,
     assert worker is not None
     samples: list[dict[str, float]] = []
     es = es_backend.client(settings)
-    _alias, checkpoints = index_names(settings, "x")
+    names = IndexNames.of(settings)
     started = time.monotonic()
     try:
         while time.monotonic() - started < minutes * 60:
@@ -74,7 +74,7 @@ def sample_until(chaos: Chaos, stream: Stream, minutes: float) -> list[dict[str,
                 head = store_head(settings, "shop")
                 # Read after the head: either may have moved past it meanwhile.
                 relay_lag = max(0, head - read_status(settings, "shop").position)
-                applied = min(applied_position(es, checkpoints, p) for p in PROJECTIONS)
+                applied = min(applied_position(es, names, p) for p in PROJECTIONS)
                 worker_lag = max(0, head - applied)
             except CqrskitError:
                 continue

@@ -16,9 +16,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from elasticsearch import Elasticsearch
 
 from cqrskit import Settings, check_services
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

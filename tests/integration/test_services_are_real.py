@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from elasticsearch import Elasticsearch
 
 from cqrskit import Settings
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 
 
 def test_postgres_stores_and_returns_a_row(pg: psycopg.Connection[tuple[object, ...]]) -> None:

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from cqrskit import ConfigurationError, Settings
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.cli import main
 
 DSN = "postgresql://cqrskit:s3cret-pw@db.example:5432/cqrskit"

@@ -27,7 +27,7 @@ from cqrskit import (
     Settings,
     Upcasters,
 )
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from examples.shop import (
     InventoryItem,
     Order,

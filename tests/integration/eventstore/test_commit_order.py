@@ -19,7 +19,7 @@ import pytest
 from psycopg.sql import SQL, Identifier
 
 from cqrskit import Settings
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.eventstore import PostgresEventRecorder
 from examples.shop import Order, OrderLine, ShopApp
 

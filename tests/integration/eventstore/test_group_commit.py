@@ -11,7 +11,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 from psycopg.sql import SQL
 
 from cqrskit import CommandBus, CommandResult, Settings
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.eventstore import IdempotencyRecord, PostgresEventRecorder
 from cqrskit.eventstore._postgres import _Append
 from examples.shop import Order, PlaceOrder, ShopApp, handlers

@@ -17,7 +17,7 @@ from eventsourcing.tests.persistence import (
 from psycopg.conninfo import conninfo_to_dict
 
 from cqrskit import Settings
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.eventstore import PostgresEventRecorder
 
 pytestmark = pytest.mark.usefixtures("postgres_up")

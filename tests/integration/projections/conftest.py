@@ -16,7 +16,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from cqrskit import ServiceUnavailable, Settings
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections import (
     METADATA_FIELD,

@@ -21,11 +21,12 @@ from confluent_kafka.admin import NewPartitions
 from elasticsearch import Elasticsearch
 
 from cqrskit import Settings
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.eventstore import store_head
 from cqrskit.projections import projection_status
-from cqrskit.relay import layout_status, topic_for
+from cqrskit.relay import layout_status
+from cqrskit.topology import Topology
 from examples.shop import InventoryItem, Order, OrderLine, ShopApp
 from projections import CustomerOrdersProjection
 from tests.integration.conftest import REPO_ROOT
@@ -78,7 +79,7 @@ def add_partitions(settings: Settings, topics: Iterable[str], count: int) -> Non
 
 
 def topic_of(settings: Settings, aggregate_type: str) -> str:
-    return topic_for(settings, "shop", aggregate_type)
+    return Topology.of(settings, "shop").topic(aggregate_type)
 
 
 def partitions_by_position(settings: Settings, topic: str) -> dict[int, list[int]]:
@@ -303,7 +304,7 @@ def repartition(pipeline: Pipeline) -> str:
 
 def used_partitions(settings: Settings, topic: str) -> int:
     (layout,) = [
-        s for s in layout_status(settings, settings.topic_prefix or "") if s.topic == topic
+        s for s in layout_status(settings, f"{settings.topic_prefix}.") if s.topic == topic
     ]
     return layout.used
 

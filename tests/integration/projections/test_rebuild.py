@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import ApiError, Elasticsearch
 
 from cqrskit import CommandBus, ServiceUnavailable, Settings
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     METADATA_FIELD,

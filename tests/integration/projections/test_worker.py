@@ -15,17 +15,16 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from elasticsearch import Elasticsearch
 
 from cqrskit import CommandBus, Envelope, Settings
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     DeadLetterTopic,
-    dead_letter_topic,
-    index_names,
     projection_status,
     read_model_for,
     replay_dead_letters,
 )
 from cqrskit.queries import applied_position
+from cqrskit.topology import IndexNames, Topology
 from examples.shop import (
     AuthorisePayment,
     CancelOrder,
@@ -365,7 +364,7 @@ def poison_behind_a_refusing_dead_letter_topic(pipeline: Pipeline) -> tuple[Any,
     Returns the poison's command result, the admin client, and the good results.
     """
     admin = kafka_backend.admin(pipeline.settings)
-    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    topic = Topology.of(pipeline.settings, "shop").dead_letter_topic(PoisonNotes.name)
     tiny = NewTopic(
         topic, num_partitions=1, replication_factor=1, config={"max.message.bytes": "64"}
     )
@@ -376,7 +375,7 @@ def poison_behind_a_refusing_dead_letter_topic(pipeline: Pipeline) -> tuple[Any,
 
 def wait_holding(pipeline: Pipeline, worker: Worker, poison: Any) -> None:
     """Wait until the worker says it holds the poison's dead letter, and check it holds."""
-    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    topic = Topology.of(pipeline.settings, "shop").dead_letter_topic(PoisonNotes.name)
     pipeline.wait_relayed()
 
     def said_or_went_on() -> bool:
@@ -399,7 +398,7 @@ def wait_holding(pipeline: Pipeline, worker: Worker, poison: Any) -> None:
 
 
 def accept_large_letters(pipeline: Pipeline, admin: Any) -> None:
-    topic = dead_letter_topic(pipeline.settings, "shop", PoisonNotes.name)
+    topic = Topology.of(pipeline.settings, "shop").dead_letter_topic(PoisonNotes.name)
     resource = ConfigResource(
         ConfigResource.Type.TOPIC,
         topic,
@@ -492,12 +491,13 @@ def test_positions_are_believed_only_from_the_relays_own_messages(
     shop_burst(pipeline.settings, orders=3, seed=3)  # real events after the forged ones
     pipeline.wait_applied(projection)
     head = store_head(pipeline.settings, "shop")
-    checkpoints = index_names(pipeline.settings, projection.name)[1]
+    names = IndexNames.of(pipeline.settings)
+    checkpoints = names.checkpoints_index
     es.indices.refresh(index=checkpoints)  # searched, so near-real-time
     status = pipeline.status(projection)
     assert status is not None
     assert status.position <= head, f"status says {status.position}, the head is {head}"
-    assert applied_position(es, checkpoints, projection.name) <= head
+    assert applied_position(es, names, projection.name) <= head
     letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
     assert letters, "the forged Order.Placed was not dead-lettered"
     assert all("not sealed by the relay" in letter.error for letter in letters)

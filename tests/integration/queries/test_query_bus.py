@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from cqrskit import CommandBus, Settings
-from cqrskit.queries import Page, QueryBus, StaleRead
+from cqrskit.errors import StaleRead
+from cqrskit.queries import Page, QueryBus
 from examples.shop import CancelOrder, OrderLine, PlaceOrder, ShopApp, handlers
 from examples.shop.queries import ListOrders, OrderById, OrderStats, queries
 from projections import OrderSummary

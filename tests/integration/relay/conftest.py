@@ -20,8 +20,8 @@ import pytest
 from confluent_kafka import Consumer, Message
 
 from cqrskit import CommandBus, Settings
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.envelope import WATERMARK_EVENT_TYPE, Envelope
 from cqrskit.relay import OutboxRelay, RelayStatus, read_status
 from examples.shop import Order, OrderLine, PlaceOrder, RestockItem, ShopApp, handlers

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import NewPartitions, NewTopic
 
 from cqrskit import Settings
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.relay import partition_for
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.relay.conftest import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cqrskit import CommandBus, Settings
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from cqrskit.errors import AmbiguousRelayPosition
 from cqrskit.relay import OutboxRelay, read_status
 from examples.library.app import AddBook, LibraryApp

@@ -22,7 +22,7 @@ from confluent_kafka.admin import (
 )
 from prometheus_client import REGISTRY
 
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from examples.shop import Order, ShopApp
 from tests.integration.relay.conftest import (
     LINE,

@@ -15,11 +15,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cqrskit import CommandBus, Settings
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_EVENT_TYPE
 from cqrskit.eventstore import read_envelopes
-from cqrskit.relay import topic_for
 from cqrskit.sagas import PostgresSagaStore, SagaInstance
+from cqrskit.topology import Topology
 from examples.shop import OrderLine, PlaceOrder, RefusePayment, ShopApp, handlers
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline
@@ -133,7 +133,7 @@ def test_a_runner_stopped_during_an_outage_commits_no_offset_it_did_not_handle(
         runner.stop()
         # Offsets of other messages (the relay's watermarks) may be committed;
         # the event's, left unhandled, must not be.
-        topic = topic_for(settings, "shop", "Order")
+        topic = Topology.of(settings, "shop").topic("Order")
         partition, offset = _offset_of(settings, topic, "Order.Placed")
         committed = _committed(settings, f"{settings.topic_prefix}.saga.gift_workflow", topic)
         assert committed.get(partition, 0) <= offset, (committed, partition, offset)

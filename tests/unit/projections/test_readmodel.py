@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from cqrskit import Settings
-from cqrskit.backends import elasticsearch as es_backend
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.projections import DocState, ElasticsearchReadModel
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 

@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cqrskit import Settings
-from cqrskit.backends import kafka as kafka_backend
-from cqrskit.backends._group import GroupMember, MemberTimeouts
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.kafka._group import GroupMember, MemberTimeouts
 
 TIMEOUTS = MemberTimeouts(patience=4.0, close_seconds=5.0, probe_seconds=3.0)
 

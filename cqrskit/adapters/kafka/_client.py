@@ -12,10 +12,11 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
 
-from cqrskit.backends._group import MemberTimeouts
-from cqrskit.backends._kafka_protocol import metadata_version
-from cqrskit.backends._probe import ServiceInfo
-from cqrskit.errors import PermanentError, ServiceUnavailable
+from cqrskit.adapters._probe import ServiceInfo
+from cqrskit.adapters.kafka._errors import SERVICE, not_yet, translated, unavailable
+from cqrskit.adapters.kafka._group import MemberTimeouts
+from cqrskit.adapters.kafka._protocol import metadata_version
+from cqrskit.errors import PermanentError
 from cqrskit.settings import Settings
 
 __all__ = [
@@ -28,8 +29,6 @@ __all__ = [
     "probe",
 ]
 
-SERVICE = "Kafka"
-VARIABLE = "CQRSKIT_KAFKA_BOOTSTRAP"
 
 # librdkafka prints connection failures to stderr by itself; routing them
 # through logging keeps a command-line tool's output to what we say.
@@ -126,20 +125,6 @@ def member_timeouts(settings: Settings) -> MemberTimeouts:
     )
 
 
-# Errors of a cluster that is away or still starting (a controller not yet
-# elected answers with a local time-out): retrying helps.
-_NOT_YET = {
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NOT_CONTROLLER,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-}
-
-
 def admin(settings: Settings) -> AdminClient:
     """An admin client for topic management and health checks."""
     return AdminClient(base_config(settings))
@@ -169,15 +154,11 @@ def create_topic(
         error = exc.args[0]
         if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return False
-        if error.retriable() or error.code() in _NOT_YET:
-            raise ServiceUnavailable(
-                SERVICE, settings.kafka_bootstrap, error.str(), VARIABLE
-            ) from exc
+        if not_yet(error):
+            raise unavailable(settings.kafka_bootstrap, error.str()) from exc
         raise PermanentError(f"cannot create topic {topic!r}: {error.str()}") from exc
     except TimeoutError as exc:
-        raise ServiceUnavailable(
-            SERVICE, settings.kafka_bootstrap, f"no answer creating topic {topic!r}", VARIABLE
-        ) from exc
+        raise unavailable(settings.kafka_bootstrap, f"no answer creating topic {topic!r}") from exc
     return True
 
 
@@ -193,20 +174,11 @@ def wait_for_topics(client: AdminClient, settings: Settings, topics: Sequence[st
     deadline = time.monotonic() + settings.connect_timeout * 6
     missing = list(topics)
     while missing:
-        try:
+        with translated(settings.kafka_bootstrap):
             known = client.list_topics(timeout=settings.connect_timeout).topics
-        except KafkaException as exc:
-            raise ServiceUnavailable(
-                SERVICE, settings.kafka_bootstrap, describe_error(exc), VARIABLE
-            ) from exc
         missing = [t for t in missing if t not in known or not known[t].partitions]
         if missing and time.monotonic() > deadline:
-            raise ServiceUnavailable(
-                SERVICE,
-                settings.kafka_bootstrap,
-                f"topics not yet in metadata: {missing}",
-                VARIABLE,
-            )
+            raise unavailable(settings.kafka_bootstrap, f"topics not yet in metadata: {missing}")
         if missing:
             time.sleep(0.2)  # polling the cluster's metadata for the topics to appear
 
@@ -218,12 +190,8 @@ def partition_count(client: AdminClient, settings: Settings, topic: str) -> int:
         ServiceUnavailable: as :func:`wait_for_topics`.
     """
     wait_for_topics(client, settings, [topic])
-    try:
+    with translated(settings.kafka_bootstrap):
         metadata = client.list_topics(topic, timeout=settings.connect_timeout)
-    except KafkaException as exc:
-        raise ServiceUnavailable(
-            SERVICE, settings.kafka_bootstrap, describe_error(exc), VARIABLE
-        ) from exc
     return len(metadata.topics[topic].partitions)
 
 
@@ -235,14 +203,10 @@ def probe(settings: Settings) -> ServiceInfo:
             names the bootstrap list and ``CQRSKIT_KAFKA_BOOTSTRAP``.
     """
     client = admin(settings)
-    try:
+    with translated(settings.kafka_bootstrap):
         cluster = client.describe_cluster(request_timeout=settings.connect_timeout).result(
             timeout=settings.connect_timeout
         )
-    except (KafkaException, TimeoutError) as exc:
-        raise ServiceUnavailable(
-            SERVICE, settings.kafka_bootstrap, describe_error(exc), VARIABLE
-        ) from exc
     brokers = len(cluster.nodes)
     detail = f"cluster {cluster.cluster_id}, {brokers} broker{'s' if brokers != 1 else ''}"
     node = cluster.nodes[0]
@@ -261,15 +225,6 @@ def probe(settings: Settings) -> ServiceInfo:
     return ServiceInfo(
         SERVICE, settings.kafka_bootstrap, release, f"{detail}, metadata.version {feature}"
     )
-
-
-def describe_error(exc: BaseException) -> str:
-    """librdkafka's own words for ``exc``, without the KafkaError wrapper."""
-    if isinstance(exc, KafkaException) and exc.args:
-        error = exc.args[0]
-        text = error.str() if hasattr(error, "str") else str(error)
-        return str(text)
-    return str(exc) or "no broker answered in time"
 
 
 def headers_of(message: Message) -> dict[str, bytes]:

@@ -13,8 +13,8 @@ import pytest
 from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
 from cqrskit import Settings
-from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.backends.elasticsearch import OrjsonNdjsonSerializer, OrjsonSerializer
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch import OrjsonNdjsonSerializer, OrjsonSerializer
 
 DOCUMENT: dict[str, Any] = {
     "total": Decimal("7.10"),

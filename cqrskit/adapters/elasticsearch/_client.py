@@ -10,14 +10,9 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
-from cqrskit.backends._probe import ServiceInfo
-from cqrskit.errors import ServiceUnavailable
+from cqrskit.adapters._probe import ServiceInfo
+from cqrskit.adapters.elasticsearch._errors import SERVICE, reason_of, unavailable
 from cqrskit.settings import Settings
-
-__all__ = ["OrjsonNdjsonSerializer", "OrjsonSerializer", "client", "probe"]
-
-SERVICE = "Elasticsearch"
-VARIABLE = "CQRSKIT_ELASTICSEARCH_URL"
 
 
 def _dumps(serializer: JsonSerializer, data: Any) -> bytes:
@@ -107,19 +102,9 @@ def probe(settings: Settings) -> ServiceInfo:
         health = es.cluster.health()
         nodes = es.nodes.info(node_id="_local", metric="_none")
     except (TransportError, ApiError) as exc:
-        raise ServiceUnavailable(
-            SERVICE, settings.elasticsearch_address(), _reason(exc), VARIABLE
-        ) from exc
+        raise unavailable(settings.elasticsearch_address(), reason_of(exc)) from exc
     finally:
         es.close()
     version = ", ".join(sorted({str(n["version"]) for n in nodes["nodes"].values()})) or "?"
     detail = f"cluster {health['cluster_name']}, status {health['status']}"
     return ServiceInfo(SERVICE, settings.elasticsearch_address(), version, detail)
-
-
-def _reason(exc: Exception) -> str:
-    """The most specific words of a transport error: its cause's, if it has one."""
-    cause = exc.__cause__ or exc.__context__
-    text = str(cause) if cause is not None else str(exc)
-    # urllib3 prefixes "HTTPConnection(host=..., port=...): " which we print anyway.
-    return text.split("): ", 1)[-1] or type(exc).__name__

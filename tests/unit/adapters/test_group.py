@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from cqrskit.backends._group import GroupWatch, close_within
+from cqrskit.adapters.kafka._group import GroupWatch, close_within
 
 
 def stats(state: str | None, join: str | None) -> str:

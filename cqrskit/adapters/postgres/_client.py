@@ -7,14 +7,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from cqrskit.backends._probe import ServiceInfo
-from cqrskit.errors import ServiceUnavailable
+from cqrskit.adapters._probe import ServiceInfo
+from cqrskit.adapters.postgres._errors import SERVICE, first_line, unavailable
 from cqrskit.settings import Settings
-
-__all__ = ["connect", "connection_options", "probe"]
-
-SERVICE = "PostgreSQL"
-VARIABLE = "CQRSKIT_POSTGRES_DSN"
 
 
 def connect(
@@ -38,9 +33,7 @@ def connect(
             **connection_options(settings, tcp_user_timeout),
         )
     except psycopg.Error as exc:
-        raise ServiceUnavailable(
-            SERVICE, settings.postgres_address(), _first_line(exc), VARIABLE
-        ) from exc
+        raise unavailable(settings.postgres_address(), first_line(exc)) from exc
 
 
 def connection_options(settings: Settings, tcp_user_timeout: float | None = None) -> dict[str, Any]:
@@ -86,8 +79,3 @@ def probe(settings: Settings) -> ServiceInfo:
         database = conn.info.dbname
     version = str(row[0]).split()[0] if row else "?"
     return ServiceInfo(SERVICE, settings.postgres_address(), version, f"database {database}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[-1].strip()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cqrskit import Settings
-from cqrskit.backends import kafka as kafka_backend
+from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.errors import ConfigurationError
-from cqrskit.relay._publisher import transactional_id
+from cqrskit.topology import Topology
 
 
 def test_every_consumer_of_the_relays_topics_reads_committed_messages_only() -> None:
@@ -18,15 +18,17 @@ def test_every_consumer_of_the_relays_topics_reads_committed_messages_only() -> 
 
 def test_relays_of_one_outbox_share_one_transactional_id_and_no_other_does() -> None:
     settings = Settings(postgres_schema="tenant_a")
-    same = transactional_id(settings, "shop", "default")
-    assert same == transactional_id(settings, "shop", "default")
+    same = Topology.of(settings, "shop").transactional_id("default")
+    assert same == Topology.of(settings, "shop").transactional_id("default")
     others = {
-        transactional_id(
-            settings.model_copy(update={"postgres_schema": "tenant_b"}), "shop", "default"
+        Topology.of(
+            settings.model_copy(update={"postgres_schema": "tenant_b"}), "shop"
+        ).transactional_id("default"),
+        Topology.of(settings.model_copy(update={"topic_prefix": "other"}), "shop").transactional_id(
+            "default"
         ),
-        transactional_id(settings.model_copy(update={"topic_prefix": "other"}), "shop", "default"),
-        transactional_id(settings, "billing", "default"),
-        transactional_id(settings, "shop", "audit"),
+        Topology.of(settings, "billing").transactional_id("default"),
+        Topology.of(settings, "shop").transactional_id("audit"),
     }
     assert same not in others
     assert len(others) == 4

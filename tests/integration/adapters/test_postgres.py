@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import tuple_row
 
 from cqrskit import Settings
-from cqrskit.backends import postgres as pg_backend
+from cqrskit.adapters import postgres as pg_backend
 from examples.shop import ShopApp
 
 SERVER_SIDE = ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")

@@ -1,0 +1,29 @@
+"""Elasticsearch adapter: the client, its serializers, error translation and the probe."""
+
+from cqrskit.adapters.elasticsearch._client import (
+    OrjsonNdjsonSerializer,
+    OrjsonSerializer,
+    client,
+    probe,
+)
+from cqrskit.adapters.elasticsearch._errors import (
+    SERVICE,
+    VARIABLE,
+    busy,
+    reason_of,
+    translated,
+    unavailable,
+)
+
+__all__ = [
+    "SERVICE",
+    "VARIABLE",
+    "OrjsonNdjsonSerializer",
+    "OrjsonSerializer",
+    "busy",
+    "client",
+    "probe",
+    "reason_of",
+    "translated",
+    "unavailable",
+]

@@ -1,0 +1,93 @@
+"""The composition root: settings in, a running pipeline's parts out.
+
+The one place that turns :class:`~cqrskit.settings.Settings` into the
+clients and adapters of PostgreSQL, Kafka and Elasticsearch, and hands them
+to the stages as ports. The CLI, the example API, the tests and the
+benchmarks build through it; the stages themselves never read settings to
+find a service (decision 0016)::
+
+    runtime = Runtime(settings)
+    relay = runtime.relay(ShopApp.name)                    # OutboxRelay
+    worker = runtime.worker(ShopApp.name, OrderSummary())  # ProjectionWorker
+    result = runtime.rebuild(ShopApp.name, OrderSummary())
+    runner = runtime.saga_runner(ShopApp(settings=settings), Checkout())
+    commands = runtime.command_bus(ShopApp(settings=settings), handlers)
+    queries = runtime.query_bus(query_handlers)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cqrskit.commands import CommandBus, CommandHandlers
+from cqrskit.eventstore import Application
+from cqrskit.projections import Projection, ProjectionWorker
+from cqrskit.projections._rebuild import Progress, RebuildResult, rebuild
+from cqrskit.queries import QueryBus, QueryHandlers
+from cqrskit.relay import OutboxRelay
+from cqrskit.sagas import ProcessManager, SagaRunner
+from cqrskit.settings import Settings
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """Builds each part of the pipeline from one settings object.
+
+    Cheap to create; it opens nothing until a part is asked for, and each
+    part owns (and closes) the clients it was built with.
+    """
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+
+    # -- the command side ----------------------------------------------------------
+
+    def command_bus(self, application: Application, handlers: CommandHandlers) -> CommandBus:
+        """A command bus appending to ``application``'s event store."""
+
+        return CommandBus(application, handlers)
+
+    # -- the relay -----------------------------------------------------------------
+
+    def relay(self, application_name: str, relay_name: str = "default") -> OutboxRelay:
+        """A relay publishing ``application_name``'s outbox to Kafka."""
+
+        return OutboxRelay(self.settings, application_name, relay_name)
+
+    # -- projections ---------------------------------------------------------------
+
+    def worker(self, application_name: str, projection: Projection[Any]) -> ProjectionWorker:
+        """A worker applying ``projection``'s events to its Elasticsearch read model."""
+
+        return ProjectionWorker(self.settings, application_name, projection)
+
+    def rebuild(
+        self,
+        application_name: str,
+        projection: Projection[Any],
+        *,
+        from_position: int = 0,
+        drop_old: bool = False,
+        progress: Progress | None = None,
+    ) -> RebuildResult:
+        """Build ``projection``'s read model afresh and put it in service (see ``rebuild``)."""
+
+        options: dict[str, Any] = {"from_position": from_position, "drop_old": drop_old}
+        if progress is not None:
+            options["progress"] = progress
+        return rebuild(self.settings, application_name, projection, **options)
+
+    # -- the query side ------------------------------------------------------------
+
+    def query_bus(self, handlers: QueryHandlers) -> QueryBus:
+        """A query bus serving ``handlers`` from the read models' aliases."""
+
+        return QueryBus(self.settings, handlers)
+
+    # -- process managers ----------------------------------------------------------
+
+    def saga_runner(self, application: Application, manager: ProcessManager[Any]) -> SagaRunner:
+        """A runner of ``manager``, its instances kept in ``application``'s database."""
+
+        return SagaRunner(self.settings, application, manager)
