@@ -17,16 +17,22 @@ find a service (decision 0016)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from cqrskit.adapters.kafka.publisher import KafkaPublisher
+from cqrskit.adapters.postgres.layouts import layout_status, request_repartition
+from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
 from cqrskit.commands import CommandBus, CommandHandlers
+from cqrskit.envelope import Seal
 from cqrskit.eventstore import Application
 from cqrskit.projections import Projection, ProjectionWorker
 from cqrskit.projections._rebuild import Progress, RebuildResult, rebuild
 from cqrskit.queries import QueryBus, QueryHandlers
-from cqrskit.relay import OutboxRelay
+from cqrskit.relay import LayoutStatus, OutboxRelay, RelayStatus
 from cqrskit.sagas import ProcessManager, SagaRunner
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology
 
 __all__ = ["Runtime"]
 
@@ -52,8 +58,42 @@ class Runtime:
 
     def relay(self, application_name: str, relay_name: str = "default") -> OutboxRelay:
         """A relay publishing ``application_name``'s outbox to Kafka."""
+        settings = self.settings
 
-        return OutboxRelay(self.settings, application_name, relay_name)
+        def publishers(
+            transactional_id: str,
+            on_unreachable: Callable[[str], None] | None = None,
+            seal: Seal | None = None,
+        ) -> KafkaPublisher:
+            return KafkaPublisher(settings, transactional_id, on_unreachable, seal)
+
+        return OutboxRelay(
+            settings,
+            application_name,
+            relay_name,
+            outbox=PostgresOutbox(settings, application_name, relay_name),
+            publishers=publishers,
+        )
+
+    def relay_status(self, application_name: str, relay_name: str = "default") -> RelayStatus:
+        """Where the relay ``relay_name`` of ``application_name`` is (see ``read_status``)."""
+        return read_status(self.settings, application_name, relay_name)
+
+    def layout_status(self, application_name: str) -> list[LayoutStatus]:
+        """Each of the application's topics: partitions used by the relay, and in Kafka."""
+        return layout_status(
+            self.settings, Topology.of(self.settings, application_name).topic_start
+        )
+
+    def request_repartition(
+        self, application_name: str, topics: tuple[str, ...] = ()
+    ) -> list[tuple[str, int, int]]:
+        """Ask the leading relay to move ``topics`` (default: all) onto all their partitions.
+
+        Idempotent; see :func:`cqrskit.adapters.postgres.layouts.request_repartition`.
+        """
+        start = Topology.of(self.settings, application_name).topic_start
+        return request_repartition(self.settings, start, topics)
 
     # -- projections ---------------------------------------------------------------
 

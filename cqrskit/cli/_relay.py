@@ -19,14 +19,8 @@ from cqrskit.cli._common import (
     print_table,
     start_metrics,
 )
-from cqrskit.relay import (
-    LayoutStatus,
-    OutboxRelay,
-    layout_status,
-    read_status,
-    request_repartition,
-)
-from cqrskit.topology import Topology
+from cqrskit.relay import LayoutStatus
+from cqrskit.runtime import Runtime
 
 __all__ = ["relay"]
 
@@ -51,7 +45,7 @@ def relay_run(app_spec: str | None, name: str, metrics_port: int | None) -> None
     is in flight, records its position and exits 0.
     """
     settings = load_settings(app=app_spec, metrics_port=metrics_port)
-    outbox_relay = OutboxRelay(settings, application_name(settings), name)
+    outbox_relay = Runtime(settings).relay(application_name(settings), name)
     configure_logging(settings)
     start_metrics(settings)
     on_stop_signals(outbox_relay.stop, "cqrskit.relay")
@@ -69,8 +63,9 @@ def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
     settings = load_settings(app=app_spec)
     app_name = application_name(settings)
     with errors_as_messages():
-        status = read_status(settings, app_name, name)
-        layouts = layout_status(settings, Topology.of(settings, app_name).topic_start)
+        runtime = Runtime(settings)
+        status = runtime.relay_status(app_name, name)
+        layouts = runtime.layout_status(app_name)
     if as_json:
         topics = [{**asdict(layout), "unused": layout.unused} for layout in layouts]
         echo_json({**asdict(status), "topics": topics})
@@ -107,9 +102,7 @@ def relay_repartition(topics: tuple[str, ...], app_spec: str | None) -> None:
     settings = load_settings(app=app_spec)
     app_name = application_name(settings)
     with errors_as_messages():
-        requested = request_repartition(
-            settings, Topology.of(settings, app_name).topic_start, topics
-        )
+        requested = Runtime(settings).request_repartition(app_name, topics)
     for topic, used, moving_to in requested:
         click.echo(f"{topic}: {used} -> {moving_to} partitions, once the leading relay catches up")
     if not requested:

@@ -19,7 +19,7 @@ from cqrskit.cli._common import (
 )
 from cqrskit.observability import STAGES
 from cqrskit.projections import projection_status, stage_latencies
-from cqrskit.relay import read_status
+from cqrskit.runtime import Runtime
 
 
 def _ms(seconds: float | None) -> str:
@@ -44,7 +44,7 @@ def status(
     app_name = application_name(settings)
     classes = projection_classes(settings, names)
     with errors_as_messages():
-        relay = read_status(settings, app_name)
+        relay = Runtime(settings).relay_status(app_name)
         rows = [
             (projection_status(settings, app_name, cls()), stage_latencies(settings, cls.name))
             for cls in classes

@@ -13,21 +13,24 @@ from eventsourcing.persistence import (
     OperationalError,
     PersistenceError,
 )
-from eventsourcing.utils import Environment, get_topic
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.sql import SQL, Identifier
+from eventsourcing.utils import Environment, resolve_topic
 
-from cqrskit.adapters import postgres as pg_backend
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
 from cqrskit.eventstore._mapper import OrjsonTranscoder, PydanticMapper, Upcasters
-from cqrskit.eventstore._memory import MemoryEventRecorder, MemoryEventStoreFactory
-from cqrskit.eventstore._postgres import PostgresEventRecorder, PostgresEventStoreFactory
+from cqrskit.eventstore._ports import EventRecorder, EventStoreFactory
 from cqrskit.settings import Settings
 
 __all__ = ["Application", "Persistence"]
 
 Persistence = Literal["postgres", "memory"]
+
+#: The adapter of each persistence, by eventsourcing topic: the library
+#: imports it when the application starts, so this stage never does.
+FACTORIES: dict[str, str] = {
+    "postgres": "cqrskit.adapters.postgres.event_store:PostgresEventStoreFactory",
+    "memory": "cqrskit.adapters.memory.event_store:MemoryEventStoreFactory",
+}
 
 
 class Application(_LibraryApplication[UUID]):
@@ -50,57 +53,31 @@ class Application(_LibraryApplication[UUID]):
     ) -> None:
         self.settings = settings or Settings.load()
         self.persistence = persistence
+        store = resolve_topic(FACTORIES[persistence])
+        assert isinstance(store, type)
+        assert issubclass(store, EventStoreFactory)
+        self._store: type[EventStoreFactory] = store
         try:
-            super().__init__(env={**self._environment(), **(env or {})})
+            super().__init__(env={**store.environment(self.settings), **(env or {})})
         except PersistenceError as exc:
             raise self.unavailable(exc) from exc
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         """The library's factory; for PostgreSQL, after making sure the schema exists."""
         factory = super().construct_factory(env)
-        if isinstance(factory, PostgresEventStoreFactory):
-            # The library's pool takes no libpq parameters beyond the login;
-            # it opens lazily, so its connections all get these.
-            login = factory.datastore.pool.kwargs
-            assert isinstance(login, dict), "eventsourcing passes its pool a dict of parameters"
-            login.update(pg_backend.connection_options(self.settings))
-            if factory.env_create_table():
-                self._create_schema(factory)
+        if isinstance(factory, EventStoreFactory):
+            factory.prepare(self.settings)
         return factory
-
-    def _create_schema(self, factory: object) -> None:
-        if isinstance(factory, PostgresEventStoreFactory):
-            schema = Identifier(self.settings.postgres_schema)
-            with factory.datastore.transaction(commit=True) as curs:
-                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(schema))
-
-    def _environment(self) -> dict[str, str]:
-        if self.persistence == "memory":
-            return {"PERSISTENCE_MODULE": get_topic(MemoryEventStoreFactory)}
-        params = conninfo_to_dict(self.settings.postgres_dsn)
-        return {
-            "PERSISTENCE_MODULE": get_topic(PostgresEventStoreFactory),
-            "POSTGRES_DBNAME": str(params.get("dbname", "")),
-            "POSTGRES_HOST": str(params.get("host", "localhost")),
-            "POSTGRES_PORT": str(params.get("port", 5432)),
-            "POSTGRES_USER": str(params.get("user", "")),
-            "POSTGRES_PASSWORD": str(params.get("password", "")),
-            "POSTGRES_SCHEMA": self.settings.postgres_schema,
-            "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(self.settings.connect_timeout))),
-            "POSTGRES_POOL_SIZE": str(self.settings.postgres_pool_size),
-            "POSTGRES_MAX_OVERFLOW": "0",
-            "POSTGRES_LOCK_TIMEOUT": "30",
-        }
 
     def construct_mapper(self) -> Mapper[UUID]:
         """A mapper for pydantic events that applies this app's upcasters."""
         return PydanticMapper(OrjsonTranscoder(), upcasters=type(self).upcasters)
 
     @property
-    def event_recorder(self) -> PostgresEventRecorder | MemoryEventRecorder:
+    def event_recorder(self) -> EventRecorder:
         """The recorder, with cqrskit's additions (idempotency keys)."""
         recorder = self.recorder
-        assert isinstance(recorder, PostgresEventRecorder | MemoryEventRecorder)
+        assert isinstance(recorder, EventRecorder)
         return recorder
 
     def find_idempotency(self, key: str) -> IdempotencyRecord | None:
@@ -113,7 +90,8 @@ class Application(_LibraryApplication[UUID]):
         Idempotent: safe to run on every deployment.
         """
         try:
-            self._create_schema(self.factory)
+            if isinstance(self.factory, EventStoreFactory):
+                self.factory.create_schema()
             for recorder in (self.recorder, getattr(self.snapshots, "recorder", None)):
                 create = getattr(recorder, "create_table", None)
                 if create is not None:
@@ -124,5 +102,6 @@ class Application(_LibraryApplication[UUID]):
             raise PermanentError(f"cannot create the event store's tables: {exc}") from exc
 
     def unavailable(self, exc: Exception) -> ServiceUnavailable:
-        """The driver error ``exc`` as a ServiceUnavailable naming the database."""
-        return pg_backend.unavailable(self.settings.postgres_address(), pg_backend.first_line(exc))
+        """The driver error ``exc`` in cqrskit's tree: for PostgreSQL, a
+        ServiceUnavailable naming the database."""
+        return self._store.unavailable(self.settings, exc)

@@ -10,6 +10,7 @@
 - :mod:`~cqrskit.observability._logging`: JSON lines or human text.
 """
 
+from cqrskit.observability._instance import instance_name
 from cqrskit.observability._logging import configure_logging
 from cqrskit.observability._metrics import serve_metrics
 from cqrskit.observability._stages import STAGES, StageSamples, quantile
@@ -20,6 +21,7 @@ __all__ = [
     "StageSamples",
     "command_span",
     "configure_logging",
+    "instance_name",
     "quantile",
     "record_apply_spans",
     "serve_metrics",

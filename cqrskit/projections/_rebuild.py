@@ -44,9 +44,9 @@ from elasticsearch import ApiError
 from pydantic import BaseModel
 
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, PositionBeyondHead
-from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
 from cqrskit.projections._projection import Projection

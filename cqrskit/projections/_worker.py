@@ -36,6 +36,7 @@ from cqrskit.envelope import (
     Seal,
 )
 from cqrskit.errors import TransientError
+from cqrskit.observability import instance_name
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
@@ -43,7 +44,6 @@ from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._readmodel import STORE_STREAM, ElasticsearchReadModel
 from cqrskit.projections._telemetry import WorkerTelemetry
-from cqrskit.relay._outbox import instance_name
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology, partition_key
 

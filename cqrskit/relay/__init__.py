@@ -1,32 +1,36 @@
 """The outbox relay: publishes the event store to Kafka in commit order.
 
 See docs/decisions/0001-outbox.md for why the events table is the outbox.
+The relay speaks to its ports (:class:`Outbox`, :class:`Publisher`,
+:class:`TopicLayouts`); their adapters are ``cqrskit.adapters.postgres.outbox``
+(``PostgresOutbox``, ``read_status``), ``cqrskit.adapters.postgres.layouts``
+(``PostgresTopicLayouts``, ``layout_status``, ``request_repartition``),
+``cqrskit.adapters.kafka.publisher`` (``KafkaPublisher``) and the in-memory
+pair in ``cqrskit.adapters.memory``; ``cqrskit.runtime.Runtime.relay`` wires them.
 """
 
-from cqrskit.relay._layout import (
-    LayoutStatus,
-    PostgresTopicLayouts,
-    TopicLayout,
-    layout_status,
-    partition_for,
-    request_repartition,
+from cqrskit.relay._layout import LayoutStatus, TopicLayout, partition_for
+from cqrskit.relay._ports import (
+    BEFORE_FIRST,
+    Outbox,
+    OutboxRow,
+    Publisher,
+    Publishers,
+    RelayStatus,
+    TopicLayouts,
 )
-from cqrskit.relay._outbox import BEFORE_FIRST, OutboxRow, PostgresOutbox, RelayStatus, read_status
-from cqrskit.relay._publisher import KafkaPublisher
 from cqrskit.relay._relay import OutboxRelay
 
 __all__ = [
     "BEFORE_FIRST",
-    "KafkaPublisher",
     "LayoutStatus",
+    "Outbox",
     "OutboxRelay",
     "OutboxRow",
-    "PostgresOutbox",
-    "PostgresTopicLayouts",
+    "Publisher",
+    "Publishers",
     "RelayStatus",
     "TopicLayout",
-    "layout_status",
+    "TopicLayouts",
     "partition_for",
-    "read_status",
-    "request_repartition",
 ]

@@ -26,11 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-import psycopg
-from confluent_kafka import KafkaException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
-from cqrskit.adapters.kafka import describe_error
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_LAYOUT,
@@ -46,15 +43,13 @@ from cqrskit.errors import (
     DeliveryFailed,
     KafkaTrouble,
     LeaseLost,
-    LostSession,
     MessageTooLarge,
-    PermanentError,
     TransientError,
 )
 from cqrskit.observability import _metrics as metrics
-from cqrskit.relay._layout import PostgresTopicLayouts, TopicLayout
-from cqrskit.relay._outbox import OutboxRow, PostgresOutbox, instance_name
-from cqrskit.relay._publisher import FENCED, TOO_LARGE, KafkaPublisher
+from cqrskit.observability import instance_name
+from cqrskit.relay._layout import TopicLayout
+from cqrskit.relay._ports import Outbox, OutboxRow, Publisher, Publishers, TopicLayouts
 from cqrskit.settings import Settings
 from cqrskit.topology import LAYOUT_TABLE, Topology
 
@@ -83,13 +78,27 @@ class OutboxRelay:
     :meth:`run` blocks until :meth:`stop` is called (for example from a
     SIGTERM handler); it then waits for the broker to acknowledge what is in
     flight (up to ``relay_drain_timeout``), records the position, and returns.
+
+    ``outbox`` is the store's side (leadership, reading, recording) and
+    ``publishers`` makes the broker's side, a new publisher for each session
+    it leads; :meth:`cqrskit.runtime.Runtime.relay` builds both. ``settings``
+    gives the relay's timings and page sizes only.
     """
 
-    def __init__(self, settings: Settings, application_name: str, relay_name: str = "default"):
+    def __init__(
+        self,
+        settings: Settings,
+        application_name: str,
+        relay_name: str = "default",
+        *,
+        outbox: Outbox,
+        publishers: Publishers,
+    ):
         self.settings = settings
         self.application_name = application_name
         self.instance = instance_name()
-        self.outbox = PostgresOutbox(settings, application_name, relay_name)
+        self.outbox = outbox
+        self._publishers = publishers
         self.topology = Topology.of(settings, application_name)
         self.transactional_id = self.topology.transactional_id(relay_name)
         #: monotonic time the last renewal of the lease was sent at.
@@ -98,7 +107,7 @@ class OutboxRelay:
         self._state = ""
         #: aggregate type -> (topic, its pinned layout), filled per session.
         self._topics: dict[str, tuple[str, TopicLayout]] = {}
-        self._layouts: PostgresTopicLayouts | None = None
+        self._layouts: TopicLayouts | None = None
         self._warned: set[tuple[str, int]] = set()
         self._state_metric = metrics.relay_state.labels(application_name)
         self._state_metric.state("starting")
@@ -213,36 +222,26 @@ class OutboxRelay:
             if self.stopping:
                 return
             self._set_state("leading", f"relay {self.instance} is leading")
-            publisher = KafkaPublisher(
-                self.settings, self.transactional_id, self._kafka_unreachable, self._seal
-            )
+            publisher = self._publishers(self.transactional_id, self._kafka_unreachable, self._seal)
             try:
                 self._publish(publisher)
-            except (DeliveryFailed, KafkaException) as exc:
+            except (DeliveryFailed, KafkaTrouble) as exc:
                 # Start over from the recorded position with a new producer.
                 publisher.abandon(self.settings.relay_lease / 2)
-                code = exc.args[0].code() if isinstance(exc, KafkaException) and exc.args else None
-                if code in FENCED or publisher.fenced:
+                if publisher.fenced:
                     raise LeaseLost(
                         f"relay {self.instance} was fenced by a newer producer of "
                         f"{self.transactional_id!r}: another relay leads"
                     ) from exc
-                refused = self._too_large(publisher, str(exc))
+                refused = self._too_large(publisher, exc)
                 if refused is not None:
                     raise refused from exc
-                if isinstance(exc, DeliveryFailed):
-                    raise
-                raise KafkaTrouble(describe_error(exc)) from exc
+                raise
             except BaseException:
                 publisher.abandon(self.settings.relay_lease / 2)
                 raise
-        except psycopg.errors.UndefinedTable as exc:
-            raise PermanentError(
-                f"the events table of {self.application_name!r} does not exist in schema "
-                f"{self.settings.postgres_schema!r}; run 'cqrskit db init' first"
-            ) from exc
-        except psycopg.OperationalError as exc:
-            raise LostSession(str(exc).strip().splitlines()[-1]) from exc
+        # The outbox raises its session's loss as LostSession and a missing
+        # events table as PermanentError (see cqrskit.relay._ports).
         finally:
             self.outbox.close()
 
@@ -285,7 +284,7 @@ class OutboxRelay:
             raise LeaseLost(f"relay {self.instance} lost its lease: another relay leads")
         self._renewed_at = renewing_at
 
-    def _fence(self, publisher: KafkaPublisher) -> None:
+    def _fence(self, publisher: Publisher) -> None:
         """Fence every older producer of our transactional id, renewing the lease meanwhile."""
         while not publisher.fence(_KAFKA_WAIT):
             self._renew()
@@ -294,7 +293,7 @@ class OutboxRelay:
 
     # -- publishing -------------------------------------------------------------
 
-    def _publish(self, publisher: KafkaPublisher) -> None:
+    def _publish(self, publisher: Publisher) -> None:
         settings = self.settings
         # Fence first, then read the position: after fencing nothing of an
         # old leader can still land in Kafka, and since we hold the lock
@@ -305,7 +304,7 @@ class OutboxRelay:
         pages: list[_Page] = []
         window = settings.relay_pages_in_flight
         topology = self.topology
-        self._layouts = PostgresTopicLayouts(self.outbox.conn, settings.postgres_schema)
+        self._layouts = self.outbox.layouts()
         self._layouts.ensure_table()
         self._topics = {}  # layouts are read again on the leader's session
         boundaries = self._boundaries(topology.topic_start, after)
@@ -346,7 +345,7 @@ class OutboxRelay:
         self._drain(publisher, pages)
 
     def _commit(
-        self, publisher: KafkaPublisher, pages: list[_Page], give_up_at: float | None = None
+        self, publisher: Publisher, pages: list[_Page], give_up_at: float | None = None
     ) -> bool:
         """Commit the open transaction, then record its last position; False if given up.
 
@@ -358,13 +357,11 @@ class OutboxRelay:
                 self._renew()
                 if give_up_at is not None and time.monotonic() > give_up_at:
                     return False
-        except KafkaException as exc:
-            if publisher.fenced or (exc.args and exc.args[0].code() in FENCED):
+        except KafkaTrouble as exc:
+            if publisher.fenced:
                 raise  # another relay leads: _session says so
             covered = f"positions {self.position} to {pages[-1].last}" if pages else "watermarks"
-            raise DeliveryFailed(
-                f"transaction of {covered} not committed: {describe_error(exc)}"
-            ) from exc
+            raise DeliveryFailed(f"transaction of {covered} not committed: {exc}") from exc
         if not pages:
             return True
         self._renew(pages[-1].last)
@@ -394,7 +391,7 @@ class OutboxRelay:
 
     def _read(
         self,
-        publisher: KafkaPublisher,
+        publisher: Publisher,
         topology: Topology,
         after: int,
         boundaries: list[int],
@@ -437,7 +434,7 @@ class OutboxRelay:
             )
         return bool(moves)
 
-    def _send(self, publisher: KafkaPublisher, rows: list[OutboxRow]) -> _Page:
+    def _send(self, publisher: Publisher, rows: list[OutboxRow]) -> _Page:
         # The hot loop: one pass per published event, so no call or
         # allocation that can be hoisted out of it stays in it.
         publisher.begin()
@@ -475,7 +472,7 @@ class OutboxRelay:
             produce(topic, key, value, headers, partition=layout.partition(key, position))
         return page
 
-    def _too_large(self, publisher: KafkaPublisher, failure: str) -> MessageTooLarge | None:
+    def _too_large(self, publisher: Publisher, failure: Exception) -> MessageTooLarge | None:
         """The refusal as too large behind ``failure``, naming its event; None if it is not one.
 
         A refusal fails a whole batch and says nothing of which message in
@@ -499,11 +496,13 @@ class OutboxRelay:
         size, (position, aggregate_id, _, event_topic, _) = max(zip(sizes, rows, strict=True))
         event_type, aggregate_type = event_type_of(event_topic)
         topic = self.topology.topic(aggregate_type)
-        if TOO_LARGE in failure or size > publisher.max_message_bytes(topic, default=size):
+        if publisher.refused_as_too_large(failure) or size > publisher.max_message_bytes(
+            topic, default=size
+        ):
             return MessageTooLarge(position, aggregate_id, event_type, size, topic)
         return None
 
-    def _topic(self, publisher: KafkaPublisher, aggregate_type: str) -> tuple[str, TopicLayout]:
+    def _topic(self, publisher: Publisher, aggregate_type: str) -> tuple[str, TopicLayout]:
         assert self._layouts is not None
         topic = self.topology.topic(aggregate_type)
         publisher.ensure_topic(topic)
@@ -511,7 +510,7 @@ class OutboxRelay:
         self._topics[aggregate_type] = (topic, layout)
         return topic, layout
 
-    def _warn_unused_partitions(self, publisher: KafkaPublisher) -> None:
+    def _warn_unused_partitions(self, publisher: Publisher) -> None:
         """Say once per topic and count that Kafka has partitions the relay sends no events to."""
         in_kafka = publisher.known_partitions()
         for topic, layout in self._topics.values():
@@ -535,7 +534,7 @@ class OutboxRelay:
         metrics.relay_lag_events.labels(self.application_name).set(events)
         metrics.relay_lag_seconds.labels(self.application_name).set(seconds)
 
-    def _drain(self, publisher: KafkaPublisher, pages: list[_Page]) -> None:
+    def _drain(self, publisher: Publisher, pages: list[_Page]) -> None:
         deadline = time.monotonic() + self.settings.relay_drain_timeout
         if not self._commit(publisher, pages, give_up_at=deadline):
             log.warning(

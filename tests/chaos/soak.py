@@ -29,9 +29,9 @@ import matplotlib.pyplot as plt
 
 from cqrskit import CqrskitError
 from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.eventstore import store_head
+from cqrskit.adapters.postgres.outbox import read_status
+from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.queries import applied_position
-from cqrskit.relay import read_status
 from cqrskit.topology import IndexNames
 from examples.shop.demo import clean_up
 from tests.chaos.run import PROJECTIONS, ROOT, Chaos, Stream, say

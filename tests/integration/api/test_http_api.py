@@ -10,7 +10,7 @@ from uuid import uuid4
 import httpx
 from elasticsearch import Elasticsearch
 
-from cqrskit.eventstore import store_head
+from cqrskit.adapters.postgres.reader import store_head
 from projections.orders import OrderSummaries
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline

@@ -20,7 +20,7 @@ from psycopg.sql import SQL, Identifier
 
 from cqrskit import Settings
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.eventstore import PostgresEventRecorder
+from cqrskit.adapters.postgres.event_store import PostgresEventRecorder
 from examples.shop import Order, OrderLine, ShopApp
 
 LINE = OrderLine(sku="tea", quantity=1, unit_price="2.00")  # type: ignore[arg-type]

@@ -12,8 +12,8 @@ from psycopg.sql import SQL
 
 from cqrskit import CommandBus, CommandResult, Settings
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.eventstore import IdempotencyRecord, PostgresEventRecorder
-from cqrskit.eventstore._postgres import _Append
+from cqrskit.adapters.postgres.event_store import PostgresEventRecorder, _Append
+from cqrskit.eventstore import IdempotencyRecord
 from examples.shop import Order, PlaceOrder, ShopApp, handlers
 
 ORDER = PlaceOrder(customer_id="ada", lines=[{"sku": "tea", "quantity": 1, "unit_price": "2.00"}])

@@ -18,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from cqrskit import Settings
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.eventstore import PostgresEventRecorder
+from cqrskit.adapters.postgres.event_store import PostgresEventRecorder
 
 pytestmark = pytest.mark.usefixtures("postgres_up")
 

@@ -17,7 +17,8 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import ServiceUnavailable, Settings
 from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.eventstore import read_envelopes, store_head
+from cqrskit.adapters.postgres.outbox import read_status
+from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.projections import (
     METADATA_FIELD,
     Projection,
@@ -25,7 +26,8 @@ from cqrskit.projections import (
     fold,
     projection_status,
 )
-from cqrskit.relay import OutboxRelay, read_status
+from cqrskit.relay import OutboxRelay
+from cqrskit.runtime import Runtime
 from examples.shop import ShopApp
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.relay.conftest import wait_until
@@ -75,7 +77,7 @@ class Pipeline:
         }
 
     def start_relay(self) -> None:
-        self.relay = OutboxRelay(self.settings, "shop")
+        self.relay = Runtime(self.settings).relay("shop")
         self.relay_thread = threading.Thread(target=self.relay.run, daemon=True)
         self.relay_thread.start()
 

@@ -23,9 +23,9 @@ from elasticsearch import Elasticsearch
 from cqrskit import Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.eventstore import store_head
+from cqrskit.adapters.postgres.layouts import layout_status
+from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.projections import projection_status
-from cqrskit.relay import layout_status
 from cqrskit.topology import Topology
 from examples.shop import InventoryItem, Order, OrderLine, ShopApp
 from projections import CustomerOrdersProjection

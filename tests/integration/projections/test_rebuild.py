@@ -20,7 +20,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from cqrskit import CommandBus, ServiceUnavailable, Settings
 from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.eventstore import store_head
+from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.projections import (
     METADATA_FIELD,
     ElasticsearchReadModel,

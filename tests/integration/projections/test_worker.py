@@ -16,7 +16,7 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import CommandBus, Envelope, Settings
 from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.eventstore import store_head
+from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.projections import (
     DeadLetterTopic,
     projection_status,

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from cqrskit import CommandBus, Settings
 from cqrskit.projections import ProjectionWorker
-from cqrskit.relay import OutboxRelay
+from cqrskit.runtime import Runtime
 from examples.shop import RegisterItem, ShopApp, handlers
 from projections import StockLevels
 
@@ -33,7 +33,7 @@ def main() -> None:
     settings = Settings.load()
     with ShopApp(settings) as app:
         result = CommandBus(app, handlers).dispatch(RegisterItem(sku="tea", name="tea", quantity=3))
-    relay = OutboxRelay(settings, "shop")
+    relay = Runtime(settings).relay("shop")
     worker = ProjectionWorker(settings, "shop", StockLevels())
     threads = [threading.Thread(target=x.run, daemon=True) for x in (relay, worker)]
     for thread in threads:

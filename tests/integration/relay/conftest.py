@@ -22,8 +22,10 @@ from confluent_kafka import Consumer, Message
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.envelope import WATERMARK_EVENT_TYPE, Envelope
-from cqrskit.relay import OutboxRelay, RelayStatus, read_status
+from cqrskit.relay import OutboxRelay, RelayStatus
+from cqrskit.runtime import Runtime
 from examples.shop import Order, OrderLine, PlaceOrder, RestockItem, ShopApp, handlers
 from examples.shop.commands import RegisterItem
 from tests.integration.conftest import REPO_ROOT
@@ -310,7 +312,7 @@ def assert_in_order_and_complete(delivered: Delivered, stored: dict[int, tuple[U
 @contextmanager
 def relay_thread(settings: Settings, application_name: str) -> Iterator[OutboxRelay]:
     """Run one relay in a thread of the test; stop it (and check it did not fail) after."""
-    relay = OutboxRelay(settings, application_name)
+    relay = Runtime(settings).relay(application_name)
     failures: list[BaseException] = []
 
     def run() -> None:

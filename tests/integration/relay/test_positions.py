@@ -11,8 +11,9 @@ import pytest
 
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.errors import AmbiguousRelayPosition
-from cqrskit.relay import OutboxRelay, read_status
+from cqrskit.runtime import Runtime
 from examples.library.app import AddBook, LibraryApp
 from examples.library.app import handlers as library_handlers
 from examples.shop import Order, ShopApp
@@ -108,7 +109,7 @@ def test_a_legacy_relay_position_two_applications_could_own_is_refused_not_guess
     shop, library, books = _shop_and_library(relays)
     _legacy_position(shop, 20)
     with pytest.raises(AmbiguousRelayPosition) as refused:
-        OutboxRelay(library, "library").run()
+        Runtime(library).relay("library").run()
     assert refused.value.position == 20
     assert refused.value.applications == ("library", "shop")
     assert "UPDATE" in str(refused.value)

@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 
 from cqrskit import CommandBus, Settings
-from cqrskit.eventstore import read_envelopes
+from cqrskit.adapters.postgres.reader import read_envelopes
 from cqrskit.sagas import PostgresSagaStore, SagaInstance
 from examples.shop import (
     AuthorisePayment,

@@ -1,4 +1,4 @@
-"""The outbox side of the relay: PostgreSQL, read in commit order, with leadership.
+"""The relay's outbox in PostgreSQL: the events table read in commit order, with leadership.
 
 Everything the active relay does in PostgreSQL goes through one connection:
 the one holding the session-level advisory lock that makes it the leader.
@@ -23,29 +23,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import socket
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 import psycopg
 from psycopg.sql import SQL, Identifier
 
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.errors import AmbiguousRelayPosition, PermanentError
+from cqrskit.adapters.postgres.layouts import DDL_LOCK, PostgresTopicLayouts
+from cqrskit.errors import AmbiguousRelayPosition, LostSession, PermanentError
+from cqrskit.relay import BEFORE_FIRST, OutboxRow, RelayStatus
 from cqrskit.settings import Settings
 from cqrskit.topology import RELAY_TABLE, Topology
 
-__all__ = ["OutboxRow", "PostgresOutbox", "RelayStatus"]
-
-#: The position before the first event: nothing published yet.
-BEFORE_FIRST = 0
-
-# Serialises cqrskit's own DDL between sessions (see ensure_table).
-_DDL_LOCK = 0x6371_726B_6974  # "cqrkit"
+__all__ = ["PostgresOutbox", "read_status"]
 
 # The application of the rows of a relay table from before positions were
 # kept per application (the table was keyed by relay name alone).
@@ -53,35 +46,32 @@ _LEGACY_APPLICATION = ""
 
 log = logging.getLogger("cqrskit.relay")
 
-
-#: One stored event as the relay reads it:
-#: (position, aggregate id as text, aggregate version, event topic, stored state).
-OutboxRow = tuple[int, str, int, str, bytes]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-@dataclass(frozen=True)
-class RelayStatus:
-    """Where a relay is, as ``cqrskit relay status`` shows it."""
+def _on_session(
+    method: Callable[Concatenate[PostgresOutbox, _P], _R],
+) -> Callable[Concatenate[PostgresOutbox, _P], _R]:
+    """Run ``method`` with psycopg's errors translated (see :meth:`PostgresOutbox.translated`)."""
 
-    name: str
-    application: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
-    active_instance: str | None
-    heartbeat_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
+    def translating(self: PostgresOutbox, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.translated():
+            return method(self, *args, **kwargs)
 
-
-def instance_name() -> str:
-    """host:pid of this process, to say which relay is active."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    translating.__doc__ = method.__doc__
+    translating.__name__ = method.__name__
+    return translating
 
 
 class PostgresOutbox:
-    """The events table read as an outbox, and the relay's position beside it."""
+    """The events table read as an outbox, and the relay's position beside it.
+
+    Implements :class:`cqrskit.relay.Outbox`. Every psycopg error is raised
+    as cqrskit's: the session lost as :class:`~cqrskit.errors.LostSession`,
+    a missing events table (or any other refusal) as
+    :class:`~cqrskit.errors.PermanentError`.
+    """
 
     def __init__(self, settings: Settings, application_name: str, relay_name: str = "default"):
         self.settings = settings
@@ -107,8 +97,33 @@ class PostgresOutbox:
             "FROM {events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(events=self.events)
 
+    @contextlib.contextmanager
+    def translated(self) -> Iterator[None]:
+        """Re-raise psycopg's errors on the relay's session into cqrskit's tree.
+
+        Raises:
+            PermanentError: the events table does not exist (or another
+                refusal retrying cannot change).
+            LostSession: the session, and with it the leadership, is gone.
+        """
+        try:
+            yield
+        except psycopg.errors.UndefinedTable as exc:
+            raise PermanentError(
+                f"the events table of {self.application_name!r} does not exist in schema "
+                f"{self.settings.postgres_schema!r}; run 'cqrskit db init' first"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise LostSession(str(exc).strip().splitlines()[-1]) from exc
+        except psycopg.Error as exc:
+            raise PermanentError(
+                f"relay {self.relay_name!r} of {self.application_name!r}: "
+                f"{pg_backend.first_line(exc)}"
+            ) from exc
+
     # -- connection and leadership -------------------------------------------
 
+    @_on_session
     def connect(self) -> None:
         """Open the session that leads, reads and records.
 
@@ -133,6 +148,7 @@ class PostgresOutbox:
             self._conn.close()
             self._conn = None
 
+    @_on_session
     def ensure_table(self) -> None:
         """Create (or migrate) the relay table and this relay's row; idempotent.
 
@@ -151,7 +167,7 @@ class PostgresOutbox:
         # in the form the error's statements are written for.
         for step in (self._create_table, self._claim_row):
             with self.conn.transaction():
-                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [_DDL_LOCK])
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [DDL_LOCK])
                 step()
 
     def _create_table(self) -> None:
@@ -265,6 +281,7 @@ class PostgresOutbox:
         ).fetchall()
         return [str(r[0]).removesuffix("_events") for r in rows]
 
+    @_on_session
     def try_lead(self, instance: str) -> bool:
         """Take leadership if no other session holds it; True if we lead now.
 
@@ -285,6 +302,7 @@ class PostgresOutbox:
         self.conn.execute(SQL("LISTEN {0}").format(Identifier(self.channel)))
         return True
 
+    @_on_session
     def end_silent_leader(self, lease: float) -> int | None:
         """End the leader's session if its lease expired; the backend pid ended, if any.
 
@@ -324,6 +342,7 @@ class PostgresOutbox:
 
     # -- reading and recording -------------------------------------------------
 
+    @_on_session
     def position(self) -> int:
         """The last position acknowledged by Kafka and recorded."""
         row = self.conn.execute(
@@ -332,6 +351,7 @@ class PostgresOutbox:
         ).fetchone()
         return int(row[0]) if row else BEFORE_FIRST
 
+    @_on_session
     def read(self, after: int, limit: int) -> Sequence[OutboxRow]:
         """Up to ``limit`` events after ``after``, in commit order.
 
@@ -343,6 +363,7 @@ class PostgresOutbox:
             cursor.execute(self._read_page, [after, limit], prepare=True)
             return cursor.fetchall()
 
+    @_on_session
     def record(self, position: int) -> bool:
         """Record ``position`` as published and renew the lease; False if we do not lead.
 
@@ -360,6 +381,7 @@ class PostgresOutbox:
         )
         return cursor.rowcount == 1
 
+    @_on_session
     def heartbeat(self) -> bool:
         """Renew the lease: say the leader is alive; False if we do not lead."""
         cursor = self.conn.execute(
@@ -382,6 +404,7 @@ class PostgresOutbox:
                 [error[:2000], *self._key],
             )
 
+    @_on_session
     def lag(self, position: int) -> tuple[int, int, float]:
         """(store head, events after ``position``, age in seconds of the oldest of them)."""
         row = self.conn.execute(
@@ -402,10 +425,15 @@ class PostgresOutbox:
                 seconds = max(0.0, age.total_seconds())
         return head, max(0, head - position), seconds
 
+    @_on_session
     def wait_for_events(self, timeout: float) -> None:
         """Block until an append is notified or ``timeout`` passes."""
         for _ in self.conn.notifies(timeout=timeout, stop_after=1):
             pass
+
+    def layouts(self) -> PostgresTopicLayouts:
+        """The pinned layouts, on the leader's session, with its errors translated."""
+        return PostgresTopicLayouts(self.conn, self.settings.postgres_schema, self.translated)
 
 
 def read_status(

@@ -28,12 +28,18 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import get_topic
 from psycopg import Connection, Cursor, Pipeline
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from cqrskit.adapters.postgres._client import connection_options
+from cqrskit.adapters.postgres._errors import first_line, unavailable
+from cqrskit.errors import ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
+from cqrskit.settings import Settings
 
 __all__ = ["PostgresEventRecorder", "PostgresEventStoreFactory"]
 
@@ -421,3 +427,42 @@ class PostgresEventStoreFactory(PostgresFactory):
     """eventsourcing's PostgreSQL factory, building :class:`PostgresEventRecorder`."""
 
     application_recorder_class = PostgresEventRecorder
+
+    @classmethod
+    def environment(cls, settings: Settings) -> dict[str, str]:
+        """The eventsourcing environment of this factory on ``settings``' database."""
+        params = conninfo_to_dict(settings.postgres_dsn)
+        return {
+            "PERSISTENCE_MODULE": get_topic(cls),
+            "POSTGRES_DBNAME": str(params.get("dbname", "")),
+            "POSTGRES_HOST": str(params.get("host", "localhost")),
+            "POSTGRES_PORT": str(params.get("port", 5432)),
+            "POSTGRES_USER": str(params.get("user", "")),
+            "POSTGRES_PASSWORD": str(params.get("password", "")),
+            "POSTGRES_SCHEMA": settings.postgres_schema,
+            "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(settings.connect_timeout))),
+            "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
+            "POSTGRES_MAX_OVERFLOW": "0",
+            "POSTGRES_LOCK_TIMEOUT": "30",
+        }
+
+    @classmethod
+    def unavailable(cls, settings: Settings, exc: Exception) -> ServiceUnavailable:
+        """The driver error ``exc`` as a ServiceUnavailable naming the database."""
+        return unavailable(settings.postgres_address(), first_line(exc))
+
+    def prepare(self, settings: Settings) -> None:
+        """Give the pool's connections cqrskit's libpq options; create the schema if asked."""
+        # The library's pool takes no libpq parameters beyond the login;
+        # it opens lazily, so its connections all get these.
+        login = self.datastore.pool.kwargs
+        assert isinstance(login, dict), "eventsourcing passes its pool a dict of parameters"
+        login.update(connection_options(settings))
+        if self.env_create_table():
+            self.create_schema()
+
+    def create_schema(self) -> None:
+        """Create the schema the tables live in; idempotent."""
+        schema = Identifier(self.datastore.schema)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(schema))

@@ -7,8 +7,12 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
+from eventsourcing.utils import get_topic
 
+from cqrskit.adapters.memory._errors import unavailable
+from cqrskit.errors import ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
+from cqrskit.settings import Settings
 
 __all__ = ["MemoryEventRecorder", "MemoryEventStoreFactory"]
 
@@ -47,3 +51,19 @@ class MemoryEventStoreFactory(POPOFactory):
     def application_recorder(self) -> ApplicationRecorder:
         """A fresh in-memory recorder."""
         return MemoryEventRecorder()
+
+    @classmethod
+    def environment(cls, settings: Settings) -> dict[str, str]:
+        """Selects this factory; memory needs nothing else."""
+        return {"PERSISTENCE_MODULE": get_topic(cls)}
+
+    @classmethod
+    def unavailable(cls, settings: Settings, exc: Exception) -> ServiceUnavailable:
+        """Memory is never away: a storage error here is a bug, said in the tree's terms."""
+        return unavailable("process memory", str(exc) or type(exc).__name__)
+
+    def prepare(self, settings: Settings) -> None:
+        """Nothing to prepare."""
+
+    def create_schema(self) -> None:
+        """Memory has no schema."""

@@ -1,4 +1,4 @@
-"""The Kafka side of the relay: a transactional, batching, compressing producer.
+"""The relay's publisher on Kafka: a transactional, batching, compressing producer.
 
 Transactions are the relay's fencing on the Kafka side: every relay of one
 outbox uses one ``transactional.id``, so the new leader's
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -30,10 +30,11 @@ from cqrskit.envelope import (
     WATERMARK_EVENT_TYPE,
     Seal,
 )
+from cqrskit.errors import KafkaTrouble
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology
 
-__all__ = ["TOO_LARGE", "KafkaPublisher"]
+__all__ = ["FENCED", "TOO_LARGE", "KafkaPublisher"]
 
 log = logging.getLogger("cqrskit.relay")
 
@@ -76,6 +77,10 @@ class KafkaPublisher:
 
     Produce only between :meth:`begin` and :meth:`commit`; call
     :meth:`fence` once before the first :meth:`begin`.
+
+    Implements :class:`cqrskit.relay.Publisher`: every ``KafkaException``
+    is raised as :class:`~cqrskit.errors.KafkaTrouble` in librdkafka's own
+    words, after setting :attr:`fenced` if a newer producer fenced this one.
     """
 
     def __init__(
@@ -113,13 +118,33 @@ class KafkaPublisher:
         self.fatal: KafkaError | None = None
         #: True once a newer producer of ``transactional_id`` fenced this one.
         self.fenced = False
-        self._producer = Producer(config)
+        with kafka_backend.translated(
+            settings.kafka_bootstrap, "creating the relay's producer", refusals=True
+        ):
+            self._producer = Producer(config)
         self._seal = seal or Seal(settings.relay_seal_key)
         self._open = False
         self._admin = kafka_backend.admin(settings)
         self._topics: set[str] = set()
         self._partitions: dict[str, list[int]] = {}
         self._partitions_at = float("-inf")
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Re-raise librdkafka's errors as KafkaTrouble, noting a fencing first."""
+        try:
+            yield
+        except KafkaException as exc:
+            raise self._trouble(exc) from exc
+
+    def _trouble(self, exc: KafkaException) -> KafkaTrouble:
+        if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].code() in FENCED:
+            self.fenced = True
+        return KafkaTrouble(kafka_backend.describe_error(exc))
+
+    def refused_as_too_large(self, error: BaseException) -> bool:
+        """True if ``error`` (or its cause) is librdkafka refusing a message as too large."""
+        return TOO_LARGE in str(error) or TOO_LARGE in str(error.__cause__ or "")
 
     def _error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -165,10 +190,11 @@ class KafkaPublisher:
         (call again). Idempotent.
 
         Raises:
-            KafkaException: a fatal error (for example: not authorised to
+            KafkaTrouble: a fatal error (for example: not authorised to
                 use the transactional id).
         """
-        return _finished(self._producer.init_transactions, timeout)
+        with self._translated():
+            return _finished(self._producer.init_transactions, timeout)
 
     @property
     def in_transaction(self) -> bool:
@@ -177,9 +203,10 @@ class KafkaPublisher:
 
     def begin(self) -> None:
         """Open a transaction unless one is open; idempotent."""
-        if not self._open:
-            self._producer.begin_transaction()
-            self._open = True
+        with self._translated():
+            if not self._open:
+                self._producer.begin_transaction()
+                self._open = True
 
     def commit(self, timeout: float) -> bool:
         """Deliver everything produced in the transaction and commit it.
@@ -189,12 +216,14 @@ class KafkaPublisher:
         background.
 
         Raises:
-            KafkaException: a message failed (the transaction must be
-                abandoned) or the producer was fenced by a newer one.
+            KafkaTrouble: a message failed (the transaction must be
+                abandoned) or the producer was fenced by a newer one
+                (:attr:`fenced` is then True).
         """
-        if self._open and _finished(self._producer.commit_transaction, timeout):
-            self._open = False
-        return not self._open
+        with self._translated():
+            if self._open and _finished(self._producer.commit_transaction, timeout):
+                self._open = False
+            return not self._open
 
     def produce(
         self,
@@ -214,6 +243,7 @@ class KafkaPublisher:
         full, serves the producer's events until there is room.
         """
         chosen = -1 if partition is None else partition  # -1: librdkafka's RD_KAFKA_PARTITION_UA
+        # A bare try, not _translated(): this runs once per published event.
         try:
             self._producer.produce(topic, value, key, chosen, headers=headers)
         except BufferError:
@@ -224,6 +254,10 @@ class KafkaPublisher:
                     return
                 except BufferError:
                     continue
+                except KafkaException as exc:
+                    raise self._trouble(exc) from exc
+        except KafkaException as exc:
+            raise self._trouble(exc) from exc
 
     def partition_count(self, topic: str) -> int:
         """How many partitions ``topic`` has in the cluster now.
@@ -247,59 +281,62 @@ class KafkaPublisher:
         queue drops the mark (a later one covers it), unless ``wait``: then
         delivery reports are served until there is room.
         """
-        now = time.monotonic()
-        if now - self._partitions_at > 2.0:  # new topics (a new projection) join soon
-            self._partitions_at = now
-            try:
-                metadata = self._producer.list_topics(timeout=self.settings.connect_timeout)
-            except KafkaException as exc:
-                # The broker is away: keep marking the partitions we know;
-                # the marks wait in the queue with the events before them.
-                if self._on_unreachable is not None:
-                    self._on_unreachable(kafka_backend.describe_error(exc))
-            else:
-                self._partitions = {
-                    name: sorted(topic.partitions)
-                    for name, topic in metadata.topics.items()
-                    if topology.is_event_topic(name)
-                }
-        self.begin()  # a watermark is fenced like the events before it
-        said: list[tuple[str, str | bytes | None]] = [
-            (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
-            (HEADER_POSITION, b"%d" % position),
-        ]
-        for topic, partitions in self._partitions.items():
-            value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
-            for partition in partitions:
-                seal = self._seal.watermark(topic, partition, position, value)
-                sealed = [*said, (HEADER_SEAL, seal)]
-                while True:
-                    try:
-                        self._producer.produce(
-                            topic, value, None, partition=partition, headers=sealed
-                        )
-                        break
-                    except BufferError:
-                        if not wait:
-                            return  # the queue is full of events; a later mark covers this one
-                        self._producer.poll(0.1)
+        with self._translated():
+            now = time.monotonic()
+            if now - self._partitions_at > 2.0:  # new topics (a new projection) join soon
+                self._partitions_at = now
+                try:
+                    metadata = self._producer.list_topics(timeout=self.settings.connect_timeout)
+                except KafkaException as exc:
+                    # The broker is away: keep marking the partitions we know;
+                    # the marks wait in the queue with the events before them.
+                    if self._on_unreachable is not None:
+                        self._on_unreachable(kafka_backend.describe_error(exc))
+                else:
+                    self._partitions = {
+                        name: sorted(topic.partitions)
+                        for name, topic in metadata.topics.items()
+                        if topology.is_event_topic(name)
+                    }
+            self.begin()  # a watermark is fenced like the events before it
+            said: list[tuple[str, str | bytes | None]] = [
+                (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
+                (HEADER_POSITION, b"%d" % position),
+            ]
+            for topic, partitions in self._partitions.items():
+                value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
+                for partition in partitions:
+                    seal = self._seal.watermark(topic, partition, position, value)
+                    sealed = [*said, (HEADER_SEAL, seal)]
+                    while True:
+                        try:
+                            self._producer.produce(
+                                topic, value, None, partition=partition, headers=sealed
+                            )
+                            break
+                        except BufferError:
+                            if not wait:
+                                return  # the queue is full of events; a later mark covers this one
+                            self._producer.poll(0.1)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks, waiting up to ``timeout`` seconds for one.
 
         Raises:
-            KafkaException: librdkafka declared the producer dead (a fatal
+            KafkaTrouble: librdkafka declared the producer dead (a fatal
                 error, such as a batch refused under the gapless guarantee);
                 the messages still in it will never be delivered, and not
                 every one of them gets a delivery report saying so.
         """
-        self._producer.poll(timeout)
-        if self.fatal is not None:
-            raise KafkaException(self.fatal)
+        with self._translated():
+            self._producer.poll(timeout)
+            if self.fatal is not None:
+                raise KafkaException(self.fatal)
 
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` for every queued message; return how many remain."""
-        return int(self._producer.flush(timeout))
+        with self._translated():
+            return int(self._producer.flush(timeout))
 
     def abandon(self, timeout: float) -> None:
         """Abort the open transaction and drop every queued message; best effort.

@@ -1,0 +1,277 @@
+"""The pinned partition layouts of the relay's topics, kept in PostgreSQL.
+
+Why the relay pins each topic's layout, and what a layout is: see
+:mod:`cqrskit.relay._layout` and
+docs/decisions/0009-guards-that-survive-repartitioning.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import psycopg
+from confluent_kafka import KafkaException
+from psycopg.sql import SQL, Identifier
+
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
+from cqrskit.errors import PermanentError, ServiceUnavailable
+from cqrskit.relay import BEFORE_FIRST, LayoutStatus, TopicLayout
+from cqrskit.settings import Settings
+from cqrskit.topology import LAYOUT_TABLE, MOVES_TABLE
+
+__all__ = ["DDL_LOCK", "PostgresTopicLayouts", "layout_status", "request_repartition"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: Serialises cqrskit's own DDL between sessions (see ``PostgresOutbox.ensure_table``).
+DDL_LOCK = 0x6371_726B_6974  # "cqrkit"
+
+
+def _translating(
+    method: Callable[Concatenate[PostgresTopicLayouts, _P], _R],
+) -> Callable[Concatenate[PostgresTopicLayouts, _P], _R]:
+    """Run ``method`` inside the layouts' ``translated`` context."""
+
+    def translating(self: PostgresTopicLayouts, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.translated():
+            return method(self, *args, **kwargs)
+
+    translating.__doc__ = method.__doc__
+    translating.__name__ = method.__name__
+    return translating
+
+
+class PostgresTopicLayouts:
+    """The pinned layouts, read and written on the relay leader's session.
+
+    Implements :class:`cqrskit.relay.TopicLayouts`.
+
+    Rows are (topic, after position, partitions); a topic's first row is
+    written when the relay first publishes to it, and never changes.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[tuple[Any, ...]],
+        schema: str,
+        translated: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ):
+        self.conn = conn
+        #: Wraps each call: the relay's outbox translates its session's errors.
+        self.translated = translated
+        self.table = Identifier(schema, LAYOUT_TABLE)
+        self.moves = Identifier(schema, MOVES_TABLE)
+
+    @_translating
+    def ensure_table(self) -> None:
+        """Create the table if missing; idempotent, also when run concurrently."""
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [DDL_LOCK])
+            self.conn.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {table} ("
+                    "topic text NOT NULL, "
+                    "after_position bigint NOT NULL, "
+                    "partitions integer NOT NULL CHECK (partitions > 0), "
+                    "recorded_at timestamptz NOT NULL DEFAULT now(), "
+                    "PRIMARY KEY (topic, after_position))"
+                ).format(table=self.table)
+            )
+            self.conn.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {moves} ("
+                    "topic text PRIMARY KEY, "
+                    "partitions integer NOT NULL CHECK (partitions > 0), "
+                    "requested_at timestamptz NOT NULL DEFAULT now())"
+                ).format(moves=self.moves)
+            )
+
+    @_translating
+    def load_all(self, start: str) -> dict[str, TopicLayout]:
+        """The recorded layout of every topic beginning with ``start`` (``topic_start``)."""
+        rows = self.conn.execute(
+            SQL(
+                "SELECT topic, after_position, partitions FROM {table} "
+                "WHERE starts_with(topic, %s) ORDER BY topic, after_position"
+            ).format(table=self.table),
+            [start],
+        ).fetchall()
+        steps: dict[str, list[tuple[int, int]]] = {}
+        for topic, after, partitions in rows:
+            steps.setdefault(str(topic), []).append((int(after), int(partitions)))
+        return {topic: TopicLayout(topic, tuple(s)) for topic, s in steps.items()}
+
+    @_translating
+    def load(self, topic: str) -> TopicLayout | None:
+        """The recorded layout of ``topic``; None if the relay never published to it."""
+        rows = self.conn.execute(
+            SQL(
+                "SELECT after_position, partitions FROM {table} WHERE topic = %s "
+                "ORDER BY after_position"
+            ).format(table=self.table),
+            [topic],
+        ).fetchall()
+        if not rows:
+            return None
+        return TopicLayout(topic, tuple((int(a), int(p)) for a, p in rows))
+
+    @_translating
+    def pin(self, topic: str, in_kafka: int) -> TopicLayout:
+        """The layout of ``topic``, recording ``in_kafka`` partitions if it has none yet.
+
+        Idempotent: a recorded layout is kept whatever the topic has now.
+
+        Raises:
+            PermanentError: the topic has fewer partitions than its layout
+                uses (it was deleted and re-created smaller).
+        """
+        self.conn.execute(
+            SQL(
+                "INSERT INTO {table} (topic, after_position, partitions) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING"
+            ).format(table=self.table),
+            [topic, BEFORE_FIRST, in_kafka],
+        )
+        layout = self.load(topic)
+        assert layout is not None
+        if layout.partitions > in_kafka:
+            raise PermanentError(
+                f"topic {topic!r} has {in_kafka} partitions in Kafka, but the relay's recorded "
+                f"layout sends to {layout.partitions} (table {LAYOUT_TABLE}); was the topic "
+                "deleted and re-created with fewer? Give it back its partitions"
+            )
+        return layout
+
+    @_translating
+    def request_move(self, topic: str, partitions: int) -> None:
+        """Ask the leading relay to move ``topic`` onto ``partitions``; idempotent.
+
+        Raises:
+            PermanentError: the relay never published to ``topic``, or
+                ``partitions`` is not more than its layout uses now.
+        """
+        layout = self.load(topic)
+        if layout is None:
+            raise PermanentError(
+                f"topic {topic!r} has no recorded layout: the relay never published to it, "
+                "and will use every partition it has when it first does"
+            )
+        if partitions <= layout.partitions:
+            raise PermanentError(
+                f"topic {topic!r} already uses {layout.partitions} partitions; a move "
+                f"onto {partitions} can only add partitions"
+            )
+        self.conn.execute(
+            SQL(
+                "INSERT INTO {moves} (topic, partitions) VALUES (%s, %s) "
+                "ON CONFLICT (topic) DO UPDATE SET partitions = excluded.partitions"
+            ).format(moves=self.moves),
+            [topic, partitions],
+        )
+
+    @_translating
+    def pending_moves(self) -> dict[str, int]:
+        """Requested moves: topic -> partitions."""
+        rows = self.conn.execute(
+            SQL("SELECT topic, partitions FROM {moves}").format(moves=self.moves)
+        ).fetchall()
+        return {str(topic): int(partitions) for topic, partitions in rows}
+
+    @_translating
+    def adopt(self, topic: str, after: int, partitions: int) -> TopicLayout:
+        """Record the move of ``topic`` onto ``partitions`` for events after ``after``.
+
+        Only the leader calls it, once it has sent every stored event up to
+        ``after`` (so none after it went out with the old count). Idempotent.
+        """
+        with self.conn.transaction():
+            self.conn.execute(
+                SQL(
+                    "INSERT INTO {table} (topic, after_position, partitions) "
+                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+                ).format(table=self.table),
+                [topic, after, partitions],
+            )
+            self.conn.execute(
+                SQL("DELETE FROM {moves} WHERE topic = %s").format(moves=self.moves), [topic]
+            )
+        layout = self.load(topic)
+        assert layout is not None
+        return layout
+
+
+def layout_status(settings: Settings, start: str) -> list[LayoutStatus]:
+    """The pinned layout of every topic beginning with ``start``, beside its partitions in Kafka.
+
+    Raises:
+        ServiceUnavailable: PostgreSQL cannot be reached (Kafka being away
+            only leaves ``in_kafka`` unknown).
+    """
+    with pg_backend.connect(settings) as conn:
+        layouts = PostgresTopicLayouts(conn, settings.postgres_schema)
+        layouts.ensure_table()
+        rows = conn.execute(
+            SQL(
+                "SELECT DISTINCT ON (topic) topic, partitions FROM {table} "
+                "WHERE starts_with(topic, %s) ORDER BY topic, after_position DESC"
+            ).format(table=layouts.table),
+            [start],
+        ).fetchall()
+        moves = layouts.pending_moves()
+    counts: dict[str, int] = {}
+    try:
+        if rows:
+            client = kafka_backend.admin(settings)
+            metadata = client.list_topics(timeout=settings.connect_timeout)
+            counts = {name: len(t.partitions) for name, t in metadata.topics.items()}
+    except (KafkaException, ServiceUnavailable):
+        counts = {}
+    known = bool(counts)
+    return [
+        LayoutStatus(
+            str(topic), int(used), counts.get(str(topic)) if known else None, moves.get(topic)
+        )
+        for topic, used in rows
+    ]
+
+
+def request_repartition(
+    settings: Settings, start: str, topics: Sequence[str] = ()
+) -> list[tuple[str, int, int]]:
+    """Ask the leading relay to move topics onto every partition they have in Kafka.
+
+    ``topics`` defaults to every topic beginning with ``start`` the relay publishes to.
+    Returns (topic, partitions used now, partitions moved to) for each move
+    requested; topics that use all their partitions already are left alone.
+    Idempotent. The relay takes a move up once it has caught up with the
+    store; ``relay status`` shows it pending until then.
+
+    Raises:
+        ServiceUnavailable: PostgreSQL or Kafka cannot be reached.
+        PermanentError: a named topic has no recorded layout.
+    """
+    with kafka_backend.translated(settings.kafka_bootstrap):
+        metadata = kafka_backend.admin(settings).list_topics(timeout=settings.connect_timeout)
+    requested: list[tuple[str, int, int]] = []
+    with pg_backend.connect(settings) as conn:
+        layouts = PostgresTopicLayouts(conn, settings.postgres_schema)
+        layouts.ensure_table()
+        known = layouts.load_all(start)
+        unknown = sorted(set(topics) - known.keys())
+        if unknown:
+            raise PermanentError(
+                f"no recorded layout for {', '.join(unknown)}: the relay publishes to "
+                f"{', '.join(sorted(known)) or 'no topic yet'}"
+            )
+        for topic in topics or sorted(known):
+            found = metadata.topics.get(topic)
+            in_kafka = len(found.partitions) if found is not None else 0
+            if in_kafka > known[topic].partitions:
+                layouts.request_move(topic, in_kafka)
+                requested.append((topic, known[topic].partitions, in_kafka))
+    return requested
