@@ -1,0 +1,109 @@
+"""The relay's loop on the in-memory outbox and broker: lead, publish, record, hand over."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import TypeVar
+
+from cqrskit import CommandBus, Settings
+from cqrskit.adapters.memory.outbox import MemoryEvents, MemoryOutbox
+from cqrskit.adapters.memory.publisher import MemoryBroker, MemoryPublisher
+from cqrskit.envelope import HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE, Envelope
+from cqrskit.relay import OutboxRelay
+from cqrskit.topology import Topology
+from examples.shop import PlaceOrder, ShopApp, handlers
+
+T = TypeVar("T")
+ORDER = PlaceOrder(customer_id="ada", lines=[{"sku": "tea", "quantity": 1, "unit_price": "2.00"}])
+SETTINGS = Settings(relay_page_size=7, relay_lease=2.0)
+
+
+def stored_events(orders: int) -> MemoryEvents:
+    """``orders`` orders placed on the in-memory store, copied into an outbox."""
+    app = ShopApp(persistence="memory")
+    bus = CommandBus(app, handlers)
+    for _ in range(orders):
+        bus.dispatch(ORDER)
+    events = MemoryEvents()
+    for n in app.recorder.select_notifications(start=1, limit=10**9):
+        events.append(str(n.originator_id), n.originator_version, n.topic, n.state)
+    return events
+
+
+def relay_on(events: MemoryEvents, broker: MemoryBroker) -> OutboxRelay:
+    return OutboxRelay(
+        SETTINGS,
+        "shop",
+        outbox=MemoryOutbox(events),
+        publishers=partial(MemoryPublisher, broker),
+    )
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float = 20) -> T:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    return value
+
+
+@contextmanager
+def running(relay: OutboxRelay) -> Iterator[OutboxRelay]:
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            relay.run()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+        assert not failures, failures
+
+
+def event_messages(broker: MemoryBroker) -> list[Envelope]:
+    topic = Topology.of(SETTINGS, "shop").topic("Order")
+    return [
+        Envelope.decode(m.value)
+        for m in broker.messages(topic)
+        if dict(m.headers)[HEADER_EVENT_TYPE] != WATERMARK_EVENT_TYPE.encode()
+    ]
+
+
+def test_every_event_is_published_once_in_order_then_recorded() -> None:
+    events, broker = stored_events(20), MemoryBroker()
+    with running(relay_on(events, broker)):
+        wait_until(lambda: events.positions.get("default") == len(events.rows))
+    published = event_messages(broker)
+    assert sorted(e.position for e in published) == list(range(1, len(events.rows) + 1))
+    topic = Topology.of(SETTINGS, "shop").topic("Order")
+    watermarks = [m for m in broker.messages(topic) if m.key is None]
+    assert {m.partition for m in watermarks} == set(range(broker.partitions))
+
+
+def test_a_second_relay_stands_by_and_takes_over_from_the_recorded_position() -> None:
+    events, broker = stored_events(5), MemoryBroker()
+    with running(relay_on(events, broker)):
+        wait_until(lambda: events.positions.get("default") == 5)
+        standby = relay_on(events, broker)
+        with running(standby):
+            time.sleep(0.3)
+            assert standby.position is None  # it never led
+    with running(relay_on(events, broker)) as third:
+        bus_events = stored_events(3)
+        for _, aggregate_id, version, topic, state in bus_events.rows:
+            events.append(aggregate_id, version, topic, state)
+        wait_until(lambda: events.positions.get("default") == 8)
+        assert third.position == 8
+    assert sorted(e.position for e in event_messages(broker)) == list(range(1, 9))
