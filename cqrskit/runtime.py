@@ -18,9 +18,11 @@ find a service (decision 0016)::
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from cqrskit.adapters.kafka.publisher import KafkaPublisher
+from cqrskit.adapters.kafka.topics import topic_partitions
 from cqrskit.adapters.postgres.layouts import layout_status, request_repartition
 from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
 from cqrskit.commands import CommandBus, CommandHandlers
@@ -29,7 +31,7 @@ from cqrskit.eventstore import Application
 from cqrskit.projections import Projection, ProjectionWorker
 from cqrskit.projections._rebuild import Progress, RebuildResult, rebuild
 from cqrskit.queries import QueryBus, QueryHandlers
-from cqrskit.relay import LayoutStatus, OutboxRelay, RelayStatus
+from cqrskit.relay import LayoutStatus, OutboxRelay, RelayOptions, RelayStatus
 from cqrskit.sagas import ProcessManager, SagaRunner
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology
@@ -68,11 +70,11 @@ class Runtime:
             return KafkaPublisher(settings, transactional_id, on_unreachable, seal)
 
         return OutboxRelay(
-            settings,
-            application_name,
+            Topology.of(settings, application_name),
             relay_name,
             outbox=PostgresOutbox(settings, application_name, relay_name),
             publishers=publishers,
+            options=RelayOptions.of(settings),
         )
 
     def relay_status(self, application_name: str, relay_name: str = "default") -> RelayStatus:
@@ -81,9 +83,8 @@ class Runtime:
 
     def layout_status(self, application_name: str) -> list[LayoutStatus]:
         """Each of the application's topics: partitions used by the relay, and in Kafka."""
-        return layout_status(
-            self.settings, Topology.of(self.settings, application_name).topic_start
-        )
+        start = Topology.of(self.settings, application_name).topic_start
+        return layout_status(self.settings, start, partial(topic_partitions, self.settings))
 
     def request_repartition(
         self, application_name: str, topics: tuple[str, ...] = ()
@@ -93,7 +94,8 @@ class Runtime:
         Idempotent; see :func:`cqrskit.adapters.postgres.layouts.request_repartition`.
         """
         start = Topology.of(self.settings, application_name).topic_start
-        return request_repartition(self.settings, start, topics)
+        in_kafka = partial(topic_partitions, self.settings)
+        return request_repartition(self.settings, start, topics, in_kafka=in_kafka)
 
     # -- projections ---------------------------------------------------------------
 

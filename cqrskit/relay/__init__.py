@@ -19,7 +19,7 @@ from cqrskit.relay._ports import (
     RelayStatus,
     TopicLayouts,
 )
-from cqrskit.relay._relay import OutboxRelay
+from cqrskit.relay._relay import OutboxRelay, RelayOptions
 
 __all__ = [
     "BEFORE_FIRST",
@@ -29,6 +29,7 @@ __all__ = [
     "OutboxRow",
     "Publisher",
     "Publishers",
+    "RelayOptions",
     "RelayStatus",
     "TopicLayout",
     "TopicLayouts",

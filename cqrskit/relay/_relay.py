@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from cqrskit.envelope import (
@@ -53,7 +54,7 @@ from cqrskit.relay._ports import Outbox, OutboxRow, Publisher, Publishers, Topic
 from cqrskit.settings import Settings
 from cqrskit.topology import LAYOUT_TABLE, Topology
 
-__all__ = ["OutboxRelay"]
+__all__ = ["OutboxRelay", "RelayOptions"]
 
 log = logging.getLogger("cqrskit.relay")
 
@@ -61,6 +62,36 @@ log = logging.getLogger("cqrskit.relay")
 #: Seconds one wait for Kafka (fencing, a commit) may last before the
 #: leader renews its lease and waits again.
 _KAFKA_WAIT = 1.0
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    """The relay's timings and sizes: the part of :class:`~cqrskit.settings.Settings` it reads."""
+
+    #: Outbox rows read per query (``relay_page_size``).
+    page_size: int
+    #: Pages produced before the oldest must be acknowledged (``relay_pages_in_flight``).
+    pages_in_flight: int
+    #: Seconds a leader may go without renewing its lease (``relay_lease``).
+    lease: float
+    #: Seconds to wait for acknowledgements when stopping (``relay_drain_timeout``).
+    drain_timeout: float
+    #: Seconds between attempts at a message refused as too large.
+    refused_retry_interval: float
+    #: The key messages are sealed with (``relay_seal_key``); None: the built-in key.
+    seal_key: SecretStr | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> RelayOptions:
+        """The relay's options as ``settings`` give them."""
+        return cls(
+            page_size=settings.relay_page_size,
+            pages_in_flight=settings.relay_pages_in_flight,
+            lease=settings.relay_lease,
+            drain_timeout=settings.relay_drain_timeout,
+            refused_retry_interval=settings.relay_refused_retry_interval,
+            seal_key=settings.relay_seal_key,
+        )
 
 
 @dataclass
@@ -81,25 +112,25 @@ class OutboxRelay:
 
     ``outbox`` is the store's side (leadership, reading, recording) and
     ``publishers`` makes the broker's side, a new publisher for each session
-    it leads; :meth:`cqrskit.runtime.Runtime.relay` builds both. ``settings``
-    gives the relay's timings and page sizes only.
+    it leads; :meth:`cqrskit.runtime.Runtime.relay` builds both.
+    ``topology`` names the application's topics and transactional id.
     """
 
     def __init__(
         self,
-        settings: Settings,
-        application_name: str,
+        topology: Topology,
         relay_name: str = "default",
         *,
         outbox: Outbox,
         publishers: Publishers,
+        options: RelayOptions,
     ):
-        self.settings = settings
-        self.application_name = application_name
+        self.options = options
+        application_name = self.application_name = topology.application
         self.instance = instance_name()
         self.outbox = outbox
         self._publishers = publishers
-        self.topology = Topology.of(settings, application_name)
+        self.topology = topology
         self.transactional_id = self.topology.transactional_id(relay_name)
         #: monotonic time the last renewal of the lease was sent at.
         self._renewed_at = float("-inf")
@@ -115,7 +146,7 @@ class OutboxRelay:
         self._page_events = metrics.relay_page_events.labels(application_name)
         self._ack_seconds = metrics.relay_kafka_ack_seconds.labels(application_name)
         self._type_headers: dict[str, tuple[str, bytes]] = {}
-        self._seal = Seal(settings.relay_seal_key, application_name)
+        self._seal = Seal(options.seal_key, application_name)
         #: The last position this relay recorded as acknowledged.
         self.position: int | None = None
         #: The last position handed to the producer.
@@ -166,7 +197,7 @@ class OutboxRelay:
         # topic's limit: try it slowly, not with a backoff that resets.
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, MessageTooLarge):
-            return self.settings.relay_refused_retry_interval
+            return self.options.refused_retry_interval
         return float(self._exponential(state))
 
     def _sleep(self, seconds: float) -> None:
@@ -208,12 +239,12 @@ class OutboxRelay:
                     self._renewed_at = renewing_at
                     break
                 self._set_state("standby", f"relay {self.instance} is standing by")
-                ended = self.outbox.end_silent_leader(self.settings.relay_lease)
+                ended = self.outbox.end_silent_leader(self.options.lease)
                 if ended is not None:
                     log.warning(
                         "the leader's lease expired (silent for over %.0f s): ended its "
                         "session (backend %d) to take over",
-                        self.settings.relay_lease,
+                        self.options.lease,
                         ended,
                         extra={"instance": self.instance},
                     )
@@ -227,7 +258,7 @@ class OutboxRelay:
                 self._publish(publisher)
             except (DeliveryFailed, KafkaTrouble) as exc:
                 # Start over from the recorded position with a new producer.
-                publisher.abandon(self.settings.relay_lease / 2)
+                publisher.abandon(self.options.lease / 2)
                 if publisher.fenced:
                     raise LeaseLost(
                         f"relay {self.instance} was fenced by a newer producer of "
@@ -238,7 +269,7 @@ class OutboxRelay:
                     raise refused from exc
                 raise
             except BaseException:
-                publisher.abandon(self.settings.relay_lease / 2)
+                publisher.abandon(self.options.lease / 2)
                 raise
         # The outbox raises its session's loss as LostSession and a missing
         # events table as PermanentError (see cqrskit.relay._ports).
@@ -255,13 +286,13 @@ class OutboxRelay:
     def _check_lease(self) -> None:
         """Give up leading once the lease may have expired: a standby may lead now."""
         silent = time.monotonic() - self._renewed_at
-        if silent > self.settings.relay_lease:
+        if silent > self.options.lease:
             log.warning(
                 "relay %s lost its lease: not renewed for %.1f s (relay_lease %.0f s); "
                 "it stops publishing and stands by",
                 self.instance,
                 silent,
-                self.settings.relay_lease,
+                self.options.lease,
                 extra={"instance": self.instance},
             )
             raise LeaseLost(f"relay {self.instance} lost its lease after {silent:.1f} s")
@@ -294,7 +325,7 @@ class OutboxRelay:
     # -- publishing -------------------------------------------------------------
 
     def _publish(self, publisher: Publisher) -> None:
-        settings = self.settings
+        options = self.options
         # Fence first, then read the position: after fencing nothing of an
         # old leader can still land in Kafka, and since we hold the lock
         # nothing of it can be recorded any more.
@@ -302,7 +333,7 @@ class OutboxRelay:
         after = self.outbox.position()
         self.position = after
         pages: list[_Page] = []
-        window = settings.relay_pages_in_flight
+        window = options.pages_in_flight
         topology = self.topology
         self._layouts = self.outbox.layouts()
         self._layouts.ensure_table()
@@ -404,7 +435,7 @@ class OutboxRelay:
         tell when the old layout is complete up to it.
         """
         while True:
-            rows = list(self.outbox.read(after, self.settings.relay_page_size))
+            rows = list(self.outbox.read(after, self.options.page_size))
             if not (boundaries and rows and rows[-1][0] > boundaries[0]):
                 return rows, after, marked
             rows = [row for row in rows if row[0] <= boundaries[0]]
@@ -481,7 +512,7 @@ class OutboxRelay:
         ("Local: Fatal error"), so the largest message is also held against
         its topic's ``max.message.bytes``.
         """
-        unacknowledged = self.settings.relay_pages_in_flight * self.settings.relay_page_size
+        unacknowledged = self.options.pages_in_flight * self.options.page_size
         rows = [
             row
             for row in self.outbox.read(self.position or 0, unacknowledged)
@@ -535,10 +566,10 @@ class OutboxRelay:
         metrics.relay_lag_seconds.labels(self.application_name).set(seconds)
 
     def _drain(self, publisher: Publisher, pages: list[_Page]) -> None:
-        deadline = time.monotonic() + self.settings.relay_drain_timeout
+        deadline = time.monotonic() + self.options.drain_timeout
         if not self._commit(publisher, pages, give_up_at=deadline):
             log.warning(
                 "stopping with %d pages not committed; the next relay sends them again",
                 len(pages),
             )
-            publisher.abandon(self.settings.relay_lease / 2)
+            publisher.abandon(self.options.lease / 2)

@@ -13,10 +13,8 @@ from contextlib import AbstractContextManager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
-from confluent_kafka import KafkaException
 from psycopg.sql import SQL, Identifier
 
-from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.relay import BEFORE_FIRST, LayoutStatus, TopicLayout
@@ -205,8 +203,13 @@ class PostgresTopicLayouts:
         return layout
 
 
-def layout_status(settings: Settings, start: str) -> list[LayoutStatus]:
+def layout_status(
+    settings: Settings, start: str, in_kafka: Callable[[], dict[str, int]]
+) -> list[LayoutStatus]:
     """The pinned layout of every topic beginning with ``start``, beside its partitions in Kafka.
+
+    ``in_kafka`` gives the partitions of each topic in the cluster now; it
+    is asked only when there is a layout to compare.
 
     Raises:
         ServiceUnavailable: PostgreSQL cannot be reached (Kafka being away
@@ -226,10 +229,8 @@ def layout_status(settings: Settings, start: str) -> list[LayoutStatus]:
     counts: dict[str, int] = {}
     try:
         if rows:
-            client = kafka_backend.admin(settings)
-            metadata = client.list_topics(timeout=settings.connect_timeout)
-            counts = {name: len(t.partitions) for name, t in metadata.topics.items()}
-    except (KafkaException, ServiceUnavailable):
+            counts = in_kafka()
+    except ServiceUnavailable:
         counts = {}
     known = bool(counts)
     return [
@@ -241,7 +242,11 @@ def layout_status(settings: Settings, start: str) -> list[LayoutStatus]:
 
 
 def request_repartition(
-    settings: Settings, start: str, topics: Sequence[str] = ()
+    settings: Settings,
+    start: str,
+    topics: Sequence[str] = (),
+    *,
+    in_kafka: Callable[[], dict[str, int]],
 ) -> list[tuple[str, int, int]]:
     """Ask the leading relay to move topics onto every partition they have in Kafka.
 
@@ -255,8 +260,7 @@ def request_repartition(
         ServiceUnavailable: PostgreSQL or Kafka cannot be reached.
         PermanentError: a named topic has no recorded layout.
     """
-    with kafka_backend.translated(settings.kafka_bootstrap):
-        metadata = kafka_backend.admin(settings).list_topics(timeout=settings.connect_timeout)
+    counts = in_kafka()
     requested: list[tuple[str, int, int]] = []
     with pg_backend.connect(settings) as conn:
         layouts = PostgresTopicLayouts(conn, settings.postgres_schema)
@@ -269,9 +273,8 @@ def request_repartition(
                 f"{', '.join(sorted(known)) or 'no topic yet'}"
             )
         for topic in topics or sorted(known):
-            found = metadata.topics.get(topic)
-            in_kafka = len(found.partitions) if found is not None else 0
-            if in_kafka > known[topic].partitions:
-                layouts.request_move(topic, in_kafka)
-                requested.append((topic, known[topic].partitions, in_kafka))
+            partitions = counts.get(topic, 0)
+            if partitions > known[topic].partitions:
+                layouts.request_move(topic, partitions)
+                requested.append((topic, known[topic].partitions, partitions))
     return requested

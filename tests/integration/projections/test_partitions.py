@@ -23,9 +23,9 @@ from elasticsearch import Elasticsearch
 from cqrskit import Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.adapters.postgres.layouts import layout_status
 from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.projections import projection_status
+from cqrskit.runtime import Runtime
 from cqrskit.topology import Topology
 from examples.shop import InventoryItem, Order, OrderLine, ShopApp
 from projections import CustomerOrdersProjection
@@ -303,9 +303,7 @@ def repartition(pipeline: Pipeline) -> str:
 
 
 def used_partitions(settings: Settings, topic: str) -> int:
-    (layout,) = [
-        s for s in layout_status(settings, f"{settings.topic_prefix}.") if s.topic == topic
-    ]
+    (layout,) = [s for s in Runtime(settings).layout_status("shop") if s.topic == topic]
     return layout.used
 
 

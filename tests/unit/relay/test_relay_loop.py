@@ -13,7 +13,7 @@ from cqrskit import CommandBus, Settings
 from cqrskit.adapters.memory.outbox import MemoryEvents, MemoryOutbox
 from cqrskit.adapters.memory.publisher import MemoryBroker, MemoryPublisher
 from cqrskit.envelope import HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE, Envelope
-from cqrskit.relay import OutboxRelay
+from cqrskit.relay import OutboxRelay, RelayOptions
 from cqrskit.topology import Topology
 from examples.shop import PlaceOrder, ShopApp, handlers
 
@@ -36,10 +36,10 @@ def stored_events(orders: int) -> MemoryEvents:
 
 def relay_on(events: MemoryEvents, broker: MemoryBroker) -> OutboxRelay:
     return OutboxRelay(
-        SETTINGS,
-        "shop",
+        Topology.of(SETTINGS, "shop"),
         outbox=MemoryOutbox(events),
         publishers=partial(MemoryPublisher, broker),
+        options=RelayOptions.of(SETTINGS),
     )
 
 
