@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TypeVar
 
+import orjson
+
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters.memory.outbox import MemoryEvents, MemoryOutbox
 from cqrskit.adapters.memory.publisher import MemoryBroker, MemoryPublisher
@@ -107,3 +109,28 @@ def test_a_second_relay_stands_by_and_takes_over_from_the_recorded_position() ->
         wait_until(lambda: events.positions.get("default") == 8)
         assert third.position == 8
     assert sorted(e.position for e in event_messages(broker)) == list(range(1, 9))
+
+
+def test_a_message_refused_as_too_large_holds_the_position_until_the_limit_is_raised() -> None:
+    events, broker = stored_events(6), MemoryBroker()
+    sizes = [len(state) for *_, state in events.rows]
+    broker.max_message_bytes = max(sizes) + 400  # the envelopes as stored fit
+    big = events.rows[2]
+    padded = orjson.loads(big[4])
+    padded["customer_id"] = "x" * 10_000
+    events.rows[2] = (*big[:4], orjson.dumps(padded))
+    settings = SETTINGS.model_copy(update={"relay_refused_retry_interval": 0.05})
+    relay = OutboxRelay(
+        Topology.of(settings, "shop"),
+        outbox=MemoryOutbox(events),
+        publishers=partial(MemoryPublisher, broker),
+        options=RelayOptions.of(settings),
+    )
+    with running(relay):
+        wait_until(lambda: relay._refused == big[0])
+        assert events.positions.get("default", 0) < big[0]
+        assert not event_messages(broker)  # one transaction: nothing of it was committed
+        broker.max_message_bytes = 1_000_000
+        wait_until(lambda: events.positions.get("default") == len(events.rows))
+    published = sorted(e.position for e in event_messages(broker))
+    assert published == list(range(1, len(events.rows) + 1))
