@@ -19,14 +19,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from cqrskit.adapters.kafka.subscription import KafkaSubscription
+from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.commands import CommandBus, CommandHandlers
 from cqrskit.eventstore import Application
 from cqrskit.projections import Projection, ProjectionWorker
 from cqrskit.projections._rebuild import Progress, RebuildResult, rebuild
 from cqrskit.queries import QueryBus, QueryHandlers
 from cqrskit.relay import OutboxRelay
-from cqrskit.sagas import ProcessManager, SagaRunner
+from cqrskit.sagas import ProcessManager, SagaRunner, SagaStore
 from cqrskit.settings import Settings
+from cqrskit.topology import Topology
 
 __all__ = ["Runtime"]
 
@@ -88,6 +91,30 @@ class Runtime:
     # -- process managers ----------------------------------------------------------
 
     def saga_runner(self, application: Application, manager: ProcessManager[Any]) -> SagaRunner:
-        """A runner of ``manager``, its instances kept in ``application``'s database."""
+        """A runner of ``manager``, its instances kept in ``application``'s database.
 
-        return SagaRunner(self.settings, application, manager)
+        Creates the store's tables (idempotent); the runner creates nothing.
+
+        Raises:
+            ServiceUnavailable: PostgreSQL did not answer creating the tables.
+        """
+
+        topology = Topology.of(self.settings, application.name)
+        subscription = KafkaSubscription(
+            self.settings,
+            f"saga {manager.name}",
+            topology.saga_group(manager.name),
+            topology.topics(manager.aggregate_types()),
+        )
+        return SagaRunner(application, manager, self.saga_store(application.name), subscription)
+
+    def saga_store(self, application_name: str) -> SagaStore:
+        """The store of ``application_name``'s process managers, its tables created.
+
+        Raises:
+            ServiceUnavailable: PostgreSQL did not answer creating the tables.
+        """
+
+        store = PostgresSagaStore(self.settings, application_name)
+        store.create_tables()
+        return store

@@ -19,15 +19,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cqrskit.adapters.memory.saga_store import MemorySagaStore
 from cqrskit.commands import Command, CommandBus, CommandHandlers, CommandResult
 from cqrskit.domain import DomainEvent
 from cqrskit.envelope import Envelope, encode
 from cqrskit.errors import CqrskitError, RuleViolated
 from cqrskit.eventstore import Application
-from cqrskit.sagas import MemorySagaStore, ProcessManager, SagaInstance, Step, react
+from cqrskit.sagas import ProcessManager, SagaInstance, Step, react
 
 __all__ = [
     "ExpectedEvent",
+    "MemorySagaStore",
     "SagaScenario",
     "Scenario",
     "expect",

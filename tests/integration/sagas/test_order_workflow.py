@@ -13,8 +13,9 @@ from uuid import UUID
 import pytest
 
 from cqrskit import CommandBus, Settings
+from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.eventstore import read_envelopes
-from cqrskit.sagas import PostgresSagaStore, SagaInstance
+from cqrskit.sagas import SagaInstance
 from examples.shop import (
     AuthorisePayment,
     InventoryItem,

@@ -1,0 +1,1 @@
+"""In-memory adapters: each port's contract without services, for tests."""
