@@ -106,7 +106,8 @@ class Runtime:
             topology.saga_group(manager.name),
             topology.topics(manager.aggregate_types()),
         )
-        return SagaRunner(application, manager, self.saga_store(application.name), subscription)
+        bus = self.command_bus(application, manager.handlers)
+        return SagaRunner(manager, bus, self.saga_store(application.name), subscription)
 
     def saga_store(self, application_name: str) -> SagaStore:
         """The store of ``application_name``'s process managers, its tables created.

@@ -24,7 +24,6 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_
 from cqrskit.commands import Command, CommandBus
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, SagaConflict, TransientError
-from cqrskit.eventstore import Application
 from cqrskit.sagas._manager import ProcessManager, Step
 from cqrskit.sagas._ports import SagaStore
 from cqrskit.sagas._records import HistoryEntry, PlannedReaction, SagaInstance, StepRecord
@@ -203,22 +202,23 @@ def _compensate(
 class SagaRunner:
     """Runs one process manager until stopped: a consumer group and a deadline clock.
 
+    ``bus`` sends the manager's commands (a bus of ``manager.handlers``);
+    ``store`` keeps its instances (with its tables already created);
     ``subscription`` is the manager's consumer group on the topics of the
-    aggregates it reads; ``store`` keeps its instances (with its tables
-    already created). ``cqrskit.runtime.Runtime.saga_runner`` builds both.
+    aggregates it reads. ``cqrskit.runtime.Runtime.saga_runner`` builds them.
     """
 
     DEADLINE_SECONDS = 0.5
 
     def __init__(
         self,
-        application: Application,
         manager: ProcessManager[Any],
+        bus: CommandBus,
         store: SagaStore,
         subscription: Subscription,
     ):
         self.manager = manager
-        self.bus = CommandBus(application, manager.handlers)
+        self.bus = bus
         self.store = store
         self.subscription = subscription
         self.wanted = {t.encode() for t in manager.event_types()}

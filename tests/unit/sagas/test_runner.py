@@ -66,9 +66,9 @@ def test_a_runner_reacts_records_its_position_commits_and_fires_deadlines(app: S
     order = CommandBus(app, handlers).dispatch(PlaceOrder(customer_id="ada", lines=[line]))
     topics, store = MemoryTopics(partitions=1), MemorySagaStore()
     publish_all(app, topics)
-    runner = SagaRunner(
-        app, HastyOrderWorkflow(), store, MemorySubscription(topics, "saga", [TOPIC])
-    )
+    subscription = MemorySubscription(topics, "saga", [TOPIC])
+    bus = CommandBus(app, handlers)
+    runner = SagaRunner(HastyOrderWorkflow(), bus, store, subscription)
     thread = threading.Thread(target=runner.run)
     thread.start()
     try:
@@ -97,7 +97,8 @@ def test_a_runner_starts_from_the_positions_it_recorded(app: ShopApp) -> None:
     topics, store = MemoryTopics(partitions=1), MemorySagaStore()
     publish_all(app, topics)
     store.record_position("order_workflow", f"{TOPIC}/0", 1)  # the event was seen before
-    runner = SagaRunner(app, OrderWorkflow(), store, MemorySubscription(topics, "saga", [TOPIC]))
+    subscription = MemorySubscription(topics, "saga", [TOPIC])
+    runner = SagaRunner(OrderWorkflow(), CommandBus(app, handlers), store, subscription)
     thread = threading.Thread(target=runner.run)
     thread.start()
     time.sleep(0.5)
