@@ -93,16 +93,20 @@ def test_a_runner_reacts_records_its_position_commits_and_fires_deadlines(app: S
 
 def test_a_runner_starts_from_the_positions_it_recorded(app: ShopApp) -> None:
     line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("3.00"))
-    CommandBus(app, handlers).dispatch(PlaceOrder(customer_id="ada", lines=[line]))
+    bus = CommandBus(app, handlers)
+    seen, unseen = (bus.dispatch(PlaceOrder(customer_id=c, lines=[line])) for c in ("ada", "bo"))
     topics, store = MemoryTopics(partitions=1), MemorySagaStore()
     publish_all(app, topics)
-    store.record_position("order_workflow", f"{TOPIC}/0", 1)  # the event was seen before
+    store.record_position("order_workflow", f"{TOPIC}/0", 1)  # the first was seen before
     subscription = MemorySubscription(topics, "saga", [TOPIC])
-    runner = SagaRunner(OrderWorkflow(), CommandBus(app, handlers), store, subscription)
+    runner = SagaRunner(OrderWorkflow(), bus, store, subscription)
     thread = threading.Thread(target=runner.run)
     thread.start()
-    time.sleep(0.5)
-    runner.stop()
-    thread.join(timeout=10)
-    assert runner.handled == 0
-    assert store.instances("order_workflow") == []
+    try:
+        wait_for(lambda: runner.handled, "the runner to handle an event")
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
+    assert runner.handled == 1
+    found = [i.instance_id for i in store.instances("order_workflow")]
+    assert found == [str(unseen.aggregate_id)], (found, seen.aggregate_id)
