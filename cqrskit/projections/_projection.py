@@ -112,7 +112,7 @@ class Projection(Generic[V]):
     mapping_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
     _handlers: ClassVar[dict[str, list[Handler]]]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("name")
         if name is not None and not (isinstance(name, str) and _NAME.fullmatch(name)):
