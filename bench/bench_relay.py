@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from _kit import cli
+from _kit import cli, hooks
 from _kit.machine import machine_info
 from _kit.measure import Measurement, Ratio, StepTimer, Timed, profiled, ratios, split, turns
 from _kit.report import (
@@ -63,7 +63,7 @@ from _kit.stack import (
 from cqrskit import Settings
 from cqrskit.envelope import Seal
 from cqrskit.eventstore import store_head
-from cqrskit.relay import KafkaPublisher, OutboxRelay, PostgresOutbox, read_status
+from cqrskit.relay import KafkaPublisher, PostgresOutbox, read_status
 
 #: Give up on one timed run after this long.
 RUN_TIMEOUT = 900.0
@@ -174,8 +174,7 @@ def run_raw(settings: Settings, messages: Sequence[Message], tag: str) -> Timed:
 def measure_split(settings: Settings, head: int) -> dict[str, Any]:
     """One relay run with every step timed; untimed as a benchmark (the wrapping costs).
 
-    The relay encodes envelopes with the ``encode`` of the module that
-    defines ``OutboxRelay``: that name is patched where the class lives.
+    The relay's envelope encoder is found by :func:`_kit.hooks.relay_module`.
     """
     timer = StepTimer()
     relay, loop = relay_loop(settings, "bench-split")
@@ -184,10 +183,9 @@ def measure_split(settings: Settings, head: int) -> dict[str, Any]:
     outbox.record = timer.wrap("record", outbox.record)  # type: ignore[method-assign]
     outbox.heartbeat = timer.wrap("record", outbox.heartbeat)  # type: ignore[method-assign]
     snapshot: dict[str, Any] = {}
-    relay_module = sys.modules[OutboxRelay.__module__]
     with ExitStack() as patches:
         for owner, name, key in (
-            (relay_module, "encode", "encode"),
+            (hooks.relay_module(), "encode", "encode"),
             (Seal, "event", "seal"),
             (KafkaPublisher, "produce", "produce"),
             (KafkaPublisher, "poll", "poll"),
