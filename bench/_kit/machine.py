@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -207,3 +207,79 @@ def _meminfo_bytes(field: str) -> int | None:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return None
+
+
+def _processes() -> Iterator[tuple[int, str, bytes]]:
+    """(pid, name, command line) of every process (Linux: from /proc)."""
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                yield (
+                    int(entry.name),
+                    (entry / "comm").read_text().strip(),
+                    (entry / "cmdline").read_bytes(),
+                )
+            except OSError:
+                continue
+
+
+def other_benchmarks() -> set[str]:
+    """Command lines of other ``bench/bench_*.py`` processes (they share the CPUs)."""
+    return {
+        cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+        for pid, _comm, cmdline in _processes()
+        if pid != os.getpid() and b"bench/bench_" in cmdline and b"python" in cmdline
+    }
+
+
+class ServiceCpu:
+    """CPU seconds used by Elasticsearch, Kafka and PostgreSQL, from /proc (Linux only).
+
+    PostgreSQL: every ``postgres`` process, plus the CPU of the backends that
+    exited (the postmaster's reaped children), so short connections count too.
+    """
+
+    TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int | None] = {"elasticsearch": None, "kafka": None}
+        self.postmaster: int | None = None
+        for pid, comm, cmdline in _processes():
+            if b"org.elasticsearch.bootstrap.Elasticsearch" in cmdline:
+                self.pids["elasticsearch"] = pid
+            elif b"kafka.Kafka" in cmdline:
+                self.pids["kafka"] = pid
+            elif comm == "postgres" and b"postgres: " not in cmdline:
+                self.postmaster = pid
+
+    def _ticks(self, pid: int | None, first: int) -> float | None:
+        """Fields ``first`` and ``first + 1`` of /proc/<pid>/stat, in seconds."""
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text() if pid is not None else None
+        except OSError:
+            return None
+        if raw is None:
+            return None
+        fields = raw.rpartition(")")[2].split()  # fields from 3 (state) on
+        return (int(fields[first]) + int(fields[first + 1])) / self.TICKS
+
+    def sample(self) -> dict[str, float | None]:
+        """CPU seconds so far: utime + stime (PostgreSQL: and its reaped children's)."""
+        found = {name: self._ticks(pid, 11) for name, pid in self.pids.items()}
+        postgres = self._ticks(self.postmaster, 13)  # cutime, cstime
+        if postgres is not None:
+            postgres += sum(
+                self._ticks(pid, 11) or 0.0 for pid, comm, _ in _processes() if comm == "postgres"
+            )
+        return {**found, "postgres": postgres}
+
+    @staticmethod
+    def used(
+        before: Mapping[str, float | None], after: Mapping[str, float | None]
+    ) -> dict[str, float | None]:
+        """What each service used between two samples (None where unknown)."""
+        return {
+            name: None if start is None or after.get(name) is None else after[name] - start  # type: ignore[operator]
+            for name, start in before.items()
+        }

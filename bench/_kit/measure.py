@@ -334,18 +334,26 @@ def limited_by(steps: Sequence[Mapping[str, Any]], per: int | None = None, count
     return ", ".join(parts) if parts else "no time split measured"
 
 
+@dataclass
+class GcPauses:
+    """Wall seconds in the cyclic collector's pauses, and its collections per generation."""
+
+    seconds: float = 0.0
+    collections: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+
 @contextmanager
-def gc_timed() -> Iterator[list[float]]:
-    """Wall seconds in the cyclic collector's pauses while open: ``[seconds, collections]``."""
-    found = [0.0, 0.0]
+def gc_timed() -> Iterator[GcPauses]:
+    """The garbage collector's pauses while the block runs (``gc.callbacks``)."""
+    found = GcPauses()
     started: list[float] = []
 
-    def callback(phase: str, _info: Mapping[str, Any]) -> None:
+    def callback(phase: str, info: Mapping[str, Any]) -> None:
         if phase == "start":
             started[:] = [time.perf_counter()]
         elif started:
-            found[0] += time.perf_counter() - started.pop()
-            found[1] += 1
+            found.seconds += time.perf_counter() - started.pop()
+            found.collections[info["generation"]] += 1
 
     gc.callbacks.append(callback)
     try:
