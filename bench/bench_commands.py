@@ -596,13 +596,14 @@ def save_chart(
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
     """Command-line options to a Config, and the results folder."""
     parser = cli.parser(__doc__, "500 commands per round")
-    parser.add_argument("--commands", type=int, help="timed commands per variant and round")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed commands before each")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
-    parser.add_argument(
+    cli.add(parser, "--commands", None, "timed commands per variant and round", int)
+    cli.add(parser, "--warmup", 200, "untimed commands before each")
+    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
+    cli.add(
+        parser,
         "--writers",
-        default="4,16,64",
-        help="comma-separated writer threads of the concurrent runs (1 is always measured)",
+        "4,16,64",
+        "comma-separated writer threads of the concurrent runs (1 is always measured)",
     )
     args = parser.parse_args(argv)
     commands = args.commands or (500 if args.quick else 3000)

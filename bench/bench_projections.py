@@ -676,20 +676,17 @@ def save_chart(
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
     """Command-line options to a Config, and the results folder."""
     parser = cli.parser(__doc__, "30000 events instead of 200000")
-    parser.add_argument("--events", type=int, help="Order.Placed events (each run applies all)")
-    parser.add_argument("--customers", type=int, default=1000, help="distinct customers")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
-    parser.add_argument(
+    cli.add(parser, "--events", None, "Order.Placed events (each run applies all)", int)
+    cli.add(parser, "--customers", 1000, "distinct customers")
+    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
+    cli.add(
+        parser,
         "--batch-sizes",
-        default="1000,5000",
-        help="comma-separated projection_batch_size values (and raw bulk sizes) to measure",
+        "1000,5000",
+        "comma-separated projection_batch_size values (and raw bulk sizes) to measure",
     )
-    parser.add_argument(
-        "--warmup", type=int, default=5000, help="events each side applies untimed first"
-    )
-    parser.add_argument(
-        "--fill-chunk", type=int, default=2000, help="new orders saved per transaction"
-    )
+    cli.add(parser, "--warmup", 5000, "events each side applies untimed first")
+    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
     cli.add_split_options(parser, "worker")
     args = parser.parse_args(argv)
     events = args.events or (30_000 if args.quick else 200_000)

@@ -1290,28 +1290,20 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     """Command-line options to a Config."""
     parser = cli.parser(__doc__, "1000 queries per round, not 5000")
-    parser.add_argument(
-        "--docs", type=int, default=100_000, help="documents in each read model (default 100000)"
-    )
-    parser.add_argument("--queries", type=int, help="timed queries per variant and round")
-    parser.add_argument(
-        "--warmup", type=int, default=300, help="untimed queries per variant before a round"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument(
+    cli.add(parser, "--docs", 100_000, "documents in each read model (default 100000)")
+    cli.add(parser, "--queries", None, "timed queries per variant and round", int)
+    cli.add(parser, "--warmup", 300, "untimed queries per variant before a round")
+    cli.add(parser, "--rounds", 3, "interleaved rounds")
+    cli.add(
+        parser,
         "--blocks",
-        type=int,
-        default=10,
-        help="blocks a round's queries are cut in; the variants take turns block by block",
+        10,
+        "blocks a round's queries are cut in; the variants take turns block by block",
     )
-    parser.add_argument(
-        "--threads", type=int, default=4, help="threads of the concurrent batches (1: skip them)"
-    )
-    parser.add_argument("--fill-chunk", type=int, default=5000, help="documents per bulk request")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the documents and queries")
-    parser.add_argument(
-        "--profile", action="store_true", help="cProfile the cqrskit calls (saves .prof)"
-    )
+    cli.add(parser, "--threads", 4, "threads of the concurrent batches (1: skip them)")
+    cli.add(parser, "--fill-chunk", 5000, "documents per bulk request")
+    cli.add(parser, "--seed", 7, "seed of the documents and queries")
+    cli.add(parser, "--profile", False, "cProfile the cqrskit calls (saves .prof)")
     args = parser.parse_args(argv)
     queries = args.queries or (1000 if args.quick else 5000)
     cli.at_least(

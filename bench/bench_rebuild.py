@@ -698,32 +698,24 @@ def save_chart(
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
     """Command-line options to a Config, and the results folder."""
     parser = cli.parser(__doc__, "100000 events and 3 rounds instead of 1000000 and 1")
-    parser.add_argument("--events", type=int, help="events in the store (each run applies all)")
-    parser.add_argument(
-        "--customers", type=int, default=5000, help="distinct customers (documents)"
-    )
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 1; 3 with --quick)")
-    parser.add_argument(
-        "--warmup", type=int, default=5000, help="events each side applies untimed first"
-    )
-    parser.add_argument(
-        "--fill-chunk", type=int, default=2000, help="new orders saved per transaction"
-    )
-    parser.add_argument(
+    cli.add(parser, "--events", None, "events in the store (each run applies all)", int)
+    cli.add(parser, "--customers", 5000, "distinct customers (documents)")
+    cli.add(parser, "--rounds", None, "interleaved rounds (default 1; 3 with --quick)", int)
+    cli.add(parser, "--warmup", 5000, "events each side applies untimed first")
+    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
+    cli.add(
+        parser,
         "--live-timeout",
-        type=float,
-        default=600.0,
-        help="seconds after which a live run stops and reports its rate so far",
+        600.0,
+        "seconds after which a live run stops and reports its rate so far",
     )
-    parser.add_argument(
+    cli.add(
+        parser,
         "--cold-group",
-        action="store_true",
-        help="also a rebuild whose live consumer group never committed (catches up the "
-        "whole topic)",
+        False,
+        "also a rebuild whose live consumer group never committed (catches up the whole topic)",
     )
-    parser.add_argument(
-        "--profile", action="store_true", help="one more rebuild under cProfile (saves .prof)"
-    )
+    cli.add(parser, "--profile", False, "one more rebuild under cProfile (saves .prof)")
     args = parser.parse_args(argv)
     events = args.events or (100_000 if args.quick else 1_000_000)
     rounds = args.rounds or (3 if args.quick else 1)

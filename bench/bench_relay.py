@@ -422,14 +422,10 @@ def save_chart(path: Path, outcome: Outcome, found: Sequence[Ratio], title: str)
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
     """Command-line options to a Config, and the results folder."""
     parser = cli.parser(__doc__, "50000 events instead of 200000")
-    parser.add_argument("--events", type=int, help="events in the outbox (each run sends all)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
-    parser.add_argument(
-        "--warmup", type=int, default=10_000, help="events the baseline sends untimed first"
-    )
-    parser.add_argument(
-        "--fill-chunk", type=int, default=2000, help="new orders saved per transaction"
-    )
+    cli.add(parser, "--events", None, "events in the outbox (each run sends all)", int)
+    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
+    cli.add(parser, "--warmup", 10_000, "events the baseline sends untimed first")
+    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
     cli.add_split_options(parser, "relay")
     args = parser.parse_args(argv)
     events = args.events or (50_000 if args.quick else 200_000)

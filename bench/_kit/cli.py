@@ -25,6 +25,20 @@ def parser(doc: str | None, quick: str) -> argparse.ArgumentParser:
     return made
 
 
+def add(
+    made: argparse.ArgumentParser,
+    flag: str,
+    default: Any,
+    help: str,
+    kind: type | None = None,
+) -> None:
+    """One option: its type is ``kind``, or that of ``default``; a bool default is a switch."""
+    if isinstance(default, bool):
+        made.add_argument(flag, action="store_true", help=help)
+    else:
+        made.add_argument(flag, type=kind or type(default), default=default, help=help)
+
+
 def add_split_options(made: argparse.ArgumentParser, what: str) -> None:
     """``--no-split`` and ``--profile``: the instrumented run and the profiled one."""
     made.add_argument(
