@@ -4,7 +4,7 @@ One run creates the shop's ``order_summaries`` and ``products`` read models
 under a fresh index prefix, the way the framework does
 (``read_model_for(settings, Projection()).ensure()``), fills them directly
 with bulk writes of documents in the exact stored shape (the view's JSON
-plus the ``cqrskit`` metadata object; not timed), then measures, in
+plus the ``cqrskit`` metadata object, ``DocState.body()``; not timed), then measures, in
 interleaved rounds, the latency (p50, p99, mean) and the queries per second
 of two queries, each beside a raw ``elasticsearch`` client call of the same
 query:
@@ -63,7 +63,7 @@ from rich.console import Console
 
 from cqrskit import Settings
 from cqrskit.backends import elasticsearch as es_backend
-from cqrskit.projections import METADATA_FIELD, read_model_for
+from cqrskit.projections import METADATA_FIELD, DocState, read_model_for
 from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
 from examples.shop.queries import OrderById, order_by_id
 from projections import OrderSummaries, OrderSummary, Product, ProductSearch
@@ -174,15 +174,6 @@ STATUSES = [("placed", 50), ("paid", 40), ("cancelled", 10)]
 CANCEL_REASONS = ["changed my mind", "found it cheaper", "ordered twice", "too slow"]
 
 
-def metadata(sources: dict[str, int], position: int) -> dict[str, Any]:
-    """The ``cqrskit`` object every stored document carries (see DocState.body)."""
-    return {
-        "sources": {"applied": sources, "failed": {}},
-        "position": position,
-        "deleted": False,
-    }
-
-
 def product_documents(count: int, rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, stored document) of ``count`` products, names from the vocabulary."""
     groups = list(GROUPS)
@@ -194,9 +185,7 @@ def product_documents(count: int, rng: random.Random) -> Iterator[tuple[str, dic
             f"{rng.choice(GROUPS[group])} {rng.choice(SIZES)}"
         )
         view = Product(item_id=item_id, sku=f"{group}-{n // len(groups):06d}", name=name)
-        document = view.model_dump(mode="json")
-        document[METADATA_FIELD] = metadata({item_id: 1}, n + 1)
-        yield item_id, document
+        yield item_id, DocState(item_id, view, sources={item_id: 1}, position=n + 1).body()
 
 
 def order_documents(
@@ -232,9 +221,7 @@ def order_documents(
             placed_at=start + timedelta(seconds=rng.randrange(90 * 86_400)),
             **update,
         )
-        document = view.model_dump(mode="json")
-        document[METADATA_FIELD] = metadata(sources, n + 1)
-        yield order_id, document
+        yield order_id, DocState(order_id, view, sources=sources, position=n + 1).body()
 
 
 def bulk_fill(
@@ -1098,7 +1085,7 @@ def results(
         "index_prefix": settings.index_prefix,
         "page_size": PAGE_SIZE,
         "fill": "untimed: read_model_for(settings, Projection()).ensure(), then bulk "
-        "create of view.model_dump(mode='json') + the cqrskit metadata object, refresh",
+        "create of DocState(id, view, sources, position).body(), refresh",
         "groups": list(GROUPS),
         "search_texts": "a group's noun (30%), adjective + noun (40%), origin + noun (30%); "
         "filter: sku in the group's keyword range",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cProfile
 import gc
-import math
 import pstats
 import statistics
 import threading
@@ -21,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from cqrskit.observability import quantile
 
 T = TypeVar("T")
 
@@ -108,9 +109,12 @@ def spread(values: Sequence[float]) -> dict[str, float | int]:
     }
 
 
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (0 < q <= 100) of already sorted values."""
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (0 < q <= 100): the product's own ``quantile``."""
+    found = quantile(values, q / 100)
+    if found is None:
+        raise ValueError("no values")
+    return found
 
 
 def quantiles_ms(seconds: Sequence[float], points: Sequence[int] = (50, 95, 99)) -> dict[str, Any]:
