@@ -34,7 +34,7 @@ from _kit.report import figure, save_figure, table
 from _kit.stack import APP_NAME, fill_orders
 from rich.console import Console
 
-from cqrskit.errors import ServiceUnavailable
+from cqrskit import ServiceUnavailable
 from cqrskit.projections import projection_status
 from cqrskit.relay import read_status
 from projections.customers import CustomerOrdersProjection
