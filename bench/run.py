@@ -288,7 +288,10 @@ def relay_headlines(doc: dict[str, Any]) -> list[Headline]:
     common, limit = one_thread_rate(
         doc, "cqrskit", "relay", "relay_time_split", "relay_thread_cpu_seconds"
     )
-    base = ("raw producer", variant(doc, "raw")["median_events_per_second"])
+    base = (
+        "raw: the relay's KafkaPublisher fed directly",
+        variant(doc, "raw")["median_events_per_second"],
+    )
     return against_targets(
         common,
         limit,
