@@ -68,7 +68,7 @@ class ExpectedEvent:
 
 
 def expect(
-    event_class: type[DomainEvent], /, *, exact: bool = True, **payload: Any
+    event_class: type[DomainEvent], /, *, exact: bool = True, **payload: object
 ) -> ExpectedEvent:
     """Expect an event of ``event_class`` with ``payload`` (all of it, or a subset)."""
     return ExpectedEvent(event_class, payload, exact)
@@ -113,10 +113,10 @@ class Scenario:
         self._given += len(events)
         return self
 
-    def when(self, command: Command, **dispatch: Any) -> Scenario:
+    def when(self, command: Command, *, idempotency_key: str | None = None) -> Scenario:
         """Dispatch ``command``; an error is kept for :meth:`then_raises`."""
         try:
-            self._result = self.bus.dispatch(command, **dispatch)
+            self._result = self.bus.dispatch(command, idempotency_key=idempotency_key)
         except CqrskitError as exc:
             self._error = exc
         return self
