@@ -18,46 +18,48 @@ Each variant runs sequentially (one thread) and with 4, 16 and 64 writer
 threads, each on its own aggregates (or rows). Rounds interleave the
 variants of one number of writers, so noise on this shared machine hits
 them alike; compare the ratios of one run, not absolute figures across
-runs. Run from the repository root::
+runs. After the rounds, one untimed sequential cqrskit batch with timers
+on its steps shows where an append's time goes. Run from the repository
+root::
 
     .venv/bin/python bench/bench_commands.py [--quick] [--commands N] [--writers 4,16,64]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import psycopg
-from _common import RESULTS_DIR, machine_info, utc_stamp, wide_console, write_json
+from _kit import cli
+from _kit.machine import machine_info
+from _kit.measure import Measurement, Ratio, StepTimer, ratios, split, turns
+from _kit.report import (
+    figure,
+    median_bars,
+    rate_cells,
+    ratio_cells,
+    save_figure,
+    steps_table,
+    table,
+)
+from _kit.stack import eventsourcing_env, fresh_schemas
 from eventsourcing.application import Application as PlainApplication
 from eventsourcing.domain import Aggregate as PlainAggregate
 from eventsourcing.domain import event as plain_event
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
-from rich.console import Console
-from rich.table import Table
 
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters import postgres as pg_backend
-
-# The example shop lives in examples/, which is not an installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cqrskit.eventstore import PostgresEventRecorder
 from examples.shop import RegisterItem, ShopApp, handlers
 
 Side = Literal["cqrskit", "eventsourcing", "raw"]
@@ -80,6 +82,13 @@ RAW_STATE = (
     '"name":"Benchmark item","quantity":10}'
 )
 RAW_TOPIC = "examples.shop.domain:InventoryItem.Registered"
+#: The steps of an append the instrumented batch times (exclusive wall time).
+SPLIT_STEPS = [
+    ("command: bus, handler, aggregate, unit of work", "dispatch"),
+    ("events to stored records (mapper)", "to_stored_event"),
+    ("store: insert_events (group commit: lock, insert, COMMIT)", "insert_events"),
+    ("other (the loop)", "other"),
+]
 
 
 class BenchmarkError(RuntimeError):
@@ -147,6 +156,14 @@ RATIO_PAIRS = [
     ("eventsourcing-fn", "raw"),
     ("cqrskit", "raw-batch"),
 ]
+COLOURS = {
+    "eventsourcing": "#9e9e9e",
+    "eventsourcing-fn": "#cfcfcf",
+    "raw": "#2ca02c",
+    "raw-batch": "#98df8a",
+    "cqrskit": "#1f77b4",
+    "cqrskit-key": "#ff7f0e",
+}
 
 
 @dataclass(frozen=True)
@@ -159,12 +176,7 @@ class Variant:
     @property
     def key(self) -> str:
         """``cqrskit-seq``, ``raw-16w``, ..."""
-        return f"{self.family.key}-{'seq' if self.writers == 1 else f'{self.writers}w'}"
-
-    @property
-    def label(self) -> str:
-        """The family's label."""
-        return self.family.label
+        return f"{self.family.key}-{suffix(self.writers)}"
 
     def calls(self, count: int, per_writer: int) -> int:
         """Sends for a batch of ``count`` commands: raw batches send 20x the rows."""
@@ -173,36 +185,9 @@ class Variant:
         return max(count, per_writer * self.writers)
 
 
-@dataclass
-class Measurement:
-    """A variant's timed rounds and what the store holds afterwards."""
-
-    variant: Variant
-    events: int = 0
-    seconds: list[float] = field(default_factory=list)
-    events_per_second: list[float] = field(default_factory=list)
-    events_stored: int | None = None
-
-    @property
-    def median(self) -> float:
-        """Median events per second over the rounds."""
-        return statistics.median(self.events_per_second)
-
-    @property
-    def spread_percent(self) -> float:
-        """(max - min) / median, in percent: how noisy the rounds were."""
-        rates = self.events_per_second
-        return 100.0 * (max(rates) - min(rates)) / self.median
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """A variant's rate over a baseline's, at the same number of writers."""
-
-    variant: str
-    baseline: str
-    ratio_of_medians: float
-    round_ratios: list[float]
+def suffix(writers: int) -> str:
+    """``seq`` for one writer, ``16w`` for sixteen."""
+    return "seq" if writers == 1 else f"{writers}w"
 
 
 @dataclass(frozen=True)
@@ -214,7 +199,6 @@ class Config:
     rounds: int
     writers: tuple[int, ...]
     quick: bool
-    results: Path
 
 
 def variants_for(writer_counts: Sequence[int]) -> list[Variant]:
@@ -237,6 +221,13 @@ class Opened:
     send: Send
     stored: Callable[[], int | None]
     close: Callable[[], None]
+    #: cqrskit only: the shop, to read its recorder's group commits and time its steps.
+    app: ShopApp | None = None
+
+    def group_commits(self) -> tuple[int, int] | None:
+        """Transactions and appends of cqrskit's group commit so far."""
+        recorder = self.app.recorder if self.app is not None else None
+        return recorder.group_commits if isinstance(recorder, PostgresEventRecorder) else None
 
 
 def open_cqrskit(settings: Settings, schema: str, pool_size: int, *, keyed: bool) -> Opened:
@@ -252,7 +243,7 @@ def open_cqrskit(settings: Settings, schema: str, pool_size: int, *, keyed: bool
         if result.events != 1 or result.replayed:
             raise BenchmarkError(f"command {token} appended {result.events} events")
 
-    return Opened(send, app.recorder.max_notification_id, app.close)
+    return Opened(send, app.recorder.max_notification_id, app.close, app)
 
 
 def open_eventsourcing(
@@ -264,19 +255,13 @@ def open_eventsourcing(
     function (one statement, no explicit transaction; the function takes no
     table lock, see bench/README.md).
     """
-    params = conninfo_to_dict(settings.postgres_dsn)
-    env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": str(params.get("dbname", "")),
-        "POSTGRES_HOST": str(params.get("host", "localhost")),
-        "POSTGRES_PORT": str(params.get("port", 5432)),
-        "POSTGRES_USER": str(params.get("user", "")),
-        "POSTGRES_PASSWORD": str(params.get("password", "")),
-        "POSTGRES_SCHEMA": schema,
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": "0",
-        "POSTGRES_ENABLE_DB_FUNCTIONS": "y" if db_functions else "n",
-    }
+    env = eventsourcing_env(
+        settings,
+        schema,
+        POSTGRES_POOL_SIZE=str(pool_size),
+        POSTGRES_MAX_OVERFLOW="0",
+        POSTGRES_ENABLE_DB_FUNCTIONS="y" if db_functions else "n",
+    )
     app = BaselineApp(env=env)
 
     def send(token: str) -> None:
@@ -294,58 +279,54 @@ def open_raw(settings: Settings, schema: str, connections: int, rows_per_call: i
     (primary key on aggregate id and version, a unique ``notification_id``
     from a sequence); no table lock and no NOTIFY.
     """
-    table = Identifier(schema, "raw_events")
+    table_name = Identifier(schema, "raw_events")
     with pg_backend.connect(settings) as conn:
         conn.execute(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} (originator_id uuid NOT NULL, "
                 "originator_version bigint NOT NULL, topic text, state bytea, "
                 "notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
-            ).format(table)
+            ).format(table_name)
         )
         conn.execute(
             SQL(
                 "CREATE UNIQUE INDEX IF NOT EXISTS raw_events_notification_id "
                 "ON {0} (notification_id)"
-            ).format(table)
+            ).format(table_name)
         )
     idle: SimpleQueue[psycopg.Connection[Any]] = SimpleQueue()
     opened = [pg_backend.connect(settings, autocommit=False) for _ in range(connections)]
     for conn in opened:
         idle.put(conn)
+    columns = "INSERT INTO {0} (originator_id, originator_version, topic, state) "
     if rows_per_call == 1:
-        statement = SQL(
-            "INSERT INTO {0} (originator_id, originator_version, topic, state) "
-            "VALUES (%s, 1, %s, %s)"
-        ).format(table)
+        statement = SQL(columns + "VALUES (%s, 1, %s, %s)").format(table_name)
 
-        def send(token: str) -> None:
-            conn = idle.get()
-            try:
-                conn.execute(statement, (uuid4(), RAW_TOPIC, (RAW_STATE % token).encode()))
-                conn.commit()
-            finally:
-                idle.put(conn)
+        def rows(token: str) -> tuple[Any, ...]:
+            return (uuid4(), RAW_TOPIC, (RAW_STATE % token).encode())
 
     else:
         statement = SQL(
-            "INSERT INTO {0} (originator_id, originator_version, topic, state) "
-            "SELECT i, 1, t, s FROM unnest(%s::uuid[], %s::text[], %s::bytea[]) AS r(i, t, s)"
-        ).format(table)
+            columns + "SELECT i, 1, t, s FROM unnest(%s::uuid[], %s::text[], %s::bytea[]) "
+            "AS r(i, t, s)"
+        ).format(table_name)
 
-        def send(token: str) -> None:
-            ids = [uuid4() for _ in range(rows_per_call)]
+        def rows(token: str) -> tuple[Any, ...]:
             states = [(RAW_STATE % f"{token}-{n}").encode() for n in range(rows_per_call)]
-            conn = idle.get()
-            try:
-                conn.execute(statement, (ids, [RAW_TOPIC] * rows_per_call, states))
-                conn.commit()
-            finally:
-                idle.put(conn)
+            return ([uuid4() for _ in states], [RAW_TOPIC] * rows_per_call, states)
+
+    def send(token: str) -> None:
+        values = rows(token)
+        conn = idle.get()
+        try:
+            conn.execute(statement, values)
+            conn.commit()
+        finally:
+            idle.put(conn)
 
     def stored() -> int | None:
         with pg_backend.connect(settings) as conn:
-            row = conn.execute(SQL("SELECT count(*) FROM {0}").format(table)).fetchone()
+            row = conn.execute(SQL("SELECT count(*) FROM {0}").format(table_name)).fetchone()
         return int(row[0]) if row else None
 
     def close() -> None:
@@ -374,13 +355,12 @@ def run_batch(send: Send, writers: int, count: int, prefix: str) -> float:
     Each writer uses its own tokens, hence its own aggregates. With several
     writers the clock starts when all of them are released at once.
     """
-    shares = [count // writers + (1 if w < count % writers else 0) for w in range(writers)]
     if writers == 1:
         started = time.perf_counter()
         for i in range(count):
             send(f"{prefix}-w0-{i}")
         return time.perf_counter() - started
-
+    shares = [count // writers + (1 if w < count % writers else 0) for w in range(writers)]
     barrier = threading.Barrier(writers + 1, timeout=120)
 
     def write(writer: int) -> None:
@@ -397,28 +377,18 @@ def run_batch(send: Send, writers: int, count: int, prefix: str) -> float:
         return time.perf_counter() - started
 
 
-# --- PostgreSQL ---------------------------------------------------------------
+@dataclass
+class Outcome:
+    """Everything measured in one run of the script."""
+
+    variants: list[Variant]
+    measurements: dict[str, Measurement]
+    stored: dict[str, int | None] = field(default_factory=dict)
+    split: dict[str, Any] | None = None
 
 
-@contextmanager
-def fresh_schemas(settings: Settings, names: Sequence[str]) -> Iterator[None]:
-    """Create the schemas, and drop them (with everything in them) afterwards."""
-    with pg_backend.connect(settings) as conn:
-        for name in names:
-            conn.execute(SQL("CREATE SCHEMA {0}").format(Identifier(name)))
-    try:
-        yield
-    finally:
-        with pg_backend.connect(settings) as conn:
-            for name in names:
-                conn.execute(SQL("DROP SCHEMA IF EXISTS {0} CASCADE").format(Identifier(name)))
-
-
-# --- the run ------------------------------------------------------------------
-
-
-def measure(settings: Settings, config: Config, stamp: str, console: Console) -> list[Measurement]:
-    """Each number of writers in turn: its variants in interleaved rounds.
+def measure(settings: Settings, config: Config, stamp: str, session: cli.Session) -> Outcome:
+    """Each number of writers in turn: its variants in interleaved rounds; then the split.
 
     A variant's writer is opened for its turn in a round and closed after it
     (pools of 64 connections for every variant at once would pass the
@@ -427,246 +397,179 @@ def measure(settings: Settings, config: Config, stamp: str, console: Console) ->
     """
     variants = variants_for(config.writers)
     schemas = {v.key: f"bench_{stamp.lower()}_{v.key.replace('-', '_')}" for v in variants}
-    measurements = {v.key: Measurement(v) for v in variants}
-    with fresh_schemas(settings, list(schemas.values())):
+    outcome = Outcome(variants, {v.key: Measurement(v.key, v.family.label) for v in variants})
+    with fresh_schemas(settings, *schemas.values()):
         for writers in (1, *config.writers):
             group = [v for v in variants if v.writers == writers]
             for round_no in range(1, config.rounds + 1):
-                # Alternate the order so that no variant always runs first or last.
-                order = group if round_no % 2 else list(reversed(group))
-                for v in order:
-                    run_round(
-                        settings,
-                        config,
-                        v,
-                        schemas[v.key],
-                        round_no=round_no,
-                        m=measurements[v.key],
+                for v in turns(group, round_no):
+                    rate = run_round(
+                        settings, config, v, schemas[v.key], round_no=round_no, outcome=outcome
                     )
-                    m = measurements[v.key]
-                    console.log(
-                        f"round {round_no}/{config.rounds}  {v.label:<32} {v.writers:>2} "
-                        f"writer(s) {m.events_per_second[-1]:>8,.0f} events/s"
+                    session.console.log(
+                        f"round {round_no}/{config.rounds}  {v.family.label:<32} {v.writers:>2} "
+                        f"writer(s) {rate:>8,.0f} events/s"
                     )
-    return [measurements[v.key] for v in variants]
+        first = next(v for v in variants if v.key == "cqrskit-seq")
+        outcome.split = measure_split(settings, config, schemas[first.key], first)
+    return outcome
 
 
 def run_round(
-    settings: Settings, config: Config, v: Variant, schema: str, *, round_no: int, m: Measurement
-) -> None:
-    """Open ``v``, warm it up, time one batch, check what it stored, close it."""
+    settings: Settings, config: Config, v: Variant, schema: str, *, round_no: int, outcome: Outcome
+) -> float:
+    """Open ``v``, warm it up, time one batch, check what it stored, close it; its rate."""
     opened = open_variant(settings, v, schema)
     try:
         rows = v.family.rows_per_call
         warm = v.calls(config.warmup, 1)
         timed = v.calls(config.commands, MIN_PER_WRITER)
         run_batch(opened.send, v.writers, warm, f"r{round_no}-warm")
+        commits_before = opened.group_commits()
         seconds = run_batch(opened.send, v.writers, timed, f"r{round_no}")
-        m.events = timed * rows
-        m.seconds.append(seconds)
-        m.events_per_second.append(timed * rows / seconds)
-        stored = opened.stored()
+        commits_after = opened.group_commits()
+        extra: dict[str, Any] = {"seconds": seconds}
+        if commits_before is not None and commits_after is not None:
+            transactions = commits_after[0] - commits_before[0]
+            appends = commits_after[1] - commits_before[1]
+            extra |= {"transactions": transactions, "appends": appends}
+        outcome.measurements[v.key].add(timed * rows / seconds, **extra)
+        stored = outcome.stored[v.key] = opened.stored()
         expected = round_no * (warm + timed) * rows
-        m.events_stored = stored
         if stored != expected:
             raise BenchmarkError(f"{v.key}: {stored} events stored, expected {expected}")
+        return timed * rows / seconds
     finally:
         opened.close()
 
 
-def ratios_of(measurements: Sequence[Measurement]) -> list[Ratio]:
-    """The pairs of RATIO_PAIRS, at each number of writers where both were measured."""
-    by_family = {(m.variant.family.key, m.variant.writers): m for m in measurements}
-    ratios = []
-    for mine_family, base_family in RATIO_PAIRS:
-        for m in measurements:
-            if m.variant.family.key != mine_family:
-                continue
-            base = by_family.get((base_family, m.variant.writers))
-            if base is None:
-                continue
-            ratios.append(
-                Ratio(
-                    variant=m.variant.key,
-                    baseline=base.variant.key,
-                    ratio_of_medians=m.median / base.median,
-                    round_ratios=[
-                        mine / theirs
-                        for mine, theirs in zip(
-                            m.events_per_second, base.events_per_second, strict=True
-                        )
-                    ],
-                )
-            )
-    return ratios
+def measure_split(settings: Settings, config: Config, schema: str, v: Variant) -> dict[str, Any]:
+    """One untimed sequential cqrskit batch with its steps timed (a microsecond per call)."""
+    opened = open_variant(settings, v, schema)
+    app = opened.app
+    assert app is not None
+    try:
+        run_batch(opened.send, 1, config.warmup, "split-warm")
+        timer = StepTimer()
+        recorder, mapper = app.recorder, app.mapper
+        recorder.insert_events = timer.wrap("insert_events", recorder.insert_events)  # type: ignore[method-assign]
+        mapper.to_stored_event = timer.wrap("to_stored_event", mapper.to_stored_event)  # type: ignore[method-assign]
+        seconds = run_batch(timer.wrap("dispatch", opened.send), 1, config.commands, "split")
+    finally:
+        opened.close()
+    timer.seconds["other"] = seconds - sum(timer.seconds.values())
+    return {
+        "seconds": seconds,
+        "events": config.commands,
+        "events_per_second": config.commands / seconds,
+        "steps": split(timer.seconds, SPLIT_STEPS, seconds),
+        "note": "one sequential batch of cqrskit appends after the rounds; exclusive wall time "
+        "of CommandBus.dispatch, the mapper's to_stored_event and the recorder's insert_events",
+    }
 
 
 # --- output -------------------------------------------------------------------
 
 
-def print_table(
-    console: Console, measurements: Sequence[Measurement], ratios: Sequence[Ratio], config: Config
+def print_tables(
+    session: cli.Session, outcome: Outcome, found: Sequence[Ratio], config: Config
 ) -> None:
     """One row per variant: median rate, range, spread and the ratios to the baselines."""
-    by_pair = {(r.variant, r.baseline.rsplit("-", 1)[0]): r for r in ratios}
-    table = Table(
-        title=(
-            f"Appends on PostgreSQL: {config.commands} commands timed per round "
-            f"(at least {MIN_PER_WRITER} per writer), {config.rounds} rounds, one event each"
+    by_pair = {(r.variant, r.baseline.rsplit("-", 1)[0]): r for r in found}
+    rows = []
+    for v in outcome.variants:
+        m = outcome.measurements[v.key]
+        vs_raw = by_pair.get((v.key, "raw"))
+        per_commit = [r["appends"] / r["transactions"] for r in m.rounds if r.get("transactions")]
+        rows.append(
+            [
+                v.family.label,
+                str(v.writers),
+                *rate_cells(m),
+                *(
+                    f"{by_pair[(v.key, base)].ratio_of_medians:.2f}x"
+                    if (v.key, base) in by_pair
+                    else ""
+                    for base in ("eventsourcing", "raw")
+                ),
+                ratio_cells(vs_raw)[1] if vs_raw else "",
+                f"{max(per_commit):.1f}" if per_commit else "",
+            ]
         )
-    )
-    table.add_column("variant")
-    table.add_column("writers", justify="right")
-    table.add_column("median events/s", justify="right")
-    table.add_column("min - max", justify="right")
-    table.add_column("spread", justify="right")
-    table.add_column("vs eventsourcing", justify="right")
-    table.add_column("vs raw commit", justify="right")
-    table.add_column("per-round vs raw", justify="right")
-
-    def ratio_text(key: str, base: str) -> str:
-        ratio = by_pair.get((key, base))
-        return f"{ratio.ratio_of_medians:.2f}x" if ratio else ""
-
-    for m in measurements:
-        key = m.variant.key
-        vs_raw = by_pair.get((key, "raw"))
-        table.add_row(
-            m.variant.label,
-            str(m.variant.writers),
-            f"{m.median:,.0f}",
-            f"{min(m.events_per_second):,.0f} - {max(m.events_per_second):,.0f}",
-            f"{m.spread_percent:.0f}%",
-            ratio_text(key, "eventsourcing"),
-            ratio_text(key, "raw"),
-            ", ".join(f"{r:.2f}" for r in vs_raw.round_ratios) if vs_raw else "",
-        )
-    console.print(table)
-    console.print(
-        "ratio = events/s / the baseline's events/s at the same number of writers; compare "
-        "ratios within one run, not absolute figures across runs. Raw batches: rows per second."
-    )
-
-
-def save_json(
-    path: Path,
-    *,
-    config: Config,
-    machine: dict[str, Any],
-    measurements: Sequence[Measurement],
-    ratios: Sequence[Ratio],
-    started: datetime,
-) -> None:
-    """Write everything a later reader needs to judge the figures."""
-    document = {
-        "benchmark": "commands",
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "config": {
-            **asdict(config),
-            "results": str(config.results),
-            "min_commands_per_writer": MIN_PER_WRITER,
-            "pool_size": "one connection per writer, for every side",
-            "cqrskit_command": "RegisterItem -> InventoryItem.Registered(sku, name, quantity)",
-            "baseline_event": "PlainItem.Registered(sku, name, quantity), app.save per aggregate",
-            "raw_row": f"one row of {len(RAW_STATE % 'sku-r1-w0-17')} bytes of state into a "
-            "table like eventsourcing's events table; INSERT then COMMIT",
-            "raw_batch": f"{RAW_BATCH_ROWS} such rows per INSERT (unnest) and COMMIT; "
-            "20x the rows of the other variants per batch",
-            "clock": "time.perf_counter",
-        },
-        "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
-        "variants": [
-            {
-                **{f"family_{k}": v for k, v in asdict(m.variant.family).items()},
-                "key": m.variant.key,
-                "family": m.variant.family.key,
-                "label": m.variant.label,
-                "writers": m.variant.writers,
-                "events_per_round": m.events,
-                "rounds": [
-                    {"round": n, "seconds": s, "events_per_second": r}
-                    for n, (s, r) in enumerate(
-                        zip(m.seconds, m.events_per_second, strict=True), start=1
-                    )
-                ],
-                "median_events_per_second": m.median,
-                "min_events_per_second": min(m.events_per_second),
-                "max_events_per_second": max(m.events_per_second),
-                "spread_percent": m.spread_percent,
-                "events_stored": m.events_stored,
-            }
-            for m in measurements
+    table(
+        session.console,
+        f"Appends on PostgreSQL: {config.commands} commands timed per round (at least "
+        f"{MIN_PER_WRITER} per writer), {config.rounds} rounds, one event each",
+        [
+            "variant",
+            "writers",
+            "median events/s",
+            "min - max",
+            "spread",
+            "vs eventsourcing",
+            "vs raw commit",
+            "per-round vs raw",
+            "appends per commit",
         ],
-        "ratios": [asdict(r) for r in ratios],
-    }
-    write_json(path, document)
-
-
-COLOURS = {
-    "eventsourcing": "#9e9e9e",
-    "eventsourcing-fn": "#cfcfcf",
-    "raw": "#2ca02c",
-    "raw-batch": "#98df8a",
-    "cqrskit": "#1f77b4",
-    "cqrskit-key": "#ff7f0e",
-}
+        rows,
+    )
+    session.console.print(
+        "ratio = events/s / the baseline's events/s at the same number of writers; compare "
+        "ratios within one run, not absolute figures across runs. Raw batches: rows per second. "
+        "appends per commit: cqrskit's group commit, most in a round."
+    )
+    if outcome.split:
+        steps_table(
+            session.console,
+            f"Where a sequential append's time goes ({outcome.split['events_per_second']:,.0f} "
+            "appends/s with the timers on)",
+            outcome.split["steps"],
+            outcome.split["events"],
+        )
 
 
 def save_chart(
     path: Path,
-    *,
-    measurements: Sequence[Measurement],
-    ratios: Sequence[Ratio],
+    outcome: Outcome,
+    found: Sequence[Ratio],
     config: Config,
+    *,
     machine: dict[str, Any],
     stamp: str,
 ) -> None:
     """Grouped bars of median events/s by writers (log scale; whiskers: min and max)."""
     groups = [1, *config.writers]
-    families = [f for f in FAMILIES if any(m.variant.family == f for m in measurements)]
+    families = [f for f in FAMILIES if any(v.family == f for v in outcome.variants)]
     by_raw = {
-        r.variant: r for r in ratios if r.baseline.startswith("raw-") and "batch" not in r.baseline
+        r.variant: r for r in found if r.baseline.startswith("raw-") and "batch" not in r.baseline
     }
     width = 0.8 / len(families)
-    figure = Figure(figsize=(11, 6), dpi=110)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    made = figure(11, 6)
+    axes = made.add_subplot()
     for index, family in enumerate(families):
         chosen = [
-            (g, m)
-            for g, writers in enumerate(groups)
-            for m in measurements
-            if m.variant.family == family and m.variant.writers == writers
+            (g, v)
+            for g, n in enumerate(groups)
+            for v in outcome.variants
+            if v.family == family and v.writers == n
         ]
-        xs = [g + (index - (len(families) - 1) / 2) * width for g, _ in chosen]
-        medians = [m.median for _, m in chosen]
-        errors = [
-            [m.median - min(m.events_per_second) for _, m in chosen],
-            [max(m.events_per_second) - m.median for _, m in chosen],
-        ]
-        bars = axes.bar(
-            xs,
-            medians,
-            width,
-            yerr=errors,
-            capsize=3,
-            label=family.label,
-            color=COLOURS[family.key],
+        ms = [outcome.measurements[v.key] for _, v in chosen]
+
+        def label(m: Measurement) -> str:
+            ratio = by_raw.get(m.key)
+            return f"{m.median:,.0f}" + (f" ({ratio.ratio_of_medians:.2f}x raw)" if ratio else "")
+
+        median_bars(
+            axes,
+            ms,
+            [COLOURS[family.key]] * len(ms),
+            label,
+            x=[g + (index - (len(families) - 1) / 2) * width for g, _ in chosen],
+            width=width,
+            fontsize=6,
+            rotation=90,
+            legend=family.label,
         )
-        for bar, (_, m) in zip(bars, chosen, strict=True):
-            ratio = by_raw.get(m.variant.key)
-            text = f"{m.median:,.0f}" + (f" ({ratio.ratio_of_medians:.2f}x raw)" if ratio else "")
-            axes.annotate(
-                text,
-                (bar.get_x() + bar.get_width() / 2, max(m.events_per_second)),
-                xytext=(0, 3),
-                textcoords="offset points",
-                ha="center",
-                va="bottom",
-                fontsize=6,
-                rotation=90,
-            )
     axes.set_yscale("log")
     axes.set_xticks(
         range(len(groups)), ["sequential" if g == 1 else f"{g} writers" for g in groups]
@@ -684,80 +587,95 @@ def save_chart(
         "single-row commit",
         fontsize=9,
     )
-    figure.tight_layout()
-    figure.savefig(path)
+    save_figure(made, path)
 
 
 # --- entry point --------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options to a Config."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="500 commands per round")
-    parser.add_argument("--commands", type=int, help="timed commands per variant and round")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed commands before each")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
-    parser.add_argument(
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
+    """Command-line options to a Config, and the results folder."""
+    parser = cli.parser(__doc__, "500 commands per round")
+    cli.add(parser, "--commands", None, "timed commands per variant and round", int)
+    cli.add(parser, "--warmup", 200, "untimed commands before each")
+    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
+    cli.add(
+        parser,
         "--writers",
-        default="4,16,64",
-        help="comma-separated writer threads of the concurrent runs (1 is always measured)",
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_DIR, help="where to save the JSON and the chart"
+        "4,16,64",
+        "comma-separated writer threads of the concurrent runs (1 is always measured)",
     )
     args = parser.parse_args(argv)
     commands = args.commands or (500 if args.quick else 3000)
-    try:
-        writers = tuple(sorted({int(w) for w in args.writers.split(",") if w.strip()}))
-    except ValueError:
-        parser.error("--writers must be comma-separated integers")
-    for name, value in (("commands", commands), ("rounds", args.rounds)):
-        if value < 1:
-            parser.error(f"--{name} must be at least 1")
+    writers = tuple(sorted(set(cli.comma_ints(parser, args.writers, "--writers"))))
+    cli.at_least(parser, 1, commands=commands, rounds=args.rounds)
+    cli.at_least(parser, 0, warmup=args.warmup)
     if not writers or min(writers) < 2:
         parser.error("--writers must each be at least 2 (1 writer is the sequential run)")
-    if args.warmup < 0:
-        parser.error("--warmup must not be negative")
-    return Config(commands, args.warmup, args.rounds, writers, args.quick, args.results)
+    return Config(commands, args.warmup, args.rounds, writers, args.quick), args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table and save the JSON and the chart."""
-    config = parse_args(argv)
-    console = wide_console(130)
+    config, results = parse_args(argv)
+    session = cli.Session.begin("commands", results, 130)
     settings = Settings.load()
-    started = datetime.now(UTC)
-    stamp = utc_stamp(started)
     machine = machine_info(settings, services=("postgres",))
-    console.log(
+    session.console.log(
         f"PostgreSQL {machine['postgres']['server_version']} at {settings.postgres_address()}, "
         f"{machine['nproc']} CPUs, Python {machine['python']}; "
         f"{config.commands} commands x {config.rounds} rounds per variant "
         f"(+{config.warmup} warm-up each), writers 1 and {', '.join(map(str, config.writers))}"
     )
-    measurements = measure(settings, config, stamp, console)
-    ratios = ratios_of(measurements)
-    print_table(console, measurements, ratios, config)
-    json_path = config.results / f"commands-{stamp}.json"
-    png_path = config.results / f"commands-{stamp}.png"
-    save_json(
-        json_path,
-        config=config,
-        machine=machine,
-        measurements=measurements,
-        ratios=ratios,
-        started=started,
+    outcome = measure(settings, config, session.stamp, session)
+    pairs = [
+        (f"{a}-{suffix(n)}", f"{b}-{suffix(n)}")
+        for a, b in RATIO_PAIRS
+        for n in (1, *config.writers)
+    ]
+    found = ratios([outcome.measurements[v.key] for v in outcome.variants], pairs)
+    print_tables(session, outcome, found, config)
+    variants = []
+    for v in outcome.variants:
+        m = outcome.measurements[v.key]
+        variants.append(
+            {
+                **{f"family_{k}": value for k, value in asdict(v.family).items()},
+                "key": v.key,
+                "family": v.family.key,
+                "label": v.family.label,
+                "writers": v.writers,
+                "events_per_round": v.calls(config.commands, MIN_PER_WRITER)
+                * v.family.rows_per_call,
+                "rounds": [
+                    {**r, "events_per_second": x} for r, x in zip(m.rounds, m.values, strict=True)
+                ],
+                **m.summary(),
+                "events_stored": outcome.stored.get(v.key),
+            }
+        )
+    session.save(
+        {
+            **asdict(config),
+            "results": str(results),
+            "min_commands_per_writer": MIN_PER_WRITER,
+            "pool_size": "one connection per writer, for every side",
+            "cqrskit_command": "RegisterItem -> InventoryItem.Registered(sku, name, quantity)",
+            "baseline_event": "PlainItem.Registered(sku, name, quantity), app.save per aggregate",
+            "raw_row": f"one row of {len(RAW_STATE % 'sku-r1-w0-17')} bytes of state into a "
+            "table like eventsourcing's events table; INSERT then COMMIT",
+            "raw_batch": f"{RAW_BATCH_ROWS} such rows per INSERT (unnest) and COMMIT; "
+            "20x the rows of the other variants per batch",
+            "group_commits": "cqrskit rounds: transactions and appends of the recorder's "
+            "group commit during the timed batch (PostgresEventRecorder.group_commits)",
+            "clock": "time.perf_counter",
+        },
+        machine,
+        lambda path: save_chart(path, outcome, found, config, machine=machine, stamp=session.stamp),
+        variants=variants,
+        ratios=[asdict(r) for r in found],
+        cqrskit_time_split=outcome.split,
     )
-    save_chart(
-        png_path,
-        measurements=measurements,
-        ratios=ratios,
-        config=config,
-        machine=machine,
-        stamp=stamp,
-    )
-    console.print(f"saved {json_path} and {png_path}")
     return 0
 
 

@@ -16,11 +16,9 @@ from ``cqrskit status --json``. Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -28,37 +26,23 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    RESULTS_DIR,
-    CliProcess,
-    ProcessPipeline,
-    machine_info,
-    pipeline_settings,
-    quantiles_ms,
-    scrape,
-    utc_stamp,
-    wait_until,
-    wide_console,
-    write_json,
-)
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from _kit import cli
+from _kit.harness import CliProcess, ProcessPipeline, Scrape, scrape, wait_until
+from _kit.machine import machine_info, pipeline_settings
+from _kit.measure import quantiles_ms
+from _kit.report import figure, save_figure, table
+from _kit.stack import APP_NAME
 from rich.console import Console
-from rich.table import Table
 
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.observability import STAGES
 from cqrskit.projections import projection_status
 from cqrskit.relay import read_status
-
-# The example shop lives in examples/, which is not an installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
 from projections import OrderSummaries
 
@@ -87,8 +71,6 @@ GAUGES = {
     "worker": ["cqrskit_projection_lag_events", "cqrskit_projection_lag_seconds"],
 }
 
-Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
 
 class BenchmarkError(RuntimeError):
     """The pipeline did not do what the benchmark expected."""
@@ -106,7 +88,6 @@ class Config:
     poll_interval: float
     what_if_refresh: str | None
     quick: bool
-    results: Path
 
 
 @dataclass(frozen=True)
@@ -419,10 +400,10 @@ class GaugeWatcher:
 class Bench:
     """The pipeline's processes, the command bus, and the searcher."""
 
-    def __init__(self, config: Config, stamp: str, console: Console, logs: Path):
+    def __init__(self, config: Config, tag: str, console: Console, logs: Path):
         self.config = config
         self.console = console
-        self.pipeline = ProcessPipeline(f"bench-e2e-{stamp.lower()}", logs)
+        self.pipeline = ProcessPipeline(tag, logs)
         self.settings = self.pipeline.settings
         self.alias = f"{self.settings.index_prefix}{PROJECTION}"
         self.relay: CliProcess | None = None
@@ -431,7 +412,7 @@ class Bench:
 
     def start(self) -> None:
         """Create the store, start the relay and the worker, and wait for their metrics."""
-        self.pipeline.init_store()
+        self.pipeline.cli("db", "init")
         self.relay = self.pipeline.start("relay", "relay", "run")
         self.worker = self.pipeline.start("worker", "projections", "run", PROJECTION)
         self.endpoints = {
@@ -447,11 +428,11 @@ class Bench:
         """Wait until the relay published the head and the worker applied it all."""
 
         def relayed() -> bool:
-            status = read_status(self.settings, ProcessPipeline.APP_NAME)
+            status = read_status(self.settings, APP_NAME)
             return status.lag_events == 0
 
         def applied() -> bool:
-            status = projection_status(self.settings, ProcessPipeline.APP_NAME, OrderSummaries())
+            status = projection_status(self.settings, APP_NAME, OrderSummaries())
             return status.lag == 0 and status.partitions > 0
 
         wait_until(relayed, timeout, "the relay to publish the head", interval=0.2)
@@ -459,8 +440,7 @@ class Bench:
 
     def status_json(self) -> dict[str, Any]:
         """``cqrskit status order_summaries --json``."""
-        done = self.pipeline.cli("status", PROJECTION, "--json")
-        return dict(json.loads(done.stdout))
+        return dict(json.loads(self.pipeline.cli("status", PROJECTION, "--json")))
 
     def set_refresh(self, value: str | None) -> None:
         """Set (or reset, with None) the refresh_interval of the index behind the alias."""
@@ -558,9 +538,9 @@ def phases_for(config: Config) -> list[Phase]:
     return phases
 
 
-def measure(config: Config, stamp: str, console: Console, logs: Path) -> dict[str, Any]:
+def measure(config: Config, tag: str, console: Console, logs: Path) -> dict[str, Any]:
     """Start the pipeline, warm it up, run every phase, stop and clean up."""
-    bench = Bench(config, stamp, console, logs)
+    bench = Bench(config, tag, console, logs)
     outcome: dict[str, Any] = {"phases": []}
     try:
         bench.start()
@@ -591,7 +571,7 @@ def measure(config: Config, stamp: str, console: Console, logs: Path) -> dict[st
         for process in stopped:
             if process["exit_code"] not in (0, None):
                 console.log(f"{process['name']} exited with {process['exit_code']}")
-        bench.pipeline.clean_up([PROJECTION])
+        bench.pipeline.clean_up(console, [PROJECTION])
     outcome["settings"] = pipeline_settings(bench.settings)
     return outcome
 
@@ -640,24 +620,10 @@ def stage_ms(phase: dict[str, Any], stage: str, key: str) -> str:
 
 def print_tables(console: Console, outcome: dict[str, Any]) -> None:
     """Per phase: rates, latency to searchable, and the stages."""
-    table = Table(title="End to end: command accepted to document searchable (ms)")
-    for column in (
-        "phase",
-        "round",
-        "achieved/s (writers)",
-        "samples",
-        "to searchable p50 / p95 / p99",
-        "command p99",
-        *(f"{stage_label(s)} mean / p99≤" for s in STAGES),
-        "max lag relay / worker",
-        "limited by",
-    ):
-        table.add_column(column, justify="left" if column in ("phase", "limited by") else "right")
-    for p in outcome["phases"]:
-        e2e = p["accepted_to_searchable"]
-        lags = p["lag_gauges"]
-        limit = p["limited_by"]
-        table.add_row(
+
+    def row(p: dict[str, Any]) -> list[str]:
+        e2e, lags, limit = p["accepted_to_searchable"], p["lag_gauges"], p["limited_by"]
+        return [
             p["label"].replace(" (what-if)", ""),
             str(p["round"]),
             f"{p['achieved_rate']:,.0f} ({p['writers']})",
@@ -670,8 +636,24 @@ def print_tables(console: Console, outcome: dict[str, Any]) -> None:
             f"{stage_label(limit['stage'])} ({100 * limit['share_of_mean']:.0f}%)"
             if limit["stage"]
             else "-",
-        )
-    console.print(table)
+        ]
+
+    table(
+        console,
+        "End to end: command accepted to document searchable (ms)",
+        [
+            "phase",
+            "round",
+            "achieved/s (writers)",
+            "samples",
+            "to searchable p50 / p95 / p99",
+            "command p99",
+            *(f"{stage_label(s)} mean / p99≤" for s in STAGES),
+            "max lag relay / worker",
+            "limited by",
+        ],
+        (row(p) for p in outcome["phases"]),
+    )
     console.print(
         "stages: the worker's Prometheus histograms over the phase: the mean (exact) and the "
         "bucket bound p99 is under (buckets of 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, "
@@ -680,17 +662,19 @@ def print_tables(console: Console, outcome: dict[str, Any]) -> None:
         "second. The read model's refresh_interval is Elasticsearch's default, 1 s, unless the "
         "phase says otherwise (the what-if phase)."
     )
-    memory = Table(title="Memory of the processes over the whole run (MB)")
-    for column in ("process", "peak RSS (VmHWM)", "RSS at the end"):
-        memory.add_column(column, justify="left" if column == "process" else "right")
-    for process in outcome["processes"]:
-        m = process["memory"]
-        memory.add_row(
-            process["name"],
-            f"{m['peak_rss_mb']:.0f}",
-            f"{m['last_rss_mb'] or 0:.0f}",
-        )
-    console.print(memory)
+    table(
+        console,
+        "Memory of the processes over the whole run (MB)",
+        ["process", "peak RSS (VmHWM)", "RSS at the end"],
+        (
+            [
+                p["name"],
+                f"{p['memory']['peak_rss_mb']:.0f}",
+                f"{p['memory']['last_rss_mb'] or 0:.0f}",
+            ]
+            for p in outcome["processes"]
+        ),
+    )
 
 
 def short_label(phase: dict[str, Any]) -> str:
@@ -703,9 +687,8 @@ def short_label(phase: dict[str, Any]) -> str:
 def save_chart(path: Path, outcome: dict[str, Any], machine: dict[str, Any], stamp: str) -> None:
     """Left: p50/p95/p99 to searchable per phase; right: the worker's stage means."""
     rows = outcome["summary"]
-    figure = Figure(figsize=(12, 5.5), dpi=110)
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
+    made = figure(12, 5.5)
+    left, right = made.subplots(1, 2)
     labels = [f"{short_label(r)}\nachieved {r['achieved_rate']:,.0f}/s" for r in rows]
     width = 0.26
     for index, (key, colour) in enumerate(
@@ -751,89 +734,71 @@ def save_chart(path: Path, outcome: dict[str, Any], machine: dict[str, Any], sta
     right.set_ylabel("ms, mean per event (the worker's histograms)")
     right.legend(fontsize=7)
     right.set_title("where the time goes, per stage", fontsize=9)
-    figure.suptitle(
+    made.suptitle(
         f"End to end through the relay and a worker as processes, run {stamp}; "
         f"{machine['nproc']} CPUs, PostgreSQL {machine['postgres']['server_version']}, "
         f"Kafka {machine['kafka']['version']}, Elasticsearch {machine['elasticsearch']['version']}",
         fontsize=9,
     )
-    figure.tight_layout()
-    figure.savefig(path)
+    save_figure(made, path)
 
 
 # --- entry point --------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options to a Config."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="10 s per rate, one round")
-    parser.add_argument(
-        "--rates", default="100,500,2000", help="commands per second, comma-separated"
-    )
-    parser.add_argument("--seconds", type=float, help="seconds per rate (default 45, 10 quick)")
-    parser.add_argument("--rounds", type=int, help="rounds over the rates (default 2, 1 quick)")
-    parser.add_argument("--warmup", type=float, default=5.0, help="seconds at 50 cmd/s first")
-    parser.add_argument(
-        "--samples-per-second", type=int, default=50, help="commands followed to searchable"
-    )
-    parser.add_argument(
-        "--poll-interval", type=float, default=0.02, help="seconds between searches"
-    )
-    parser.add_argument(
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
+    """Command-line options to a Config, and the results folder."""
+    parser = cli.parser(__doc__, "10 s per rate, one round")
+    cli.add(parser, "--rates", "100,500,2000", "commands per second, comma-separated")
+    cli.add(parser, "--seconds", None, "seconds per rate (default 45, 10 quick)", float)
+    cli.add(parser, "--rounds", None, "rounds over the rates (default 2, 1 quick)", int)
+    cli.add(parser, "--warmup", 5.0, "seconds at 50 cmd/s first")
+    cli.add(parser, "--samples-per-second", 50, "commands followed to searchable")
+    cli.add(parser, "--poll-interval", 0.02, "seconds between searches")
+    cli.add(
+        parser,
         "--what-if-refresh",
-        default="100ms",
-        help=f"one more phase at {TARGET_RATE} cmd/s with this refresh_interval ('' for none)",
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_DIR, help="where to save the JSON and the chart"
+        "100ms",
+        f"one more phase at {TARGET_RATE} cmd/s with this refresh_interval ('' for none)",
     )
     args = parser.parse_args(argv)
-    try:
-        rates = tuple(int(r) for r in args.rates.split(",") if r.strip())
-    except ValueError:
-        parser.error("--rates must be comma-separated integers")
+    rates = cli.comma_ints(parser, args.rates, "--rates")
     seconds = args.seconds or (10.0 if args.quick else 45.0)
     rounds = args.rounds or (1 if args.quick else 2)
     if not rates or min(rates) < 1 or seconds <= 0 or rounds < 1:
         parser.error("--rates, --seconds and --rounds must be positive")
-    return Config(
-        rates=rates,
-        seconds=seconds,
-        rounds=rounds,
-        warmup_seconds=args.warmup,
-        samples_per_second=args.samples_per_second,
-        poll_interval=args.poll_interval,
-        what_if_refresh=args.what_if_refresh or None,
-        quick=args.quick,
-        results=args.results,
+    config = Config(
+        rates,
+        seconds,
+        rounds,
+        args.warmup,
+        args.samples_per_second,
+        args.poll_interval,
+        args.what_if_refresh or None,
+        args.quick,
     )
+    return config, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config = parse_args(argv)
-    console = wide_console(190)
-    started = datetime.now(UTC)
-    stamp = utc_stamp(started)
+    config, results = parse_args(argv)
+    session = cli.Session.begin("e2e", results, 190)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as logs:
-        probe = ProcessPipeline(f"bench-e2e-{stamp.lower()}", Path(logs))
+        probe = ProcessPipeline(session.tag, Path(logs))
         machine = machine_info(probe.settings)
-        console.log(
+        session.console.log(
             f"rates {list(config.rates)} cmd/s, {config.seconds:.0f} s each, {config.rounds} "
             f"round(s); {config.samples_per_second} sampled commands a second, searched every "
             f"{1000 * config.poll_interval:.0f} ms"
         )
-        outcome = measure(config, stamp, console, Path(logs))
+        outcome = measure(config, session.tag, session.console, Path(logs))
     outcome["summary"] = summary_by_rate(outcome["phases"])
-    print_tables(console, outcome)
-    document = {
-        "benchmark": "e2e",
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "config": {
+    print_tables(session.console, outcome)
+    session.save(
+        {
             **asdict(config),
-            "results": str(config.results),
+            "results": str(results),
             "projection": PROJECTION,
             "command": "PlaceOrder(customer_id, one line): one Order.Placed event, a new order",
             "processes": "cqrskit relay run; cqrskit projections run order_summaries; "
@@ -842,14 +807,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "first ids search that shows the order's summary with status placed",
             "target": f"p99 < {TARGET_P99_MS:.0f} ms at {TARGET_RATE} cmd/s",
         },
-        "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
+        machine,
+        lambda path: save_chart(path, outcome, machine, session.stamp),
         **outcome,
-    }
-    json_path = config.results / f"e2e-{stamp}.json"
-    png_path = config.results / f"e2e-{stamp}.png"
-    write_json(json_path, document)
-    save_chart(png_path, outcome, machine, stamp)
-    console.print(f"saved {json_path} and {png_path}")
+    )
     return 0
 
 

@@ -17,41 +17,26 @@ repository root::
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    RESULTS_DIR,
-    ProcessPipeline,
-    fill_orders,
-    machine_info,
-    pipeline_settings,
-    spread,
-    utc_stamp,
-    wait_until,
-    wide_console,
-    write_json,
-)
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from _kit import cli
+from _kit.harness import ProcessPipeline, wait_until
+from _kit.machine import machine_info, pipeline_settings
+from _kit.measure import spread
+from _kit.report import figure, save_figure, table
+from _kit.stack import APP_NAME, fill_orders
 from rich.console import Console
-from rich.table import Table
 
-from cqrskit.errors import ServiceUnavailable
+from cqrskit import ServiceUnavailable
 from cqrskit.projections import projection_status
 from cqrskit.relay import read_status
-
-# The example shop lives in examples/, which is not an installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from projections.customers import CustomerOrdersProjection
 
 #: The target: each process under this many MB (10^6 bytes) resident at its peak.
@@ -69,49 +54,48 @@ class Config:
     rounds: int
     fill_chunk: int
     quick: bool
-    results: Path
 
 
 def measure_round(
-    config: Config, stamp: str, round_no: int, console: Console, logs: Path
+    config: Config, tag: str, round_no: int, console: Console, logs: Path
 ) -> dict[str, Any]:
     """Fill a fresh store; drain it with a relay process, then apply it with a worker process."""
-    pipeline = ProcessPipeline(f"bench-mem-{stamp.lower()}-r{round_no}", logs)
+    pipeline = ProcessPipeline(f"{tag}-r{round_no}", logs)
     settings = pipeline.settings
     projection = CustomerOrdersProjection()
     result: dict[str, Any] = {"round": round_no}
     try:
-        pipeline.init_store()
-        fill = fill_orders(settings, config, console)
+        pipeline.cli("db", "init")
+        fill = fill_orders(settings, config.events, config.customers, config.fill_chunk, console)
         result["fill_seconds_not_timed"] = fill
-        head = read_status(settings, ProcessPipeline.APP_NAME).head
+        head = read_status(settings, APP_NAME).head
         if head != config.events:
             raise RuntimeError(f"the store holds {head} events, expected {config.events}")
 
         relay = pipeline.start("relay", "relay", "run", metrics=False)
         started = time.perf_counter()
         wait_until(
-            lambda: read_status(settings, ProcessPipeline.APP_NAME).position >= head,
+            lambda: read_status(settings, APP_NAME).position >= head,
             RUN_TIMEOUT,
             "the relay process to publish the store",
             interval=0.1,
         )
         relay_seconds = time.perf_counter() - started
-        result["relay"] = {**relay.stop(), "seconds": relay_seconds}
+        result["relay"] = {**pipeline.stop(relay), "seconds": relay_seconds}
 
         worker = pipeline.start("worker", "projections", "run", projection.name, metrics=False)
         started = time.perf_counter()
 
         def applied() -> bool:
             try:
-                status = projection_status(settings, ProcessPipeline.APP_NAME, projection)
+                status = projection_status(settings, APP_NAME, projection)
             except ServiceUnavailable:
                 return False  # the index is being created
             return status.position >= head and status.lag == 0
 
         wait_until(applied, RUN_TIMEOUT, "the worker process to apply the store", interval=0.25)
         worker_seconds = time.perf_counter() - started
-        result["worker"] = {**worker.stop(), "seconds": worker_seconds}
+        result["worker"] = {**pipeline.stop(worker), "seconds": worker_seconds}
         for name in PROCESSES:
             entry = result[name]
             entry["events_per_second_as_process"] = head / entry["seconds"]
@@ -125,7 +109,7 @@ def measure_round(
             )
     finally:
         pipeline.stop_all()
-        pipeline.clean_up([projection.name])
+        pipeline.clean_up(console, [projection.name])
     return result
 
 
@@ -148,41 +132,38 @@ def summarise(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def print_table(console: Console, summary: dict[str, Any], config: Config) -> None:
     """One row per process."""
-    table = Table(
-        title=(
-            f"Peak resident memory, {config.events:,} events, {config.rounds} round(s) "
-            "(MB = 10^6 bytes)"
-        )
+    table(
+        console,
+        f"Peak resident memory, {config.events:,} events, {config.rounds} round(s) "
+        "(MB = 10^6 bytes)",
+        [
+            "process",
+            "peak RSS median",
+            "min - max",
+            "RSS at the end",
+            "events/s as a process",
+            f"target < {TARGET_MB:.0f} MB",
+        ],
+        (
+            [
+                f"cqrskit {'relay run' if name == 'relay' else 'projections run customer_orders'}",
+                f"{entry['peak_rss_mb']['median']:.0f}",
+                f"{entry['peak_rss_mb']['min']:.0f} - {entry['peak_rss_mb']['max']:.0f}",
+                f"{entry['last_rss_mb']:.0f}",
+                f"{entry['events_per_second_as_process']['median']:,.0f}",
+                "met" if entry["met"] else "missed",
+            ]
+            for name, entry in summary.items()
+        ),
     )
-    for column in (
-        "process",
-        "peak RSS median",
-        "min - max",
-        "RSS at the end",
-        "events/s as a process",
-        f"target < {TARGET_MB:.0f} MB",
-    ):
-        table.add_column(column, justify="left" if column == "process" else "right")
-    for name, entry in summary.items():
-        peak = entry["peak_rss_mb"]
-        table.add_row(
-            f"cqrskit {'relay run' if name == 'relay' else 'projections run customer_orders'}",
-            f"{peak['median']:.0f}",
-            f"{peak['min']:.0f} - {peak['max']:.0f}",
-            f"{entry['last_rss_mb']:.0f}",
-            f"{entry['events_per_second_as_process']['median']:,.0f}",
-            "met" if entry["met"] else "missed",
-        )
-    console.print(table)
 
 
 def save_chart(
     path: Path, rounds: Sequence[dict[str, Any]], config: Config, machine: dict[str, Any]
 ) -> None:
     """Resident memory over time of each process, every round."""
-    figure = Figure(figsize=(10, 4.5), dpi=110)
-    FigureCanvasAgg(figure)
-    axes_by_name = dict(zip(PROCESSES, figure.subplots(1, 2, sharey=True), strict=True))
+    made = figure(10, 4.5)
+    axes_by_name = dict(zip(PROCESSES, made.subplots(1, 2, sharey=True), strict=True))
     for name, axes in axes_by_name.items():
         for r in rounds:
             timeline = r[name]["memory"]["timeline_mb"]
@@ -197,76 +178,69 @@ def save_chart(
         )
         axes.legend(fontsize=7)
     axes_by_name["relay"].set_ylabel("resident memory (VmRSS), MB")
-    figure.suptitle(
+    made.suptitle(
         f"Memory of the relay and a worker as processes, {config.events:,} events; "
         f"dashed: target {TARGET_MB:.0f} MB; {machine['nproc']} CPUs, Python {machine['python']}",
         fontsize=9,
     )
-    figure.tight_layout()
-    figure.savefig(path)
+    save_figure(made, path)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options to a Config."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="50000 events instead of 200000")
-    parser.add_argument("--events", type=int, help="Order.Placed events in the store")
-    parser.add_argument("--customers", type=int, default=1000, help="distinct customers")
-    parser.add_argument("--rounds", type=int, help="rounds, each on a fresh store (2; 1 quick)")
-    parser.add_argument("--fill-chunk", type=int, default=2000, help="orders per transaction")
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_DIR, help="where to save the JSON and the chart"
-    )
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
+    """Command-line options to a Config, and the results folder."""
+    parser = cli.parser(__doc__, "50000 events instead of 200000")
+    cli.add(parser, "--events", None, "Order.Placed events in the store", int)
+    cli.add(parser, "--customers", 1000, "distinct customers")
+    cli.add(parser, "--rounds", None, "rounds, each on a fresh store (2; 1 quick)", int)
+    cli.add(parser, "--fill-chunk", 2000, "orders per transaction")
     args = parser.parse_args(argv)
     events = args.events or (50_000 if args.quick else 200_000)
     rounds = args.rounds or (1 if args.quick else 2)
-    if min(events, rounds, args.customers, args.fill_chunk) < 1:
-        parser.error("--events, --rounds, --customers and --fill-chunk must be positive")
-    return Config(events, args.customers, rounds, args.fill_chunk, args.quick, args.results)
+    cli.at_least(
+        parser,
+        1,
+        events=events,
+        rounds=rounds,
+        customers=args.customers,
+        fill_chunk=args.fill_chunk,
+    )
+    return Config(events, args.customers, rounds, args.fill_chunk, args.quick), args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table and save the JSON and the chart."""
-    config = parse_args(argv)
-    console = wide_console(130)
-    started = datetime.now(UTC)
-    stamp = utc_stamp(started)
+    config, results = parse_args(argv)
+    session = cli.Session.begin("memory", results, 130)
+    tag = f"bench-mem-{session.stamp.lower()}"
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as logs:
-        probe = ProcessPipeline(f"bench-mem-{stamp.lower()}", Path(logs))
+        probe = ProcessPipeline(tag, Path(logs))
         machine = machine_info(probe.settings)
-        console.log(
+        session.console.log(
             f"{config.events:,} events, {config.rounds} round(s): relay process, then worker "
             "process; memory sampled every 100 ms"
         )
         rounds = [
-            measure_round(config, stamp, n, console, Path(logs))
+            measure_round(config, tag, n, session.console, Path(logs))
             for n in range(1, config.rounds + 1)
         ]
     summary = summarise(rounds)
-    print_table(console, summary, config)
-    document = {
-        "benchmark": "memory",
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "config": {
+    print_table(session.console, summary, config)
+    session.save(
+        {
             **asdict(config),
-            "results": str(config.results),
+            "results": str(results),
             "what": "separate processes, not the threads of bench_relay.py and "
             "bench_projections.py: cqrskit relay run drains a pre-filled outbox (workload 2), "
             "then cqrskit projections run customer_orders applies it from Kafka (workload 3)",
             "sampling": "/proc/<pid>/status every 100 ms; peak = VmHWM, the kernel's own peak",
             "mb": "10^6 bytes",
         },
-        "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
-        "settings": pipeline_settings(probe.settings),
-        "rounds": rounds,
-        "summary": summary,
-    }
-    json_path = config.results / f"memory-{stamp}.json"
-    png_path = config.results / f"memory-{stamp}.png"
-    write_json(json_path, document)
-    save_chart(png_path, rounds, config, machine)
-    console.print(f"saved {json_path} and {png_path}")
+        machine,
+        lambda path: save_chart(path, rounds, config, machine),
+        settings=pipeline_settings(probe.settings),
+        rounds=rounds,
+        summary=summary,
+    )
     return 0
 
 

@@ -4,7 +4,7 @@ One run creates the shop's ``order_summaries`` and ``products`` read models
 under a fresh index prefix, the way the framework does
 (``read_model_for(settings, Projection()).ensure()``), fills them directly
 with bulk writes of documents in the exact stored shape (the view's JSON
-plus the ``cqrskit`` metadata object; not timed), then measures, in
+plus the ``cqrskit`` metadata object, ``DocState.body()``; not timed), then measures, in
 interleaved rounds, the latency (p50, p99, mean) and the queries per second
 of two queries, each beside a raw ``elasticsearch`` client call of the same
 query:
@@ -32,14 +32,9 @@ machine is shared and noisy. Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
-import base64
 import cProfile
 import gc
-import io
-import json
 import math
-import os
 import pstats
 import random
 import statistics
@@ -49,7 +44,6 @@ import time
 import timeit
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -57,28 +51,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from _common import machine_info
+from _kit import cli
+from _kit.machine import machine_info
+from _kit.measure import gc_timed, percentile, profile_rows
+from _kit.report import figure, profile_table, save_figure, table
+from _kit.stack import clean_up
 from elasticsearch import Elasticsearch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from pydantic import Field
 from rich.console import Console
-from rich.table import Table
 
 from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.projections import METADATA_FIELD, read_model_for
+from cqrskit.projections import METADATA_FIELD, DocState, read_model_for
 from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
-from cqrskit.queries._search import _encode as encode_cursor  # a page's cursor
-
-# The example shop and the projections live outside the installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from examples.shop.queries import OrderById, order_by_id
 from projections import OrderSummaries, OrderSummary, Product, ProductSearch
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 PAGE_SIZE = 20
 #: What ``Search`` adds to every query (cqrskit/queries/_search.py).
@@ -186,15 +174,6 @@ STATUSES = [("placed", 50), ("paid", 40), ("cancelled", 10)]
 CANCEL_REASONS = ["changed my mind", "found it cheaper", "ordered twice", "too slow"]
 
 
-def metadata(sources: dict[str, int], position: int) -> dict[str, Any]:
-    """The ``cqrskit`` object every stored document carries (see DocState.body)."""
-    return {
-        "sources": {"applied": sources, "failed": {}},
-        "position": position,
-        "deleted": False,
-    }
-
-
 def product_documents(count: int, rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, stored document) of ``count`` products, names from the vocabulary."""
     groups = list(GROUPS)
@@ -206,9 +185,7 @@ def product_documents(count: int, rng: random.Random) -> Iterator[tuple[str, dic
             f"{rng.choice(GROUPS[group])} {rng.choice(SIZES)}"
         )
         view = Product(item_id=item_id, sku=f"{group}-{n // len(groups):06d}", name=name)
-        document = view.model_dump(mode="json")
-        document[METADATA_FIELD] = metadata({item_id: 1}, n + 1)
-        yield item_id, document
+        yield item_id, DocState(item_id, view, sources={item_id: 1}, position=n + 1).body()
 
 
 def order_documents(
@@ -244,9 +221,7 @@ def order_documents(
             placed_at=start + timedelta(seconds=rng.randrange(90 * 86_400)),
             **update,
         )
-        document = view.model_dump(mode="json")
-        document[METADATA_FIELD] = metadata(sources, n + 1)
-        yield order_id, document
+        yield order_id, DocState(order_id, view, sources=sources, position=n + 1).body()
 
 
 def bulk_fill(
@@ -343,12 +318,6 @@ VARIANTS = [
 BASELINES: dict[Workload, str] = {"get": "raw-get", "search": "raw-search"}
 #: A second reference for the search: the framework's requests, without the framework.
 SAME_REQUESTS = "raw-search-pit"
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (0 < q <= 100) of already sorted values."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass
@@ -529,11 +498,6 @@ class Config:
 # --- the run ------------------------------------------------------------------------
 
 
-def pit_of_cursor(cursor: str) -> str:
-    """The point-in-time id inside a ``Page`` cursor (see _search._encode)."""
-    return str(orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["p"])
-
-
 def open_contexts(es: Elasticsearch) -> int:
     """Search contexts (points in time, scrolls) open on the node now."""
     stats = es.nodes.stats(node_id="_local", metric="indices", index_metric="search")
@@ -569,6 +533,18 @@ class Bench:
             "raw-search-pit": self._raw_pit_search,
         }
         self.contexts_seen: dict[str, int] = {}
+        # The point in time a page's cursor holds open is the one its search answered
+        # with: noted per thread from the bus's own client (one call and a dict look-up
+        # in the timed path), to be closed after the block.
+        self.pit = threading.local()
+        search = self.bus.es.search
+
+        def noting(**kwargs: Any) -> Any:
+            found = search(**kwargs)
+            self.pit.last = found.get("pit_id")
+            return found
+
+        self.bus.es.search = noting  # type: ignore[method-assign]
 
     def _raw_pit_search(self, q: tuple[str, str]) -> Any:
         pit = self.raw.open_point_in_time(index=self.products.alias, keep_alive=PIT_KEEP_ALIVE)
@@ -632,16 +608,6 @@ class Bench:
         )
         return {"fill_seconds": seconds, "indices": indices}
 
-    def delete_indices(self) -> list[str]:
-        """Delete every index under this run's prefix (by name: wildcards may be refused)."""
-        found = self.admin.indices.get(
-            index=f"{self.settings.index_prefix}*", allow_no_indices=True, expand_wildcards="all"
-        )
-        names = sorted(found)
-        for name in names:
-            self.admin.options(ignore_status=404).indices.delete(index=name)
-        return names
-
     # -- the queries -----------------------------------------------------------------
 
     def items(self, workload: Workload, count: int, rng: random.Random) -> list[Any]:
@@ -676,7 +642,7 @@ class Bench:
             page = self.calls["cqrskit-search"](q)
             plain = self.calls["raw-search"](q)
             same = self.calls["raw-search-pit"](q)
-            self.close_pits([pit_of_cursor(page.cursor)] if page.cursor else [])
+            self.close_pits([self.pit.last] if page.cursor else [])
             self.close_pits([same["pit_id"]])
             hits = same["hits"]
             if not (page.total == plain["total"]["value"] == hits["total"]["value"]):
@@ -710,11 +676,10 @@ class Bench:
         for pit in pits:
             self.raw.options(ignore_status=404).close_point_in_time(id=pit)
 
-    @staticmethod
-    def left_open(variant: Variant, answer: Any) -> str | None:
+    def left_open(self, variant: Variant, answer: Any) -> str | None:
         """The point in time an answer holds open, if any."""
         if variant.key == "cqrskit-search":
-            return pit_of_cursor(answer.cursor) if answer.cursor else None
+            return str(self.pit.last) if answer.cursor else None
         if variant.key == "raw-search-pit":
             return str(answer["pit_id"])
         return None
@@ -727,27 +692,48 @@ class Bench:
         """
         call = self.calls[variant.key]
         keep = variant.workload == "search"
+        shares = [list(items[n::threads]) for n in range(threads)]
+        latencies: list[list[float]] = [[] for _ in shares]
         pits: list[str | None] = []
-        collector = CollectorTimer()
-        if threads <= 1:
-            latencies: list[float] = []
-            gc.collect()
-            gc.callbacks.append(collector)
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(threads + 1) if threads > 1 else None
+
+        def loop(n: int) -> None:
+            mine = latencies[n]
+            if barrier is not None:
+                barrier.wait()
+            try:
+                for item in shares[n]:
+                    t0 = time.perf_counter()
+                    answer = call(item)
+                    mine.append(time.perf_counter() - t0)
+                    if keep:
+                        pits.append(self.left_open(variant, answer))
+            except BaseException as exc:  # raised below
+                errors.append(exc)
+
+        workers = (
+            [threading.Thread(target=loop, args=(n,), name=f"query-{n}") for n in range(threads)]
+            if barrier
+            else []
+        )
+        for w in workers:
+            w.start()
+        gc.collect()
+        with gc_timed() as pauses:
             cpu = time.process_time()
+            if barrier is not None:
+                barrier.wait()
             started = time.perf_counter()
-            for item in items:
-                t0 = time.perf_counter()
-                answer = call(item)
-                latencies.append(time.perf_counter() - t0)
-                if keep:
-                    pits.append(self.left_open(variant, answer))
+            if workers:
+                for w in workers:
+                    w.join()
+            else:
+                loop(0)
             seconds = time.perf_counter() - started
             cpu = time.process_time() - cpu
-            gc.callbacks.remove(collector)
-        else:
-            seconds, cpu, latencies = self._run_threads(
-                variant, items, threads, collector, pits if keep else None
-            )
+        if errors:
+            raise BenchmarkError(f"{variant.key}: a query failed: {errors[0]!r}") from errors[0]
         if keep:
             self.contexts_seen[variant.key] = max(
                 self.contexts_seen.get(variant.key, 0), open_contexts(self.admin)
@@ -758,57 +744,10 @@ class Bench:
             len(items),
             seconds,
             cpu,
-            [1000 * x for x in latencies],
-            gc_seconds=collector.seconds,
-            gc_collections=collector.collections,
+            [1000 * x for share in latencies for x in share],
+            gc_seconds=pauses.seconds,
+            gc_collections=sum(pauses.collections),
         )
-
-    def _run_threads(
-        self,
-        variant: Variant,
-        items: Sequence[Any],
-        threads: int,
-        collector: CollectorTimer,
-        pits: list[str | None] | None,
-    ) -> tuple[float, float, list[float]]:
-        """``items`` split over ``threads`` threads; (wall seconds, CPU seconds, latencies)."""
-        call = self.calls[variant.key]
-        shares = [list(items[n::threads]) for n in range(threads)]
-        per_thread: list[list[float]] = [[] for _ in range(threads)]
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(threads + 1)
-
-        def worker(n: int) -> None:
-            mine = per_thread[n]
-            barrier.wait()
-            try:
-                for item in shares[n]:
-                    t0 = time.perf_counter()
-                    answer = call(item)
-                    mine.append(time.perf_counter() - t0)
-                    if pits is not None:
-                        pits.append(self.left_open(variant, answer))
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-
-        workers = [
-            threading.Thread(target=worker, args=(n,), name=f"query-{n}") for n in range(threads)
-        ]
-        for w in workers:
-            w.start()
-        gc.collect()
-        gc.callbacks.append(collector)
-        cpu = time.process_time()
-        barrier.wait()
-        started = time.perf_counter()
-        for w in workers:
-            w.join()
-        seconds = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        gc.callbacks.remove(collector)
-        if errors:
-            raise BenchmarkError(f"{variant.key}: a query thread failed: {errors[0]!r}")
-        return seconds, cpu, [x for share in per_thread for x in share]
 
     def run_rounds(self) -> list[Measurement]:
         """Interleaved rounds: per workload, the variants take turns block by block."""
@@ -874,6 +813,9 @@ class Bench:
             return items
 
         products = validate_products()
+        page = self.calls["cqrskit-search"](q)  # a real cursor, its point in time closed
+        self.close_pits([self.pit.last] if page.cursor else [])
+        cursor = page.cursor or "c" * 200
 
         steps: dict[str, dict[str, Callable[[], Any]]] = {
             "get": {
@@ -888,19 +830,16 @@ class Bench:
                 "SearchProductGroup(text, group)": lambda: SearchProductGroup(
                     text=q[0], group=q[1]
                 ),
-                "QueryBus.search + .text().range() + _query()": lambda: (
+                "QueryBus.search + .text().range()": lambda: (
                     self.bus.search("products", Product)
                     .text(query.text, "name")
                     .range("sku", **group_bounds(query.group))
-                    ._query()
                 ),
                 f"{len(hits)} x (copy source, pop metadata, Product.model_validate)": (
                     validate_products
                 ),
-                "Page[V](items, total, cursor) + cursor encoding": lambda: Page[Product](
-                    items=products,
-                    total=100,
-                    cursor=encode_cursor(same["pit_id"], hits[-1]["sort"], len(hits)),
+                "Page[V](items, total, cursor)": lambda: Page[Product](
+                    items=products, total=100, cursor=cursor
                 ),
             },
         }
@@ -954,53 +893,24 @@ class Bench:
         combined: pstats.Stats | None = None
         for workload, key in (("get", "cqrskit-get"), ("search", "cqrskit-search")):
             items = self.items(workload, min(self.config.queries, 2000), rng)
-            call = self.calls[key]
+            call, pits = self.calls[key], []
             profiler = cProfile.Profile()
-            answers = []
-            profiler.enable()
             for item in items:
-                answers.append(call(item))
-            profiler.disable()
-            if workload == "search":
-                self.close_pits([pit_of_cursor(a.cursor) for a in answers if a.cursor])
-            stats = pstats.Stats(profiler, stream=io.StringIO())
-            combined = stats if combined is None else combined.add(profiler)
-            rows = []
-            for (filename, line, function), (_cc, calls, own, cumulative, _c) in sorted(
-                stats.stats.items(),  # type: ignore[attr-defined]
-                key=lambda kv: kv[1][2],
-                reverse=True,
-            )[:20]:
-                where = filename.split("site-packages/")[-1].replace(str(REPO_ROOT) + "/", "")
-                rows.append(
-                    {
-                        "function": f"{where}:{line}({function})",
-                        "calls": calls,
-                        "own_us_per_query": 1e6 * own / len(items),
-                        "cumulative_us_per_query": 1e6 * cumulative / len(items),
-                    }
-                )
-            tops[workload] = rows
+                profiler.enable()
+                answer = call(item)
+                profiler.disable()
+                pits.append(self.left_open(self.variant(key), answer))
+            self.close_pits([p for p in pits if p])
+            combined = pstats.Stats(profiler) if combined is None else combined.add(profiler)
+            tops[workload] = profile_rows(profiler, top=20, per=len(items), cumulative=False)
         if combined is not None:
             combined.dump_stats(str(path))
         return tops
 
-
-class CollectorTimer:
-    """A ``gc.callbacks`` entry that adds up the time spent in garbage collections."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.collections = 0
-        self._started: float | None = None
-
-    def __call__(self, phase: str, _info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        elif self._started is not None:
-            self.seconds += time.perf_counter() - self._started
-            self.collections += 1
-            self._started = None
+    @staticmethod
+    def variant(key: str) -> Variant:
+        """The variant of ``key``."""
+        return next(v for v in VARIANTS if v.key == key)
 
 
 class StubElasticsearch:
@@ -1026,15 +936,6 @@ class StubElasticsearch:
         return {"succeeded": True}
 
 
-@contextmanager
-def indices_cleaned(bench: Bench) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        deleted = bench.delete_indices()
-        bench.console.log(f"deleted {len(deleted)} indices: {', '.join(deleted)}")
-
-
 # --- output -------------------------------------------------------------------------
 
 
@@ -1054,63 +955,56 @@ class Outcome:
 
 def print_tables(console: Console, outcome: Outcome, config: Config) -> None:
     """The latency table, the ratios, and where cqrskit's time goes."""
-    table = Table(
-        title=(
-            f"Query latency over {config.docs:,} documents per read model: {config.queries:,} "
-            f"queries per variant and round in {config.blocks} interleaved blocks, "
-            f"{config.rounds} rounds (medians of the rounds)"
-        )
-    )
-    table.add_column("variant")
-    table.add_column("req", justify="right")
-    table.add_column("q/s 1 thread", justify="right")
-    table.add_column("min - max", justify="right")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p90 ms", justify="right")
-    table.add_column("p99 ms", justify="right")
-    table.add_column("mean ms", justify="right")
-    table.add_column("client CPU us/q", justify="right")
-    table.add_column("GC us/q", justify="right")
-    if config.threads > 1:
-        table.add_column(f"q/s {config.threads} threads", justify="right")
-        table.add_column(f"p50 ms {config.threads} thr", justify="right")
+    threaded = config.threads > 1
+    rows = []
     for m in outcome.measurements:
         qps = m.values("qps")
-        row = [
-            m.variant.label,
-            str(m.variant.requests),
-            f"{m.median('qps'):,.0f}",
-            f"{min(qps):,.0f} - {max(qps):,.0f}",
-            f"{m.median('p50_ms'):.2f}",
-            f"{m.median('p90_ms'):.2f}",
-            f"{m.median('p99_ms'):.2f}",
-            f"{m.median('mean_ms'):.2f}",
-            f"{m.median('client_cpu_us_per_query'):,.0f}",
-            f"{m.median('gc_us_per_query'):,.0f}",
-        ]
-        if config.threads > 1:
-            row += [f"{m.median('qps', True):,.0f}", f"{m.median('p50_ms', True):.2f}"]
-        table.add_row(*row)
-    console.print(table)
-
-    ratios = Table(title="Ratios (cqrskit / raw, medians of the rounds; q/s: higher is better)")
-    ratios.add_column("variant")
-    ratios.add_column("over")
-    ratios.add_column("q/s 1 thread", justify="right")
-    ratios.add_column("per round", justify="right")
-    ratios.add_column("per block", justify="right")
-    ratios.add_column("p50 latency", justify="right")
-    ratios.add_column("p99 latency", justify="right")
-    if config.threads > 1:
-        ratios.add_column(f"q/s {config.threads} threads", justify="right")
-        ratios.add_column("per round", justify="right")
-        ratios.add_column("per block", justify="right")
+        rows.append(
+            [
+                m.variant.label,
+                str(m.variant.requests),
+                f"{m.median('qps'):,.0f}",
+                f"{min(qps):,.0f} - {max(qps):,.0f}",
+                *(f"{m.median(k):.2f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
+                f"{m.median('client_cpu_us_per_query'):,.0f}",
+                f"{m.median('gc_us_per_query'):,.0f}",
+                *(
+                    [f"{m.median('qps', True):,.0f}", f"{m.median('p50_ms', True):.2f}"]
+                    if threaded
+                    else []
+                ),
+            ]
+        )
+    table(
+        console,
+        f"Query latency over {config.docs:,} documents per read model: {config.queries:,} "
+        f"queries per variant and round in {config.blocks} interleaved blocks, "
+        f"{config.rounds} rounds (medians of the rounds)",
+        [
+            "variant",
+            "req",
+            "q/s 1 thread",
+            "min - max",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "mean ms",
+            "client CPU us/q",
+            "GC us/q",
+            *(
+                [f"q/s {config.threads} threads", f"p50 ms {config.threads} thr"]
+                if threaded
+                else []
+            ),
+        ],
+        rows,
+    )
     labels = {v.key: v.label for v in VARIANTS}
 
     def blocks(q: tuple[float, float, float] | None) -> str:
         return f"{q[1]:.2f} ({q[0]:.2f}-{q[2]:.2f})" if q else "-"
 
-    for r in outcome.ratios:
+    def ratio_row(r: Ratio) -> list[str]:
         row = [
             labels[r.variant],
             labels[r.baseline],
@@ -1120,14 +1014,29 @@ def print_tables(console: Console, outcome: Outcome, config: Config) -> None:
             f"{r.p50:.2f}x",
             f"{r.p99:.2f}x",
         ]
-        if config.threads > 1:
+        if threaded:
             row += [
                 f"{r.qps_threaded:.2f}x" if r.qps_threaded else "-",
                 ", ".join(f"{x:.2f}" for x in r.qps_threaded_rounds),
                 blocks(r.qps_threaded_blocks),
             ]
-        ratios.add_row(*row)
-    console.print(ratios)
+        return row
+
+    table(
+        console,
+        "Ratios (cqrskit / raw, medians of the rounds; q/s: higher is better)",
+        [
+            "variant",
+            "over",
+            "q/s 1 thread",
+            "per round",
+            "per block",
+            "p50 latency",
+            "p99 latency",
+            *([f"q/s {config.threads} threads", "per round", "per block"] if threaded else []),
+        ],
+        (ratio_row(r) for r in outcome.ratios),
+    )
     print_explanations(console, outcome)
 
 
@@ -1143,14 +1052,16 @@ def print_explanations(console: Console, outcome: Outcome) -> None:
         "means slower. Compare ratios within one run, not absolute figures across runs."
     )
 
-    costs = Table(title="cqrskit's Python steps, each timed alone (best of 5 x 2000 calls)")
-    costs.add_column("query")
-    costs.add_column("step")
-    costs.add_column("us", justify="right")
-    for workload in ("get", "search"):
-        for step in outcome.costs[workload]:
-            costs.add_row(workload, step["step"], f"{step['us']:.1f}")
-    console.print(costs)
+    table(
+        console,
+        "cqrskit's Python steps, each timed alone (best of 5 x 2000 calls)",
+        ["query", "step", "us"],
+        (
+            [w, step["step"], f"{step['us']:.1f}"]
+            for w in ("get", "search")
+            for step in outcome.costs[w]
+        ),
+    )
     took = outcome.costs["search_took_ms"]
     console.print(
         f"Elasticsearch's own time (took, mean over 300 queries, whole ms each): plain "
@@ -1160,62 +1071,38 @@ def print_explanations(console: Console, outcome: Outcome) -> None:
         f"Most search contexts open on the node after a block or warm-up (the points in "
         f"time it left open, closed by the benchmark afterwards): {outcome.contexts_seen}"
     )
-    if outcome.profile:
-        for workload, rows in outcome.profile.items():
-            profile = Table(title=f"cProfile of cqrskit {workload}: top functions by own time")
-            profile.add_column("function")
-            profile.add_column("calls", justify="right")
-            profile.add_column("own us/q", justify="right")
-            profile.add_column("cumulative us/q", justify="right")
-            for row in rows[:12]:
-                profile.add_row(
-                    row["function"],
-                    f"{row['calls']:,}",
-                    f"{row['own_us_per_query']:.1f}",
-                    f"{row['cumulative_us_per_query']:.1f}",
-                )
-            console.print(profile)
+    for workload, rows in (outcome.profile or {}).items():
+        profile_table(console, f"cProfile of cqrskit {workload}", rows, 12)
 
 
-def save_json(
-    path: Path,
-    *,
-    config: Config,
-    settings: Settings,
-    machine: dict[str, Any],
-    outcome: Outcome,
-    started: datetime,
-) -> None:
-    """Write everything a later reader needs to judge the figures."""
-    document = {
-        "benchmark": "queries",
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "config": {
-            **asdict(config),
-            "results": str(config.results),
-            "index_prefix": settings.index_prefix,
-            "page_size": PAGE_SIZE,
-            "fill": "untimed: read_model_for(settings, Projection()).ensure(), then bulk "
-            "create of view.model_dump(mode='json') + the cqrskit metadata object, refresh",
-            "groups": list(GROUPS),
-            "search_texts": "a group's noun (30%), adjective + noun (40%), origin + noun (30%); "
-            "filter: sku in the group's keyword range",
-            "timed": "each query's latency with time.perf_counter around the call (query "
-            "object built inside for cqrskit); q/s: queries / wall time of the variant's "
-            "blocks of a round",
-            "interleaving": f"per round and workload, the queries are cut in {config.blocks} "
-            "blocks; each block runs through every variant, one after the other, the order "
-            "rotating from block to block; warm-up of every variant before the first block",
-            "threaded": f"the same queries split over {config.threads} threads sharing one "
-            "client (and one QueryBus)",
-            "gc": "gc.freeze() after the fill (the benchmark's own data out of full "
-            "collections); gc.collect() before each block; time in collections during a "
-            "block measured with gc.callbacks",
-            "pits": "points in time left open by a block (cqrskit's page cursor, the raw PIT "
-            "variant) are closed after the block, untimed",
-        },
-        "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
+def results(
+    config: Config, settings: Settings, outcome: Outcome
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The result's configuration, and what it measured."""
+    return {
+        **asdict(config),
+        "results": str(config.results),
+        "index_prefix": settings.index_prefix,
+        "page_size": PAGE_SIZE,
+        "fill": "untimed: read_model_for(settings, Projection()).ensure(), then bulk "
+        "create of DocState(id, view, sources, position).body(), refresh",
+        "groups": list(GROUPS),
+        "search_texts": "a group's noun (30%), adjective + noun (40%), origin + noun (30%); "
+        "filter: sku in the group's keyword range",
+        "timed": "each query's latency with time.perf_counter around the call (query "
+        "object built inside for cqrskit); q/s: queries / wall time of the variant's "
+        "blocks of a round",
+        "interleaving": f"per round and workload, the queries are cut in {config.blocks} "
+        "blocks; each block runs through every variant, one after the other, the order "
+        "rotating from block to block; warm-up of every variant before the first block",
+        "threaded": f"the same queries split over {config.threads} threads sharing one "
+        "client (and one QueryBus)",
+        "gc": "gc.freeze() after the fill (the benchmark's own data out of full "
+        "collections); gc.collect() before each block; time in collections during a "
+        "block measured with gc.callbacks",
+        "pits": "points in time left open by a block (cqrskit's page cursor, the raw PIT "
+        "variant) are closed after the block, untimed",
+    }, {
         "fill": outcome.fill,
         "check": outcome.check,
         "variants": [
@@ -1242,7 +1129,6 @@ def save_json(
         "profile_top": outcome.profile,
         "profile_file": outcome.profile_path,
     }
-    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 COLOURS = {
@@ -1285,9 +1171,8 @@ def save_chart(
     path: Path, *, outcome: Outcome, config: Config, machine: dict[str, Any], stamp: str
 ) -> None:
     """Per query: latency distributions (left) and queries per second (right)."""
-    figure = Figure(figsize=(12, 8.5), dpi=110)
-    FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(2, 2, width_ratios=[1.15, 1])
+    made = figure(12, 8.5)
+    grid = made.add_gridspec(2, 2, width_ratios=[1.15, 1])
     by_key = {m.variant.key: m for m in outcome.measurements}
     ratio_for = {
         (r.variant, r.baseline): r for r in outcome.ratios if r.variant.startswith("cqrskit")
@@ -1299,8 +1184,8 @@ def save_chart(
     for row, workload in enumerate(("get", "search")):
         ms = [by_key[v.key] for v in VARIANTS if v.workload == workload]
         base = BASELINES[workload]
-        plot_latency(figure.add_subplot(grid[row, 0]), ms, titles[workload])
-        bars = figure.add_subplot(grid[row, 1])
+        plot_latency(made.add_subplot(grid[row, 0]), ms, titles[workload])
+        bars = made.add_subplot(grid[row, 1])
         groups = [("1 thread", False)]
         if config.threads > 1:
             groups.append((f"{config.threads} threads", True))
@@ -1345,7 +1230,7 @@ def save_chart(
         bars.set_ylabel("queries per second (median of rounds)")
         bars.legend(fontsize=7, loc="upper left")
         bars.set_title(f"{titles[workload]}: q/s, ratio to {base}", fontsize=9)
-    figure.suptitle(
+    made.suptitle(
         f"cqrskit QueryBus vs raw elasticsearch client: {config.docs:,} docs per read model, "
         f"{config.queries:,} queries x {config.rounds} rounds in {config.blocks} interleaved "
         "blocks, Elasticsearch "
@@ -1354,17 +1239,16 @@ def save_chart(
         "(search: and to the raw PIT + search, the framework's own requests)",
         fontsize=9,
     )
-    figure.tight_layout()
-    figure.savefig(path)
+    save_figure(made, path)
 
 
 # --- entry point --------------------------------------------------------------------
 
 
-def measure(settings: Settings, config: Config, stamp: str, console: Console) -> Outcome:
+def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome:
     """Fill the read models, check, run the rounds and the extras; delete the indices."""
-    bench = Bench(settings, config, console)
-    with indices_cleaned(bench):
+    bench = Bench(settings, config, session.console)
+    try:
         fill = bench.fill()
         check = bench.check()
         # The benchmark's own data (100,000s of ids, the query lists) is nothing a
@@ -1375,65 +1259,51 @@ def measure(settings: Settings, config: Config, stamp: str, console: Console) ->
             measurements = bench.run_rounds()
         finally:
             gc.unfreeze()
-        console.log("timing cqrskit's Python steps and the server's time")
+        session.console.log("timing cqrskit's Python steps and the server's time")
         costs = bench.python_costs()
         outcome = Outcome(
             measurements, ratios_of(measurements), fill, check, costs, bench.contexts_seen
         )
         if config.profile:
-            config.results.mkdir(parents=True, exist_ok=True)
-            path = config.results / f"queries-{stamp}.prof"
-            outcome.profile = bench.profile(path)
-            outcome.profile_path = str(path)
-            console.log(f"profile saved to {path}")
+            path = session.path(".prof")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            outcome.profile, outcome.profile_path = bench.profile(path), str(path)
+            session.console.log(f"profile saved to {path}")
+    finally:
+        clean_up(settings, session.console, indices=settings.index_prefix)
     return outcome
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     """Command-line options to a Config."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="1000 queries per round, not 5000")
-    parser.add_argument(
-        "--docs", type=int, default=100_000, help="documents in each read model (default 100000)"
-    )
-    parser.add_argument("--queries", type=int, help="timed queries per variant and round")
-    parser.add_argument(
-        "--warmup", type=int, default=300, help="untimed queries per variant before a round"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument(
+    parser = cli.parser(__doc__, "1000 queries per round, not 5000")
+    cli.add(parser, "--docs", 100_000, "documents in each read model (default 100000)")
+    cli.add(parser, "--queries", None, "timed queries per variant and round", int)
+    cli.add(parser, "--warmup", 300, "untimed queries per variant before a round")
+    cli.add(parser, "--rounds", 3, "interleaved rounds")
+    cli.add(
+        parser,
         "--blocks",
-        type=int,
-        default=10,
-        help="blocks a round's queries are cut in; the variants take turns block by block",
+        10,
+        "blocks a round's queries are cut in; the variants take turns block by block",
     )
-    parser.add_argument(
-        "--threads", type=int, default=4, help="threads of the concurrent batches (1: skip them)"
-    )
-    parser.add_argument("--fill-chunk", type=int, default=5000, help="documents per bulk request")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the documents and queries")
-    parser.add_argument(
-        "--profile", action="store_true", help="cProfile the cqrskit calls (saves .prof)"
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_DIR, help="where to save the JSON and the chart"
-    )
+    cli.add(parser, "--threads", 4, "threads of the concurrent batches (1: skip them)")
+    cli.add(parser, "--fill-chunk", 5000, "documents per bulk request")
+    cli.add(parser, "--seed", 7, "seed of the documents and queries")
+    cli.add(parser, "--profile", False, "cProfile the cqrskit calls (saves .prof)")
     args = parser.parse_args(argv)
     queries = args.queries or (1000 if args.quick else 5000)
-    for name, value in (
-        ("docs", args.docs),
-        ("queries", queries),
-        ("rounds", args.rounds),
-        ("blocks", args.blocks),
-        ("threads", args.threads),
-        ("fill-chunk", args.fill_chunk),
-    ):
-        if value < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.warmup < 0:
-        parser.error("--warmup must not be negative")
-    if args.docs < 1000:
-        parser.error("--docs must be at least 1000")
+    cli.at_least(
+        parser,
+        1,
+        queries=queries,
+        rounds=args.rounds,
+        blocks=args.blocks,
+        threads=args.threads,
+        fill_chunk=args.fill_chunk,
+    )
+    cli.at_least(parser, 0, warmup=args.warmup)
+    cli.at_least(parser, 1000, docs=args.docs)
     return Config(
         docs=args.docs,
         queries=queries,
@@ -1452,14 +1322,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
     config = parse_args(argv)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=180)  # rich assumes 80 columns when piped; the tables need more
-    started = datetime.now(UTC)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    settings = Settings.load().model_copy(
-        update={"index_prefix": f"bench-queries-{stamp.lower()}-"}
-    )
+    session = cli.Session.begin("queries", config.results, 180)
+    settings = Settings.load().model_copy(update={"index_prefix": f"{session.tag}-"})
     machine = machine_info(
         settings,
         services=("elasticsearch",),
@@ -1473,27 +1337,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             "orjson",
         ),
     )
-    console.log(
+    session.console.log(
         f"Elasticsearch {machine['elasticsearch']['version']} at {settings.elasticsearch_url} "
         f"({machine['elasticsearch']['detail']}), {machine['nproc']} CPUs, Python "
         f"{machine['python']}; {config.docs:,} documents per read model, {config.queries:,} "
         f"queries x {config.rounds} rounds per variant, index prefix {settings.index_prefix}"
     )
-    outcome = measure(settings, config, stamp, console)
-    print_tables(console, outcome, config)
-    config.results.mkdir(parents=True, exist_ok=True)
-    json_path = config.results / f"queries-{stamp}.json"
-    png_path = config.results / f"queries-{stamp}.png"
-    save_json(
-        json_path,
-        config=config,
-        settings=settings,
-        machine=machine,
-        outcome=outcome,
-        started=started,
+    outcome = measure(settings, config, session)
+    print_tables(session.console, outcome, config)
+    configuration, measured = results(config, settings, outcome)
+    session.save(
+        configuration,
+        machine,
+        lambda path: save_chart(
+            path, outcome=outcome, config=config, machine=machine, stamp=session.stamp
+        ),
+        **measured,
     )
-    save_chart(png_path, outcome=outcome, config=config, machine=machine, stamp=stamp)
-    console.print(f"saved {json_path} and {png_path}")
     return 0
 
 

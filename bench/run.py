@@ -35,20 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from _common import (
-    REPO_ROOT,
-    RESULTS_DIR,
-    machine_info,
-    pipeline_settings,
-    utc_stamp,
-    wide_console,
-    write_json,
-)
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from _kit import REPO_ROOT, RESULTS_DIR
+from _kit.machine import machine_info, pipeline_settings
+from _kit.measure import limited_by
+from _kit.report import figure, save_figure, table, utc_stamp, wide_console, write_json
 from matplotlib.ticker import NullFormatter
 from rich.console import Console
-from rich.table import Table
 
 from cqrskit import Settings
 
@@ -181,10 +173,29 @@ def runs_of(v: dict[str, Any], median: str = "median_events_per_second") -> dict
     }
 
 
-def top_steps(steps: Sequence[dict[str, Any]], count: int = 3) -> str:
-    """``decode 18%, bulk 24%, ...``: the largest shares of a time split."""
-    largest = sorted(steps, key=lambda s: s["share"], reverse=True)[:count]
-    return ", ".join(f"{s['step']} {100 * s['share']:.0f}%" for s in largest)
+def append_limit(doc: dict[str, Any], n: int) -> str:
+    """What limits appends with ``n`` writers, from the run itself: the largest steps of
+    the instrumented sequential batch, the group commit's appends per transaction at ``n``
+    writers, and how far the library's recorder alone is from the raw commit."""
+    suffix = "seq" if n == 1 else f"{n}w"
+    parts = []
+    split = doc.get("cqrskit_time_split")
+    if split:
+        parts.append(f"{limited_by(split['steps'], per=split['events'])} of a sequential append")
+    mine = variant(doc, f"cqrskit-{suffix}")
+    transactions = sum(r.get("transactions") or 0 for r in mine["rounds"])
+    if transactions:
+        per = sum(r["appends"] for r in mine["rounds"]) / transactions
+        commits = mine["median_events_per_second"] / per
+        parts.append(
+            f"{n} writer{'s' if n > 1 else ''}: {per:.1f} appends per transaction, "
+            f"{commits:,.0f} transactions/s"
+        )
+    es, raw = (
+        variant(doc, f"{k}-{suffix}")["median_events_per_second"] for k in ("eventsourcing", "raw")
+    )
+    parts.append(f"eventsourcing's recorder alone {es / raw:.2f}x raw")
+    return "; ".join(parts)
 
 
 def commands_headlines(doc: dict[str, Any]) -> list[Headline]:
@@ -204,13 +215,7 @@ def commands_headlines(doc: dict[str, Any]) -> list[Headline]:
             "unit": "events/s",
             "runs": runs_of(mine),
         }
-        limit = (
-            "eventsourcing's recorder, which cqrskit uses, reaches "
-            f"{rate('eventsourcing') / rate('raw'):.2f}x raw: a psycopg pipeline-mode "
-            "transaction (lock the table, notify, insert, sync, commit) per append, and the "
-            "events table's EXCLUSIVE lock held from the insert to the commit, so commits "
-            "(one WAL flush each) are serialised; appends are not grouped"
-        )
+        limit = append_limit(doc, n)
         target = Target("≥0.8x raw commit", 0.8, on="ratio") if n in (1, 4) else None
         rows += against_targets(
             common,
@@ -224,9 +229,7 @@ def commands_headlines(doc: dict[str, Any]) -> list[Headline]:
         if n == 64:
             rows += against_targets(
                 common,
-                f"one transaction and one WAL flush per command under the table lock: "
-                f"{common['value']:,.0f} events/s is about one commit at a time; the appends "
-                "of concurrent writers are not grouped into one transaction",
+                limit,
                 [
                     (
                         "raw, 100 rows per COMMIT (4 connections)",
@@ -239,17 +242,22 @@ def commands_headlines(doc: dict[str, Any]) -> list[Headline]:
 
 
 def one_thread_rate(
-    doc: dict[str, Any], key: str, workload: str, thread: str, split: str
+    doc: dict[str, Any], key: str, workload: str, split: str, cpu: str
 ) -> tuple[dict[str, Any], str]:
-    """A variant's events/s as a headline's fields, and what limits it: its one thread's
-    largest steps in the instrumented run (``split``, the key of the time split)."""
+    """A variant's events/s as a headline's fields, and what limits it: the largest steps
+    of the run's instrumented run (``split``, the key of its time split), and how busy the
+    thread was (``cpu``, the key of its CPU seconds)."""
     mine = variant(doc, key)
+    events = doc["config"]["events"]
     steps = doc.get(split)
-    limit = f"the {thread}'s one Python thread" + (
-        f" (instrumented run: {top_steps(steps['steps'])})" if steps else ""
-    )
+    limit = "no instrumented run"
+    if steps:
+        limit = (
+            f"{limited_by(steps['steps'], per=events)} of the instrumented run; its thread on "
+            f"CPU {100 * steps[cpu] / steps['seconds']:.0f}% of the wall time"
+        )
     common = {
-        "workload": f"{workload}, {doc['config']['events']:,} events",
+        "workload": f"{workload}, {events:,} events",
         "figure": "events/s",
         "value": mine["median_events_per_second"],
         "unit": "events/s",
@@ -277,8 +285,13 @@ def against_targets(
 
 def relay_headlines(doc: dict[str, Any]) -> list[Headline]:
     """Relay: events/s and the ratio to the raw producer."""
-    common, limit = one_thread_rate(doc, "cqrskit", "relay", "relay", "relay_time_split")
-    base = ("raw confluent-kafka producer", variant(doc, "raw")["median_events_per_second"])
+    common, limit = one_thread_rate(
+        doc, "cqrskit", "relay", "relay_time_split", "relay_thread_cpu_seconds"
+    )
+    base = (
+        "raw: the relay's KafkaPublisher fed directly",
+        variant(doc, "raw")["median_events_per_second"],
+    )
     return against_targets(
         common,
         limit,
@@ -292,7 +305,7 @@ def relay_headlines(doc: dict[str, Any]) -> list[Headline]:
 def projections_headlines(doc: dict[str, Any]) -> list[Headline]:
     """Projection: the default batch (1000) against the runner and the raw bulk."""
     common, limit = one_thread_rate(
-        doc, "cqrskit-b1000", "projection", "worker", "worker_time_split"
+        doc, "cqrskit-b1000", "projection", "worker_time_split", "worker_thread_cpu_seconds"
     )
     bulk = ("raw ES bulk, 1000 ops/request", variant(doc, "raw-b1000")["median_events_per_second"])
     runner = variant(doc, "eventsourcing")["median_events_per_second"]
@@ -314,15 +327,12 @@ def rebuild_headlines(doc: dict[str, Any]) -> list[Headline]:
     seconds = mine["median_seconds"]
     per_million = seconds * 1_000_000 / events
     phases = mine.get("median_phases") or {}
-    replay = {k.removeprefix("replay:"): v for k, v in phases.items() if k.startswith("replay:")}
-    total = sum(replay.values()) or 1.0
-    largest = sorted(replay.items(), key=lambda kv: kv[1], reverse=True)[:3]
-    limit = (
-        "the replay, one Python thread waiting in turn on PostgreSQL reads and on one ES mget "
-        "and one bulk per batch of 1000 ("
-        + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in largest)
-        + " of the replay)"
-    )
+    steps = [
+        {"step": key, "key": key, "seconds": value, "share": value / seconds}
+        for key, value in phases.items()
+        if key != "replay"
+    ]
+    limit = f"{limited_by(steps, per=events)} of the rebuild's wall time (median of rounds)"
     scale = 1_000_000 / events
     seconds_values = [r["seconds"] * scale for r in mine["rounds"]]
     return [
@@ -398,11 +408,7 @@ def e2e_headlines(doc: dict[str, Any]) -> list[Headline]:
                 runs={"runs": row["runs"], **p99} if p99 else None,
                 baseline=None,
                 target=Target("p99 <250 ms", 250, below=True) if is_target else None,
-                limited_by=(
-                    f"{', '.join(sorted(set(map(str, row['limited_by']))))} (stage means: "
-                    f"{stage_text}); searchable waits for the read model's refresh, every 1 s "
-                    "by default"
-                ),
+                limited_by=stage_limit(means, row["refresh_interval"]),
                 note=(
                     f"p50 "
                     f"{row['p50_ms']['median']:.0f} ms, p95 {row['p95_ms']['median']:.0f} ms; "
@@ -415,6 +421,18 @@ def e2e_headlines(doc: dict[str, Any]) -> list[Headline]:
     return rows
 
 
+def stage_limit(means: dict[str, float], refresh: str) -> str:
+    """The stage with the largest mean of the worker's own histograms, and its share."""
+    if not means:
+        return "no stage measured"
+    stage = max(means, key=lambda k: means[k])
+    return (
+        f"{stage} {100 * means[stage] / sum(means.values()):.0f}% of the stages' means ("
+        + ", ".join(f"{k} {v:.0f} ms" for k, v in means.items())
+        + f"); read model refresh_interval {refresh}"
+    )
+
+
 def memory_headlines(doc: dict[str, Any]) -> list[Headline]:
     """Memory: peak RSS of the relay and the worker processes."""
     rows = []
@@ -423,10 +441,10 @@ def memory_headlines(doc: dict[str, Any]) -> list[Headline]:
         peak = entry["peak_rss_mb"]
         rises = [time_to_peak(r[name]["memory"]["timeline_mb"]) for r in doc["rounds"]]
         seconds = max(r[name]["seconds"] for r in doc["rounds"])
+        first = max(r[name]["memory"]["first_rss_mb"] or 0 for r in doc["rounds"])
         limit = (
-            f"memory taken as the backlog is fetched: RSS is at 90% of its peak "
-            f"{max(rises):.1f} s into a {seconds:.0f} s run and stays there; what holds it: "
-            "bench/README.md, Memory"
+            f"{first:.0f} MB resident at the first sample after start, {peak['max']:.0f} MB at "
+            f"the peak; 90% of the peak {max(rises):.1f} s into a {seconds:.0f} s run"
         )
         rows.append(
             Headline(
@@ -506,42 +524,43 @@ def met_text(met: bool | None) -> str:
 
 def print_table(console: Console, runs: Sequence[ScriptRun], title: str) -> None:
     """The headline table: workload, figure, baseline, ratio, target, met."""
-    table = Table(title=title, show_lines=False)
-    for column, justify in (
-        ("workload", "left"),
-        ("cqrskit", "right"),
-        ("runs (min-max)", "right"),
-        ("baseline", "left"),
-        ("baseline figure", "right"),
-        ("ratio", "right"),
-        ("target", "left"),
-        ("met?", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    rows = []
     for run in runs:
         if run.error:
-            table.add_row(run.name, f"[red]failed: {run.error}[/red]", "", "", "", "", "", "")
+            rows.append([run.name, f"[red]failed: {run.error}[/red]", "", "", "", "", "", ""])
         for h in run.headlines:
-            runs_text = (
-                f"{h.runs['runs']} ({fmt(h.runs['min'])}-{fmt(h.runs['max'])})" if h.runs else ""
-            )
             colour = "" if h.met is None else ("green" if h.met else "red")
-            table.add_row(
-                h.workload,
-                fmt(h.value, h.unit),
-                runs_text,
-                h.baseline or "",
-                fmt(h.baseline_value, h.unit),
-                f"{h.ratio:.2f}x" if h.ratio is not None else "",
-                h.target.text if h.target else "",
-                f"[{colour}]{met_text(h.met).upper() if h.met is False else met_text(h.met)}"
-                f"[/{colour}]"
-                if colour
-                else "",
+            met = met_text(h.met).upper() if h.met is False else met_text(h.met)
+            rows.append(
+                [
+                    h.workload,
+                    fmt(h.value, h.unit),
+                    f"{h.runs['runs']} ({fmt(h.runs['min'])}-{fmt(h.runs['max'])})"
+                    if h.runs
+                    else "",
+                    h.baseline or "",
+                    fmt(h.baseline_value, h.unit),
+                    f"{h.ratio:.2f}x" if h.ratio is not None else "",
+                    h.target.text if h.target else "",
+                    f"[{colour}]{met}[/{colour}]" if colour else "",
+                ]
             )
-    console.print(table)
-    missed = [h for run in runs for h in run.headlines if h.met is False]
-    for h in missed:
+    table(
+        console,
+        title,
+        [
+            "workload",
+            "cqrskit",
+            "runs (min-max)",
+            "baseline",
+            "baseline figure",
+            "ratio",
+            "target",
+            "met?",
+        ],
+        rows,
+    )
+    for h in (h for run in runs for h in run.headlines if h.met is False):
         target = h.target.text if h.target else ""
         console.print(f"[red]missed[/red] {h.workload} ({target}): limited by {h.limited_by}")
 
@@ -571,9 +590,8 @@ def save_chart(path: Path, runs: Sequence[ScriptRun], title: str) -> None:
             ratio_rows.setdefault((h.workload, h.baseline), h)
     target_rows = [h for h in headlines if h.target and h.met is not None]
     rows = max(len(ratio_rows), len(target_rows))
-    figure = Figure(figsize=(15, max(5.0, 0.3 * rows + 1.8)))
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
+    made = figure(15, max(5.0, 0.3 * rows + 1.8))
+    left, right = made.subplots(1, 2)
     ratios = [h.ratio or 0.0 for h in ratio_rows.values()]
     left.barh(range(len(ratios)), ratios, color="#1f77b4")
     for y, value in enumerate(ratios):
@@ -615,9 +633,8 @@ def save_chart(path: Path, runs: Sequence[ScriptRun], title: str) -> None:
     )
     log_axis(right, attainment, "figure / target (target / figure for upper bounds); ≥1x: met")
     right.set_title("targets (green: met, red: missed)", fontsize=9)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    made.suptitle(title, fontsize=10)
+    save_figure(made, path)
 
 
 # --- the README ---------------------------------------------------------------------------------

@@ -22,9 +22,11 @@ from functools import partial
 from typing import Any
 
 from cqrskit.adapters.kafka.publisher import KafkaPublisher
+from cqrskit.adapters.kafka.subscription import KafkaSubscription
 from cqrskit.adapters.kafka.topics import topic_partitions
 from cqrskit.adapters.postgres.layouts import layout_status, request_repartition
 from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
+from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.commands import CommandBus, CommandHandlers
 from cqrskit.envelope import Seal
 from cqrskit.eventstore import Application
@@ -32,7 +34,7 @@ from cqrskit.projections import Projection, ProjectionWorker
 from cqrskit.projections._rebuild import Progress, RebuildResult, rebuild
 from cqrskit.queries import QueryBus, QueryHandlers
 from cqrskit.relay import LayoutStatus, OutboxRelay, RelayOptions, RelayStatus
-from cqrskit.sagas import ProcessManager, SagaRunner
+from cqrskit.sagas import ProcessManager, SagaRunner, SagaStore
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology
 
@@ -130,6 +132,31 @@ class Runtime:
     # -- process managers ----------------------------------------------------------
 
     def saga_runner(self, application: Application, manager: ProcessManager[Any]) -> SagaRunner:
-        """A runner of ``manager``, its instances kept in ``application``'s database."""
+        """A runner of ``manager``, its instances kept in ``application``'s database.
 
-        return SagaRunner(self.settings, application, manager)
+        Creates the store's tables (idempotent); the runner creates nothing.
+
+        Raises:
+            ServiceUnavailable: PostgreSQL did not answer creating the tables.
+        """
+
+        topology = Topology.of(self.settings, application.name)
+        subscription = KafkaSubscription(
+            self.settings,
+            f"saga {manager.name}",
+            topology.saga_group(manager.name),
+            topology.topics(manager.aggregate_types()),
+        )
+        bus = self.command_bus(application, manager.handlers)
+        return SagaRunner(manager, bus, self.saga_store(application.name), subscription)
+
+    def saga_store(self, application_name: str) -> SagaStore:
+        """The store of ``application_name``'s process managers, its tables created.
+
+        Raises:
+            ServiceUnavailable: PostgreSQL did not answer creating the tables.
+        """
+
+        store = PostgresSagaStore(self.settings, application_name)
+        store.create_tables()
+        return store

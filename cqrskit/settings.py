@@ -287,17 +287,18 @@ class Settings(BaseSettings):
     )
 
     @classmethod
-    def load(cls, **overrides: Any) -> Settings:
+    def load(cls, **overrides: object) -> Settings:
         """Read defaults, then the environment, then ``overrides``.
 
         Raises:
             ConfigurationError: a value is malformed; names the variable.
         """
         secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+        values: dict[str, Any] = dict(overrides)  # validated by the model itself
         try:
             if secrets_dir:
-                return cls(_secrets_dir=secrets_dir, **overrides)
-            return cls(**overrides)
+                return cls(_secrets_dir=secrets_dir, **values)
+            return cls(**values)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"

@@ -19,15 +19,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cqrskit.adapters.memory.saga_store import MemorySagaStore
 from cqrskit.commands import Command, CommandBus, CommandHandlers, CommandResult
 from cqrskit.domain import DomainEvent
 from cqrskit.envelope import Envelope, encode
 from cqrskit.errors import CqrskitError, RuleViolated
 from cqrskit.eventstore import Application
-from cqrskit.sagas import MemorySagaStore, ProcessManager, SagaInstance, Step, react
+from cqrskit.sagas import ProcessManager, SagaInstance, Step, react
 
 __all__ = [
     "ExpectedEvent",
+    "MemorySagaStore",
     "SagaScenario",
     "Scenario",
     "expect",
@@ -66,7 +68,7 @@ class ExpectedEvent:
 
 
 def expect(
-    event_class: type[DomainEvent], /, *, exact: bool = True, **payload: Any
+    event_class: type[DomainEvent], /, *, exact: bool = True, **payload: object
 ) -> ExpectedEvent:
     """Expect an event of ``event_class`` with ``payload`` (all of it, or a subset)."""
     return ExpectedEvent(event_class, payload, exact)
@@ -111,10 +113,10 @@ class Scenario:
         self._given += len(events)
         return self
 
-    def when(self, command: Command, **dispatch: Any) -> Scenario:
+    def when(self, command: Command, *, idempotency_key: str | None = None) -> Scenario:
         """Dispatch ``command``; an error is kept for :meth:`then_raises`."""
         try:
-            self._result = self.bus.dispatch(command, **dispatch)
+            self._result = self.bus.dispatch(command, idempotency_key=idempotency_key)
         except CqrskitError as exc:
             self._error = exc
         return self

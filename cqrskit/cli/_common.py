@@ -148,7 +148,7 @@ def on_stop_signals(stop: Callable[[], None], logger: str) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def echo_json(value: Any) -> None:
+def echo_json(value: object) -> None:
     """Print a dataclass (or a list of them) as JSON."""
     if isinstance(value, list):
         value = [asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for v in value]

@@ -21,7 +21,8 @@ from cqrskit.cli._common import (
     print_table,
     start_metrics,
 )
-from cqrskit.sagas import PostgresSagaStore, ProcessManager, SagaRunner
+from cqrskit.runtime import Runtime
+from cqrskit.sagas import ProcessManager, SagaStore
 from cqrskit.settings import Settings
 
 SAGAS_OPTION = click.option(
@@ -40,12 +41,10 @@ def _saga(settings: Settings, name: str) -> type[ProcessManager[Any]]:
     return found[name]
 
 
-def _store(settings: Settings) -> PostgresSagaStore:
+def _store(settings: Settings) -> SagaStore:
     with errors_as_messages():
         app_name = load_application_class(settings.app).name
-        store = PostgresSagaStore(settings, app_name)
-        store.create_tables()
-    return store
+        return Runtime(settings).saga_store(app_name)
 
 
 @click.group()
@@ -68,7 +67,7 @@ def sagas_run(
     start_metrics(settings)
     with errors_as_messages():
         application = load_application_class(settings.app)(settings)
-        runner = SagaRunner(settings, application, manager)
+        runner = Runtime(settings).saga_runner(application, manager)
     on_stop_signals(runner.stop, "cqrskit.sagas")
     thread = threading.Thread(target=runner.run, name=name)
     thread.start()

@@ -24,7 +24,7 @@ class Command(BaseModel):
     command_type: ClassVar[str] = ""
 
     @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+    def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if "command_type" not in cls.__dict__:
             cls.command_type = cls.__name__
@@ -63,7 +63,7 @@ class CommandResult(BaseModel):
     replayed: bool = False
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: object) -> object:
     """``value`` with every set and mapping in a fixed order, models as mappings.
 
     A model's fields keep their declared order (fixed by the class, not by

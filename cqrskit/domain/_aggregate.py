@@ -61,7 +61,7 @@ class DomainEvent(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _fill_metadata(cls, data: Any) -> Any:
+    def _fill_metadata(cls, data: object) -> object:
         if isinstance(data, dict) and data.get("metadata") is None:
             context = current_causation()
             data = dict(data)

@@ -60,6 +60,13 @@ Outcome = BaseModel | _Marker | None
 DocIdRule = Callable[[Envelope], str]
 
 
+#: Any method a projection registers (its signature is the projection's business).
+H = TypeVar("H", bound=Callable[..., object])
+
+#: The attribute under which a method carries its registrations.
+_HANDLES = "__cqrskit_handles__"
+
+
 def by_aggregate_id(event: Envelope) -> str:
     """The default document id: the id of the aggregate that raised the event."""
     return str(event.aggregate_id)
@@ -74,17 +81,18 @@ class Handler:
     method_name: str
 
 
-def handles(event_type: str, *, doc_id: DocIdRule | None = None) -> Callable[[Any], Any]:
+def handles(event_type: str, *, doc_id: DocIdRule | None = None) -> Callable[[H], H]:
     """Decorator: the method handles events of ``event_type`` (e.g. ``"Order.Placed"``).
 
     ``doc_id`` picks the document from the event; by default the
-    projection's :meth:`Projection.doc_id` (the aggregate id).
+    projection's :meth:`Projection.doc_id` (the aggregate id). The method
+    is returned as it was, with its own type, and registered on it.
     """
 
-    def register(method: Any) -> Any:
-        registered: list[Handler] = list(getattr(method, "__cqrskit_handles__", []))
-        registered.append(Handler(event_type, doc_id, method.__name__))
-        method.__cqrskit_handles__ = registered
+    def register(method: H) -> H:
+        registered: list[Handler] = list(getattr(method, _HANDLES, []))
+        registered.append(Handler(event_type, doc_id, getattr(method, "__name__", repr(method))))
+        setattr(method, _HANDLES, registered)
         return method
 
     return register
@@ -104,7 +112,7 @@ class Projection(Generic[V]):
     mapping_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
     _handlers: ClassVar[dict[str, list[Handler]]]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("name")
         if name is not None and not (isinstance(name, str) and _NAME.fullmatch(name)):

@@ -355,8 +355,12 @@ class OutboxRelay:
                 publisher.publish_watermark(topology, after)
                 marked, marked_at = after, now
             publisher.poll(0)
-            # Large transactions: a full window of pages, or all there is.
-            if publisher.in_transaction and (not rows or len(pages) >= window):
+            # Large transactions: a full window of pages, or all there is; or
+            # what is in hand when the lease falls due, since recording it
+            # renews the lease anyway (and a renewal that waits on a locked
+            # row then waits with the pages already committed to Kafka).
+            renewal_due = time.monotonic() - self._renewed_at > 1.0
+            if publisher.in_transaction and (not rows or len(pages) >= window or renewal_due):
                 self._commit(publisher, pages)
             if time.monotonic() - self._renewed_at > 1.0:
                 self._renew()

@@ -6,6 +6,12 @@ history live in PostgreSQL, and reacts by sending commands, each with an
 idempotency key derived from the event that caused it, so that seeing an
 event twice sends nothing new. Deadlines are durable timers in PostgreSQL.
 A failed step runs the compensations of the completed steps in reverse.
+
+The runner reads through two ports: a :class:`SagaStore` (PostgreSQL's is
+``cqrskit.adapters.postgres.saga_store.PostgresSagaStore``; the in-memory
+one for tests is ``cqrskit.testing.MemorySagaStore``) and a
+:class:`~cqrskit.subscription.Subscription` (Kafka's consumer group);
+``cqrskit.runtime.Runtime.saga_runner`` wires them.
 """
 
 from cqrskit.sagas._manager import (
@@ -16,22 +22,13 @@ from cqrskit.sagas._manager import (
     on_deadline,
     reacts,
 )
+from cqrskit.sagas._ports import SagaStore
+from cqrskit.sagas._records import HistoryEntry, PlannedReaction, SagaInstance, StepRecord
 from cqrskit.sagas._runner import SagaRunner, react
-from cqrskit.sagas._store import (
-    HistoryEntry,
-    MemorySagaStore,
-    PlannedReaction,
-    PostgresSagaStore,
-    SagaInstance,
-    SagaStore,
-    StepRecord,
-)
 
 __all__ = [
     "HistoryEntry",
-    "MemorySagaStore",
     "PlannedReaction",
-    "PostgresSagaStore",
     "ProcessManager",
     "SagaInstance",
     "SagaRunner",

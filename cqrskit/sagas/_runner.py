@@ -1,4 +1,4 @@
-"""Running a process manager: events from Kafka and due deadlines in, commands out.
+"""Running a process manager: events from its subscription and due deadlines in, commands out.
 
 For each event: find the instance it correlates to, run the reaction, send
 its commands (each keyed by the event's id and its place in the step, so a
@@ -18,27 +18,16 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pydantic import BaseModel, ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
 
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters.kafka._group import GroupMember
 from cqrskit.commands import Command, CommandBus
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, SagaConflict, TransientError
-from cqrskit.eventstore import Application
 from cqrskit.sagas._manager import ProcessManager, Step
-from cqrskit.sagas._store import (
-    HistoryEntry,
-    PlannedReaction,
-    PostgresSagaStore,
-    SagaInstance,
-    SagaStore,
-    StepRecord,
-)
-from cqrskit.settings import Settings
-from cqrskit.topology import Topology, partition_key
+from cqrskit.sagas._ports import SagaStore
+from cqrskit.sagas._records import HistoryEntry, PlannedReaction, SagaInstance, StepRecord
+from cqrskit.subscription import Message, Partition, Subscription
 
 __all__ = ["SagaRunner", "react"]
 
@@ -211,28 +200,27 @@ def _compensate(
 
 
 class SagaRunner:
-    """Runs one process manager until stopped: a Kafka consumer group and a deadline clock."""
+    """Runs one process manager until stopped: a consumer group and a deadline clock.
+
+    ``bus`` sends the manager's commands (a bus of ``manager.handlers``);
+    ``store`` keeps its instances (with its tables already created);
+    ``subscription`` is the manager's consumer group on the topics of the
+    aggregates it reads. ``cqrskit.runtime.Runtime.saga_runner`` builds them.
+    """
 
     DEADLINE_SECONDS = 0.5
 
     def __init__(
         self,
-        settings: Settings,
-        application: Application,
         manager: ProcessManager[Any],
-        store: SagaStore | None = None,
+        bus: CommandBus,
+        store: SagaStore,
+        subscription: Subscription,
     ):
-        self.settings = settings
         self.manager = manager
-        self.bus = CommandBus(application, manager.handlers)
-        if store is None:
-            postgres = PostgresSagaStore(settings, application.name)
-            postgres.create_tables()
-            store = postgres
+        self.bus = bus
         self.store = store
-        topology = Topology.of(settings, application.name)
-        self.group = topology.saga_group(manager.name)
-        self.topics = topology.topics(manager.aggregate_types())
+        self.subscription = subscription
         self.wanted = {t.encode() for t in manager.event_types()}
         self._stopping = threading.Event()
         self.handled = 0
@@ -248,50 +236,28 @@ class SagaRunner:
 
     def run(self) -> None:
         """Consume, react and fire deadlines until :meth:`stop`."""
-        admin = kafka_backend.admin(self.settings)
-        for topic in self.topics:
-            self._retry(partial(kafka_backend.create_topic, admin, self.settings, topic))
-        self._retry(partial(kafka_backend.wait_for_topics, admin, self.settings, self.topics))
-        member = GroupMember(
-            f"saga {self.manager.name}",
-            {
-                **kafka_backend.group_config(self.settings),
-                "group.id": self.group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            },
-            self.topics,
-            kafka_backend.member_timeouts(self.settings),
-            on_assign=self._assigned,
-        )
-        log.info("saga %s: consuming %s as group %s", self.manager.name, self.topics, self.group)
+        self._retry(partial(self.subscription.subscribe, self._assigned))
         deadlines_at = 0.0
         try:
             while not self._stopping.is_set():
-                consumer = member.check()
-                message = consumer.poll(0.2)
-                if message is not None and message.error() is None:
+                for message in self.subscription.poll(1, 0.2):
                     if not self._retry(partial(self._handle, message)):
                         # Stopped before the event was handled (an outage): its
                         # offset must not be committed, or the next runner of a
                         # partition with no recorded position would skip it.
-                        break
-                    self._commit(consumer, message)
+                        return
+                    self._commit(message)
                 if time.monotonic() - deadlines_at > self.DEADLINE_SECONDS:
                     deadlines_at = time.monotonic()
                     self._retry(self._fire_due)
         finally:
-            member.close()
+            self.subscription.close()
             log.info("saga %s: stopped", self.manager.name)
 
-    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, partitions: list[Partition]) -> dict[Partition, int]:
         # Positions recorded with the reactions win over Kafka's committed offsets.
         positions = self._retry(lambda: self.store.positions(self.manager.name)) or {}
-        for partition in partitions:
-            recorded = positions.get(partition_key(partition.topic, partition.partition))
-            if recorded is not None:
-                partition.offset = recorded
-        consumer.assign(partitions)
+        return {p: positions[p.key] for p in partitions if p.key in positions}
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
@@ -315,13 +281,13 @@ class SagaRunner:
 
     def _handle(self, message: Message) -> bool:
         """React to ``message``, or see that there is nothing to do; True when done."""
-        stream = partition_key(str(message.topic()), int(message.partition() or 0))
-        next_offset = int(message.offset() or 0) + 1
-        event_type = kafka_backend.headers_of(message).get(HEADER_EVENT_TYPE)
+        stream = message.source.key
+        next_offset = message.next_offset
+        event_type = message.headers.get(HEADER_EVENT_TYPE)
         if event_type not in self.wanted:
             return True
         try:
-            event = Envelope.decode(message.value() or b"")
+            event = Envelope.decode(message.value)
         except (ValidationError, ValueError):
             log.warning(
                 "saga %s: skipped a message that is not an event envelope (%s)",
@@ -389,8 +355,8 @@ class SagaRunner:
         result: BaseModel = self.manager.on_deadline(name, state, step)
         return result
 
-    def _commit(self, consumer: Consumer, message: Message) -> None:
+    def _commit(self, message: Message) -> None:
         try:
-            consumer.commit(message=message, asynchronous=True)
-        except KafkaException as exc:  # the recorded positions are what count
+            self.subscription.commit({message.source: message.next_offset})
+        except TransientError as exc:  # the recorded positions are what count
             log.debug("saga %s: offset not committed: %s", self.manager.name, exc)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -78,6 +77,7 @@ from examples.shop import OrderLine, PlaceOrder, RegisterItem, RestockItem, Shop
 from examples.shop.demo import clean_up
 from projections import CustomerOrdersProjection, StockLevels
 from tests.chaos.evolved import EvolvedStockLevels
+from tests.processes import CliProcess, cli_env, run_cli, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -96,16 +96,6 @@ def say(message: str) -> None:
     console.print(f"[bold magenta]chaos[/bold magenta] {message}")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until ``predicate`` holds; return the seconds it took. Fails after ``timeout``."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
 # -- the processes and services ----------------------------------------------------------
 
 
@@ -118,47 +108,6 @@ def _drop_passed(consumer: Consumer, remaining: dict[tuple[str, int], int]) -> N
     for tp in consumer.position([TopicPartition(t, p) for t, p in remaining]):
         if tp.offset >= remaining[(tp.topic, tp.partition)]:
             remaining.pop((tp.topic, tp.partition))
-
-
-@dataclass
-class Process:
-    """A cqrskit CLI process that can be killed and started again."""
-
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cqrskit.cli", *self.args],
-                env=self.env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def signal(self, number: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(number)
-
-    def instance_suffix(self) -> str:
-        """The end of the instance name (host:pid) this process reports as a relay."""
-        assert self.proc is not None
-        return f":{self.proc.pid}"
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        self.proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=120)
 
 
 def service(name: str, action: str) -> None:
@@ -270,16 +219,7 @@ class Chaos:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         run = uuid.uuid4().hex[:6]
-        self.env = {
-            **os.environ,
-            "CQRSKIT_APP": "examples.shop:ShopApp",
-            "CQRSKIT_PROJECTIONS": "projections",
-            "CQRSKIT_POSTGRES_SCHEMA": f"chaos_{run}",
-            "CQRSKIT_TOPIC_PREFIX": f"chaos-{run}",
-            "CQRSKIT_INDEX_PREFIX": f"chaos-{run}-",
-            "CQRSKIT_CONNECT_TIMEOUT": "3",
-            "CQRSKIT_LOG_FORMAT": "json",
-        }
+        self.env = cli_env(f"chaos-{run}", connect_timeout=3, log_format="json")
         self.settings = Settings.load(
             **{k.removeprefix("CQRSKIT_").lower(): v for k, v in self.env.items()
                if k.startswith("CQRSKIT_") and k != "CQRSKIT_LOG_FORMAT"}
@@ -288,27 +228,27 @@ class Chaos:
         self.logs.mkdir(parents=True, exist_ok=True)
         # Two relays of the shop: one leads, one stands by.
         self.relays = [
-            Process(["relay", "run"], self.env, self.logs / f"relay-{n}.log") for n in (1, 2)
+            CliProcess(["relay", "run"], self.env, self.logs / f"relay-{n}.log") for n in (1, 2)
         ]
-        self.worker = Process(
+        self.worker = CliProcess(
             ["projections", "run", *PROJECTIONS], self.env, self.logs / "worker.log"
         )
         # A second application in the same schema, with a relay of its own.
         self.library_env = {**self.env, "CQRSKIT_APP": "examples.library.app:LibraryApp"}
-        self.library_relay = Process(
+        self.library_relay = CliProcess(
             ["relay", "run"], self.library_env, self.logs / "library-relay.log"
         )
         self.items: list[UUID] = []
-        self.killed: Process | None = None
-        self.leading: Process | None = None
-        self.paused: Process | None = None
+        self.killed: CliProcess | None = None
+        self.leading: CliProcess | None = None
+        self.paused: CliProcess | None = None
         self.takeover: float | None = None
         self.foreign_sent = 0
         self.evolved = False
 
     # -- the faults that no process kill shows ---------------------------------------------
 
-    def leader(self) -> Process:
+    def leader(self) -> CliProcess:
         """The shop relay that leads now."""
         active = read_status(self.settings, "shop").active_instance or ""
         for relay in self.relays:
@@ -407,7 +347,7 @@ class Chaos:
         """Deploy a stock view with a new field while the index's mapping is strict."""
         self.worker.stop()
         env = {**self.env, "CQRSKIT_PROJECTIONS": "tests.chaos.evolved"}
-        self.worker = Process(["projections", "run", *PROJECTIONS], env, self.worker.log)
+        self.worker = CliProcess(["projections", "run", *PROJECTIONS], env, self.worker.log)
         self.worker.start()
         self.evolved = True
 
@@ -423,12 +363,9 @@ class Chaos:
         # Every event that failed before the fix is in the dead-letter topic
         # once the worker has caught up; then they are replayed.
         self.wait_caught_up(300)
-        subprocess.run(
-            [sys.executable, "-m", "cqrskit.cli", "projections", "dlq", "replay", "stock_levels"],
-            env={**self.env, "CQRSKIT_PROJECTIONS": "tests.chaos.evolved"},
-            cwd=ROOT,
-            check=True,
-            stdout=subprocess.DEVNULL,
+        run_cli(
+            ["projections", "dlq", "replay", "stock_levels"],
+            {**self.env, "CQRSKIT_PROJECTIONS": "tests.chaos.evolved"},
         )
 
     def faults(self) -> list[list[Fault]]:
@@ -475,9 +412,7 @@ class Chaos:
         """Create the store, register the items, start the relay and the worker."""
         say(f"schema {self.settings.postgres_schema}, logs in {self.logs.relative_to(ROOT)}")
         for env in (self.env, self.library_env):
-            subprocess.run(
-                [sys.executable, "-m", "cqrskit.cli", "db", "init"], env=env, cwd=ROOT, check=True
-            )
+            run_cli(["db", "init"], env)
         with ShopApp(self.settings) as app:
             bus = CommandBus(app, handlers)
             registered = [

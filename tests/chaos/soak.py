@@ -35,14 +35,15 @@ from cqrskit.queries import applied_position
 from cqrskit.topology import IndexNames
 from examples.shop.demo import clean_up
 from tests.chaos.run import PROJECTIONS, ROOT, Chaos, Stream, say
+from tests.processes import proc_status_kb
 
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    found = proc_status_kb(pid, "VmRSS")
+    if "VmRSS" not in found:
+        raise RuntimeError(f"no VmRSS for process {pid}")
+    return found["VmRSS"] / 1024
 
 
 def growth_per_hour(times: list[float], values: list[float]) -> float:

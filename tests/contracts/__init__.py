@@ -1,1 +1,1 @@
-"""Contract suites: each port's behaviour, run against every implementation of it."""
+"""Contract suites: each port's behaviour, run against every implementation."""

@@ -1,1 +1,1 @@
-"""In-memory adapters: a second implementation of each port, for unit tests and contract suites."""
+"""In-memory adapters: each port's contract without services, for tests."""

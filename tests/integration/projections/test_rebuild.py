@@ -31,6 +31,7 @@ from cqrskit.projections import (
     verify,
 )
 from cqrskit.queries import QueryBus
+from cqrskit.topology import parse_partition_key
 from examples.shop import PlaceOrder, ShopApp, handlers
 from examples.shop.queries import CustomerById, queries
 from projections import CustomerOrdersProjection
@@ -119,7 +120,7 @@ def messages_before(settings: Settings, ends: dict[str, int]) -> int:
     consumer = Consumer(
         {**kafka_backend.consumer_config(settings), "group.id": f"count-{time.monotonic_ns()}"}
     )
-    remaining = {(k.split("|")[0], int(k.split("|")[1])): end for k, end in ends.items() if end}
+    remaining = {parse_partition_key(k): end for k, end in ends.items() if end}
     received = 0
     try:
         consumer.assign([TopicPartition(t, p, 0) for t, p in remaining])

@@ -14,7 +14,8 @@ import pytest
 
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters.postgres.reader import read_envelopes
-from cqrskit.sagas import PostgresSagaStore, SagaInstance
+from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
+from cqrskit.sagas import SagaInstance
 from examples.shop import (
     AuthorisePayment,
     InventoryItem,

@@ -17,8 +17,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.postgres.reader import read_envelopes
+from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.envelope import HEADER_EVENT_TYPE
-from cqrskit.sagas import PostgresSagaStore, SagaInstance
+from cqrskit.sagas import SagaInstance
 from cqrskit.topology import Topology
 from examples.shop import OrderLine, PlaceOrder, RefusePayment, ShopApp, handlers
 from tests.integration.conftest import REPO_ROOT

@@ -9,7 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 from cqrskit import Command, CommandHandlers
-from cqrskit.sagas import MemorySagaStore, ProcessManager, Step, react
+from cqrskit.sagas import ProcessManager, Step, react
+from cqrskit.testing import MemorySagaStore
 
 handlers = CommandHandlers()
 

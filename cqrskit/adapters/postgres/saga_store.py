@@ -1,291 +1,33 @@
-"""Where process-manager instances live: their state, history, deadlines and position.
+"""Process-manager instances in PostgreSQL: six tables of the event store's schema.
 
 Every reaction is recorded in one transaction: the instance's new state
 (guarded by its version), the history entry, the deadlines it set or
 cancelled, the id of the event it handled (unique: a second delivery finds
-it and records nothing) and the Kafka position after that event.
+it and records nothing) and the Kafka position after that event. The
+server being away is re-raised as ServiceUnavailable by
+``cqrskit.adapters.postgres._errors.translated``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-from cqrskit.adapters import postgres as pg_backend
+from cqrskit.adapters.postgres._client import connect
+from cqrskit.adapters.postgres._errors import translated
 from cqrskit.errors import SagaConflict
+from cqrskit.sagas import HistoryEntry, PlannedReaction, SagaInstance, StepRecord
+from cqrskit.sagas._records import Status
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology
 
-__all__ = [
-    "HistoryEntry",
-    "MemorySagaStore",
-    "PlannedReaction",
-    "PostgresSagaStore",
-    "SagaInstance",
-    "SagaStore",
-    "StepRecord",
-]
-
-Status = Literal["running", "done", "failed"]
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One thing that happened to an instance."""
-
-    at: datetime
-    kind: str  # started | event | deadline | compensation | done | failed
-    trigger: str
-    detail: dict[str, Any]
-
-
-@dataclass
-class SagaInstance:
-    """One running (or finished) workflow."""
-
-    saga: str
-    instance_id: str
-    status: Status
-    state: dict[str, Any]
-    #: Commands that undo the completed steps, oldest first: {"type", "payload"}.
-    compensations: list[dict[str, Any]]
-    version: int
-    started_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """Everything one reaction changes, written atomically."""
-
-    saga: str
-    instance_id: str
-    expected_version: int
-    status: Status
-    state: dict[str, Any]
-    compensations: list[dict[str, Any]]
-    history: list[HistoryEntry]
-    #: Deadlines set by this step: name -> seconds from now.
-    deadlines: dict[str, float] = field(default_factory=dict)
-    #: Deadlines cancelled (all of them when the instance ends).
-    cancelled: frozenset[str] = frozenset()
-    cancel_all: bool = False
-    event_id: str | None = None
-    stream: str | None = None
-    next_offset: int | None = None
-
-
-@dataclass(frozen=True)
-class PlannedReaction:
-    """A reaction decided but not yet recorded: what it will send, with which keys.
-
-    Written before the first command is sent; a runner that finds one
-    pending (its predecessor crashed mid-step) carries it out as planned,
-    sending the recorded commands with their recorded keys, instead of
-    running the reaction again (which may build other commands: ``uuid4()``,
-    ``now()``). Plain JSON values throughout.
-    """
-
-    saga: str
-    instance_id: str
-    expected_version: int
-    #: What caused it: ``kind`` (event | deadline), the event type or deadline
-    #: name, and the key every command of the step is derived from.
-    kind: str
-    trigger: str
-    trigger_key: str
-    status: Status
-    reason: str
-    state: dict[str, Any]
-    #: The instance's compensation stack, with this step's ``on_failure`` ones.
-    compensations: list[dict[str, Any]]
-    #: {"type", "payload", "key", "compensation"} per command, in order.
-    commands: list[dict[str, Any]]
-    deadlines: dict[str, float] = field(default_factory=dict)
-    cancelled: list[str] = field(default_factory=list)
-    event_id: str | None = None
-    stream: str | None = None
-    next_offset: int | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The plan as one JSON object."""
-        return dict(vars(self))
-
-
-class SagaStore(Protocol):
-    """Storage of process-manager instances."""
-
-    def load(self, saga: str, instance_id: str) -> SagaInstance | None:
-        """The instance, or None."""
-        ...
-
-    def handled(self, saga: str, event_id: str) -> bool:
-        """Whether the saga already recorded its reaction to ``event_id``."""
-        ...
-
-    def record(self, step: StepRecord) -> bool:
-        """Write ``step`` atomically, and drop the instance's pending plan;
-        False if its event was already handled.
-
-        Raises:
-            SagaConflict: the instance's version moved since it was loaded.
-        """
-        ...
-
-    def plan(self, planned: PlannedReaction) -> PlannedReaction:
-        """Record ``planned`` as the instance's pending reaction, unless one is
-        pending already; return the pending one (``planned`` or the other).
-
-        Raises:
-            SagaConflict: the instance's version is no longer ``expected_version``.
-        """
-        ...
-
-    def pending(self, saga: str, instance_id: str) -> PlannedReaction | None:
-        """The instance's reaction planned and not yet recorded, if any."""
-        ...
-
-    def record_position(self, saga: str, stream: str, next_offset: int) -> None:
-        """Remember a position reached without a reaction (an ignored event)."""
-        ...
-
-    def positions(self, saga: str) -> dict[str, int]:
-        """Next Kafka offset per stream (``topic/partition``)."""
-        ...
-
-    def due(self, saga: str, limit: int = 100) -> list[tuple[str, str]]:
-        """(instance id, deadline name) of deadlines due now."""
-        ...
-
-    def instances(
-        self, saga: str, status: Status | None = None, limit: int = 1000
-    ) -> list[SagaInstance]:
-        """Instances, newest first."""
-        ...
-
-    def history(self, saga: str, instance_id: str) -> list[HistoryEntry]:
-        """An instance's history, oldest first."""
-        ...
-
-    def deadlines(self, saga: str, instance_id: str) -> dict[str, datetime]:
-        """An instance's pending deadlines."""
-        ...
-
-
-class MemorySagaStore:
-    """The same contract in memory, for tests without services."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._instances: dict[tuple[str, str], SagaInstance] = {}
-        self._history: dict[tuple[str, str], list[HistoryEntry]] = {}
-        self._deadlines: dict[tuple[str, str], dict[str, datetime]] = {}
-        self._handled: set[tuple[str, str]] = set()
-        self._positions: dict[tuple[str, str], int] = {}
-        self._pending: dict[tuple[str, str], PlannedReaction] = {}
-
-    def load(self, saga: str, instance_id: str) -> SagaInstance | None:
-        with self._lock:
-            found = self._instances.get((saga, instance_id))
-            return None if found is None else SagaInstance(**vars(found))
-
-    def handled(self, saga: str, event_id: str) -> bool:
-        return (saga, event_id) in self._handled
-
-    def record(self, step: StepRecord) -> bool:
-        key = (step.saga, step.instance_id)
-        now = datetime.now(UTC)
-        with self._lock:
-            if step.event_id is not None and (step.saga, step.event_id) in self._handled:
-                pending = self._pending.get(key)
-                if pending is not None and pending.event_id == step.event_id:
-                    del self._pending[key]
-                return False
-            current = self._instances.get(key)
-            if (current.version if current else 0) != step.expected_version:
-                raise SagaConflict(f"saga {step.saga} instance {step.instance_id} moved on")
-            self._instances[key] = SagaInstance(
-                step.saga,
-                step.instance_id,
-                step.status,
-                step.state,
-                step.compensations,
-                step.expected_version + 1,
-                current.started_at if current else now,
-                now,
-            )
-            self._history.setdefault(key, []).extend(step.history)
-            deadlines = self._deadlines.setdefault(key, {})
-            if step.cancel_all:
-                deadlines.clear()
-            for name in step.cancelled:
-                deadlines.pop(name, None)
-            for name, seconds in step.deadlines.items():
-                deadlines[name] = now + timedelta(seconds=seconds)
-            self._pending.pop(key, None)
-            if step.event_id is not None:
-                self._handled.add((step.saga, step.event_id))
-            if step.stream is not None and step.next_offset is not None:
-                position = (step.saga, step.stream)
-                self._positions[position] = max(self._positions.get(position, 0), step.next_offset)
-            return True
-
-    def plan(self, planned: PlannedReaction) -> PlannedReaction:
-        key = (planned.saga, planned.instance_id)
-        with self._lock:
-            current = self._instances.get(key)
-            if (current.version if current else 0) != planned.expected_version:
-                raise SagaConflict(f"saga {planned.saga} instance {planned.instance_id} moved on")
-            return self._pending.setdefault(key, planned)
-
-    def pending(self, saga: str, instance_id: str) -> PlannedReaction | None:
-        with self._lock:
-            return self._pending.get((saga, instance_id))
-
-    def record_position(self, saga: str, stream: str, next_offset: int) -> None:
-        with self._lock:
-            self._positions[(saga, stream)] = max(
-                self._positions.get((saga, stream), 0), next_offset
-            )
-
-    def positions(self, saga: str) -> dict[str, int]:
-        return {stream: n for (s, stream), n in self._positions.items() if s == saga}
-
-    def due(self, saga: str, limit: int = 100) -> list[tuple[str, str]]:
-        now = datetime.now(UTC)
-        with self._lock:
-            found = [
-                (instance, name)
-                for (s, instance), deadlines in self._deadlines.items()
-                if s == saga
-                for name, due_at in deadlines.items()
-                if due_at <= now
-            ]
-        return found[:limit]
-
-    def instances(
-        self, saga: str, status: Status | None = None, limit: int = 1000
-    ) -> list[SagaInstance]:
-        found = [
-            i
-            for (s, _), i in self._instances.items()
-            if s == saga and (status is None or i.status == status)
-        ]
-        return sorted(found, key=lambda i: i.started_at, reverse=True)[:limit]
-
-    def history(self, saga: str, instance_id: str) -> list[HistoryEntry]:
-        return list(self._history.get((saga, instance_id), []))
-
-    def deadlines(self, saga: str, instance_id: str) -> dict[str, datetime]:
-        return dict(self._deadlines.get((saga, instance_id), {}))
+__all__ = ["PostgresSagaStore"]
 
 
 class PostgresSagaStore:
@@ -307,8 +49,8 @@ class PostgresSagaStore:
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
         with (
-            pg_backend.translated(self.settings.postgres_address()),
-            pg_backend.connect(self.settings, autocommit=False) as conn,
+            translated(self.settings.postgres_address()),
+            connect(self.settings, autocommit=False) as conn,
         ):
             yield conn
 

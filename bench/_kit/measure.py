@@ -1,0 +1,413 @@
+"""Measuring: rounds, medians and spreads, ratios to a same-run baseline, time splits.
+
+Nothing here knows a benchmark: a :class:`Measurement` is one variant's
+value per round, a :class:`Ratio` two measurements of one run, a
+:class:`StepTimer` the wall time of wrapped calls, and :func:`limited_by`
+reads the largest shares of a time split the run measured.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import pstats
+import statistics
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cqrskit.observability import quantile
+
+T = TypeVar("T")
+
+
+@dataclass
+class Measurement:
+    """One variant's figure per round (events/s, queries/s, ...), and what else each round saw."""
+
+    key: str
+    label: str
+    values: list[float] = field(default_factory=list)
+    #: Per round: the figures beside the headline one (seconds, CPU, first ack, ...).
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, value: float, **extra: Any) -> None:
+        """Record one round."""
+        self.values.append(value)
+        self.rounds.append({"round": len(self.rounds) + 1, **extra})
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def spread_percent(self) -> float:
+        """(max - min) / median, in percent: how noisy the rounds were."""
+        return 100.0 * (max(self.values) - min(self.values)) / self.median
+
+    def median_of(self, name: str) -> float | None:
+        """The median of a per-round extra, over the rounds that have it."""
+        known = [r[name] for r in self.rounds if r.get(name) is not None]
+        return statistics.median(known) if known else None
+
+    def summary(self, unit: str = "events_per_second") -> dict[str, Any]:
+        """``median_<unit>``, ``min_<unit>``, ``max_<unit>``, ``spread_percent``."""
+        return {
+            f"median_{unit}": self.median,
+            f"min_{unit}": min(self.values),
+            f"max_{unit}": max(self.values),
+            "spread_percent": self.spread_percent,
+        }
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A variant's figure over a baseline's of the same run: of the medians, and per round."""
+
+    variant: str
+    baseline: str
+    ratio_of_medians: float
+    round_ratios: list[float]
+
+    @classmethod
+    def of(cls, mine: Measurement, base: Measurement) -> Ratio:
+        return cls(
+            mine.key,
+            base.key,
+            mine.median / base.median,
+            [a / b for a, b in zip(mine.values, base.values, strict=True)],
+        )
+
+
+def ratios(measurements: Sequence[Measurement], pairs: Sequence[tuple[str, str]]) -> list[Ratio]:
+    """The ratio of each (variant, baseline) pair whose two keys were both measured."""
+    by_key = {m.key: m for m in measurements}
+    return [
+        Ratio.of(by_key[mine], by_key[base])
+        for mine, base in pairs
+        if mine in by_key and base in by_key
+    ]
+
+
+def turns(items: Sequence[T], round_no: int) -> list[T]:
+    """``items`` in order in odd rounds, reversed in even ones: no variant always goes first."""
+    return list(items) if round_no % 2 else list(reversed(items))
+
+
+def spread(values: Sequence[float]) -> dict[str, float | int]:
+    """How many runs, and their min, median and max."""
+    return {
+        "runs": len(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (0 < q <= 100): the product's own ``quantile``."""
+    found = quantile(values, q / 100)
+    if found is None:
+        raise ValueError("no values")
+    return found
+
+
+def quantiles_ms(seconds: Sequence[float], points: Sequence[int] = (50, 95, 99)) -> dict[str, Any]:
+    """Percentiles (nearest rank) of latencies given in seconds, in milliseconds."""
+    ordered = sorted(seconds)
+    found: dict[str, Any] = {"samples": len(ordered)}
+    for point in points:
+        found[f"p{point}_ms"] = 1000 * percentile(ordered, point) if ordered else None
+    found["max_ms"] = 1000 * ordered[-1] if ordered else None
+    found["mean_ms"] = 1000 * statistics.fmean(ordered) if ordered else None
+    return found
+
+
+def thread_cpu(thread: threading.Thread) -> float:
+    """CPU seconds used so far by ``thread`` (Linux: its pthread CPU clock)."""
+    assert thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+# --- a product loop in a thread ----------------------------------------------------------
+
+
+@dataclass
+class Timed:
+    """One timed run of a loop in a thread, until its progress reached a count."""
+
+    seconds: float
+    #: What the progress counter reached (the target, or less if cut short).
+    count: int
+    #: Seconds to the first progress, and the count it showed then.
+    first_seconds: float | None
+    first_count: int
+    thread_cpu_seconds: float
+    process_cpu_seconds: float
+    #: (seconds, count) at each change of the counter.
+    timeline: list[tuple[float, int]] = field(default_factory=list, repr=False)
+    #: Stopped by ``timeout`` before reaching the target.
+    partial: bool = False
+
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def rate_after_first(self) -> float | None:
+        """The rate once the loop runs: without its start and first step."""
+        if self.first_seconds is None or self.seconds <= self.first_seconds:
+            return None
+        return (self.count - self.first_count) / (self.seconds - self.first_seconds)
+
+    def figures(self) -> dict[str, Any]:
+        """The per-round figures of a measurement."""
+        return {
+            "seconds": self.seconds,
+            "first_seconds": self.first_seconds,
+            "first_count": self.first_count,
+            "thread_cpu_seconds": self.thread_cpu_seconds,
+            "process_cpu_seconds": self.process_cpu_seconds,
+            "events_per_second_after_first": self.rate_after_first(),
+        }
+
+
+@dataclass
+class Watched:
+    """A blocking loop (``OutboxRelay.run``, ``ProjectionWorker.run``) run in a thread.
+
+    :meth:`until` starts it, polls ``progress`` until it reaches a count,
+    calls ``stop`` and joins the thread; any error of the loop is raised.
+    """
+
+    name: str
+    run: Callable[[], None]
+    stop: Callable[[], None]
+    progress: Callable[[], int | None]
+    poll: float = 0.02
+    errors: list[BaseException] = field(default_factory=list)
+
+    def _target(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # raised by the watcher
+            self.errors.append(exc)
+
+    def until(
+        self,
+        count: int,
+        timeout: float,
+        *,
+        partial_after: float | None = None,
+        on_reached: Callable[[], None] | None = None,
+    ) -> Timed:
+        """Time the loop from its start until ``progress()`` reaches ``count``.
+
+        With ``partial_after``, a run that has not reached it by then stops
+        short: the count so far over the time to its last step.
+
+        Raises:
+            RuntimeError: the loop stopped or failed early, or took over ``timeout``.
+        """
+        thread = threading.Thread(target=self._target, name=self.name, daemon=True)
+        cpu_started = time.process_time()
+        started = time.perf_counter()
+        thread.start()
+        timeline: list[tuple[float, int]] = []
+        try:
+            while True:
+                done = self.progress() or 0
+                now = time.perf_counter() - started
+                if done and (not timeline or timeline[-1][1] != done):
+                    timeline.append((now, done))
+                cut = partial_after is not None and now > partial_after
+                if done >= count or cut:
+                    process_cpu = time.process_time() - cpu_started
+                    own_cpu = thread_cpu(thread)
+                    partial = done < count
+                    seconds = timeline[-1][0] if partial and timeline else now
+                    break
+                if self.errors or not thread.is_alive():
+                    raise RuntimeError(f"the {self.name} stopped early: {self.errors!r}")
+                if now > timeout:
+                    raise RuntimeError(f"the {self.name} did not reach {count} in {timeout} s")
+                time.sleep(self.poll)
+            if on_reached is not None:
+                on_reached()
+        finally:
+            self.stop()
+            thread.join(timeout=120)
+        if thread.is_alive() or self.errors:
+            raise RuntimeError(f"the {self.name} did not stop cleanly: {self.errors!r}")
+        first = timeline[0] if timeline else (None, 0)
+        return Timed(seconds, done, first[0], first[1], own_cpu, process_cpu, timeline, partial)
+
+
+# --- where the time goes -------------------------------------------------------------------
+
+
+class StepTimer:
+    """Exclusive wall time of wrapped calls: a step's time leaves out the steps inside it.
+
+    ``phase`` prefixes the steps' names while set (see :meth:`phase_of`), so
+    that one step can be counted apart in each phase of a run.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        #: perf_counter when each step was first entered.
+        self.first: dict[str, float] = {}
+        #: (phase, entered, left) of each call wrapped by :meth:`phase_of`.
+        self.spans: list[tuple[str, float, float]] = []
+        self.phase = ""
+        self._open: list[list[float]] = []  # per open step: [seconds of its children]
+        self._names: list[str] = []
+
+    def wrap(self, name: str | Callable[[], str], function: Callable[..., T]) -> Callable[..., T]:
+        """``function``, timed as step ``name`` (a callable: named at each call)."""
+        clock = time.perf_counter
+
+        def timed(*args: Any, **kwargs: Any) -> T:
+            label = name if isinstance(name, str) else name()
+            label = f"{self.phase}:{label}" if self.phase else label
+            self._open.append([0.0])
+            self._names.append(label)
+            started = clock()
+            self.first.setdefault(label, started)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = clock() - started
+                (children,) = self._open.pop()
+                self._names.pop()
+                self.seconds[label] += elapsed - children
+                self.calls[label] += 1
+                if self._open:
+                    self._open[-1][0] += elapsed
+
+        return timed
+
+    def parent(self) -> str:
+        """The innermost open step's name (without the phase)."""
+        return self._names[-1].rpartition(":")[2] if self._names else ""
+
+    def phase_of(self, function: Callable[..., T], phase: Callable[..., str]) -> Callable[..., T]:
+        """``function`` as a phase named by ``phase(*args)``; its own time is step ``self``."""
+        step = self.wrap("self", function)
+
+        def timed(*args: Any, **kwargs: Any) -> T:
+            outer, self.phase = self.phase, phase(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                self.spans.append((self.phase, started, time.perf_counter()))
+                self.phase = outer
+
+        return timed
+
+
+def split(
+    seconds: Mapping[str, float], labels: Sequence[tuple[str, str]], total: float
+) -> list[dict[str, Any]]:
+    """The steps ``(label, key)`` of a run of ``total`` seconds, with their shares."""
+    return [
+        {"step": label, "key": key, "seconds": seconds.get(key, 0.0),
+         "share": seconds.get(key, 0.0) / total}
+        for label, key in labels
+    ]  # fmt: skip
+
+
+def limited_by(steps: Sequence[Mapping[str, Any]], per: int | None = None, count: int = 3) -> str:
+    """``encode envelopes 33% (4.1 us each), produce 21%, ...``: the largest shares.
+
+    ``steps`` is a time split a run measured (``step``, ``seconds``,
+    ``share``); ``per`` the events it covered, for the time of the largest
+    step per event. Shares of steps named ``other`` are left out: they are
+    what the timers do not see.
+    """
+    named = [s for s in steps if not str(s.get("key", s["step"])).startswith("other")]
+    largest = sorted(named, key=lambda s: s["share"], reverse=True)[:count]
+    parts = [f"{s['step']} {100 * s['share']:.0f}%" for s in largest]
+    if per and largest:
+        parts[0] += f" ({1e6 * largest[0]['seconds'] / per:.1f} us per event)"
+    return ", ".join(parts) if parts else "no time split measured"
+
+
+@dataclass
+class GcPauses:
+    """Wall seconds in the cyclic collector's pauses, and its collections per generation."""
+
+    seconds: float = 0.0
+    collections: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+
+@contextmanager
+def gc_timed() -> Iterator[GcPauses]:
+    """The garbage collector's pauses while the block runs (``gc.callbacks``)."""
+    found = GcPauses()
+    started: list[float] = []
+
+    def callback(phase: str, info: Mapping[str, Any]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            found.seconds += time.perf_counter() - started.pop()
+            found.collections[info["generation"]] += 1
+
+    gc.callbacks.append(callback)
+    try:
+        yield found
+    finally:
+        gc.callbacks.remove(callback)
+
+
+def profile_rows(
+    profiler: cProfile.Profile, top: int = 25, per: int | None = None, cumulative: bool = True
+) -> list[dict[str, Any]]:
+    """The top functions of a profile by own time (and by cumulative time, marked ``by``).
+
+    ``per``: also each function's microseconds per that many calls of the
+    profiled code (``own_us_per_query``, ``cumulative_us_per_query``).
+    """
+    stats = pstats.Stats(profiler)
+    rows = []
+    for (filename, line, name), (_cc, calls, own, total, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        where = filename.split("site-packages/")[-1]
+        row = {
+            "function": f"{Path(where).name}:{line}({name})",
+            "calls": calls,
+            "own_seconds": own,
+            "cumulative_seconds": total,
+        }
+        if per:
+            row["own_us_per_query"] = 1e6 * own / per
+            row["cumulative_us_per_query"] = 1e6 * total / per
+        rows.append(row)
+    by_own = sorted(rows, key=lambda r: r["own_seconds"], reverse=True)[:top]
+    if not cumulative:
+        return by_own
+    by_total = sorted(rows, key=lambda r: r["cumulative_seconds"], reverse=True)[:top]
+    return by_own + [{**r, "by": "cumulative"} for r in by_total]
+
+
+def profiled(path: Path, top: int = 25) -> tuple[Callable[..., Any], list[dict[str, Any]]]:
+    """A wrapper that runs a callable under cProfile, saving to ``path``; the rows it fills."""
+    rows: list[dict[str, Any]] = []
+
+    def wrap(function: Callable[[], T]) -> Callable[[], T]:
+        def run() -> T:
+            profiler = cProfile.Profile()
+            try:
+                return profiler.runcall(function)
+            finally:
+                profiler.dump_stats(path)
+                rows[:] = profile_rows(profiler, top)
+
+        return run
+
+    return wrap, rows

@@ -1,0 +1,235 @@
+"""Reporting: the console, the rich tables, the JSON document and the matplotlib charts.
+
+Every script's result file has the same frame (:func:`save_document`):
+``benchmark``, ``started_at``, ``finished_at``, ``config``, ``machine``
+(with the load at the end), then what the script measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from _kit.measure import Measurement, Ratio
+
+#: Colours of the steps of a time split, in order.
+STEP_COLOURS = [
+    "#bdbdbd", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
+    "#e377c2", "#17becf", "#ffbb78", "#98df8a", "#d62728", "#aec7e8", "#7f7f7f",
+]  # fmt: skip
+
+
+def utc_stamp(when: datetime) -> str:
+    """``20261202T030000Z``: the time part of result file names."""
+    return when.strftime("%Y%m%dT%H%M%SZ")
+
+
+def wide_console(width: int = 150) -> Console:
+    """A console; when piped, ``width`` columns (rich assumes 80, too few for the tables)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=width)
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``document`` to ``path``, indented, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def save_document(
+    path: Path,
+    benchmark: str,
+    started: datetime,
+    config: Mapping[str, Any],
+    machine: Mapping[str, Any],
+    **measured: Any,
+) -> None:
+    """Write a script's result: the frame every result has, then ``measured``."""
+    write_json(
+        path,
+        {
+            "benchmark": benchmark,
+            "started_at": started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "config": dict(config),
+            "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
+            **measured,
+        },
+    )
+
+
+def variant_rows(
+    measurements: Sequence[Measurement], unit: str = "events_per_second"
+) -> list[dict[str, Any]]:
+    """Each measurement as a result's ``variants`` entry: its rounds and their summary."""
+    return [
+        {
+            "key": m.key,
+            "label": m.label,
+            "rounds": [{**r, unit: v} for r, v in zip(m.rounds, m.values, strict=True)],
+            **m.summary(unit),
+        }
+        for m in measurements
+    ]
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def table(
+    console: Console, title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]
+) -> None:
+    """Print a table: the first column left, the others right-aligned."""
+    shown = Table(title=title)
+    for n, column in enumerate(columns):
+        shown.add_column(column, justify="left" if n == 0 else "right")
+    for row in rows:
+        shown.add_row(*row)
+    console.print(shown)
+
+
+def rate_cells(m: Measurement, fmt: str = ",.0f") -> list[str]:
+    """median, min - max, spread: the first cells of a rounds table."""
+    return [
+        f"{m.median:{fmt}}",
+        f"{min(m.values):{fmt}} - {max(m.values):{fmt}}",
+        f"{m.spread_percent:.0f}%",
+    ]
+
+
+def ratio_cells(ratio: Ratio | None, baseline: str = "1.00x (baseline)") -> list[str]:
+    """The ratio of the medians, and the per-round ratios."""
+    if ratio is None:
+        return [baseline, ""]
+    return [f"{ratio.ratio_of_medians:.2f}x", ", ".join(f"{r:.2f}" for r in ratio.round_ratios)]
+
+
+def steps_table(
+    console: Console, title: str, steps: Sequence[Mapping[str, Any]], events: int
+) -> None:
+    """A time split: each step's seconds, share and microseconds per event."""
+    table(
+        console,
+        title,
+        ["step", "seconds", "share", "us / event"],
+        (
+            [
+                s["step"],
+                f"{s['seconds']:.2f}",
+                f"{100 * s['share']:.1f}%",
+                f"{1e6 * s['seconds'] / events:.1f}",
+            ]
+            for s in steps
+        ),
+    )
+
+
+def profile_table(
+    console: Console, title: str, rows: Sequence[Mapping[str, Any]], count: int = 20
+) -> None:
+    """The top functions of a profile by own time."""
+    own = [r for r in rows if "by" not in r][:count]
+    per_query = bool(own) and "own_us_per_query" in own[0]
+    columns = ["own us/q", "cumulative us/q"] if per_query else ["own s", "cumulative s"]
+    keys = ("own_us_per_query", "cumulative_us_per_query") if per_query else (
+        "own_seconds", "cumulative_seconds"
+    )  # fmt: skip
+    table(
+        console,
+        title,
+        ["function", "calls", *columns],
+        ([r["function"], f"{r['calls']:,}", *(f"{r[k]:.2f}" for k in keys)] for r in own),
+    )
+
+
+# --- charts ------------------------------------------------------------------------------
+
+
+def figure(width: float, height: float) -> Figure:
+    """A figure drawn without a display."""
+    made = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(made)
+    return made
+
+
+def save_figure(made: Figure, path: Path) -> None:
+    """Lay out and save."""
+    made.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made.savefig(path)
+
+
+def median_bars(
+    axes: Axes,
+    measurements: Sequence[Measurement],
+    colours: Sequence[str],
+    label: Callable[[Measurement], str],
+    *,
+    x: Sequence[float] | None = None,
+    width: float = 0.6,
+    fontsize: float = 9,
+    rotation: float = 0,
+    legend: str | None = None,
+) -> None:
+    """Bars of the medians, whiskers from min to max, a label above each.
+
+    ``legend`` labels the first bar (one legend entry for the group).
+    """
+    xs = list(x) if x is not None else list(range(len(measurements)))
+    for n, (m, colour) in enumerate(zip(measurements, colours, strict=True)):
+        axes.bar(
+            xs[n],
+            m.median,
+            width,
+            yerr=[[m.median - min(m.values)], [max(m.values) - m.median]],
+            capsize=4,
+            color=colour,
+            label=legend if n == 0 else None,
+        )
+        axes.annotate(
+            label(m),
+            (xs[n], max(m.values)),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+            rotation=rotation,
+        )
+
+
+def split_bar(
+    axes: Axes, steps: Sequence[Mapping[str, Any]], xlabel: str, title: str, columns: int = 3
+) -> None:
+    """One horizontal bar of a time split, a share on each wide step, a legend below."""
+    left = 0.0
+    for step, colour in zip(steps, STEP_COLOURS, strict=False):
+        width = max(0.0, step["seconds"])
+        axes.barh(0, width, left=left, color=colour, label=step["step"])
+        if step["share"] >= 0.05:
+            axes.text(
+                left + width / 2,
+                0,
+                f"{100 * step['share']:.0f}%",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white",
+            )
+        left += width
+    axes.set_yticks([])
+    axes.set_xlabel(xlabel)
+    axes.set_title(title, fontsize=9)
+    axes.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.4), ncol=columns, fontsize=7, frameon=False
+    )

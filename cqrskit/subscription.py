@@ -1,0 +1,111 @@
+"""The port of a consumer-group member: :class:`Subscription`, and what it delivers.
+
+A stage that consumes the event topics as one member of a group (a saga
+runner; later a projection worker) polls :class:`Message` records, plain
+values with no driver type in them, commits the offsets it is done with,
+and is told which partitions it was given, where it may choose the offset
+each starts from. Kafka's implementation is
+``cqrskit.adapters.kafka.subscription.KafkaSubscription``.
+
+This module is neutral ground: it imports no stage, so the saga runner and
+the projection worker can share the port without importing each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cqrskit.topology import partition_key
+
+__all__ = ["Assigned", "Message", "Partition", "Rejoined", "Revoked", "Subscription"]
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One partition of one topic."""
+
+    topic: str
+    partition: int
+
+    @property
+    def key(self) -> str:
+        """Its name in recorded positions (``topic/partition``, see ``partition_key``)."""
+        return partition_key(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message as delivered: where it sits, its headers and its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    #: Header name -> value (the last value of a repeated name wins).
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+
+    @property
+    def source(self) -> Partition:
+        """The partition it came from."""
+        return Partition(self.topic, self.partition)
+
+    @property
+    def next_offset(self) -> int:
+        """The offset to commit once it is handled: the one after it."""
+        return self.offset + 1
+
+
+#: Called with the partitions just assigned; returns the offset to start some
+#: of them at (the others start at the group's committed offset).
+Assigned = Callable[[list[Partition]], Mapping[Partition, int]]
+#: Called with the partitions taken away (a rebalance).
+Revoked = Callable[[list[Partition]], None]
+#: Called when the member had to join its group again with a new consumer:
+#: what it was assigned is gone, and no revoke callback says so.
+Rejoined = Callable[[], None]
+
+
+class Subscription(Protocol):
+    """Membership of one consumer group, on the topics it was built for."""
+
+    def subscribe(
+        self,
+        on_assigned: Assigned,
+        on_revoked: Revoked | None = None,
+        on_rejoined: Rejoined | None = None,
+    ) -> None:
+        """Make sure the topics exist, then join the group.
+
+        Idempotent until it succeeds; call it once before :meth:`poll`.
+        The callbacks run on the polling thread, from within :meth:`poll`.
+
+        Raises:
+            ServiceUnavailable: the cluster did not answer; call it again.
+            PermanentError: the cluster refused to create a topic.
+        """
+        ...
+
+    def poll(self, max_messages: int, timeout: float) -> Sequence[Message]:
+        """Up to ``max_messages`` messages, waiting at most ``timeout`` seconds.
+
+        Empty when none came. Messages carrying a consumer error (an event,
+        not data) are left out.
+        """
+        ...
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit the next offset to read per partition, asynchronously.
+
+        Best effort: a commit lost to a rebalance means messages delivered
+        again, so consumers guard their effects.
+
+        Raises:
+            ServiceUnavailable: the commit could not be requested.
+        """
+        ...
+
+    def close(self) -> None:
+        """Leave the group (waiting no longer than the close time-out); idempotent."""
+        ...
