@@ -134,3 +134,19 @@ def test_a_message_refused_as_too_large_holds_the_position_until_the_limit_is_ra
         wait_until(lambda: events.positions.get("default") == len(events.rows))
     published = sorted(e.position for e in event_messages(broker))
     assert published == list(range(1, len(events.rows) + 1))
+
+
+def test_a_relay_fenced_by_a_newer_producer_stands_down_and_resumes_without_doubles() -> None:
+    events, broker = stored_events(5), MemoryBroker()
+    relay = relay_on(events, broker)
+    more = stored_events(3).rows
+    with running(relay):
+        wait_until(lambda: events.positions.get("default") == 5)
+        MemoryPublisher(broker, relay.transactional_id).fence(1.0)  # a newer producer
+        for _, aggregate_id, version, topic, state in more:
+            events.append(aggregate_id, version, topic, state)
+        wait_until(lambda: events.positions.get("default") == 8)
+        assert "default" in events.leases  # leading again
+    assert "LeaseLost" in events.errors["default"]
+    assert "fenced by a newer producer" in events.errors["default"]
+    assert sorted(e.position for e in event_messages(broker)) == list(range(1, 9))
