@@ -59,7 +59,7 @@ from psycopg.sql import SQL, Identifier
 
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.eventstore import PostgresEventRecorder
+from cqrskit.adapters.postgres.event_store import PostgresEventRecorder
 from examples.shop import RegisterItem, ShopApp, handlers
 
 Side = Literal["cqrskit", "eventsourcing", "raw"]

@@ -40,9 +40,9 @@ from rich.console import Console
 
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.observability import STAGES
 from cqrskit.projections import projection_status
-from cqrskit.relay import read_status
 from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
 from projections import OrderSummaries
 

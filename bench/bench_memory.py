@@ -35,8 +35,8 @@ from _kit.stack import APP_NAME, fill_orders
 from rich.console import Console
 
 from cqrskit import ServiceUnavailable
+from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.projections import projection_status
-from cqrskit.relay import read_status
 from projections.customers import CustomerOrdersProjection
 
 #: The target: each process under this many MB (10^6 bytes) resident at its peak.

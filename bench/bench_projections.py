@@ -89,8 +89,8 @@ from psycopg.sql import SQL, Identifier
 
 from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.envelope import Envelope
-from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections import METADATA_FIELD, projection_status
 from cqrskit.topology import IndexNames, Topology
 from examples.shop import Order, ShopApp

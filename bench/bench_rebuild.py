@@ -78,7 +78,7 @@ from rich.markup import escape
 from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.eventstore import store_head
+from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.projections import (
     METADATA_FIELD,
     Applier,

@@ -61,9 +61,10 @@ from _kit.stack import (
 )
 
 from cqrskit import Settings
+from cqrskit.adapters.kafka.publisher import KafkaPublisher
+from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
+from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.envelope import Seal
-from cqrskit.eventstore import store_head
-from cqrskit.relay import KafkaPublisher, PostgresOutbox, read_status
 
 #: Give up on one timed run after this long.
 RUN_TIMEOUT = 900.0

@@ -23,8 +23,10 @@ from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.projections import Projection, ProjectionWorker
-from cqrskit.relay import OutboxRelay, read_status
+from cqrskit.relay import OutboxRelay
+from cqrskit.runtime import Runtime
 from examples.shop import Order, OrderLine, ShopApp
 
 P = TypeVar("P", bound=Projection[Any])
@@ -98,7 +100,7 @@ def eventsourcing_env(settings: Settings, schema: str, **extra: str) -> dict[str
 
 def relay_loop(settings: Settings, relay_name: str) -> tuple[OutboxRelay, Watched]:
     """The shop's ``OutboxRelay``, and its loop to time until its recorded position."""
-    relay = OutboxRelay(settings, APP_NAME, relay_name)
+    relay = Runtime(settings).relay(APP_NAME, relay_name)
     return relay, Watched("relay", relay.run, relay.stop, lambda: relay.position, poll=0.005)
 
 
