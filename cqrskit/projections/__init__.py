@@ -5,13 +5,13 @@ type (see :class:`Projection`); a :class:`ProjectionWorker` keeps it up to
 date from Kafka, effectively once.
 """
 
+from cqrskit.checkpoints import Checkpoint
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._mapping import METADATA_FIELD, EsType, Keyword, Text, mapping_for
 from cqrskit.projections._memory import MemoryReadModel, fold
 from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
 from cqrskit.projections._readmodel import (
-    Checkpoint,
     DocState,
     DocumentStore,
     ElasticsearchReadModel,

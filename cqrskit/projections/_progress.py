@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from cqrskit.projections._readmodel import Checkpoint, ElasticsearchReadModel
-from cqrskit.queries import WORKER_WRITER
+from cqrskit.checkpoints import WORKER_WRITER, Checkpoint
+from cqrskit.projections._readmodel import ElasticsearchReadModel
 from cqrskit.topology import checkpoint_id
 
 __all__ = ["Span", "WorkerCheckpoints"]

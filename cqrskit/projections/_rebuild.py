@@ -44,19 +44,19 @@ from elasticsearch import ApiError
 from pydantic import BaseModel
 
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.checkpoints import FILL_WRITER, Checkpoint, coverage
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, PositionBeyondHead
 from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import Checkpoint, DocState, ElasticsearchReadModel
+from cqrskit.projections._readmodel import DocState, ElasticsearchReadModel
 from cqrskit.projections._worker import (
     _position_of,
     read_model_for,
     topics_for,
 )
-from cqrskit.queries import FILL_WRITER, coverage
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, Topology, parse_partition_key, partition_key
 
@@ -618,7 +618,7 @@ def rollback(
     state = rebuilder.load_state()
     assert state is not None  # rollback_plan found it
     read_model = rebuilder.read_model
-    covered = coverage(asdict(c) for c in read_model.checkpoints(previous))
+    covered = coverage(read_model.checkpoints(previous))
     start = {partition_key(t, p): offset for (t, p), (offset, _) in covered.items()}
     seen = {partition_key(t, p): position for (t, p), (_, position) in covered.items()}
     reached, _ = rebuilder.catch_up(previous, start, "catching up the old index", seen=seen)

@@ -13,12 +13,14 @@ from cqrskit.queries._freshness import (
     serving_index,
     wait_for_position,
 )
+from cqrskit.queries._ports import CheckpointReader
 from cqrskit.queries._queries import Query, QueryBus, QueryHandlers, Stale
 from cqrskit.queries._search import Page, Search
 
 __all__ = [
     "FILL_WRITER",
     "WORKER_WRITER",
+    "CheckpointReader",
     "Coverage",
     "Page",
     "Query",

@@ -10,6 +10,7 @@ from elasticsearch import Elasticsearch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.errors import FieldError, QueryRejected, StaleRead, UnknownQuery
 from cqrskit.queries._freshness import wait_for_position
 from cqrskit.queries._search import Search
@@ -114,6 +115,9 @@ class QueryBus:
         self.handlers = handlers
         self.es = es or es_backend.client(settings)
         self.names = IndexNames.of(settings)
+        self.checkpoints = ElasticsearchCheckpointReader(
+            self.es, self.names.checkpoints_index, settings.elasticsearch_address()
+        )
 
     def search(self, view_name: str, model: type[V]) -> Search[V]:
         """A search over the alias of read model ``view_name``."""
@@ -141,12 +145,11 @@ class QueryBus:
         if min_position:
             timeout = self.settings.read_wait if wait is None else wait
             index = wait_for_position(
-                self.es,
+                self.checkpoints,
                 self.names,
                 registration.view_name,
                 min_position,
                 timeout=timeout,
-                url=self.settings.elasticsearch_address(),
                 alias=search.index,
             )
             if index is None:

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt
 
 from cqrskit import CqrskitError
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.eventstore import store_head
 from cqrskit.queries import applied_position
 from cqrskit.relay import read_status
@@ -64,6 +65,7 @@ def sample_until(chaos: Chaos, stream: Stream, minutes: float) -> list[dict[str,
     samples: list[dict[str, float]] = []
     es = es_backend.client(settings)
     names = IndexNames.of(settings)
+    checkpoints = ElasticsearchCheckpointReader(es, names.checkpoints_index)
     started = time.monotonic()
     try:
         while time.monotonic() - started < minutes * 60:
@@ -74,7 +76,7 @@ def sample_until(chaos: Chaos, stream: Stream, minutes: float) -> list[dict[str,
                 head = store_head(settings, "shop")
                 # Read after the head: either may have moved past it meanwhile.
                 relay_lag = max(0, head - read_status(settings, "shop").position)
-                applied = min(applied_position(es, names, p) for p in PROJECTIONS)
+                applied = min(applied_position(checkpoints, names, p) for p in PROJECTIONS)
                 worker_lag = max(0, head - applied)
             except CqrskitError:
                 continue

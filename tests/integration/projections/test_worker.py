@@ -16,6 +16,7 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import CommandBus, Envelope, Settings
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     DeadLetterTopic,
@@ -497,7 +498,12 @@ def test_positions_are_believed_only_from_the_relays_own_messages(
     status = pipeline.status(projection)
     assert status is not None
     assert status.position <= head, f"status says {status.position}, the head is {head}"
-    assert applied_position(es, names, projection.name) <= head
+    assert (
+        applied_position(
+            ElasticsearchCheckpointReader(es, names.checkpoints_index), names, projection.name
+        )
+        <= head
+    )
     letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
     assert letters, "the forged Order.Placed was not dead-lettered"
     assert all("not sealed by the relay" in letter.error for letter in letters)

@@ -1,0 +1,1 @@
+"""In-memory adapters: the second implementation each port's contract suite runs against."""
