@@ -5,18 +5,14 @@ type (see :class:`Projection`); a :class:`ProjectionWorker` keeps it up to
 date from Kafka, effectively once.
 """
 
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
 from cqrskit.checkpoints import Checkpoint
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._mapping import METADATA_FIELD, EsType, Keyword, Text, mapping_for
 from cqrskit.projections._memory import MemoryReadModel, fold
+from cqrskit.projections._ports import DocState, DocumentStore, Written
 from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
-from cqrskit.projections._readmodel import (
-    DocState,
-    DocumentStore,
-    ElasticsearchReadModel,
-    Written,
-)
 from cqrskit.projections._rebuild import (
     Drift,
     Progress,

@@ -44,14 +44,15 @@ from elasticsearch import ApiError
 from pydantic import BaseModel
 
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
 from cqrskit.checkpoints import FILL_WRITER, Checkpoint, coverage
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, PositionBeyondHead
 from cqrskit.eventstore import read_envelopes, store_head
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
+from cqrskit.projections._ports import DocState
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import DocState, ElasticsearchReadModel
 from cqrskit.projections._worker import (
     _position_of,
     read_model_for,

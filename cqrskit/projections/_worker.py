@@ -26,6 +26,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_
 
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
 from cqrskit.adapters.kafka._group import GroupMember
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
@@ -39,9 +40,9 @@ from cqrskit.errors import TransientError
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
 from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
+from cqrskit.projections._ports import STORE_STREAM
 from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import STORE_STREAM, ElasticsearchReadModel
 from cqrskit.projections._telemetry import WorkerTelemetry
 from cqrskit.relay._outbox import instance_name
 from cqrskit.settings import Settings

@@ -14,14 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch
 from pydantic import BaseModel
 
-from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch._errors import unavailable
 from cqrskit.adapters.elasticsearch.checkpoints import (
     CHECKPOINT_MAPPING,
     CHECKPOINT_PROPERTIES,
@@ -31,88 +30,11 @@ from cqrskit.checkpoints import Checkpoint
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
 from cqrskit.projections._mapping import METADATA_FIELD
+from cqrskit.projections._ports import DocState, Written
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, version_number
 
-__all__ = [
-    "STORE_STREAM",
-    "Checkpoint",
-    "DocState",
-    "DocumentStore",
-    "ElasticsearchReadModel",
-    "Written",
-]
-
-
-#: The stream name of events replayed from the event store (rebuilds, verify).
-STORE_STREAM = "store"
-
-
-@dataclass
-class DocState:
-    """One document as a batch sees it, and whether the batch changed it."""
-
-    doc_id: str
-    view: BaseModel | None = None
-    sources: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, list[int]] = field(default_factory=dict)
-    position: int = 0
-    deleted: bool = False
-    seq_no: int | None = None
-    primary_term: int | None = None
-    dirty: bool = False
-    #: The document's fields as they were read (None for a new document).
-    stored: dict[str, Any] | None = None
-    #: Write the fields back as they were read, with only the guards new:
-    #: Elasticsearch refused the view this batch made of them.
-    as_stored: bool = False
-
-    def applied(self, stream: str, position: int) -> bool:
-        """True if the event at ``position`` of ``stream`` already took effect here.
-
-        A stream (a Kafka partition, or the event store itself during a
-        rebuild) delivers positions in increasing order, so remembering the
-        last position applied per stream is enough; the store's mark covers
-        every stream, since a replay of the store applies a whole prefix.
-        """
-        mark = max(self.sources.get(stream, 0), self.sources.get(STORE_STREAM, 0))
-        return position <= mark and position not in self.failed.get(stream, ())
-
-    def body(self) -> dict[str, Any]:
-        """The JSON document to store."""
-        document: dict[str, Any]
-        if self.as_stored:
-            document = dict(self.stored or {})
-        else:
-            document = {} if self.view is None else self.view.model_dump(mode="json")
-        document[METADATA_FIELD] = {
-            "sources": {"applied": self.sources, "failed": self.failed},
-            "position": self.position,
-            "deleted": self.deleted or self.view is None,
-        }
-        return document
-
-
-@dataclass(frozen=True)
-class Written:
-    """What a guarded write could not do: documents to read and fold again, and refusals."""
-
-    #: Ids another writer changed after they were read.
-    conflicts: set[str] = field(default_factory=set)
-    #: Id -> why the store refused that document for good (nothing was written).
-    refused: dict[str, str] = field(default_factory=dict)
-
-
-class DocumentStore(Protocol):
-    """Where a projection's documents live: guarded reads and writes."""
-
-    def load(self, ids: Iterable[str], index: str | None = None) -> dict[str, DocState]:
-        """Current state of the documents (empty states for missing ones)."""
-        ...
-
-    def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
-        """Write changed documents; say which conflicted and which were refused."""
-        ...
+__all__ = ["ElasticsearchReadModel"]
 
 
 #: Bulk item errors that say a document does not fit the index's mapping.
@@ -424,4 +346,4 @@ class ElasticsearchReadModel:
             raise PermanentError(f"cannot {what}: {exc}") from exc
 
     def _unavailable(self, reason: str) -> ServiceUnavailable:
-        return es_backend.unavailable(self.settings.elasticsearch_address(), reason)
+        return unavailable(self.settings.elasticsearch_address(), reason)
