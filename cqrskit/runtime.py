@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
+from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
 from cqrskit.commands import CommandBus, CommandHandlers
 from cqrskit.eventstore import Application
 from cqrskit.projections import Projection, ProjectionWorker
@@ -27,6 +30,7 @@ from cqrskit.queries import QueryBus, QueryHandlers
 from cqrskit.relay import OutboxRelay
 from cqrskit.sagas import ProcessManager, SagaRunner
 from cqrskit.settings import Settings
+from cqrskit.topology import IndexNames
 
 __all__ = ["Runtime"]
 
@@ -83,7 +87,16 @@ class Runtime:
     def query_bus(self, handlers: QueryHandlers) -> QueryBus:
         """A query bus serving ``handlers`` from the read models' aliases."""
 
-        return QueryBus(self.settings, handlers)
+        es = es_backend.client(self.settings)
+        address = self.settings.elasticsearch_address()
+        names = IndexNames.of(self.settings)
+        return QueryBus(
+            handlers,
+            ElasticsearchSearch(es, address),
+            ElasticsearchCheckpointReader(es, names.checkpoints_index, address),
+            names,
+            read_wait=self.settings.read_wait,
+        )
 
     # -- process managers ----------------------------------------------------------
 

@@ -30,7 +30,7 @@ from cqrskit.projections import (
     rollback,
     verify,
 )
-from cqrskit.queries import QueryBus
+from cqrskit.runtime import Runtime
 from examples.shop import PlaceOrder, ShopApp, handlers
 from examples.shop.queries import CustomerById, queries
 from projections import CustomerOrdersProjection
@@ -363,7 +363,7 @@ class SwapWithTraffic:
     def __init__(self, settings: Settings, es: Elasticsearch):
         self.settings = settings
         self.es = es
-        self.bus = QueryBus(settings, queries)
+        self.bus = Runtime(settings).query_bus(queries)
         #: (customer, position, stale, document) read just after each swap.
         self.reads: list[tuple[str, int, bool, object]] = []
         self.placed: dict[str, int] = {}
