@@ -23,6 +23,9 @@ from cqrskit.projections._mapping import METADATA_FIELD
 __all__ = [
     "STORE_STREAM",
     "CheckpointStore",
+    "Consumed",
+    "DeadLetter",
+    "DeadLetters",
     "DocState",
     "DocumentStore",
     "ReadModel",
@@ -98,6 +101,81 @@ class DocumentStore(Protocol):
 
     def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
         """Write changed documents; say which conflicted and which were refused."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered event, as listed by ``cqrskit projections dlq list``."""
+
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+    @property
+    def error(self) -> str:
+        """Why the handler failed."""
+        return self.headers.get("dlq.error", b"").decode(errors="replace")
+
+    @property
+    def source(self) -> str:
+        """topic[partition]@offset the event was consumed from."""
+        topic, partition, offset = (
+            self.headers.get(f"dlq.{name}", b"?").decode()
+            for name in ("topic", "partition", "offset")
+        )
+        return f"{topic}[{partition}]@{offset}"
+
+
+class Consumed(Protocol):
+    """One message as a consumer received it (what a dead letter is made of)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(
+        self,
+    ) -> dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None: ...
+
+
+class DeadLetters(Protocol):
+    """Where one projection's dead letters go: events it could not apply, with why.
+
+    Writing is two steps: :meth:`send` queues letters, :meth:`flush` returns
+    only once each one was durably written, and raises otherwise. Callers
+    mark an event failed, or commit past it, only after :meth:`flush`
+    returned.
+    """
+
+    #: Where the letters are kept (named in messages).
+    topic: str
+
+    def send(self, message: Consumed, handler: str, error: str) -> None:
+        """Queue ``message`` as a dead letter with the reason; see :meth:`flush`."""
+        ...
+
+    def resend(self, letter: DeadLetter, handler: str, error: str) -> None:
+        """Queue a dead letter again (it failed again on replay), with the new reason."""
+        ...
+
+    def flush(self) -> None:
+        """Return once every queued letter was written.
+
+        Raises:
+            DeadLetterRefused: a letter was refused for good.
+            ServiceUnavailable: no acknowledgement came in time.
+        """
+        ...
+
+    def pending(self, *, include_replayed: bool = False) -> tuple[list[DeadLetter], int]:
+        """Dead letters not replayed yet (or all of them), and the offset after the last."""
+        ...
+
+    def mark_replayed(self, offset: int) -> None:
+        """Record that every dead letter before ``offset`` was replayed."""
         ...
 
 

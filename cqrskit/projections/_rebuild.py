@@ -44,7 +44,7 @@ from elasticsearch import ApiError
 from pydantic import BaseModel
 
 from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
 from cqrskit.checkpoints import FILL_WRITER, Checkpoint, coverage
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PermanentError, PositionBeyondHead
@@ -53,11 +53,7 @@ from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._memory import MemoryReadModel
 from cqrskit.projections._ports import DocState
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._worker import (
-    _position_of,
-    read_model_for,
-    topics_for,
-)
+from cqrskit.projections._worker import _position_of, topics_for
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, Topology, parse_partition_key, partition_key
 

@@ -11,11 +11,12 @@ from elasticsearch import ApiError
 
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.read_model import read_model_for
 from cqrskit.checkpoints import coverage
 from cqrskit.errors import CqrskitError
 from cqrskit.observability import STAGES, quantile
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._worker import read_model_for, topics_for
+from cqrskit.projections._worker import topics_for
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, Topology
 

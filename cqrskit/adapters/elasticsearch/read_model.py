@@ -20,6 +20,7 @@ from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch
 from pydantic import BaseModel
 
+from cqrskit.adapters.elasticsearch._client import client
 from cqrskit.adapters.elasticsearch._errors import unavailable
 from cqrskit.adapters.elasticsearch.checkpoints import (
     CHECKPOINT_MAPPING,
@@ -31,10 +32,11 @@ from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.projections._ports import DocState, Written
+from cqrskit.projections._projection import Projection
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, version_number
 
-__all__ = ["ElasticsearchReadModel"]
+__all__ = ["ElasticsearchReadModel", "read_model_for"]
 
 
 #: Bulk item errors that say a document does not fit the index's mapping.
@@ -347,3 +349,16 @@ class ElasticsearchReadModel:
 
     def _unavailable(self, reason: str) -> ServiceUnavailable:
         return unavailable(self.settings.elasticsearch_address(), reason)
+
+
+def read_model_for(
+    settings: Settings, projection: Projection[Any], es: Elasticsearch | None = None
+) -> ElasticsearchReadModel:
+    """The Elasticsearch read model of ``projection`` (a client of its own unless ``es``)."""
+    return ElasticsearchReadModel(
+        es or client(settings).options(request_timeout=max(30.0, settings.connect_timeout)),
+        settings,
+        projection.name,
+        projection.view,
+        projection.mapping(),
+    )

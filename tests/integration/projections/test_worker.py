@@ -22,9 +22,9 @@ from cqrskit.projections import (
     DeadLetterTopic,
     projection_status,
     read_model_for,
-    replay_dead_letters,
 )
 from cqrskit.queries import applied_position
+from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames, Topology
 from examples.shop import (
     AuthorisePayment,
@@ -207,11 +207,11 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_goes_on(
     assert worker.proc.poll() is None
 
     # The handler is fixed (this process does not have the bug); replay.
-    result = replay_dead_letters(pipeline.settings, "shop", PoisonNotes())
+    result = Runtime(pipeline.settings).replay_dead_letters("shop", PoisonNotes())
     assert (result.replayed, result.failed_again) == (1, 0)
     assert str(poison.aggregate_id) in pipeline.actual(es, projection)
     assert topic.pending()[0] == []
-    again = replay_dead_letters(pipeline.settings, "shop", PoisonNotes())
+    again = Runtime(pipeline.settings).replay_dead_letters("shop", PoisonNotes())
     assert (again.replayed, again.failed_again) == (0, 0)
 
 
