@@ -14,25 +14,20 @@ from cqrskit.projections._memory import MemoryReadModel, fold
 from cqrskit.projections._ports import DeadLetter, DocState, DocumentStore, Written
 from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
 from cqrskit.projections._rebuild import (
-    Drift,
     Progress,
     RebuildPlan,
     RebuildResult,
-    VerifyReport,
-    prune,
-    prune_plan,
     rebuild,
     rebuild_plan,
-    rollback,
-    rollback_plan,
-    verify,
 )
+from cqrskit.projections._rollback import prune, prune_plan, rollback, rollback_plan
 from cqrskit.projections._status import (
     ProjectionStatus,
     StageLatency,
     projection_status,
     stage_latencies,
 )
+from cqrskit.projections._verify import Drift, VerifyReport, verify
 from cqrskit.projections._worker import (
     ProjectionWorker,
     ReplayResult,

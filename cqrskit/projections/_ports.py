@@ -29,6 +29,7 @@ __all__ = [
     "DocState",
     "DocumentStore",
     "ReadModel",
+    "RebuildStateStore",
     "Written",
 ]
 
@@ -269,4 +270,25 @@ class ReadModel(DocumentStore, Protocol):
 
     def stored_checkpoints(self, ids: Iterable[str]) -> list[Checkpoint]:
         """The checkpoints with these ids that exist, read in real time."""
+        ...
+
+
+class RebuildStateStore(Protocol):
+    """Where rebuilds keep their progress, one JSON record per projection.
+
+    An interrupted rebuild reads it to resume where it stopped. Every method
+    raises :class:`~cqrskit.errors.ServiceUnavailable` when the store cannot
+    answer.
+    """
+
+    def ensure(self) -> None:
+        """Create the store if it does not exist yet; idempotent."""
+        ...
+
+    def read(self, projection: str) -> dict[str, Any] | None:
+        """The recorded progress of ``projection``'s rebuild, read in real time (None if none)."""
+        ...
+
+    def save(self, projection: str, fields: dict[str, Any]) -> None:
+        """Replace the recorded progress of ``projection``'s rebuild."""
         ...
