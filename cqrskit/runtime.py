@@ -21,6 +21,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
+from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
+from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters
 from cqrskit.adapters.kafka.publisher import KafkaPublisher
 from cqrskit.adapters.kafka.subscription import KafkaSubscription
 from cqrskit.adapters.kafka.topics import topic_partitions
@@ -30,13 +35,13 @@ from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.commands import CommandBus, CommandHandlers
 from cqrskit.envelope import Seal
 from cqrskit.eventstore import Application
-from cqrskit.projections import Projection, ProjectionWorker
+from cqrskit.projections import Projection, ProjectionWorker, ReplayResult, replay_dead_letters
 from cqrskit.projections._rebuild import Progress, RebuildResult, rebuild
 from cqrskit.queries import QueryBus, QueryHandlers
 from cqrskit.relay import LayoutStatus, OutboxRelay, RelayOptions, RelayStatus
 from cqrskit.sagas import ProcessManager, SagaRunner, SagaStore
 from cqrskit.settings import Settings
-from cqrskit.topology import Topology
+from cqrskit.topology import IndexNames, Topology
 
 __all__ = ["Runtime"]
 
@@ -104,7 +109,35 @@ class Runtime:
     def worker(self, application_name: str, projection: Projection[Any]) -> ProjectionWorker:
         """A worker applying ``projection``'s events to its Elasticsearch read model."""
 
-        return ProjectionWorker(self.settings, application_name, projection)
+        return ProjectionWorker(
+            self.settings,
+            application_name,
+            projection,
+            read_model=self.read_model(projection),
+            dead_letters=self.dead_letters(application_name, projection.name),
+        )
+
+    def read_model(self, projection: Projection[Any]) -> ElasticsearchReadModel:
+        """``projection``'s read model in Elasticsearch, with a client of its own."""
+
+        return read_model_for(self.settings, projection)
+
+    def dead_letters(self, application_name: str, projection_name: str) -> KafkaDeadLetters:
+        """The dead-letter topic of one projection."""
+
+        return KafkaDeadLetters(self.settings, application_name, projection_name)
+
+    def replay_dead_letters(
+        self, application_name: str, projection: Projection[Any]
+    ) -> ReplayResult:
+        """Apply ``projection``'s dead letters again (see ``replay_dead_letters``)."""
+
+        return replay_dead_letters(
+            projection,
+            self.read_model(projection),
+            self.dead_letters(application_name, projection.name),
+            retries=self.settings.projection_retries,
+        )
 
     def rebuild(
         self,
@@ -127,7 +160,16 @@ class Runtime:
     def query_bus(self, handlers: QueryHandlers) -> QueryBus:
         """A query bus serving ``handlers`` from the read models' aliases."""
 
-        return QueryBus(self.settings, handlers)
+        es = es_backend.client(self.settings)
+        address = self.settings.elasticsearch_address()
+        names = IndexNames.of(self.settings)
+        return QueryBus(
+            handlers,
+            ElasticsearchSearch(es, address),
+            ElasticsearchCheckpointReader(es, names.checkpoints_index, address),
+            names,
+            read_wait=self.settings.read_wait,
+        )
 
     # -- process managers ----------------------------------------------------------
 

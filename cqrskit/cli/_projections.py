@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -35,23 +36,47 @@ from cqrskit.cli._common import (
     start_metrics,
 )
 from cqrskit.projections import (
-    DeadLetterTopic,
+    Projection,
     ProjectionWorker,
     RebuildPlan,
     RebuildResult,
     projection_status,
     prune,
     prune_plan,
-    rebuild,
     rebuild_plan,
-    replay_dead_letters,
     rollback,
     rollback_plan,
     verify,
 )
+from cqrskit.runtime import Runtime
 from cqrskit.settings import Settings
 
 __all__ = ["projections"]
+
+
+@dataclass(frozen=True)
+class _Named:
+    """The one projection a command names, with the settings it was loaded under."""
+
+    settings: Settings
+    projection: Projection[Any]
+
+    @property
+    def runtime(self) -> Runtime:
+        """The composition root that builds the adapters the command needs."""
+        return Runtime(self.settings)
+
+    @property
+    def app_name(self) -> str:
+        """The configured application's name (loads the application class)."""
+        return application_name(self.settings)
+
+
+def _named(name: str, app_spec: str | None = None, projections_module: str | None = None) -> _Named:
+    """Load the settings and the projection called ``name`` (a clean error if unknown)."""
+    settings = load_settings(app=app_spec, projections=projections_module)
+    (cls,) = projection_classes(settings, [name])
+    return _Named(settings, cls())
 
 
 @click.group()
@@ -96,9 +121,8 @@ def projections_run(
         app=app_spec, projections=projections_module, metrics_port=metrics_port
     )
     app_name = application_name(settings)
-    workers = [
-        ProjectionWorker(settings, app_name, cls()) for cls in projection_classes(settings, names)
-    ]
+    runtime = Runtime(settings)
+    workers = [runtime.worker(app_name, cls()) for cls in projection_classes(settings, names)]
     configure_logging(settings)
     start_metrics(settings)
 
@@ -183,9 +207,8 @@ def dlq_list(
     as_json: bool,
 ) -> None:
     """The dead letters of a projection, with the reason each failed."""
-    settings = load_settings(app=app_spec, projections=projections_module)
-    (cls,) = projection_classes(settings, [name])
-    topic = DeadLetterTopic(settings, application_name(settings), cls.name)
+    named = _named(name, app_spec, projections_module)
+    topic = named.runtime.dead_letters(named.app_name, named.projection.name)
     with errors_as_messages():
         letters, _ = topic.pending(include_replayed=include_replayed)
     rows = [
@@ -215,10 +238,9 @@ def dlq_list(
 @PROJECTIONS_OPTION
 def dlq_replay(name: str, app_spec: str | None, projections_module: str | None) -> None:
     """Apply a projection's dead letters again, after the handler was fixed."""
-    settings = load_settings(app=app_spec, projections=projections_module)
-    (cls,) = projection_classes(settings, [name])
+    named = _named(name, app_spec, projections_module)
     with errors_as_messages():
-        result = replay_dead_letters(settings, application_name(settings), cls())
+        result = named.runtime.replay_dead_letters(named.app_name, named.projection)
     click.echo(f"replayed {result.replayed} dead letters; {result.failed_again} failed again")
     if result.failed_again:
         raise SystemExit(1)
@@ -242,10 +264,9 @@ class _Rates:
         return f"{done / (now - started):,.0f} events/s"
 
 
-def _rebuild_with_progress(settings: Settings, name: str, **options: Any) -> RebuildResult:
-    (cls,) = projection_classes(settings, [name])
-    app_name = application_name(settings)
-    configure_logging(settings)
+def _rebuild_with_progress(named: _Named, **options: Any) -> RebuildResult:
+    app_name = named.app_name
+    configure_logging(named.settings)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -269,7 +290,7 @@ def _rebuild_with_progress(settings: Settings, name: str, **options: Any) -> Reb
             )
 
         with errors_as_messages():
-            return rebuild(settings, app_name, cls(), progress=progress, **options)
+            return named.runtime.rebuild(app_name, named.projection, progress=progress, **options)
 
 
 def _report(result: RebuildResult) -> None:
@@ -302,17 +323,16 @@ def _describe(plan: RebuildPlan, *, drop_old: bool = False) -> str:
 
 
 def _plan_then_confirm(
-    settings: Settings, name: str, *, from_position: int, drop_old: bool, yes: bool, dry_run: bool
+    named: _Named, *, from_position: int, drop_old: bool, yes: bool, dry_run: bool
 ) -> bool:
     """Print or confirm what a rebuild would do; True if it should go ahead."""
-    (cls,) = projection_classes(settings, [name])
     with errors_as_messages():
         plan = rebuild_plan(
-            settings, application_name(settings), cls(), from_position=from_position
+            named.settings, named.app_name, named.projection, from_position=from_position
         )
     action = _describe(plan, drop_old=drop_old)
     if dry_run:
-        click.echo(f"{name}: would {action}")
+        click.echo(f"{named.projection.name}: would {action}")
         return False
     if from_position or drop_old:  # leaves history or an index behind: ask first
         confirm(action, yes=yes)
@@ -341,11 +361,9 @@ def projections_rebuild(
     live workers keep running. Interrupted, it resumes when run again. With
     --drop-old it asks first (or needs --yes without a terminal).
     """
-    settings = load_settings(app=app_spec, projections=projections_module)
-    if _plan_then_confirm(
-        settings, name, from_position=0, drop_old=drop_old, yes=yes, dry_run=dry_run
-    ):
-        _report(_rebuild_with_progress(settings, name, drop_old=drop_old))
+    named = _named(name, app_spec, projections_module)
+    if _plan_then_confirm(named, from_position=0, drop_old=drop_old, yes=yes, dry_run=dry_run):
+        _report(_rebuild_with_progress(named, drop_old=drop_old))
 
 
 @projections.command("reset")
@@ -377,11 +395,9 @@ def projections_reset(
     past the store's head is refused. Asks first on a terminal; without one
     it needs --yes.
     """
-    settings = load_settings(app=app_spec, projections=projections_module)
-    if _plan_then_confirm(
-        settings, name, from_position=position, drop_old=False, yes=yes, dry_run=dry_run
-    ):
-        _report(_rebuild_with_progress(settings, name, from_position=position))
+    named = _named(name, app_spec, projections_module)
+    if _plan_then_confirm(named, from_position=position, drop_old=False, yes=yes, dry_run=dry_run):
+        _report(_rebuild_with_progress(named, from_position=position))
 
 
 @projections.command("rollback")
@@ -397,11 +413,10 @@ def projections_rollback(
 
     Asks first on a terminal; without one it needs --yes.
     """
-    settings = load_settings(app=app_spec, projections=projections_module)
-    (cls,) = projection_classes(settings, [name])
-    app_name = application_name(settings)
+    named = _named(name, app_spec, projections_module)
+    app_name = named.app_name
     with errors_as_messages():
-        serving, previous = rollback_plan(settings, app_name, cls())
+        serving, previous = rollback_plan(named.settings, app_name, named.projection)
     action = (
         f"serve {previous} again in place of {serving or 'no index'}, caught up from Kafka first"
     )
@@ -410,7 +425,7 @@ def projections_rollback(
         return
     confirm(action, yes=yes)
     with errors_as_messages():
-        index = rollback(settings, app_name, cls())
+        index = rollback(named.settings, app_name, named.projection)
     click.echo(f"{name}: {index} is in service again")
 
 
@@ -424,10 +439,9 @@ def projections_prune(name: str, yes: bool, dry_run: bool, projections_module: s
 
     Asks first on a terminal; without one it needs --yes.
     """
-    settings = load_settings(projections=projections_module)
-    (cls,) = projection_classes(settings, [name])
+    named = _named(name, projections_module=projections_module)
     with errors_as_messages():
-        doomed = prune_plan(settings, cls())
+        doomed = prune_plan(named.settings, named.projection)
     if not doomed:
         click.echo(f"{name}: nothing to delete")
         return
@@ -437,7 +451,7 @@ def projections_prune(name: str, yes: bool, dry_run: bool, projections_module: s
         return
     confirm(action, yes=yes)
     with errors_as_messages():
-        dropped = prune(settings, cls())
+        dropped = prune(named.settings, named.projection)
     click.echo(f"{name}: deleted {', '.join(dropped) if dropped else 'nothing'}")
 
 
@@ -456,10 +470,9 @@ def projections_verify(
     Documents the live worker changes meanwhile are compared with a fold up
     to their own position. Run it when the projection has caught up.
     """
-    settings = load_settings(app=app_spec, projections=projections_module)
-    (cls,) = projection_classes(settings, [name])
+    named = _named(name, app_spec, projections_module)
     with errors_as_messages():
-        report = verify(settings, application_name(settings), cls())
+        report = verify(named.settings, named.app_name, named.projection)
     if as_json:
         echo_json(report)
     else:

@@ -5,42 +5,32 @@ type (see :class:`Projection`); a :class:`ProjectionWorker` keeps it up to
 date from Kafka, effectively once.
 """
 
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
+from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters as DeadLetterTopic
+from cqrskit.checkpoints import Checkpoint
 from cqrskit.projections._applier import Applier, Failure
-from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
 from cqrskit.projections._mapping import METADATA_FIELD, EsType, Keyword, Text, mapping_for
 from cqrskit.projections._memory import MemoryReadModel, fold
+from cqrskit.projections._ports import DeadLetter, DocState, DocumentStore, Written
 from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
-from cqrskit.projections._readmodel import (
-    Checkpoint,
-    DocState,
-    DocumentStore,
-    ElasticsearchReadModel,
-    Written,
-)
 from cqrskit.projections._rebuild import (
-    Drift,
     Progress,
     RebuildPlan,
     RebuildResult,
-    VerifyReport,
-    prune,
-    prune_plan,
     rebuild,
     rebuild_plan,
-    rollback,
-    rollback_plan,
-    verify,
 )
+from cqrskit.projections._rollback import prune, prune_plan, rollback, rollback_plan
 from cqrskit.projections._status import (
     ProjectionStatus,
     StageLatency,
     projection_status,
     stage_latencies,
 )
+from cqrskit.projections._verify import Drift, VerifyReport, verify
 from cqrskit.projections._worker import (
     ProjectionWorker,
     ReplayResult,
-    read_model_for,
     replay_dead_letters,
     topics_for,
 )

@@ -15,8 +15,8 @@ from pydantic import BaseModel
 
 from cqrskit.envelope import Envelope
 from cqrskit.errors import DocumentsKeptConflicting
+from cqrskit.projections._ports import STORE_STREAM, DocState, DocumentStore
 from cqrskit.projections._projection import DELETE, UNCHANGED, Outcome, Projection
-from cqrskit.projections._readmodel import STORE_STREAM, DocState, DocumentStore
 
 __all__ = ["Applier", "Failure"]
 

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_LAYOUT
 from cqrskit.errors import ServiceUnavailable
-from cqrskit.projections._readmodel import ElasticsearchReadModel
+from cqrskit.projections._ports import ReadModel
 
 __all__ = ["LayoutBarrier"]
 
@@ -45,7 +45,7 @@ class LayoutBarrier:
     #: How often a held partition asks the checkpoints whether it may go on.
     CHECK_SECONDS = 0.5
 
-    def __init__(self, read_model: ElasticsearchReadModel):
+    def __init__(self, read_model: ReadModel):
         self.read_model = read_model
         self._passed: set[tuple[str, int]] = set()
         #: (topic, partition) -> (boundary, previous count) it waits for.

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from cqrskit.envelope import Envelope
 from cqrskit.projections._applier import Applier
+from cqrskit.projections._ports import DocState, Written
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import DocState, Written
 
 __all__ = ["MemoryReadModel", "fold"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from cqrskit.projections._readmodel import Checkpoint, ElasticsearchReadModel
-from cqrskit.queries import WORKER_WRITER
+from cqrskit.checkpoints import WORKER_WRITER, Checkpoint
+from cqrskit.projections._ports import ReadModel
 from cqrskit.topology import checkpoint_id
 
 __all__ = ["Span", "WorkerCheckpoints"]
@@ -47,7 +47,7 @@ class WorkerCheckpoints:
     effects are durable there before it is asked.
     """
 
-    def __init__(self, read_model: ElasticsearchReadModel, topics: Sequence[str]):
+    def __init__(self, read_model: ReadModel, topics: Sequence[str]):
         self.read_model = read_model
         self.topics = tuple(topics)
         self._runs: dict[str, Checkpoint] = {}

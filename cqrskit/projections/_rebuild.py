@@ -1,4 +1,4 @@
-"""Rebuilding a read model without downtime, rolling it back, and proving it.
+"""Rebuilding a read model without downtime.
 
 A rebuild never touches the index that serves queries until the new one is
 complete:
@@ -30,50 +30,30 @@ alias alone and resumes where it stopped when run again.
 
 from __future__ import annotations
 
-import copy
 import gc
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from elasticsearch import ApiError
-from pydantic import BaseModel
 
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.read_model import read_model_for
+from cqrskit.adapters.elasticsearch.rebuild_state import ElasticsearchRebuildStates
 from cqrskit.adapters.postgres.reader import read_envelopes, store_head
+from cqrskit.checkpoints import FILL_WRITER, Checkpoint
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
-from cqrskit.errors import PermanentError, PositionBeyondHead
+from cqrskit.errors import PositionBeyondHead
 from cqrskit.projections._applier import Applier, Failure
-from cqrskit.projections._memory import MemoryReadModel
+from cqrskit.projections._ports import ReadModel, RebuildStateStore
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import Checkpoint, DocState, ElasticsearchReadModel
-from cqrskit.projections._worker import (
-    _position_of,
-    read_model_for,
-    topics_for,
-)
-from cqrskit.queries import FILL_WRITER, coverage
+from cqrskit.projections._worker import _position_of, topics_for
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, Topology, parse_partition_key, partition_key
 
-__all__ = [
-    "Drift",
-    "Progress",
-    "RebuildPlan",
-    "RebuildResult",
-    "VerifyReport",
-    "prune",
-    "prune_plan",
-    "rebuild",
-    "rebuild_plan",
-    "rollback",
-    "rollback_plan",
-    "verify",
-]
+__all__ = ["Progress", "RebuildPlan", "RebuildResult", "rebuild", "rebuild_plan"]
 
 log = logging.getLogger("cqrskit.projections")
 
@@ -83,8 +63,6 @@ Progress = Callable[[str, int, int], None]
 #: Young-generation allocations between collections, and how many of each
 #: generation's collections set off the next one's (the defaults: 700, 10, 10).
 _REBUILD_GC_THRESHOLDS = (50_000, 20, 100)
-
-_STATE_MAPPING = {"dynamic": False, "properties": {"projection": {"type": "keyword"}}}
 
 
 def _no_progress(_phase: str, _done: int, _total: int) -> None:
@@ -137,14 +115,17 @@ class _Rebuilder:
         application_name: str,
         projection: Projection[Any],
         progress: Progress,
+        *,
+        read_model: ReadModel,
+        states: RebuildStateStore,
     ):
         self.settings = settings
         self.application_name = application_name
         self.projection = projection
         self.progress = progress
-        self.read_model: ElasticsearchReadModel = read_model_for(settings, projection)
+        self.read_model = read_model
+        self.states = states
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
-        self.state_index = IndexNames.of(settings).rebuilds_index
         self.topics = topics_for(settings, application_name, type(projection))
         topology = Topology.of(settings, application_name)
         self.group = topology.projection_group(projection.name)
@@ -155,27 +136,14 @@ class _Rebuilder:
     # -- state -------------------------------------------------------------------
 
     def load_state(self) -> _State | None:
-        es = self.read_model.es
-        try:
-            if not es.indices.exists(index=self.state_index):
-                es.indices.create(
-                    index=self.state_index,
-                    mappings=_STATE_MAPPING,
-                    settings={"number_of_shards": 1, "number_of_replicas": 0},
-                )
-        except ApiError as exc:
-            if "resource_already_exists" not in str(exc):
-                raise
+        self.states.ensure()
         return self.read_state()
 
     def read_state(self) -> _State | None:
         """The recorded progress, read without creating anything."""
-        found = self.read_model.es.options(ignore_status=404).get(
-            index=self.state_index, id=self.projection.name
-        )
-        if not found.get("found"):
+        fields = self.states.read(self.projection.name)
+        if fields is None:
             return None
-        fields = {k: v for k, v in found["_source"].items() if k != "updated_at"}
         for name in _PARTITION_MAPS:
             # Progress kept before partition keys had one form resumes as well.
             fields[name] = {
@@ -184,8 +152,7 @@ class _Rebuilder:
         return _State(**fields)
 
     def save_state(self, state: _State) -> None:
-        body = {**asdict(state), "updated_at": datetime.now(UTC).isoformat()}
-        self.read_model.es.index(index=self.state_index, id=self.projection.name, document=body)
+        self.states.save(self.projection.name, asdict(state))
 
     # -- Kafka -------------------------------------------------------------------
 
@@ -391,6 +358,23 @@ class _Rebuilder:
         return done
 
 
+def _rebuilder(
+    settings: Settings, application_name: str, projection: Projection[Any], progress: Progress
+) -> _Rebuilder:
+    """The rebuild of ``projection`` on its Elasticsearch adapters.
+
+    The one place the rebuild family builds adapters from settings, until
+    its functions take their ports from the composition root.
+    """
+    read_model = read_model_for(settings, projection)
+    states = ElasticsearchRebuildStates(
+        read_model.es, settings.elasticsearch_address(), IndexNames.of(settings).rebuilds_index
+    )
+    return _Rebuilder(
+        settings, application_name, projection, progress, read_model=read_model, states=states
+    )
+
+
 def _key(tp: TopicPartition) -> str:
     return partition_key(tp.topic, tp.partition)
 
@@ -471,7 +455,7 @@ def rebuild_plan(
         ServiceUnavailable: a service cannot answer.
     """
     head = _check_floor(settings, application_name, from_position)
-    rebuilder = _Rebuilder(settings, application_name, projection, _no_progress)
+    rebuilder = _rebuilder(settings, application_name, projection, _no_progress)
     read_model = rebuilder.read_model
     state = rebuilder.read_state()
     if state is not None and state.phase != "done":
@@ -503,7 +487,7 @@ def _rebuild(
     progress: Progress,
 ) -> RebuildResult:
     _check_floor(settings, application_name, from_position)
-    rebuilder = _Rebuilder(settings, application_name, projection, progress)
+    rebuilder = _rebuilder(settings, application_name, projection, progress)
     read_model = rebuilder.read_model
     read_model.ensure()
     state = rebuilder.load_state()
@@ -593,215 +577,3 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*thresholds)
         if freeze:
             gc.unfreeze()
-
-
-def rollback(
-    settings: Settings,
-    application_name: str,
-    projection: Projection[Any],
-    *,
-    progress: Progress = _no_progress,
-) -> str:
-    """Serve the previous index again, caught up from Kafka first; return its name.
-
-    The previous index is caught up from its own checkpoints (what it holds
-    without a gap), checkpointed as filled, swapped in, and caught up again
-    for what the live worker wrote to the other index meanwhile. Run again
-    after an interruption, it goes on from the previous index's checkpoints.
-
-    Raises:
-        PermanentError: there is no previous index to go back to.
-        ServiceUnavailable: a service went away; run it again.
-    """
-    rebuilder = _Rebuilder(settings, application_name, projection, progress)
-    _, previous = rollback_plan(settings, application_name, projection)
-    state = rebuilder.load_state()
-    assert state is not None  # rollback_plan found it
-    read_model = rebuilder.read_model
-    covered = coverage(asdict(c) for c in read_model.checkpoints(previous))
-    start = {partition_key(t, p): offset for (t, p), (offset, _) in covered.items()}
-    seen = {partition_key(t, p): position for (t, p), (_, position) in covered.items()}
-    reached, _ = rebuilder.catch_up(previous, start, "catching up the old index", seen=seen)
-    rebuilder.fill(previous, reached, seen, 0)
-    read_model.swap(previous)
-    reached, _ = rebuilder.catch_up(previous, reached, "catching up after the swap", seen=seen)
-    rebuilder.fill(previous, reached, seen, 0)
-    state.target, state.previous = previous, state.target
-    state.swap_offsets = reached
-    rebuilder.save_state(state)
-    return state.target
-
-
-def rollback_plan(
-    settings: Settings, application_name: str, projection: Projection[Any]
-) -> tuple[str | None, str]:
-    """(the index in service, the one :func:`rollback` would serve again); read-only.
-
-    Raises:
-        PermanentError: there is no previous index to go back to.
-    """
-    rebuilder = _Rebuilder(settings, application_name, projection, _no_progress)
-    state = rebuilder.read_state()
-    if state is None or state.phase != "done" or not state.previous:
-        raise PermanentError(f"{projection.name} has no finished rebuild to roll back")
-    if state.previous not in rebuilder.read_model.versions():
-        raise PermanentError(f"the previous index {state.previous} was deleted")
-    return rebuilder.read_model.serving(), state.previous
-
-
-def prune_plan(settings: Settings, projection: Projection[Any]) -> list[str]:
-    """The indices :func:`prune` would delete (every version not in service); read-only."""
-    read_model = read_model_for(settings, projection)
-    serving = read_model.serving()
-    return [v for v in read_model.versions() if v != serving]
-
-
-def prune(settings: Settings, projection: Projection[Any]) -> list[str]:
-    """Delete every version of the read model except the one in service; return them.
-
-    Idempotent. Raises ServiceUnavailable when Elasticsearch cannot answer.
-    """
-    read_model = read_model_for(settings, projection)
-    dropped = prune_plan(settings, projection)
-    for index in dropped:
-        read_model.delete_index(index)
-    return dropped
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One document that differs between the live read model and a fresh fold.
-
-    ``kind`` is ``missing`` (the fold has it, the read model not), ``extra``
-    (the other way round), ``different`` (``fields`` name what differs) or
-    ``unexplained``: the document records a position at which no event of
-    the store changed it (written by something other than the projection).
-    """
-
-    doc_id: str
-    kind: str  # missing | extra | different | unexplained
-    fields: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The outcome of comparing the live read model with a fresh fold of the store.
-
-    ``newer`` counts the documents the live worker changed after ``head``;
-    each was compared with a fold up to its own recorded position.
-    """
-
-    projection: str
-    head: int
-    compared: int
-    newer: int
-    drift: tuple[Drift, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing drifted."""
-        return not self.drift
-
-
-_VERIFY_BATCH = 2000
-
-
-def verify(settings: Settings, application_name: str, projection: Projection[Any]) -> VerifyReport:
-    """Fold the event store afresh and compare every document with the live one.
-
-    Reads the store's head H first and folds up to it. A live document that
-    records a position above H (the live worker changed it while this ran)
-    is compared with the fold continued up to that position; one whose
-    position no event of the store has, or whose event did not change it,
-    is reported ``unexplained``. Read-only and repeatable.
-
-    Raises:
-        ServiceUnavailable: PostgreSQL or Elasticsearch cannot answer.
-    """
-    head = store_head(settings, application_name)
-    fresh = MemoryReadModel()
-    applier = Applier(projection, fresh, retries=1)
-    batch: list[Envelope] = []
-    for envelope in read_envelopes(settings, application_name, upto=head):
-        batch.append(envelope)
-        if len(batch) >= _VERIFY_BATCH:
-            applier.apply(batch)
-            batch = []
-    applier.apply(batch)
-    read_model = read_model_for(settings, projection)
-    read_model.refresh()  # the scan sees every write acknowledged before it
-    live = {doc.doc_id: doc for doc in read_model.scan()}
-    newer = sorted((d for d in live.values() if d.position > head), key=lambda d: d.position)
-    expected: dict[str, DocState | None] = {
-        doc_id: fresh.docs.get(doc_id) for doc_id in fresh.docs.keys() | live.keys()
-    }
-    stored: set[int] = set()
-    if newer:
-        later = read_envelopes(settings, application_name, after=head, upto=newer[-1].position)
-        expected.update(_fold_to_each(applier, fresh, later, newer, stored))
-    drift: list[Drift] = []
-    for doc_id in sorted(expected):
-        want, got = expected[doc_id], live.get(doc_id)
-        if got is not None and got.position > head and not _explained(want, got, stored):
-            drift.append(Drift(doc_id, "unexplained", ("position",)))
-        else:
-            drift += _compare(doc_id, want, got)
-    return VerifyReport(projection.name, head, len(expected), len(newer), tuple(drift))
-
-
-def _fold_to_each(
-    applier: Applier,
-    fresh: MemoryReadModel,
-    envelopes: Iterator[Envelope],
-    newer: list[DocState],
-    stored: set[int],
-) -> dict[str, DocState | None]:
-    """Fold on past the head; each newer document's fresh state at its own position.
-
-    ``newer`` is sorted by position; ``stored`` gains every position read.
-    """
-    expected: dict[str, DocState | None] = {}
-    waiting = iter(newer)
-    due = next(waiting, None)
-    pending: list[Envelope] = []
-    for envelope in envelopes:
-        if due is not None and envelope.position > due.position:
-            applier.apply(pending)
-            pending = []
-            while due is not None and due.position < envelope.position:
-                expected[due.doc_id] = copy.deepcopy(fresh.docs.get(due.doc_id))
-                due = next(waiting, None)
-        pending.append(envelope)
-        stored.add(envelope.position)
-    applier.apply(pending)
-    while due is not None:
-        expected[due.doc_id] = copy.deepcopy(fresh.docs.get(due.doc_id))
-        due = next(waiting, None)
-    return expected
-
-
-def _explained(expected: DocState | None, actual: DocState, stored: set[int]) -> bool:
-    """True if an event of the store at the document's position changed it."""
-    return (
-        actual.position in stored and expected is not None and expected.position == actual.position
-    )
-
-
-def _compare(doc_id: str, expected: DocState | None, actual: DocState | None) -> Iterator[Drift]:
-    exists = _live_view(expected)
-    there = _live_view(actual)
-    if exists is not None and there is None:
-        yield Drift(doc_id, "missing")
-    elif exists is None and there is not None:
-        yield Drift(doc_id, "extra")
-    elif exists is not None and there is not None:
-        want, got = exists.model_dump(mode="json"), there.model_dump(mode="json")
-        fields = tuple(sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k)))
-        if fields:
-            yield Drift(doc_id, "different", fields)
-
-
-def _live_view(doc: DocState | None) -> BaseModel | None:
-    if doc is None or doc.deleted:
-        return None
-    return doc.view

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -11,11 +11,12 @@ from elasticsearch import ApiError
 
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.read_model import read_model_for
+from cqrskit.checkpoints import coverage
 from cqrskit.errors import CqrskitError
 from cqrskit.observability import STAGES, quantile
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._worker import read_model_for, topics_for
-from cqrskit.queries import coverage
+from cqrskit.projections._worker import topics_for
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, Topology
 
@@ -95,7 +96,7 @@ def projection_status(
     read_model = read_model_for(settings, projection)
     serving = read_model.serving()
     # What the index in service holds, as readers with min_position see it.
-    covered = coverage(asdict(c) for c in read_model.checkpoints(serving)) if serving else {}
+    covered = coverage(read_model.checkpoints(serving)) if serving else {}
     documents = read_model.count()
     lag: int | None = None
     note = ""

@@ -20,11 +20,11 @@ from confluent_kafka import Consumer
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
 from cqrskit.envelope import Envelope
 from cqrskit.observability import StageSamples
 from cqrskit.observability import _metrics as metrics
 from cqrskit.observability._tracing import record_apply_spans
-from cqrskit.projections._readmodel import ElasticsearchReadModel
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames
 

@@ -20,12 +20,11 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from elasticsearch import Elasticsearch
 from pydantic import ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
 
-from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
 from cqrskit.adapters.kafka._group import GroupMember
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
@@ -39,10 +38,9 @@ from cqrskit.errors import TransientError
 from cqrskit.observability import instance_name
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
-from cqrskit.projections._deadletters import DeadLetter, DeadLetterTopic
+from cqrskit.projections._ports import STORE_STREAM, DeadLetter, DeadLetters, ReadModel
 from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._readmodel import STORE_STREAM, ElasticsearchReadModel
 from cqrskit.projections._telemetry import WorkerTelemetry
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology, partition_key
@@ -50,7 +48,6 @@ from cqrskit.topology import Topology, partition_key
 __all__ = [
     "ProjectionWorker",
     "ReplayResult",
-    "read_model_for",
     "replay_dead_letters",
     "topics_for",
 ]
@@ -65,20 +62,6 @@ def topics_for(
 ) -> list[str]:
     """The topics carrying the events a projection handles."""
     return Topology.of(settings, application_name).topics(projection.aggregate_types())
-
-
-def read_model_for(
-    settings: Settings, projection: Projection[Any], es: Elasticsearch | None = None
-) -> ElasticsearchReadModel:
-    """The Elasticsearch read model of ``projection``."""
-    return ElasticsearchReadModel(
-        es
-        or es_backend.client(settings).options(request_timeout=max(30.0, settings.connect_timeout)),
-        settings,
-        projection.name,
-        projection.view,
-        projection.mapping(),
-    )
 
 
 _UNSEALED = (
@@ -115,14 +98,17 @@ class ProjectionWorker:
         settings: Settings,
         application_name: str,
         projection: Projection[Any],
-        es: Elasticsearch | None = None,
+        *,
+        read_model: ElasticsearchReadModel,
+        dead_letters: DeadLetters,
     ):
+        """Build one through :meth:`cqrskit.runtime.Runtime.worker`, which makes the adapters."""
         self.settings = settings
         self.projection = projection
-        self.read_model = read_model_for(settings, projection, es)
+        self.read_model = read_model
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
         self.barrier = LayoutBarrier(self.read_model)
-        self.dead_letters = DeadLetterTopic(settings, application_name, projection.name)
+        self.dead_letters = dead_letters
         self.topics = topics_for(settings, application_name, type(projection))
         self.group = Topology.of(settings, application_name).projection_group(projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
@@ -493,7 +479,11 @@ class ReplayResult:
 
 
 def replay_dead_letters(
-    settings: Settings, application_name: str, projection: Projection[Any]
+    projection: Projection[Any],
+    read_model: ReadModel,
+    topic: DeadLetters,
+    *,
+    retries: int,
 ) -> ReplayResult:
     """Apply a projection's dead letters again (after a fix); idempotent.
 
@@ -503,10 +493,8 @@ def replay_dead_letters(
     Raises:
         ServiceUnavailable: Kafka or Elasticsearch is unreachable (nothing is marked).
     """
-    read_model = read_model_for(settings, projection)
     read_model.ensure()
-    applier = Applier(projection, read_model, settings.projection_retries)
-    topic = DeadLetterTopic(settings, application_name, projection.name)
+    applier = Applier(projection, read_model, retries)
     letters, end = topic.pending()
     if not letters:
         return ReplayResult(0, 0)

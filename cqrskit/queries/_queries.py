@@ -6,14 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from elasticsearch import Elasticsearch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.errors import FieldError, QueryRejected, StaleRead, UnknownQuery
 from cqrskit.queries._freshness import wait_for_position
+from cqrskit.queries._ports import CheckpointReader, ViewReader
 from cqrskit.queries._search import Search
-from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames
 
 __all__ = ["Query", "QueryBus", "QueryHandlers", "Stale", "StaleRead"]
@@ -98,27 +96,36 @@ class QueryHandlers:
 
 
 class QueryBus:
-    """Answers queries from Elasticsearch read models; never touches the event store.
+    """Answers queries from the read models; never touches the event store.
 
-    ``min_position`` gives read-your-writes: pass a command result's
-    position and the answer waits (up to ``wait`` seconds, default
-    ``settings.read_wait``) until the read model has applied it. On timeout
-    it raises :class:`StaleRead` (``on_stale="error"``) or answers anyway,
-    marked stale (``on_stale="flag"``).
+    ``views`` runs the searches and ``checkpoints`` says how far each index
+    has applied the store; ``names`` gives each view's alias (build one
+    with :meth:`cqrskit.runtime.Runtime.query_bus`). ``min_position`` gives
+    read-your-writes: pass a command result's position and the answer waits
+    (up to ``wait`` seconds, default ``read_wait``) until the read model has
+    applied it. On timeout it raises :class:`StaleRead`
+    (``on_stale="error"``) or answers anyway, marked stale
+    (``on_stale="flag"``).
     """
 
     def __init__(
-        self, settings: Settings, handlers: QueryHandlers, es: Elasticsearch | None = None
+        self,
+        handlers: QueryHandlers,
+        views: ViewReader,
+        checkpoints: CheckpointReader,
+        names: IndexNames,
+        *,
+        read_wait: float,
     ):
-        self.settings = settings
         self.handlers = handlers
-        self.es = es or es_backend.client(settings)
-        self.names = IndexNames.of(settings)
+        self.views = views
+        self.checkpoints = checkpoints
+        self.names = names
+        self.read_wait = read_wait
 
     def search(self, view_name: str, model: type[V]) -> Search[V]:
         """A search over the alias of read model ``view_name``."""
-        alias = self.names.alias(view_name)
-        return Search(self.es, alias, model, url=self.settings.elasticsearch_address())
+        return Search(self.views, self.names.alias(view_name), model)
 
     def ask(
         self,
@@ -133,20 +140,19 @@ class QueryBus:
         Raises:
             UnknownQuery: no handler for the query's type.
             StaleRead: ``min_position`` not applied in time and ``on_stale="error"``.
-            ServiceUnavailable: Elasticsearch cannot answer.
+            ServiceUnavailable: the read models' store cannot answer.
         """
         registration = self.handlers.registration(query)
         stale = False
         search = self.search(registration.view_name, registration.view)
         if min_position:
-            timeout = self.settings.read_wait if wait is None else wait
+            timeout = self.read_wait if wait is None else wait
             index = wait_for_position(
-                self.es,
+                self.checkpoints,
                 self.names,
                 registration.view_name,
                 min_position,
                 timeout=timeout,
-                url=self.settings.elasticsearch_address(),
                 alias=search.index,
             )
             if index is None:
@@ -156,8 +162,7 @@ class QueryBus:
             else:
                 # The index that has the position, not the alias: a swap in
                 # between may put an index in service that lacks it yet.
-                search = Search(self.es, index, registration.view, url=search.url)
+                search = Search(self.views, index, registration.view)
                 # Applied is not yet searchable until the next refresh.
-                with search._translated():
-                    self.es.indices.refresh(index=index)
+                self.views.refresh(index)
         return Stale(registration.handler(query, search), stale)

@@ -1,24 +1,19 @@
 """A small, typed search builder over one read model, with opaque cursors.
 
-Deep paging uses a point in time and ``search_after``: a page's cursor
-carries both, so the pages of one listing come from one consistent view of
-the index and every document is returned exactly once, however many pages.
+The builder makes the query; a :class:`ViewReader` runs it. Deep paging
+gives each page a cursor from one consistent view of the index, so every
+document is returned exactly once, however many pages.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-import orjson
-from elastic_transport import TransportError
-from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from pydantic import BaseModel, ConfigDict
 
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.errors import BadCursor, PermanentError
+from cqrskit.errors import BadCursor
+from cqrskit.queries._ports import ViewReader
 
 __all__ = ["BadCursor", "Page", "Search"]
 
@@ -43,32 +38,31 @@ class Search(Generic[V]):
     """Filters, full text, sorting and aggregations over one read model's alias.
 
     Each method returns a new builder; nothing runs until :meth:`page`,
-    :meth:`get`, :meth:`count` or :meth:`aggregate`. Every call raises
-    :class:`ServiceUnavailable` (503-worthy) when Elasticsearch cannot answer.
+    :meth:`get`, :meth:`count` or :meth:`aggregate`, on ``views``. Every
+    call raises :class:`ServiceUnavailable` (503-worthy) when the store cannot
+    answer.
     """
 
     def __init__(
         self,
-        es: Elasticsearch,
+        views: ViewReader,
         index: str,
         view: type[V],
         *,
-        url: str,
         filters: Sequence[dict[str, Any]] = (),
         must: Sequence[dict[str, Any]] = (),
         sort: Sequence[dict[str, Any]] = (),
     ):
-        self.es = es
+        self.views = views
         self.index = index
         self.view = view
-        self.url = url
         self._filters = list(filters)
         self._must = list(must)
         self._sort = list(sort)
 
     def _with(self, **changes: Any) -> Search[V]:
         values = {"filters": self._filters, "must": self._must, "sort": self._sort, **changes}
-        return Search(self.es, self.index, self.view, url=self.url, **values)
+        return Search(self.views, self.index, self.view, **values)
 
     # -- building ------------------------------------------------------------------
 
@@ -117,27 +111,19 @@ class Search(Generic[V]):
 
     def get(self, doc_id: str) -> V | None:
         """The document with ``doc_id`` (real-time: no refresh needed), or None."""
-        with self._translated():
-            try:
-                found = self.es.get(index=self.index, id=doc_id)
-            except NotFoundError:
-                return None
-        source = dict(found["_source"])
+        source = self.views.get(self.index, doc_id)
+        if source is None:
+            return None
         meta = source.pop(_METADATA, {}) or {}
         return None if meta.get("deleted") else self.view.model_validate(source)
 
     def count(self) -> int:
         """How many documents match."""
-        with self._translated():
-            return int(self.es.count(index=self.index, query=self._query())["count"])
+        return self.views.count(self.index, self._query())
 
     def aggregate(self, aggregations: Mapping[str, Any]) -> dict[str, Any]:
         """Run Elasticsearch aggregations over the matching documents; return their results."""
-        with self._translated():
-            found = self.es.search(
-                index=self.index, query=self._query(), size=0, aggregations=dict(aggregations)
-            )
-        return dict(found["aggregations"])
+        return self.views.aggregate(self.index, self._query(), dict(aggregations))
 
     def page(self, size: int = 50, cursor: str | None = None) -> Page[V]:
         """One page of at most ``size`` matches, continuing from ``cursor``.
@@ -145,64 +131,9 @@ class Search(Generic[V]):
         Raises:
             BadCursor: the cursor is malformed or its point in time expired.
         """
-        after: list[Any] | None = None
-        served = 0
-        if cursor:
-            pit, after, served = _decode(cursor)
-        else:
-            with self._translated():
-                pit = self.es.open_point_in_time(index=self.index, keep_alive="2m")["id"]
-        try:
-            with self._translated():
-                found = self.es.search(
-                    pit={"id": pit, "keep_alive": "2m"},
-                    query=self._query(),
-                    size=size,
-                    sort=[*self._sort, {"_shard_doc": "asc"}],
-                    search_after=after,
-                    track_total_hits=True,
-                )
-        except PermanentError as exc:
-            raise BadCursor(f"the cursor cannot be used any more ({exc}); start again") from exc
-        hits = found["hits"]["hits"]
+        hits = self.views.page(self.index, self._query(), self._sort, size, cursor)
         items = []
-        for hit in hits:
-            source = dict(hit["_source"])
+        for source in hits.sources:
             source.pop(_METADATA, None)
             items.append(self.view.model_validate(source))
-        total = int(found["hits"]["total"]["value"])
-        next_pit = found.get("pit_id", pit)
-        served += len(hits)
-        if len(hits) < size or served >= total:
-            with self._translated():
-                self.es.options(ignore_status=404).close_point_in_time(id=next_pit)
-            return Page[V](items=items, total=total, cursor=None)
-        cursor = _encode(next_pit, hits[-1]["sort"], served)
-        return Page[V](items=items, total=total, cursor=cursor)
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except TransportError as exc:
-            raise es_backend.unavailable(self.url, str(exc)) from exc
-        except ApiError as exc:
-            if es_backend.busy(exc):
-                raise es_backend.unavailable(self.url, str(exc)) from exc
-            raise PermanentError(f"query on {self.index} refused: {exc}") from exc
-
-
-def _encode(pit: str, after: list[Any], served: int) -> str:
-    data = orjson.dumps({"p": pit, "a": after, "n": served})
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[str, list[Any], int]:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        pit, after, served = data["p"], data["a"], data["n"]
-        if not (isinstance(pit, str) and isinstance(after, list) and isinstance(served, int)):
-            raise TypeError("wrong shape")
-    except (ValueError, TypeError, KeyError) as exc:
-        raise BadCursor("the cursor is not one this service issued") from exc
-    return pit, after, served
+        return Page[V](items=items, total=hits.total, cursor=hits.cursor)

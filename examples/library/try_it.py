@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cqrskit import Application, CommandBus, Settings
-from cqrskit.queries import QueryBus
+from cqrskit.runtime import Runtime
 from examples.library.app import AddBook, LendBook, LibraryApp, ReturnBook, handlers
 from examples.library.queries import BooksBy, FindBooks, queries
 
@@ -26,7 +26,7 @@ def main() -> None:
     commands.dispatch(ReturnBook(book_id=dune.aggregate_id))
     last = commands.dispatch(LendBook(book_id=dune.aggregate_id, member_id="grace"))
 
-    reads = QueryBus(settings, queries)
+    reads = Runtime(settings).query_bus(queries)
     # Wait until the catalogue has applied our last write, then ask (a
     # worker that has only just started may need a few seconds to join).
     found = reads.ask(

@@ -37,6 +37,7 @@ from cqrskit import (
 from cqrskit.commands import Command
 from cqrskit.queries import Page, QueryBus
 from cqrskit.queries import Query as CqrsQuery
+from cqrskit.runtime import Runtime
 from examples.shop.application import ShopApp, handlers
 from examples.shop.commands import (
     AuthorisePayment,
@@ -142,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         application = ShopApp(settings)
         state["commands"] = CommandBus(application, handlers)
-        state["queries"] = QueryBus(settings, queries)
+        state["queries"] = Runtime(settings).query_bus(queries)
         yield
         application.close()
 

@@ -24,7 +24,7 @@ from cqrskit import CommandBus, RuleViolated, Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.queries import QueryBus
+from cqrskit.runtime import Runtime
 from examples.shop import (
     AuthorisePayment,
     CancelOrder,
@@ -156,7 +156,7 @@ def main() -> int:
                 f"sent the commands in {time.monotonic() - started:.1f}s: "
                 f"events at positions 1 to {last} stored, each with its outbox entry"
             )
-        query_bus = QueryBus(settings, queries)
+        query_bus = Runtime(settings).query_bus(queries)
         say(f"waiting for the read models to apply position {last} (read your writes)")
         started = time.monotonic()
         stats = query_bus.ask(OrderStats(), min_position=last, wait=120).value

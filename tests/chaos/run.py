@@ -65,6 +65,7 @@ from cqrskit import CommandBus, CqrskitError, Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
@@ -478,6 +479,7 @@ class Chaos:
         head = self._try(lambda: store_head(self.settings, "shop"), timeout)
         es = es_backend.client(self.settings)
         names = IndexNames.of(self.settings)
+        checkpoints = ElasticsearchCheckpointReader(es, names.checkpoints_index)
 
         library_head = self._try(lambda: store_head(self.settings, "library"), timeout)
 
@@ -487,7 +489,9 @@ class Chaos:
                     return False
                 if read_status(self.settings, "library").position < library_head:
                     return False
-                return all(applied_position(es, names, name) >= head for name in PROJECTIONS)
+                return all(
+                    applied_position(checkpoints, names, name) >= head for name in PROJECTIONS
+                )
             except CqrskitError:
                 return False
 

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt
 
 from cqrskit import CqrskitError
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.queries import applied_position
@@ -65,6 +66,7 @@ def sample_until(chaos: Chaos, stream: Stream, minutes: float) -> list[dict[str,
     samples: list[dict[str, float]] = []
     es = es_backend.client(settings)
     names = IndexNames.of(settings)
+    checkpoints = ElasticsearchCheckpointReader(es, names.checkpoints_index)
     started = time.monotonic()
     try:
         while time.monotonic() - started < minutes * 60:
@@ -75,7 +77,7 @@ def sample_until(chaos: Chaos, stream: Stream, minutes: float) -> list[dict[str,
                 head = store_head(settings, "shop")
                 # Read after the head: either may have moved past it meanwhile.
                 relay_lag = max(0, head - read_status(settings, "shop").position)
-                applied = min(applied_position(es, names, p) for p in PROJECTIONS)
+                applied = min(applied_position(checkpoints, names, p) for p in PROJECTIONS)
                 worker_lag = max(0, head - applied)
             except CqrskitError:
                 continue

@@ -1,1 +1,1 @@
-"""In-memory adapters: each port's contract without services, for tests."""
+"""In-memory adapters: the second implementation each port's contract suite runs against."""

@@ -24,13 +24,13 @@ from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.projections import (
     METADATA_FIELD,
     ElasticsearchReadModel,
-    _rebuild,
+    _verify,
     read_model_for,
     rebuild,
     rollback,
     verify,
 )
-from cqrskit.queries import QueryBus
+from cqrskit.runtime import Runtime
 from cqrskit.topology import parse_partition_key
 from examples.shop import PlaceOrder, ShopApp, handlers
 from examples.shop.queries import CustomerById, queries
@@ -112,7 +112,7 @@ def caught_up_and_verified(pipeline: Pipeline) -> None:
 
 
 def messages_before(settings: Settings, ends: dict[str, int]) -> int:
-    """Messages a consumer receives before ``ends`` ("topic|partition" -> offset).
+    """Messages a consumer receives before ``ends`` (partition key -> offset).
 
     Not the offsets themselves: each relay transaction's commit marker takes
     an offset and is never received (decision 0008).
@@ -324,7 +324,7 @@ def test_verify_checks_documents_the_live_worker_changes_meanwhile_without_false
     pipeline: Pipeline, es: Elasticsearch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live_model(pipeline, 200, customers=5)
-    read_head = _rebuild.store_head
+    read_head = _verify.store_head
     heads: list[int] = []
 
     def head_then_more_orders(settings: Settings, application_name: str) -> int:
@@ -336,7 +336,7 @@ def test_verify_checks_documents_the_live_worker_changes_meanwhile_without_false
         heads.append(head)
         return head
 
-    monkeypatch.setattr(_rebuild, "store_head", head_then_more_orders)
+    monkeypatch.setattr(_verify, "store_head", head_then_more_orders)
     report = verify(pipeline.settings, "shop", PROJECTION)
     assert report.ok, report.drift
     assert report.newer == 5  # every customer changed after the head, each checked
@@ -364,7 +364,7 @@ class SwapWithTraffic:
     def __init__(self, settings: Settings, es: Elasticsearch):
         self.settings = settings
         self.es = es
-        self.bus = QueryBus(settings, queries)
+        self.bus = Runtime(settings).query_bus(queries)
         #: (customer, position, stale, document) read just after each swap.
         self.reads: list[tuple[str, int, bool, object]] = []
         self.placed: dict[str, int] = {}

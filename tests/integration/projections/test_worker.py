@@ -16,14 +16,15 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import CommandBus, Envelope, Settings
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.projections import (
     DeadLetterTopic,
     projection_status,
     read_model_for,
-    replay_dead_letters,
 )
 from cqrskit.queries import applied_position
+from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames, Topology
 from examples.shop import (
     AuthorisePayment,
@@ -206,11 +207,11 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_goes_on(
     assert worker.proc.poll() is None
 
     # The handler is fixed (this process does not have the bug); replay.
-    result = replay_dead_letters(pipeline.settings, "shop", PoisonNotes())
+    result = Runtime(pipeline.settings).replay_dead_letters("shop", PoisonNotes())
     assert (result.replayed, result.failed_again) == (1, 0)
     assert str(poison.aggregate_id) in pipeline.actual(es, projection)
     assert topic.pending()[0] == []
-    again = replay_dead_letters(pipeline.settings, "shop", PoisonNotes())
+    again = Runtime(pipeline.settings).replay_dead_letters("shop", PoisonNotes())
     assert (again.replayed, again.failed_again) == (0, 0)
 
 
@@ -497,7 +498,12 @@ def test_positions_are_believed_only_from_the_relays_own_messages(
     status = pipeline.status(projection)
     assert status is not None
     assert status.position <= head, f"status says {status.position}, the head is {head}"
-    assert applied_position(es, names, projection.name) <= head
+    assert (
+        applied_position(
+            ElasticsearchCheckpointReader(es, names.checkpoints_index), names, projection.name
+        )
+        <= head
+    )
     letters, _ = DeadLetterTopic(pipeline.settings, "shop", projection.name).pending()
     assert letters, "the forged Order.Placed was not dead-lettered"
     assert all("not sealed by the relay" in letter.error for letter in letters)

@@ -17,7 +17,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cqrskit import CommandBus, Settings
-from cqrskit.projections import ProjectionWorker
 from cqrskit.runtime import Runtime
 from examples.shop import RegisterItem, ShopApp, handlers
 from projections import StockLevels
@@ -34,7 +33,7 @@ def main() -> None:
     with ShopApp(settings) as app:
         result = CommandBus(app, handlers).dispatch(RegisterItem(sku="tea", name="tea", quantity=3))
     relay = Runtime(settings).relay("shop")
-    worker = ProjectionWorker(settings, "shop", StockLevels())
+    worker = Runtime(settings).worker("shop", StockLevels())
     threads = [threading.Thread(target=x.run, daemon=True) for x in (relay, worker)]
     for thread in threads:
         thread.start()

@@ -8,7 +8,8 @@ import pytest
 
 from cqrskit import CommandBus, Settings
 from cqrskit.errors import StaleRead
-from cqrskit.queries import Page, QueryBus
+from cqrskit.queries import Page
+from cqrskit.runtime import Runtime
 from examples.shop import CancelOrder, OrderLine, PlaceOrder, ShopApp, handlers
 from examples.shop.queries import ListOrders, OrderById, OrderStats, queries
 from projections import OrderSummary
@@ -26,7 +27,7 @@ def test_queries_answer_typed_views_from_python(pipeline: Pipeline) -> None:
         bus = CommandBus(app, handlers)
         placed = [bus.dispatch(PlaceOrder(customer_id=f"c{i % 3}", lines=[line])) for i in range(9)]
         last = bus.dispatch(CancelOrder(order_id=placed[0].aggregate_id, reason="no"))
-    query_bus = QueryBus(settings, queries)
+    query_bus = Runtime(settings).query_bus(queries)
     order = query_bus.ask(OrderById(order_id=placed[0].aggregate_id), min_position=last.position)
     assert isinstance(order.value, OrderSummary)
     assert order.value.status == "cancelled"

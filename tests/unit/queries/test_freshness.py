@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from cqrskit.queries import FILL_WRITER, WORKER_WRITER, coverage
+from cqrskit.checkpoints import FILL_WRITER, WORKER_WRITER, Checkpoint, coverage
 
 
-def checkpoint(writer: str, start: int, offset: int, position: int) -> dict[str, Any]:
-    return {
-        "topic": "orders",
-        "partition": 0,
-        "writer": writer,
-        "from_offset": start,
-        "offset": offset,
-        "position": position,
-    }
+def checkpoint(writer: str, start: int, offset: int, position: int) -> Checkpoint:
+    return Checkpoint(
+        projection="orders",
+        topic="orders",
+        partition=0,
+        writer=writer,
+        from_offset=start,
+        offset=offset,
+        position=position,
+    )
 
 
 def test_an_index_only_workers_wrote_is_covered_by_their_run() -> None:

@@ -8,45 +8,21 @@ that say why and where it came from: ``dlq.projection``, ``dlq.error``,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_POSITION
 from cqrskit.errors import DeadLetterRefused
+from cqrskit.projections._ports import Consumed, DeadLetter
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology
 
-__all__ = ["DeadLetter", "DeadLetterTopic"]
+__all__ = ["KafkaDeadLetters"]
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """One dead-lettered event, as listed by ``cqrskit projections dlq list``."""
-
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, bytes]
-
-    @property
-    def error(self) -> str:
-        """Why the handler failed."""
-        return self.headers.get("dlq.error", b"").decode(errors="replace")
-
-    @property
-    def source(self) -> str:
-        """topic[partition]@offset the event was consumed from."""
-        topic, partition, offset = (
-            self.headers.get(f"dlq.{name}", b"?").decode()
-            for name in ("topic", "partition", "offset")
-        )
-        return f"{topic}[{partition}]@{offset}"
-
-
-class DeadLetterTopic:
-    """Writes and reads one projection's dead-letter topic.
+class KafkaDeadLetters:
+    """The :class:`~cqrskit.projections.DeadLetters` of one projection: its dead-letter topic.
 
     Writing is two steps: :meth:`send` queues letters, :meth:`flush` returns
     only once Kafka's delivery report said that each one was written, and
@@ -69,7 +45,7 @@ class DeadLetterTopic:
         """Seconds a letter may wait for the broker before it counts as refused."""
         return self.settings.connect_timeout * 6
 
-    def send(self, message: Message, handler: str, error: str) -> None:
+    def send(self, message: Consumed, handler: str, error: str) -> None:
         """Queue ``message`` on the dead-letter topic with the reason; see :meth:`flush`."""
         origin = {
             "dlq.topic": str(message.topic()).encode(),
@@ -79,7 +55,7 @@ class DeadLetterTopic:
         self._send(
             key=message.key(),
             value=message.value() or b"",
-            headers=kafka_backend.headers_of(message),
+            headers=_headers_of(message),
             origin=origin,
             handler=handler,
             error=error,
@@ -242,3 +218,12 @@ class DeadLetterTopic:
                 value=message.value() or b"",
                 headers=kafka_backend.headers_of(message),
             )
+
+
+def _headers_of(message: Consumed) -> dict[str, bytes]:
+    """A message's headers as a dict (the last value of a repeated name wins)."""
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {
+        name: value if isinstance(value, bytes) else (value or "").encode() for name, value in pairs
+    }

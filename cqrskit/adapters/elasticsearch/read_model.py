@@ -14,151 +14,29 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch
 from pydantic import BaseModel
 
-from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch._client import client
+from cqrskit.adapters.elasticsearch._errors import unavailable
+from cqrskit.adapters.elasticsearch.checkpoints import (
+    CHECKPOINT_MAPPING,
+    CHECKPOINT_PROPERTIES,
+    ElasticsearchCheckpointStore,
+)
+from cqrskit.checkpoints import Checkpoint
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
 from cqrskit.projections._mapping import METADATA_FIELD
-from cqrskit.queries import WORKER_WRITER
+from cqrskit.projections._ports import DocState, Written
+from cqrskit.projections._projection import Projection
 from cqrskit.settings import Settings
-from cqrskit.topology import IndexNames, checkpoint_id, version_number
+from cqrskit.topology import IndexNames, version_number
 
-__all__ = [
-    "STORE_STREAM",
-    "Checkpoint",
-    "DocState",
-    "DocumentStore",
-    "ElasticsearchReadModel",
-    "Written",
-]
-
-
-#: The stream name of events replayed from the event store (rebuilds, verify).
-STORE_STREAM = "store"
-
-
-@dataclass
-class DocState:
-    """One document as a batch sees it, and whether the batch changed it."""
-
-    doc_id: str
-    view: BaseModel | None = None
-    sources: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, list[int]] = field(default_factory=dict)
-    position: int = 0
-    deleted: bool = False
-    seq_no: int | None = None
-    primary_term: int | None = None
-    dirty: bool = False
-    #: The document's fields as they were read (None for a new document).
-    stored: dict[str, Any] | None = None
-    #: Write the fields back as they were read, with only the guards new:
-    #: Elasticsearch refused the view this batch made of them.
-    as_stored: bool = False
-
-    def applied(self, stream: str, position: int) -> bool:
-        """True if the event at ``position`` of ``stream`` already took effect here.
-
-        A stream (a Kafka partition, or the event store itself during a
-        rebuild) delivers positions in increasing order, so remembering the
-        last position applied per stream is enough; the store's mark covers
-        every stream, since a replay of the store applies a whole prefix.
-        """
-        mark = max(self.sources.get(stream, 0), self.sources.get(STORE_STREAM, 0))
-        return position <= mark and position not in self.failed.get(stream, ())
-
-    def body(self) -> dict[str, Any]:
-        """The JSON document to store."""
-        document: dict[str, Any]
-        if self.as_stored:
-            document = dict(self.stored or {})
-        else:
-            document = {} if self.view is None else self.view.model_dump(mode="json")
-        document[METADATA_FIELD] = {
-            "sources": {"applied": self.sources, "failed": self.failed},
-            "position": self.position,
-            "deleted": self.deleted or self.view is None,
-        }
-        return document
-
-
-@dataclass(frozen=True)
-class Written:
-    """What a guarded write could not do: documents to read and fold again, and refusals."""
-
-    #: Ids another writer changed after they were read.
-    conflicts: set[str] = field(default_factory=set)
-    #: Id -> why the store refused that document for good (nothing was written).
-    refused: dict[str, str] = field(default_factory=dict)
-
-
-class DocumentStore(Protocol):
-    """Where a projection's documents live: guarded reads and writes."""
-
-    def load(self, ids: Iterable[str], index: str | None = None) -> dict[str, DocState]:
-        """Current state of the documents (empty states for missing ones)."""
-        ...
-
-    def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
-        """Write changed documents; say which conflicted and which were refused."""
-        ...
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """How far one partition of a projection's topics has been applied to one index.
-
-    A checkpoint belongs to a physical index (decision 0011): it claims that
-    every message of the partition from ``from_offset`` up to ``offset`` took
-    effect in ``index``. The query side joins a worker's run to the run of
-    the rebuild or rollback that filled the index (see
-    :func:`cqrskit.queries.coverage`).
-    """
-
-    projection: str
-    topic: str
-    partition: int
-    offset: int
-    #: Every event of this partition up to this position has been applied
-    #: (the last event applied, or the relay's watermark if that is higher).
-    position: int
-    #: How many partitions the topic has (0 until a watermark said).
-    partitions: int = 0
-    #: Every topic the projection reads.
-    topics: tuple[str, ...] = ()
-    #: The physical index the effects are in.
-    index: str = ""
-    #: ``worker`` (the live worker) or ``rebuild`` (a rebuild or rollback filling the index).
-    writer: str = WORKER_WRITER
-    #: The first offset of the run; a rebuild's run starts at 0.
-    from_offset: int = 0
-
-    @property
-    def doc_id(self) -> str:
-        return checkpoint_id(self.index, self.topic, self.partition, self.writer)
-
-
-_CHECKPOINT_PROPERTIES: dict[str, Any] = {
-    "projection": {"type": "keyword"},
-    "topic": {"type": "keyword"},
-    "partition": {"type": "integer"},
-    "offset": {"type": "long"},
-    "position": {"type": "long"},
-    "partitions": {"type": "integer"},
-    "topics": {"type": "keyword"},
-    "index": {"type": "keyword"},
-    "writer": {"type": "keyword"},
-    "from_offset": {"type": "long"},
-    "updated_at": {"type": "date"},
-}
-_CHECKPOINT_MAPPING = {"dynamic": "strict", "properties": _CHECKPOINT_PROPERTIES}
+__all__ = ["ElasticsearchReadModel", "read_model_for"]
 
 
 #: Bulk item errors that say a document does not fit the index's mapping.
@@ -202,6 +80,9 @@ class ElasticsearchReadModel:
         self._names = names
         self.alias = names.alias(name)
         self.checkpoints_index = names.checkpoints_index
+        self.checkpoint_store = ElasticsearchCheckpointStore(
+            es, settings.elasticsearch_address(), self.checkpoints_index, name
+        )
         #: (index, id, sequence number) of the last document written: the
         #: worker samples how long it takes to become searchable.
         self.last_written: tuple[str, str, int] | None = None
@@ -214,10 +95,10 @@ class ElasticsearchReadModel:
             if not self.es.indices.exists_alias(name=self.alias):
                 self.create_index(self._names.index(self.name, 1), alias=True)
             if not self.es.indices.exists(index=self.checkpoints_index):
-                self._create(self.checkpoints_index, _CHECKPOINT_MAPPING, None)
+                self._create(self.checkpoints_index, CHECKPOINT_MAPPING, None)
             else:  # an index from an older version gains the new fields
                 self.es.indices.put_mapping(
-                    index=self.checkpoints_index, properties=_CHECKPOINT_PROPERTIES
+                    index=self.checkpoints_index, properties=CHECKPOINT_PROPERTIES
                 )
 
     def create_index(self, index: str, *, alias: bool) -> None:
@@ -434,58 +315,18 @@ class ElasticsearchReadModel:
 
     def save_checkpoints(self, checkpoints: Iterable[Checkpoint]) -> None:
         """Record how far each partition was applied (after its effects are durable)."""
-        now = datetime.now(UTC).isoformat()
-        operations: list[dict[str, Any]] = []
-        for c in checkpoints:
-            operations.append({"index": {"_index": self.checkpoints_index, "_id": c.doc_id}})
-            operations.append(
-                {
-                    "projection": c.projection,
-                    "topic": c.topic,
-                    "partition": c.partition,
-                    "offset": c.offset,
-                    "position": c.position,
-                    "partitions": c.partitions,
-                    "topics": list(c.topics),
-                    "index": c.index,
-                    "writer": c.writer,
-                    "from_offset": c.from_offset,
-                    "updated_at": now,
-                }
-            )
-        if operations:
-            with self._translated("save checkpoints"):
-                response = self.es.bulk(operations=operations)
-            if response.get("errors"):
-                raise self._unavailable(f"checkpoint write of {self.name!r} failed")
+        self.checkpoint_store.save(checkpoints)
 
     def checkpoints(self, index: str | None = None) -> list[Checkpoint]:
         """The recorded checkpoints of this projection for ``index`` (default: all indices).
 
         Checkpoints from before they belonged to an index are left out.
         """
-        query: dict[str, Any] = {"term": {"projection": self.name}}
-        if index is not None:
-            query = {"bool": {"filter": [query, {"term": {"index": index}}]}}
-        with self._translated("read checkpoints"):
-            if not self.es.indices.exists(index=self.checkpoints_index):
-                return []
-            self.es.indices.refresh(index=self.checkpoints_index)
-            found = self.es.search(index=self.checkpoints_index, query=query, size=10_000)
-        return [
-            _checkpoint(h["_source"]) for h in found["hits"]["hits"] if h["_source"].get("index")
-        ]
+        return self.checkpoint_store.read(index)
 
     def stored_checkpoints(self, ids: Iterable[str]) -> list[Checkpoint]:
         """The checkpoint documents with these ids that exist, read in real time."""
-        wanted = sorted(set(ids))
-        if not wanted:
-            return []
-        with self._translated("read checkpoints"):
-            found = self.es.options(ignore_status=404).mget(
-                index=self.checkpoints_index, ids=wanted
-            )
-        return [_checkpoint(d["_source"]) for d in found.get("docs", []) if d.get("found")]
+        return self.checkpoint_store.read_ids(ids)
 
     # -- errors ------------------------------------------------------------------
 
@@ -507,19 +348,17 @@ class ElasticsearchReadModel:
             raise PermanentError(f"cannot {what}: {exc}") from exc
 
     def _unavailable(self, reason: str) -> ServiceUnavailable:
-        return es_backend.unavailable(self.settings.elasticsearch_address(), reason)
+        return unavailable(self.settings.elasticsearch_address(), reason)
 
 
-def _checkpoint(source: dict[str, Any]) -> Checkpoint:
-    return Checkpoint(
-        projection=source["projection"],
-        topic=source["topic"],
-        partition=source["partition"],
-        offset=source["offset"],
-        position=source["position"],
-        partitions=source.get("partitions") or 0,
-        topics=tuple(source.get("topics") or ()),
-        index=source.get("index") or "",
-        writer=source.get("writer") or WORKER_WRITER,
-        from_offset=source.get("from_offset") or 0,
+def read_model_for(
+    settings: Settings, projection: Projection[Any], es: Elasticsearch | None = None
+) -> ElasticsearchReadModel:
+    """The Elasticsearch read model of ``projection`` (a client of its own unless ``es``)."""
+    return ElasticsearchReadModel(
+        es or client(settings).options(request_timeout=max(30.0, settings.connect_timeout)),
+        settings,
+        projection.name,
+        projection.view,
+        projection.mapping(),
     )

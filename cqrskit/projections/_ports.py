@@ -1,0 +1,294 @@
+"""What the projection stage needs of the outside world, as ports (decision 0016).
+
+A read model's documents (:class:`DocumentStore`, the records
+:class:`DocState` and :class:`Written` it trades in) and its checkpoints
+(:class:`CheckpointStore`). Each document carries, under
+:data:`~cqrskit.projections.METADATA_FIELD`, the last version it applied
+from every source aggregate, the position of the last event it applied,
+events that were dead-lettered, and a deletion flag (a deleted document
+stays as a tombstone so that a re-delivered old event cannot bring it back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from cqrskit.checkpoints import Checkpoint
+from cqrskit.projections._mapping import METADATA_FIELD
+
+__all__ = [
+    "STORE_STREAM",
+    "CheckpointStore",
+    "Consumed",
+    "DeadLetter",
+    "DeadLetters",
+    "DocState",
+    "DocumentStore",
+    "ReadModel",
+    "RebuildStateStore",
+    "Written",
+]
+
+
+#: The stream name of events replayed from the event store (rebuilds, verify).
+STORE_STREAM = "store"
+
+
+@dataclass
+class DocState:
+    """One document as a batch sees it, and whether the batch changed it."""
+
+    doc_id: str
+    view: BaseModel | None = None
+    sources: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, list[int]] = field(default_factory=dict)
+    position: int = 0
+    deleted: bool = False
+    seq_no: int | None = None
+    primary_term: int | None = None
+    dirty: bool = False
+    #: The document's fields as they were read (None for a new document).
+    stored: dict[str, Any] | None = None
+    #: Write the fields back as they were read, with only the guards new:
+    #: Elasticsearch refused the view this batch made of them.
+    as_stored: bool = False
+
+    def applied(self, stream: str, position: int) -> bool:
+        """True if the event at ``position`` of ``stream`` already took effect here.
+
+        A stream (a Kafka partition, or the event store itself during a
+        rebuild) delivers positions in increasing order, so remembering the
+        last position applied per stream is enough; the store's mark covers
+        every stream, since a replay of the store applies a whole prefix.
+        """
+        mark = max(self.sources.get(stream, 0), self.sources.get(STORE_STREAM, 0))
+        return position <= mark and position not in self.failed.get(stream, ())
+
+    def body(self) -> dict[str, Any]:
+        """The JSON document to store."""
+        document: dict[str, Any]
+        if self.as_stored:
+            document = dict(self.stored or {})
+        else:
+            document = {} if self.view is None else self.view.model_dump(mode="json")
+        document[METADATA_FIELD] = {
+            "sources": {"applied": self.sources, "failed": self.failed},
+            "position": self.position,
+            "deleted": self.deleted or self.view is None,
+        }
+        return document
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a guarded write could not do: documents to read and fold again, and refusals."""
+
+    #: Ids another writer changed after they were read.
+    conflicts: set[str] = field(default_factory=set)
+    #: Id -> why the store refused that document for good (nothing was written).
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class DocumentStore(Protocol):
+    """Where a projection's documents live: guarded reads and writes."""
+
+    def load(self, ids: Iterable[str], index: str | None = None) -> dict[str, DocState]:
+        """Current state of the documents (empty states for missing ones)."""
+        ...
+
+    def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
+        """Write changed documents; say which conflicted and which were refused."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered event, as listed by ``cqrskit projections dlq list``."""
+
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+    @property
+    def error(self) -> str:
+        """Why the handler failed."""
+        return self.headers.get("dlq.error", b"").decode(errors="replace")
+
+    @property
+    def source(self) -> str:
+        """topic[partition]@offset the event was consumed from."""
+        topic, partition, offset = (
+            self.headers.get(f"dlq.{name}", b"?").decode()
+            for name in ("topic", "partition", "offset")
+        )
+        return f"{topic}[{partition}]@{offset}"
+
+
+class Consumed(Protocol):
+    """One message as a consumer received it (what a dead letter is made of)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(
+        self,
+    ) -> dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None: ...
+
+
+class DeadLetters(Protocol):
+    """Where one projection's dead letters go: events it could not apply, with why.
+
+    Writing is two steps: :meth:`send` queues letters, :meth:`flush` returns
+    only once each one was durably written, and raises otherwise. Callers
+    mark an event failed, or commit past it, only after :meth:`flush`
+    returned.
+    """
+
+    #: Where the letters are kept (named in messages).
+    topic: str
+
+    def send(self, message: Consumed, handler: str, error: str) -> None:
+        """Queue ``message`` as a dead letter with the reason; see :meth:`flush`."""
+        ...
+
+    def resend(self, letter: DeadLetter, handler: str, error: str) -> None:
+        """Queue a dead letter again (it failed again on replay), with the new reason."""
+        ...
+
+    def flush(self) -> None:
+        """Return once every queued letter was written.
+
+        Raises:
+            DeadLetterRefused: a letter was refused for good.
+            ServiceUnavailable: no acknowledgement came in time.
+        """
+        ...
+
+    def pending(self, *, include_replayed: bool = False) -> tuple[list[DeadLetter], int]:
+        """Dead letters not replayed yet (or all of them), and the offset after the last."""
+        ...
+
+    def mark_replayed(self, offset: int) -> None:
+        """Record that every dead letter before ``offset`` was replayed."""
+        ...
+
+
+class CheckpointStore(Protocol):
+    """Where one projection records how far each partition was applied, per index.
+
+    Every method raises :class:`~cqrskit.errors.ServiceUnavailable` when the
+    store cannot answer (retrying can help). Saving is idempotent: a
+    checkpoint replaces the one with the same :attr:`Checkpoint.doc_id`.
+    """
+
+    def save(self, checkpoints: Iterable[Checkpoint]) -> None:
+        """Record the checkpoints (only after the effects they claim are durable)."""
+        ...
+
+    def read(self, index: str | None = None) -> list[Checkpoint]:
+        """This projection's checkpoints for ``index`` (default: every index), all writes seen.
+
+        Checkpoints from before they belonged to an index are left out.
+        """
+        ...
+
+    def read_ids(self, ids: Iterable[str]) -> list[Checkpoint]:
+        """The checkpoints with these :attr:`Checkpoint.doc_id` s that exist, read in real time."""
+        ...
+
+
+class ReadModel(DocumentStore, Protocol):
+    """One projection's read model: its documents, its versioned indices behind
+    an alias, and its checkpoints.
+
+    Every method raises :class:`~cqrskit.errors.ServiceUnavailable` when the
+    store cannot answer (retrying can help) and
+    :class:`~cqrskit.errors.PermanentError` for what retrying cannot fix.
+    """
+
+    #: The projection's name.
+    name: str
+    #: The name queries read the read model through.
+    alias: str
+    #: (index, id, sequence number) of the last document written.
+    last_written: tuple[str, str, int] | None
+
+    def ensure(self) -> None:
+        """Create version 1 of the index behind the alias, and the checkpoints index."""
+        ...
+
+    def create_index(self, index: str, *, alias: bool) -> None:
+        """Create ``index`` with the view's mapping; optionally as the alias's target."""
+        ...
+
+    def versions(self) -> list[str]:
+        """The physical indices of this read model, oldest first."""
+        ...
+
+    def next_version(self) -> str:
+        """The name the next version of the index gets."""
+        ...
+
+    def serving(self) -> str | None:
+        """The index the alias points at (None before the first build)."""
+        ...
+
+    def swap(self, to_index: str) -> str | None:
+        """Point the alias at ``to_index`` in one atomic step; return the previous index."""
+        ...
+
+    def delete_index(self, index: str) -> None:
+        """Delete one physical index (never the one behind the alias)."""
+        ...
+
+    def refresh(self, index: str | None = None) -> None:
+        """Make recent writes to ``index`` (default: the alias) searchable."""
+        ...
+
+    def scan(self, index: str | None = None) -> Iterator[DocState]:
+        """Every document of ``index`` (default: the alias), tombstones included."""
+        ...
+
+    def count(self) -> int:
+        """Live documents behind the alias (tombstones not counted)."""
+        ...
+
+    def save_checkpoints(self, checkpoints: Iterable[Checkpoint]) -> None:
+        """Record how far each partition was applied (after its effects are durable)."""
+        ...
+
+    def checkpoints(self, index: str | None = None) -> list[Checkpoint]:
+        """The recorded checkpoints of this projection for ``index`` (default: all)."""
+        ...
+
+    def stored_checkpoints(self, ids: Iterable[str]) -> list[Checkpoint]:
+        """The checkpoints with these ids that exist, read in real time."""
+        ...
+
+
+class RebuildStateStore(Protocol):
+    """Where rebuilds keep their progress, one JSON record per projection.
+
+    An interrupted rebuild reads it to resume where it stopped. Every method
+    raises :class:`~cqrskit.errors.ServiceUnavailable` when the store cannot
+    answer.
+    """
+
+    def ensure(self) -> None:
+        """Create the store if it does not exist yet; idempotent."""
+        ...
+
+    def read(self, projection: str) -> dict[str, Any] | None:
+        """The recorded progress of ``projection``'s rebuild, read in real time (None if none)."""
+        ...
+
+    def save(self, projection: str, fields: dict[str, Any]) -> None:
+        """Replace the recorded progress of ``projection``'s rebuild."""
+        ...
