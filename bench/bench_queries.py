@@ -63,8 +63,12 @@ from rich.console import Console
 
 from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
+from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
 from cqrskit.projections import METADATA_FIELD, DocState, read_model_for
 from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
+from cqrskit.runtime import Runtime
+from cqrskit.topology import IndexNames
 from examples.shop.queries import OrderById, order_by_id
 from projections import OrderSummaries, OrderSummary, Product, ProductSearch
 
@@ -517,7 +521,7 @@ class Bench:
         self.order_ids: list[str] = []
         self.product_skus: list[str] = []
         # Each side has its own client, configured as the framework's (es_backend.client).
-        self.bus = QueryBus(settings, bench_handlers())
+        self.bus = Runtime(settings).query_bus(bench_handlers())
         self.raw = Elasticsearch(
             settings.elasticsearch_url, request_timeout=settings.connect_timeout, max_retries=0
         )
@@ -845,7 +849,13 @@ class Bench:
         }
         # The whole of cqrskit's side at once: the bus, with a client that answers at once.
         stub = StubElasticsearch(got.body, same.body)
-        stub_bus = QueryBus(self.settings, self.bus.handlers, es=stub)  # type: ignore[arg-type]
+        names = IndexNames.of(self.settings)
+        stub_bus = QueryBus(
+            self.bus.handlers,
+            ElasticsearchSearch(stub, "stub"),  # type: ignore[arg-type]
+            ElasticsearchCheckpointReader(stub, names.checkpoints_index, "stub"),  # type: ignore[arg-type]
+            names,
+        )
         steps["get"]["whole QueryBus.ask, stub client (no HTTP)"] = lambda: stub_bus.ask(
             OrderById(order_id=oid)
         )

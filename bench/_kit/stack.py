@@ -108,7 +108,7 @@ def worker_loop(
     settings: Settings, projection: Projection[Any]
 ) -> tuple[ProjectionWorker, Watched]:
     """A ``ProjectionWorker``, and its loop to time until the events it committed."""
-    worker = ProjectionWorker(settings, APP_NAME, projection)
+    worker = Runtime(settings).worker(APP_NAME, projection)
     return worker, Watched("worker", worker.run, worker.stop, lambda: worker.processed)
 
 
