@@ -40,6 +40,7 @@ from uuid import UUID, uuid4
 
 import psycopg
 from _kit import cli
+from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import Measurement, Ratio, StepTimer, ratios, split, turns
 from _kit.report import (
@@ -188,17 +189,6 @@ class Variant:
 def suffix(writers: int) -> str:
     """``seq`` for one writer, ``16w`` for sixteen."""
     return "seq" if writers == 1 else f"{writers}w"
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    commands: int
-    warmup: int
-    rounds: int
-    writers: tuple[int, ...]
-    quick: bool
 
 
 def variants_for(writer_counts: Sequence[int]) -> list[Variant]:
@@ -416,7 +406,13 @@ def measure(settings: Settings, config: Config, stamp: str, session: cli.Session
 
 
 def run_round(
-    settings: Settings, config: Config, v: Variant, schema: str, *, round_no: int, outcome: Outcome
+    settings: Settings,
+    config: Config,
+    v: Variant,
+    schema: str,
+    *,
+    round_no: int,
+    outcome: Outcome,
 ) -> float:
     """Open ``v``, warm it up, time one batch, check what it stored, close it; its rate."""
     opened = open_variant(settings, v, schema)
@@ -593,32 +589,34 @@ def save_chart(
 # --- entry point --------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "500 commands per round")
-    cli.add(parser, "--commands", None, "timed commands per variant and round", int)
-    cli.add(parser, "--warmup", 200, "untimed commands before each")
-    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
-    cli.add(
-        parser,
-        "--writers",
-        "4,16,64",
-        "comma-separated writer threads of the concurrent runs (1 is always measured)",
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    config = cli.parse(
+        __doc__,
+        "500 commands per round",
+        [
+            cli.Opt("--commands", 3000, "timed commands per variant and round", 500, 1),
+            cli.Opt("--warmup", 200, "untimed commands before each", least=0),
+            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+            cli.Opt(
+                "--writers",
+                "4,16,64",
+                "writer threads of the concurrent runs (1 is always measured)",
+                least=2,
+                ints=True,
+            ),
+        ],
+        argv,
+        check=lambda a: None if a.writers else "--writers must name at least one count",
     )
-    args = parser.parse_args(argv)
-    commands = args.commands or (500 if args.quick else 3000)
-    writers = tuple(sorted(set(cli.comma_ints(parser, args.writers, "--writers"))))
-    cli.at_least(parser, 1, commands=commands, rounds=args.rounds)
-    cli.at_least(parser, 0, warmup=args.warmup)
-    if not writers or min(writers) < 2:
-        parser.error("--writers must each be at least 2 (1 writer is the sequential run)")
-    return Config(commands, args.warmup, args.rounds, writers, args.quick), args.results
+    config.writers = tuple(sorted(set(config.writers)))
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("commands", results, 130)
+    config = parse_args(argv)
+    session = cli.Session.begin("commands", config.results, 130)
     settings = Settings.load()
     machine = machine_info(settings, services=("postgres",))
     session.console.log(
@@ -656,8 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "min_commands_per_writer": MIN_PER_WRITER,
             "pool_size": "one connection per writer, for every side",
             "cqrskit_command": "RegisterItem -> InventoryItem.Registered(sku, name, quantity)",

@@ -43,6 +43,7 @@ from unittest import mock
 
 import orjson
 from _kit import cli, hooks
+from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import (
     Measurement,
@@ -140,21 +141,6 @@ def variants_for(batch_sizes: Sequence[int]) -> list[Variant]:
         Variant("eventsourcing", "eventsourcing ProjectionRunner", "eventsourcing"),
         *(Variant(f"raw-b{b}", f"raw ES bulk, {b} ops/request", "raw", b) for b in batch_sizes),
     ]
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    events: int
-    customers: int
-    rounds: int
-    batch_sizes: tuple[int, ...]
-    warmup: int
-    fill_chunk: int
-    quick: bool
-    split: bool
-    profile: bool
 
 
 # --- what the read model must hold ------------------------------------------------
@@ -680,52 +666,34 @@ def save_chart(
 # --- entry point ----------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "30000 events instead of 200000")
-    cli.add(parser, "--events", None, "Order.Placed events (each run applies all)", int)
-    cli.add(parser, "--customers", 1000, "distinct customers")
-    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
-    cli.add(
-        parser,
-        "--batch-sizes",
-        "1000,5000",
-        "comma-separated projection_batch_size values (and raw bulk sizes) to measure",
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    return cli.parse(
+        __doc__,
+        "30000 events instead of 200000",
+        [
+            cli.Opt("--events", 200_000, "Order.Placed events (each run applies all)", 30_000, 1),
+            cli.Opt("--customers", 1000, "distinct customers", least=1),
+            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+            cli.Opt(
+                "--batch-sizes",
+                "1000,5000",
+                "projection_batch_size values (and raw bulk sizes) to measure",
+                least=1,
+                ints=True,
+            ),
+            cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
+            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+        ],
+        argv,
+        split="worker",
     )
-    cli.add(parser, "--warmup", 5000, "events each side applies untimed first")
-    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
-    cli.add_split_options(parser, "worker")
-    args = parser.parse_args(argv)
-    events = args.events or (30_000 if args.quick else 200_000)
-    batch_sizes = cli.comma_ints(parser, args.batch_sizes, "--batch-sizes")
-    cli.at_least(
-        parser,
-        1,
-        events=events,
-        customers=args.customers,
-        rounds=args.rounds,
-        fill_chunk=args.fill_chunk,
-        batch_sizes=min(batch_sizes, default=0),
-    )
-    cli.at_least(parser, 0, warmup=args.warmup)
-    config = Config(
-        events,
-        args.customers,
-        args.rounds,
-        batch_sizes,
-        args.warmup,
-        args.fill_chunk,
-        args.quick,
-        not args.no_split,
-        args.profile,
-    )
-    return config, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("projections", results, 150)
+    config = parse_args(argv)
+    session = cli.Session.begin("projections", config.results, 150)
     settings = Settings.load().model_copy(
         update={"postgres_schema": session.tag.replace("-", "_"), "topic_prefix": session.tag}
     )
@@ -766,8 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "events": bench.head,
             "customers": len(bench.expected.final),
             "event": "Order.Placed (one new Order per event, one line), customers repeating",

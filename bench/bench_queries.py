@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 import orjson
 from _kit import cli
+from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import gc_timed, percentile, profile_rows
 from _kit.report import figure, profile_table, save_figure, table
@@ -476,23 +477,6 @@ def ratios_of(measurements: Sequence[Measurement]) -> list[Ratio]:
     if SAME_REQUESTS in by_key:  # what the point in time and the sort cost, raw
         ratios.append(ratio_of(by_key[SAME_REQUESTS], by_key[BASELINES["search"]]))
     return ratios
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    docs: int
-    queries: int
-    warmup: int
-    rounds: int
-    blocks: int
-    threads: int
-    fill_chunk: int
-    seed: int
-    quick: bool
-    profile: bool
-    results: Path
 
 
 # --- the run ------------------------------------------------------------------------
@@ -1080,8 +1064,7 @@ def results(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The result's configuration, and what it measured."""
     return {
-        **asdict(config),
-        "results": str(config.results),
+        **vars(config),
         "index_prefix": settings.index_prefix,
         "page_size": PAGE_SIZE,
         "fill": "untimed: read_model_for(settings, Projection()).ensure(), then bulk "
@@ -1275,48 +1258,30 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options to a Config."""
-    parser = cli.parser(__doc__, "1000 queries per round, not 5000")
-    cli.add(parser, "--docs", 100_000, "documents in each read model (default 100000)")
-    cli.add(parser, "--queries", None, "timed queries per variant and round", int)
-    cli.add(parser, "--warmup", 300, "untimed queries per variant before a round")
-    cli.add(parser, "--rounds", 3, "interleaved rounds")
-    cli.add(
-        parser,
-        "--blocks",
-        10,
-        "blocks a round's queries are cut in; the variants take turns block by block",
+    """Command-line options."""
+    config = cli.parse(
+        __doc__,
+        "1000 queries per round, not 5000",
+        [
+            cli.Opt("--docs", 100_000, "documents in each read model", least=1000),
+            cli.Opt("--queries", 5000, "timed queries per variant and round", 1000, 1),
+            cli.Opt("--warmup", 300, "untimed queries per variant before a round", least=0),
+            cli.Opt("--rounds", 3, "interleaved rounds", least=1),
+            cli.Opt(
+                "--blocks",
+                10,
+                "blocks a round's queries are cut in; the variants take turns block by block",
+                least=1,
+            ),
+            cli.Opt("--threads", 4, "threads of the concurrent batches (1: skip them)", least=1),
+            cli.Opt("--fill-chunk", 5000, "documents per bulk request", least=1),
+            cli.Opt("--seed", 7, "seed of the documents and queries"),
+            cli.Opt("--profile", False, "cProfile the cqrskit calls (saves .prof)"),
+        ],
+        argv,
     )
-    cli.add(parser, "--threads", 4, "threads of the concurrent batches (1: skip them)")
-    cli.add(parser, "--fill-chunk", 5000, "documents per bulk request")
-    cli.add(parser, "--seed", 7, "seed of the documents and queries")
-    cli.add(parser, "--profile", False, "cProfile the cqrskit calls (saves .prof)")
-    args = parser.parse_args(argv)
-    queries = args.queries or (1000 if args.quick else 5000)
-    cli.at_least(
-        parser,
-        1,
-        queries=queries,
-        rounds=args.rounds,
-        blocks=args.blocks,
-        threads=args.threads,
-        fill_chunk=args.fill_chunk,
-    )
-    cli.at_least(parser, 0, warmup=args.warmup)
-    cli.at_least(parser, 1000, docs=args.docs)
-    return Config(
-        docs=args.docs,
-        queries=queries,
-        warmup=args.warmup,
-        rounds=args.rounds,
-        blocks=min(args.blocks, queries),
-        threads=args.threads,
-        fill_chunk=args.fill_chunk,
-        seed=args.seed,
-        quick=args.quick,
-        profile=args.profile,
-        results=args.results,
-    )
+    config.blocks = min(config.blocks, config.queries)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from typing import Any
 from unittest import mock
 
 from _kit import cli
+from _kit.cli import Config
 from _kit.machine import ServiceCpu, machine_info, other_benchmarks
 from _kit.measure import (
     GcPauses,
@@ -121,21 +122,6 @@ REPLAY_STEPS = [
 
 class BenchmarkError(RuntimeError):
     """A run did not produce exactly the expected read model."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    events: int
-    customers: int
-    rounds: int
-    warmup: int
-    fill_chunk: int
-    live_timeout: float
-    cold_group: bool
-    quick: bool
-    profile: bool
 
 
 # --- what the read model must hold --------------------------------------------------
@@ -699,60 +685,42 @@ def save_chart(
 # --- entry point --------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "100000 events and 3 rounds instead of 1000000 and 1")
-    cli.add(parser, "--events", None, "events in the store (each run applies all)", int)
-    cli.add(parser, "--customers", 5000, "distinct customers (documents)")
-    cli.add(parser, "--rounds", None, "interleaved rounds (default 1; 3 with --quick)", int)
-    cli.add(parser, "--warmup", 5000, "events each side applies untimed first")
-    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
-    cli.add(
-        parser,
-        "--live-timeout",
-        600.0,
-        "seconds after which a live run stops and reports its rate so far",
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    return cli.parse(
+        __doc__,
+        "100000 events and 3 rounds instead of 1000000 and 1",
+        [
+            cli.Opt(
+                "--events", 1_000_000, "events in the store (each run applies all)", 100_000, 1
+            ),
+            cli.Opt("--customers", 5000, "distinct customers (documents)", least=1),
+            cli.Opt("--rounds", 1, "interleaved rounds", 3, 1),
+            cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
+            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+            cli.Opt(
+                "--live-timeout",
+                600.0,
+                "seconds after which a live run stops and reports its rate so far",
+                least=1e-9,
+            ),
+            cli.Opt(
+                "--cold-group",
+                False,
+                "also a rebuild whose live consumer group never "
+                "committed (catches up the whole topic)",
+            ),
+            cli.Opt("--profile", False, "one more rebuild under cProfile (saves .prof)"),
+        ],
+        argv,
+        check=lambda a: "--warmup must be below --events" if a.warmup >= a.events else None,
     )
-    cli.add(
-        parser,
-        "--cold-group",
-        False,
-        "also a rebuild whose live consumer group never committed (catches up the whole topic)",
-    )
-    cli.add(parser, "--profile", False, "one more rebuild under cProfile (saves .prof)")
-    args = parser.parse_args(argv)
-    events = args.events or (100_000 if args.quick else 1_000_000)
-    rounds = args.rounds or (3 if args.quick else 1)
-    cli.at_least(
-        parser,
-        1,
-        events=events,
-        customers=args.customers,
-        rounds=rounds,
-        fill_chunk=args.fill_chunk,
-    )
-    if args.warmup < 0 or args.warmup >= events:
-        parser.error("--warmup must be at least 0 and below --events")
-    if args.live_timeout <= 0:
-        parser.error("--live-timeout must be positive")
-    config = Config(
-        events,
-        args.customers,
-        rounds,
-        args.warmup,
-        args.fill_chunk,
-        args.live_timeout,
-        args.cold_group,
-        args.quick,
-        args.profile,
-    )
-    return config, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("rebuild", results, 150)
+    config = parse_args(argv)
+    session = cli.Session.begin("rebuild", config.results, 150)
     tag = session.tag
     settings = Settings.load().model_copy(
         update={
@@ -812,8 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "event": "Order.Placed (one new Order per event, one line), customers repeating",
             "projection": "projections.customers:CustomerOrdersProjection",
             "topic": bench.topic,

@@ -36,6 +36,7 @@ from typing import Any
 from unittest import mock
 
 from _kit import cli, hooks
+from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import Measurement, Ratio, StepTimer, Timed, profiled, ratios, split, turns
 from _kit.report import (
@@ -89,19 +90,6 @@ Message = tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]], int | N
 
 class BenchmarkError(RuntimeError):
     """A run did not deliver exactly the events of the store."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    events: int
-    rounds: int
-    warmup: int
-    fill_chunk: int
-    quick: bool
-    split: bool
-    profile: bool
 
 
 # --- the two sides --------------------------------------------------------------
@@ -419,34 +407,26 @@ def save_chart(path: Path, outcome: Outcome, found: Sequence[Ratio], title: str)
 # --- entry point ----------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "50000 events instead of 200000")
-    cli.add(parser, "--events", None, "events in the outbox (each run sends all)", int)
-    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
-    cli.add(parser, "--warmup", 10_000, "events the baseline sends untimed first")
-    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
-    cli.add_split_options(parser, "relay")
-    args = parser.parse_args(argv)
-    events = args.events or (50_000 if args.quick else 200_000)
-    cli.at_least(parser, 1, events=events, rounds=args.rounds, fill_chunk=args.fill_chunk)
-    cli.at_least(parser, 0, warmup=args.warmup)
-    config = Config(
-        events,
-        args.rounds,
-        args.warmup,
-        args.fill_chunk,
-        args.quick,
-        not args.no_split,
-        args.profile,
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    return cli.parse(
+        __doc__,
+        "50000 events instead of 200000",
+        [
+            cli.Opt("--events", 200_000, "events in the outbox (each run sends all)", 50_000, 1),
+            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+            cli.Opt("--warmup", 10_000, "events the baseline sends untimed first", least=0),
+            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+        ],
+        argv,
+        split="relay",
     )
-    return config, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("relay", results, 140)
+    config = parse_args(argv)
+    session = cli.Session.begin("relay", config.results, 140)
     settings = Settings.load().model_copy(update={"postgres_schema": session.tag.replace("-", "_")})
     machine = machine_info(settings, services=("postgres", "kafka"))
     session.console.log(
@@ -472,8 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "event": "Order.Placed (one new Order per event, one line)",
             "envelope_bytes_mean": outcome.value_bytes_mean,
             "topics": outcome.topics,
