@@ -496,17 +496,8 @@ def print_tables(
         session.console,
         f"Appends on PostgreSQL: {config.commands} commands timed per round (at least "
         f"{MIN_PER_WRITER} per writer), {config.rounds} rounds, one event each",
-        [
-            "variant",
-            "writers",
-            "median events/s",
-            "min - max",
-            "spread",
-            "vs eventsourcing",
-            "vs raw commit",
-            "per-round vs raw",
-            "appends per commit",
-        ],
+        "variant | writers | median events/s | min - max | spread | vs eventsourcing | "
+        "vs raw commit | per-round vs raw | appends per commit",
         rows,
     )
     session.console.print(

@@ -580,17 +580,8 @@ def print_tables(
         console,
         f"Projecting {bench.head:,} Order.Placed events into {len(bench.expected.final):,} "
         f"customer documents: {bench.config.rounds} interleaved rounds, fresh read model each",
-        [
-            "variant",
-            "median events/s",
-            "min - max",
-            "spread",
-            "median s",
-            "first batch",
-            "events/s after it",
-            "process CPU",
-            "ES index ops",
-        ],
+        "variant | median events/s | min - max | spread | median s | first batch | "
+        "events/s after it | process CPU | ES index ops",
         rows,
     )
     table(

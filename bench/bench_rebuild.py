@@ -581,19 +581,8 @@ def print_tables(
         session.console,
         f"Read-model rebuild vs live consumption: {bench.head:,} Order.Placed events, "
         f"{len(bench.expected):,} customers, {bench.config.rounds} interleaved round(s)",
-        [
-            "variant",
-            "median events/s",
-            "min - max",
-            "median wall s",
-            "events",
-            "bench CPU",
-            "GC",
-            "ES CPU",
-            "PG CPU",
-            "vs live (median)",
-            "per-round ratios",
-        ],
+        "variant | median events/s | min - max | median wall s | events | bench CPU | GC | "
+        "ES CPU | PG CPU | vs live (median) | per-round ratios",
         rows,
     )
     like = [r for r in found if r["like_for_like_events"]]

@@ -338,19 +338,8 @@ def print_tables(session: cli.Session, outcome: Outcome, found: Sequence[Ratio])
         session.console,
         f"Outbox to Kafka (acks=all): {outcome.head:,} events per run, "
         f"{len(outcome.measurements[0].values)} interleaved rounds, fresh topics each",
-        [
-            "variant",
-            "median events/s",
-            "min - max",
-            "spread",
-            "median s",
-            "first ack",
-            "events/s after it",
-            "thread CPU",
-            "process CPU",
-            "vs baseline",
-            "per-round ratios",
-        ],
+        "variant | median events/s | min - max | spread | median s | first ack | "
+        "events/s after it | thread CPU | process CPU | vs baseline | per-round ratios",
         rows,
     )
     session.console.print(

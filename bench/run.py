@@ -548,16 +548,7 @@ def print_table(console: Console, runs: Sequence[ScriptRun], title: str) -> None
     table(
         console,
         title,
-        [
-            "workload",
-            "cqrskit",
-            "runs (min-max)",
-            "baseline",
-            "baseline figure",
-            "ratio",
-            "target",
-            "met?",
-        ],
+        "workload | cqrskit | runs (min-max) | baseline | baseline figure | ratio | target | met?",
         rows,
     )
     for h in (h for run in runs for h in run.headlines if h.met is False):

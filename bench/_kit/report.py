@@ -87,10 +87,15 @@ def variant_rows(
 
 
 def table(
-    console: Console, title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]
+    console: Console, title: str, columns: str | Sequence[str], rows: Iterable[Sequence[str]]
 ) -> None:
-    """Print a table: the first column left, the others right-aligned."""
+    """Print a table: the first column left, the others right-aligned.
+
+    ``columns`` are the headers, or one string of them separated by ``|``.
+    """
     shown = Table(title=title)
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split("|")]
     for n, column in enumerate(columns):
         shown.add_column(column, justify="left" if n == 0 else "right")
     for row in rows:
