@@ -1,26 +1,11 @@
 """Commands per second: cqrskit's command bus against plain eventsourcing and raw psycopg.
 
-Every side writes to the real local PostgreSQL, each variant in a fresh
-schema that is dropped at the end. Every command appends exactly one event:
-
-- cqrskit: ``CommandBus.dispatch(RegisterItem(...))`` on the example shop,
-  which creates a new ``InventoryItem`` (event ``Registered``: sku, name,
-  quantity), with and without an idempotency key per command;
-- eventsourcing: its own ``Application`` with its default PostgreSQL
-  persistence, saving a plain ``Aggregate`` whose ``Registered`` event has
-  the same fields, one event per ``save``; and the same with the library's
-  database functions (``POSTGRES_ENABLE_DB_FUNCTIONS=y``);
-- raw psycopg: one ``INSERT`` of one row of the same size into a table
-  shaped like the library's, then ``COMMIT``; and 100 rows per ``INSERT``
-  and ``COMMIT``, the ceiling for writers whose appends are grouped.
-
-Each variant runs sequentially (one thread) and with 4, 16 and 64 writer
-threads, each on its own aggregates (or rows). Rounds interleave the
-variants of one number of writers, so noise on this shared machine hits
-them alike; compare the ratios of one run, not absolute figures across
-runs. After the rounds, one untimed sequential cqrskit batch with timers
-on its steps shows where an append's time goes. Run from the repository
-root::
+Every command appends one event that creates a new aggregate: cqrskit's
+``CommandBus``, eventsourcing's ``Application`` (with and without its database
+functions) and raw ``INSERT``+``COMMIT`` rows of the same size, sequentially and
+with 4, 16 and 64 writers, in interleaved rounds; then one instrumented
+sequential batch. What each variant times: ``bench/README.md``, "Commands per
+second". Run from the repository root::
 
     .venv/bin/python bench/bench_commands.py [--quick] [--commands N] [--writers 4,16,64]
 """

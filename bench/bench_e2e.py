@@ -1,15 +1,10 @@
 """End to end: from a command accepted to its document searchable, at fixed command rates.
 
-The shop's pipeline runs as it does in production: ``cqrskit relay run``
-and ``cqrskit projections run order_summaries`` are real processes, with
-their own schema, topics and indices (removed at the end). The benchmark
-sends ``PlaceOrder`` commands at a fixed rate from a paced loop (several
-writer threads, each command due at its own time) and, for a sample of
-them, searches Elasticsearch by document id until the order's summary is
-there: command accepted to document searchable. The workers' own figures
-per stage (append to publish, publish to applied, applied to searchable)
-come from their Prometheus endpoints, read before and after each rate, and
-from ``cqrskit status --json``. Run from the repository root::
+The relay and the ``order_summaries`` worker run as processes; a paced loop
+sends ``PlaceOrder`` at fixed rates and follows a sample of them until their
+summary is searchable; the workers' per-stage figures come from their
+Prometheus endpoints (``bench/README.md``, "End to end"). Run from the
+repository root::
 
     .venv/bin/python bench/bench_e2e.py [--quick] [--rates 100,500,2000] [--seconds S]
 """

@@ -1,16 +1,9 @@
 """Memory: the peak resident memory of the relay and of a projection worker, as processes.
 
-The relay and projection benchmarks run the relay and the worker as threads
-of the benchmark's own process, which also holds the messages it compares
-them with; their process's memory says nothing about the relay's or the
-worker's. Here the same workloads run in separate processes, as in
-production: a store of N ``Order.Placed`` events (1000 customers, as in
-``bench_projections.py``) is drained by ``cqrskit relay run`` into Kafka,
-then applied by ``cqrskit projections run customer_orders`` into
-Elasticsearch. Each process's ``/proc/<pid>/status`` is read every 100 ms:
-``VmRSS`` (resident now) and ``VmHWM`` (the kernel's peak of it). Each round
-has its own schema, topics and indices, removed at the end. Run from the
-repository root::
+``cqrskit relay run`` drains a store of N ``Order.Placed`` events into Kafka,
+then ``cqrskit projections run customer_orders`` applies them; each process's
+``VmRSS`` and ``VmHWM`` are read every 100 ms (``bench/README.md``, "Memory").
+Run from the repository root::
 
     .venv/bin/python bench/bench_memory.py [--quick] [--events N] [--rounds N]
 """

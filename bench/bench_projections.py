@@ -1,28 +1,10 @@
 """Projection throughput: cqrskit's worker against eventsourcing's runner and raw bulk writes.
 
-One run pre-fills a fresh PostgreSQL schema with N ``Order.Placed`` events
-(customers repeating), publishes them all to Kafka with an in-process
-``OutboxRelay`` (not timed), then measures, in interleaved rounds, how fast
-each side turns the N events into a customers read model (one document or
-row per customer: orders placed and amount ordered):
-
-- cqrskit: a ``ProjectionWorker`` for ``CustomerOrdersProjection`` run in a
-  thread of this process, reading the pre-filled Kafka topic with a fresh
-  consumer group into a fresh Elasticsearch index, from its start until it
-  has applied and committed every event; with ``projection_batch_size``
-  1000 (the default) and 5000;
-- eventsourcing (baseline A): the library's own ``ProjectionRunner`` reading
-  the shop's PostgreSQL notification log into a PostgreSQL view table
-  (``PostgresTrackingRecorder`` subclass: one transaction per event that
-  upserts the customer's row and records the tracking position), from its
-  start until the view's tracking position reaches the head;
-- raw bulk (baseline B): ``Elasticsearch.bulk`` of one index operation per
-  event (the customer's document after that event, as a naive projector
-  would write it; NDJSON encoded beforehand) into a fresh index, in
-  requests of the worker's batch size, one after the other.
-
-Compare the ratios of one run, not absolute figures across runs: this
-machine is shared and noisy. Run from the repository root::
+N ``Order.Placed`` events (customers repeating), published to Kafka untimed,
+turned into a customers read model by a ``ProjectionWorker`` (batches of 1000
+and 5000), by eventsourcing's ``ProjectionRunner`` into a PostgreSQL view, and
+by raw ``Elasticsearch.bulk`` requests, in interleaved rounds. What each side
+times: ``bench/README.md``, "Read models". Run from the repository root::
 
     .venv/bin/python bench/bench_projections.py [--quick] [--events N]
 """

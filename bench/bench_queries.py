@@ -1,31 +1,11 @@
 """Query latency: cqrskit's QueryBus against raw Elasticsearch client calls.
 
-One run creates the shop's ``order_summaries`` and ``products`` read models
-under a fresh index prefix, the way the framework does
-(``read_model_for(settings, Projection()).ensure()``), fills them directly
-with bulk writes of documents in the exact stored shape (the view's JSON
-plus the ``cqrskit`` metadata object, ``DocState.body()``; not timed), then measures, in
-interleaved rounds, the latency (p50, p99, mean) and the queries per second
-of two queries, each beside a raw ``elasticsearch`` client call of the same
-query:
-
-- get by id: ``QueryBus.ask(OrderById(order_id=...))`` (the shop's own
-  handler: ``search.get``) against ``Elasticsearch.get(index=alias, id=...)``;
-- filtered full-text search: ``QueryBus.ask(SearchProductGroup(text, group))``
-  (a handler registered here: ``search.text(text, "name")`` plus a keyword
-  range on ``sku`` that selects one product group, ``.page(20)``) against
-  ``Elasticsearch.search(index=alias, query={"bool": {"must": match,
-  "filter": [range, not deleted]}}, size=20)``, and against the requests
-  ``Search.page`` really sends (open a point in time, then search it sorted
-  by ``_shard_doc`` with ``track_total_hits``).
-
-Each side runs with one client thread (sequential: latency and queries per
-second) and with several threads sharing one client (queries per second).
-Within a round the queries are cut in blocks, and the variants take turns
-block by block on the same queries, so that the machine's noise hits all
-alike.
-Compare the ratios of one run, not absolute figures across runs: this
-machine is shared and noisy. Run from the repository root::
+The shop's ``order_summaries`` and ``products`` read models, filled untimed in
+the stored shape; a get by id and a filtered full-text search through the
+``QueryBus``, each beside the raw client's same query (and, for the search,
+the requests ``Search.page`` sends), with one and several threads, the
+variants taking turns block by block (``bench/README.md``, "Query latency").
+Run from the repository root::
 
     .venv/bin/python bench/bench_queries.py [--quick] [--docs N] [--queries N]
 """

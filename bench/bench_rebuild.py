@@ -1,22 +1,10 @@
 """Read-model rebuild: cqrskit's ``rebuild`` against live consumption from Kafka.
 
-One run pre-fills a fresh PostgreSQL schema with N ``Order.Placed`` events
-(customers repeating), publishes them all to Kafka with an in-process
-``OutboxRelay`` (none of it timed), then measures, in interleaved rounds:
-
-- rebuild: ``rebuild(settings, "shop", CustomerOrdersProjection())`` in this
-  process, with the live read model (an empty v1 behind the alias) in place
-  and the live consumer group committed at the end of the topic, as when the
-  live workers are caught up: replay of the whole event store from
-  PostgreSQL into a new index, catch-up from Kafka, alias swap, catch-up
-  after the swap; wall time, events/s, and the time of each phase;
-- live consumption (baseline): a ``ProjectionWorker`` for the same projection
-  under another name (hence a fresh consumer group, nothing committed)
-  and a fresh index prefix, reading the pre-filled topic from the start in a
-  thread of this process, until it has applied and committed all N events.
-
-Compare the ratio of one run, not absolute figures across runs: this machine
-is shared and noisy. Run from the repository root::
+N ``Order.Placed`` events, published to Kafka untimed; in interleaved rounds,
+``rebuild(settings, "shop", CustomerOrdersProjection())`` (replay, catch-up,
+alias swap; each phase timed) against a ``ProjectionWorker`` of a fresh group
+reading the topic from the start (``bench/README.md``, "Rebuilding a read
+model"). Run from the repository root::
 
     .venv/bin/python bench/bench_rebuild.py [--quick] [--events N]
 """

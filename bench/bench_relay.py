@@ -1,23 +1,10 @@
 """Outbox relay throughput: cqrskit's relay against its own producer fed directly.
 
-One run pre-fills the outbox (the events table) of a fresh PostgreSQL schema
-with N events, one new ``Order`` each (not timed), then measures, in
-interleaved rounds, each on fresh Kafka topics:
-
-- cqrskit: ``OutboxRelay(settings, "shop")`` run in a thread of this process,
-  from its start until the position it records (acknowledged by the broker,
-  acks=all) equals the head of the store: from a pre-filled outbox to every
-  event acknowledged in Kafka, including the PostgreSQL reads, the envelope
-  encoding and sealing, the transactions, and the relay's start (connect,
-  lead, producer, fencing, topic check);
-- baseline: the relay's own ``KafkaPublisher`` (the same producer, built by
-  the product with the product's settings) fed the messages the relay sent
-  (topics, keys, envelopes, headers, partitions; recorded from an untimed
-  relay run) in one loop and one transaction, from the first ``produce`` to
-  the commit returning with every message acknowledged.
-
-Compare the ratios of one run, not absolute figures across runs: this
-machine is shared and noisy. Run from the repository root::
+A pre-filled outbox of N events, sent by ``OutboxRelay`` until its recorded
+position is the head of the store, against the relay's own ``KafkaPublisher``
+fed the messages the relay sent, in one transaction; interleaved rounds on
+fresh topics (``bench/README.md``, "Outbox to Kafka"). Run from the
+repository root::
 
     .venv/bin/python bench/bench_relay.py [--quick] [--events N]
 """
