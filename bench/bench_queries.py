@@ -122,34 +122,13 @@ GROUPS: dict[str, list[str]] = {
     "GIF": ["gift", "hamper", "box", "set", "sampler"],
 }
 ADJECTIVES = [
-    "organic",
-    "classic",
-    "premium",
-    "smoked",
-    "spiced",
-    "golden",
-    "dark",
-    "light",
-    "wild",
-    "vintage",
-    "fresh",
-    "rare",
-    "mild",
-    "strong",
-    "sweet",
-]
+    "organic", "classic", "premium", "smoked", "spiced", "golden", "dark", "light", "wild",
+    "vintage", "fresh", "rare", "mild", "strong", "sweet",
+]  # fmt: skip
 ORIGINS = [
-    "assam",
-    "darjeeling",
-    "ceylon",
-    "kenyan",
-    "yunnan",
-    "colombian",
-    "ethiopian",
-    "belgian",
-    "swiss",
-    "scottish",
-]
+    "assam", "darjeeling", "ceylon", "kenyan", "yunnan", "colombian", "ethiopian", "belgian",
+    "swiss", "scottish",
+]  # fmt: skip
 SIZES = ["50g", "100g", "250g", "500g", "1kg", "small", "medium", "large", "6-pack", "12-pack"]
 STATUSES = [("placed", 50), ("paid", 40), ("cancelled", 10)]
 CANCEL_REASONS = ["changed my mind", "found it cheaper", "ordered twice", "too slow"]
@@ -249,53 +228,26 @@ class Variant:
 
 
 VARIANTS = [
-    Variant(
-        "cqrskit-get",
-        "cqrskit get",
-        "get",
-        "cqrskit",
-        1,
-        "QueryBus.ask(OrderById(order_id=str)): the shop's handler, search.get -> "
-        "GET /<alias>/_doc/<id>, metadata popped, OrderSummary.model_validate",
-    ),
-    Variant(
-        "raw-get",
-        "raw get (baseline)",
-        "get",
-        "raw",
-        1,
-        "Elasticsearch.get(index=alias, id=str)['_source']",
-    ),
-    Variant(
-        "cqrskit-search",
-        "cqrskit search",
-        "search",
-        "cqrskit",
-        2,
-        "QueryBus.ask(SearchProductGroup(text, group)): search.text(text, 'name')"
-        ".range('sku', group).page(20) -> open a point in time, search it (sort _shard_doc, "
-        "track_total_hits), 20 Product.model_validate, Page with a cursor",
-    ),
-    Variant(
-        "raw-search",
-        "raw search (baseline)",
-        "search",
-        "raw",
-        1,
-        "Elasticsearch.search(index=alias, query={bool: {filter: [range sku, not deleted], "
-        "must: [match name, operator and]}}, size=20)",
-    ),
-    Variant(
-        "raw-search-pit",
-        "raw PIT + search",
-        "search",
-        "raw",
-        2,
-        "Elasticsearch.open_point_in_time(index=alias, keep_alive=2m) then "
-        ".search(pit=..., same query, size=20, sort=[_shard_doc], track_total_hits=True): "
-        "the requests Search.page sends, without the framework",
-    ),
-]
+    Variant(*row)
+    for row in (
+        ("cqrskit-get", "cqrskit get", "get", "cqrskit", 1,
+         "QueryBus.ask(OrderById(order_id=str)): the shop's handler, search.get -> "
+         "GET /<alias>/_doc/<id>, metadata popped, OrderSummary.model_validate"),
+        ("raw-get", "raw get (baseline)", "get", "raw", 1,
+         "Elasticsearch.get(index=alias, id=str)['_source']"),
+        ("cqrskit-search", "cqrskit search", "search", "cqrskit", 2,
+         "QueryBus.ask(SearchProductGroup(text, group)): search.text(text, 'name')"
+         ".range('sku', group).page(20) -> open a point in time, search it (sort _shard_doc, "
+         "track_total_hits), 20 Product.model_validate, Page with a cursor"),
+        ("raw-search", "raw search (baseline)", "search", "raw", 1,
+         "Elasticsearch.search(index=alias, query={bool: {filter: [range sku, not deleted], "
+         "must: [match name, operator and]}}, size=20)"),
+        ("raw-search-pit", "raw PIT + search", "search", "raw", 2,
+         "Elasticsearch.open_point_in_time(index=alias, keep_alive=2m) then "
+         ".search(pit=..., same query, size=20, sort=[_shard_doc], track_total_hits=True): "
+         "the requests Search.page sends, without the framework"),
+    )
+]  # fmt: skip
 BASELINES: dict[Workload, str] = {"get": "raw-get", "search": "raw-search"}
 #: A second reference for the search: the framework's requests, without the framework.
 SAME_REQUESTS = "raw-search-pit"
