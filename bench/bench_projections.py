@@ -52,7 +52,7 @@ from _kit.stack import (
     APP_NAME,
     clean_up,
     eventsourcing_env,
-    fill_orders,
+    fill_store,
     fresh_schemas,
     messages_on,
     projection_named,
@@ -73,7 +73,7 @@ from psycopg.sql import SQL, Identifier
 from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.envelope import Envelope
-from cqrskit.eventstore import read_envelopes, store_head
+from cqrskit.eventstore import read_envelopes
 from cqrskit.projections import METADATA_FIELD, projection_status
 from cqrskit.topology import IndexNames, Topology
 from examples.shop import Order, ShopApp
@@ -406,16 +406,9 @@ class Bench:
     def setup(self) -> None:
         """Fill the store, publish it all, compute the expected documents (none timed)."""
         config, console, settings = self.config, self.session.console, self.settings
-        console.log(
-            f"filling schema {settings.postgres_schema} with {config.events:,} Order.Placed "
-            f"events for {config.customers:,} customers ({config.fill_chunk} per transaction)"
-        )
-        self.notes["fill_seconds_not_timed"] = fill_orders(
+        self.notes["fill_seconds_not_timed"], self.head = fill_store(
             settings, config.events, config.customers, config.fill_chunk, console
         )
-        self.head = store_head(settings, APP_NAME)
-        if self.head != config.events:
-            raise BenchmarkError(f"the store holds {self.head} events, expected {config.events}")
         self.notes["publish_seconds_not_timed"] = publish_all(settings, self.head)
         on_topic = messages_on(settings, [self.topic])  # with the relay's watermarks
         if on_topic < self.head:

@@ -51,7 +51,7 @@ from _kit.stack import (
     APP_NAME,
     RUN_TIMEOUT,
     clean_up,
-    fill_orders,
+    fill_store,
     fresh_schemas,
     order_line,
     partition_ends,
@@ -67,7 +67,6 @@ from rich.markup import escape
 from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.eventstore import store_head
 from cqrskit.projections import (
     METADATA_FIELD,
     Applier,
@@ -326,14 +325,9 @@ class Bench:
     def setup(self) -> None:
         """Fill the store, publish it, put the live group at the end (none timed)."""
         config, console, settings = self.config, self.session.console, self.settings
-        console.log(
-            f"filling schema {settings.postgres_schema} with {config.events:,} Order.Placed "
-            f"events for {config.customers:,} customers ({config.fill_chunk} per transaction)"
+        fill, self.head = fill_store(
+            settings, config.events, config.customers, config.fill_chunk, console
         )
-        fill = fill_orders(settings, config.events, config.customers, config.fill_chunk, console)
-        self.head = store_head(settings, APP_NAME)
-        if self.head != config.events:
-            raise BenchmarkError(f"the store holds {self.head} events, expected {config.events}")
         publish = publish_all(settings, self.head)
         # The relay also writes watermark messages: at least N, and a few more.
         live_group = Topology.of(settings, APP_NAME).projection_group(CustomerOrdersProjection.name)

@@ -42,7 +42,7 @@ from _kit.stack import (
     APP_NAME,
     clean_up,
     create_topics,
-    fill_orders,
+    fill_store,
     fresh_schemas,
     messages_on,
     relay_loop,
@@ -50,7 +50,6 @@ from _kit.stack import (
 
 from cqrskit import Settings
 from cqrskit.envelope import Seal
-from cqrskit.eventstore import store_head
 from cqrskit.relay import KafkaPublisher, PostgresOutbox, read_status
 
 #: Give up on one timed run after this long.
@@ -219,14 +218,9 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
     def fresh(tag: str) -> Settings:
         return settings.model_copy(update={"topic_prefix": f"{base}-{tag}"})
 
-    console.log(
-        f"filling the outbox of schema {settings.postgres_schema} with {config.events:,} "
-        f"events ({config.fill_chunk} per transaction)"
+    fill_seconds, head = fill_store(
+        settings, config.events, config.events, config.fill_chunk, console
     )
-    fill_seconds = fill_orders(settings, config.events, config.events, config.fill_chunk, console)
-    head = store_head(settings, APP_NAME)
-    if head != config.events:
-        raise BenchmarkError(f"the store holds {head} events, expected {config.events}")
     recorded_with = fresh("record")
     messages = record_messages(recorded_with, head)
     if len(messages) != head:

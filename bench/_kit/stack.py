@@ -23,6 +23,7 @@ from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.eventstore import store_head
 from cqrskit.projections import Projection, ProjectionWorker
 from cqrskit.relay import OutboxRelay, read_status
 from examples.shop import Order, OrderLine, ShopApp
@@ -76,6 +77,25 @@ def fill_orders(
                 console.log(f"  filled {stop:,} / {events:,}")
                 next_report += events // 4
     return time.perf_counter() - started
+
+
+def fill_store(
+    settings: Settings, events: int, customers: int, chunk: int, console: Console
+) -> tuple[float, int]:
+    """:func:`fill_orders` into a fresh store; its seconds and the store's head.
+
+    Raises:
+        RuntimeError: the store does not hold exactly ``events`` events.
+    """
+    console.log(
+        f"filling schema {settings.postgres_schema} with {events:,} Order.Placed events for "
+        f"{customers:,} customers ({chunk} per transaction)"
+    )
+    seconds = fill_orders(settings, events, customers, chunk, console)
+    head = store_head(settings, APP_NAME)
+    if head != events:
+        raise RuntimeError(f"the store holds {head} events, expected {events}")
+    return seconds, head
 
 
 def eventsourcing_env(settings: Settings, schema: str, **extra: str) -> dict[str, str]:
