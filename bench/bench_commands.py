@@ -27,7 +27,7 @@ import psycopg
 from _kit import cli
 from _kit.cli import Config
 from _kit.machine import machine_info
-from _kit.measure import Measurement, Ratio, StepTimer, ratios, split, turns
+from _kit.measure import Measurement, Ratio, StepTimer, interleaved, ratios, split
 from _kit.report import (
     figure,
     median_bars,
@@ -373,18 +373,23 @@ def measure(settings: Settings, config: Config, stamp: str, session: cli.Session
     variants = variants_for(config.writers)
     schemas = {v.key: f"bench_{stamp.lower()}_{v.key.replace('-', '_')}" for v in variants}
     outcome = Outcome(variants, {v.key: Measurement(v.key, v.family.label) for v in variants})
+    by_key = {v.key: v for v in variants}
     with fresh_schemas(settings, *schemas.values()):
         for writers in (1, *config.writers):
             group = [v for v in variants if v.writers == writers]
-            for round_no in range(1, config.rounds + 1):
-                for v in turns(group, round_no):
-                    rate = run_round(
-                        settings, config, v, schemas[v.key], round_no=round_no, outcome=outcome
-                    )
-                    session.console.log(
-                        f"round {round_no}/{config.rounds}  {v.family.label:<32} {v.writers:>2} "
-                        f"writer(s) {rate:>8,.0f} events/s"
-                    )
+            interleaved(
+                [outcome.measurements[v.key] for v in group],
+                config.rounds,
+                lambda m, round_no: run_round(
+                    settings,
+                    config,
+                    by_key[m.key],
+                    schemas[m.key],
+                    round_no=round_no,
+                    outcome=outcome,
+                ),
+                session.console.log,
+            )
         first = next(v for v in variants if v.key == "cqrskit-seq")
         outcome.split = measure_split(settings, config, schemas[first.key], first)
     return outcome
@@ -398,8 +403,11 @@ def run_round(
     *,
     round_no: int,
     outcome: Outcome,
-) -> float:
-    """Open ``v``, warm it up, time one batch, check what it stored, close it; its rate."""
+) -> tuple[float, dict[str, Any], str]:
+    """Open ``v``, warm it up, time one batch, check what it stored, close it.
+
+    Its rate, the round's other figures, and a note for the log.
+    """
     opened = open_variant(settings, v, schema)
     try:
         rows = v.family.rows_per_call
@@ -414,12 +422,11 @@ def run_round(
             transactions = commits_after[0] - commits_before[0]
             appends = commits_after[1] - commits_before[1]
             extra |= {"transactions": transactions, "appends": appends}
-        outcome.measurements[v.key].add(timed * rows / seconds, **extra)
         stored = outcome.stored[v.key] = opened.stored()
         expected = round_no * (warm + timed) * rows
         if stored != expected:
             raise BenchmarkError(f"{v.key}: {stored} events stored, expected {expected}")
-        return timed * rows / seconds
+        return timed * rows / seconds, extra, f"{v.writers:>2} writer(s)"
     finally:
         opened.close()
 

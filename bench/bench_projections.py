@@ -32,10 +32,10 @@ from _kit.measure import (
     Ratio,
     StepTimer,
     Timed,
+    interleaved,
     profiled,
     ratios,
     split,
-    turns,
 )
 from _kit.report import (
     figure,
@@ -484,18 +484,19 @@ class Bench:
             for side in ("cqrskit", "eventsourcing", "raw"):
                 self.run(next(v for v in variants if v.side == side), f"warmup_{side}", warm)
             console.log(f"warm-up done (about {warm:,} events each side, not timed)")
-        measurements = {v.key: Measurement(v.key, v.label) for v in variants}
-        for round_no in range(1, config.rounds + 1):
-            for v in turns(variants, round_no):
-                run, ops = self.run(v, f"r{round_no}-{v.key}".replace("-", "_"))
-                measurements[v.key].add(run.rate(), **run.figures(), index_operations=ops)
-                console.log(
-                    f"round {round_no}/{config.rounds}  {v.label:<34} {run.rate():>8,.0f} "
-                    f"events/s  ({run.seconds:.2f} s, process CPU "
-                    f"{100 * run.process_cpu_seconds / run.seconds:.0f}%"
-                    + (f", {ops:,} index ops)" if ops else ")")
-                )
-        return [measurements[v.key] for v in variants]
+        by_key = {v.key: v for v in variants}
+
+        def one(m: Measurement, round_no: int) -> tuple[float, dict[str, Any], str]:
+            run, ops = self.run(by_key[m.key], f"r{round_no}-{m.key}".replace("-", "_"))
+            cpu = 100 * run.process_cpu_seconds / run.seconds
+            note = f"({run.seconds:.2f} s, process CPU {cpu:.0f}%" + (
+                f", {ops:,} index ops)" if ops else ")"
+            )
+            return run.rate(), {**run.figures(), "index_operations": ops}, note
+
+        measurements = [Measurement(v.key, v.label) for v in variants]
+        interleaved(measurements, config.rounds, one, console.log)
+        return measurements
 
     def extras(self) -> None:
         """The untimed instrumented worker run and, if asked, the profiled one."""

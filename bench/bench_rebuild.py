@@ -35,8 +35,8 @@ from _kit.measure import (
     Ratio,
     StepTimer,
     gc_timed,
+    interleaved,
     profiled,
-    turns,
 )
 from _kit.report import (
     figure,
@@ -418,27 +418,28 @@ class Bench:
         """The timed rounds, alternating the order of the variants."""
         config, console = self.config, self.session.console
         chosen = [v for v in VARIANTS if config.cold_group or not v[3]]
-        measurements = {key: Measurement(key, label) for key, label, _, _ in chosen}
-        for round_no in range(1, config.rounds + 1):
-            for key, label, is_rebuild, cold in turns(chosen, round_no):
-                tag = f"r{round_no}_{key}".replace("-", "_")
-                others = other_benchmarks()
-                run = self.rebuild(tag, cold) if is_rebuild else self.live(tag)
-                run["others_running"] = sorted(others | other_benchmarks())
-                rate = run["events"] / run["seconds"]
-                measurements[key].add(rate, **run)
-                note = (
-                    f" PARTIAL: first {run['events']:,} of {self.head:,}" if run["partial"] else ""
+        kinds = {key: (is_rebuild, cold) for key, _, is_rebuild, cold in chosen}
+
+        def one(m: Measurement, round_no: int) -> tuple[float, dict[str, Any], str]:
+            (is_rebuild, cold), others = kinds[m.key], other_benchmarks()
+            tag = f"r{round_no}_{m.key}".replace("-", "_")
+            run = self.rebuild(tag, cold) if is_rebuild else self.live(tag)
+            run["others_running"] = sorted(others | other_benchmarks())
+            note = f" PARTIAL: first {run['events']:,} of {self.head:,}" if run["partial"] else ""
+            if run["others_running"]:
+                note += (
+                    f" [yellow](other benchmarks running: {escape(str(run['others_running']))})[/]"
                 )
-                if run["others_running"]:
-                    others_text = escape(str(run["others_running"]))
-                    note += f" [yellow](other benchmarks running: {others_text})[/]"
-                console.log(
-                    f"round {round_no}/{config.rounds}  {label:<42} {rate:>8,.0f} events/s  "
-                    f"({run['seconds']:.1f} s, process CPU "
-                    f"{100 * run['process_cpu_seconds'] / run['seconds']:.0f}%{note})"
-                )
-        return list(measurements.values())
+            cpu = 100 * run["process_cpu_seconds"] / run["seconds"]
+            return (
+                run["events"] / run["seconds"],
+                run,
+                f"({run['seconds']:.1f} s, process CPU {cpu:.0f}%{note})",
+            )
+
+        measurements = [Measurement(key, label) for key, label, _, _ in chosen]
+        interleaved(measurements, config.rounds, one, console.log)
+        return measurements
 
     def run_profile(self) -> None:
         """One more rebuild under cProfile, untimed."""

@@ -25,7 +25,16 @@ from unittest import mock
 from _kit import cli, hooks
 from _kit.cli import Config
 from _kit.machine import machine_info
-from _kit.measure import Measurement, Ratio, StepTimer, Timed, profiled, ratios, split, turns
+from _kit.measure import (
+    Measurement,
+    Ratio,
+    StepTimer,
+    Timed,
+    interleaved,
+    profiled,
+    ratios,
+    split,
+)
 from _kit.report import (
     figure,
     median_bars,
@@ -244,27 +253,26 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
             warm, retopic(messages, recorded_with.topic_prefix or "", warm)[: config.warmup], "w"
         )
         console.log(f"warm-up done (the recording relay run, {config.warmup:,} raw; not timed)")
-    for round_no in range(1, config.rounds + 1):
-        for m in turns(outcome.measurements, round_no):
-            run_settings = fresh(f"r{round_no}-{m.key}")
-            names = [f"{run_settings.topic_prefix}{s}" for s in suffixes]
-            create_topics(run_settings, names)
-            if m.key == "cqrskit":
-                run = run_relay(run_settings, f"bench-r{round_no}", head)
-            else:
-                mine = retopic(messages, recorded_with.topic_prefix or "", run_settings)
-                run = run_raw(run_settings, mine, f"r{round_no}")
-            on_topics = messages_on(run_settings, names)
-            # The relay also writes watermarks, and each transaction a commit marker.
-            if on_topics < head:
-                raise BenchmarkError(f"{m.key}: {on_topics} messages on the topics, not {head}")
-            m.add(run.rate(), **run.figures(), messages_on_topics=on_topics)
-            console.log(
-                f"round {round_no}/{config.rounds}  {m.label:<42} {run.rate():>8,.0f} events/s "
-                f"({run.seconds:.2f} s, producing thread CPU "
-                f"{100 * run.thread_cpu_seconds / run.seconds:.0f}%)"
-            )
-    del messages
+
+    def one(m: Measurement, round_no: int) -> tuple[float, dict[str, Any], str]:
+        run_settings = fresh(f"r{round_no}-{m.key}")
+        names = [f"{run_settings.topic_prefix}{s}" for s in suffixes]
+        create_topics(run_settings, names)
+        if m.key == "cqrskit":
+            run = run_relay(run_settings, f"bench-r{round_no}", head)
+        else:
+            mine = retopic(messages, recorded_with.topic_prefix or "", run_settings)
+            run = run_raw(run_settings, mine, f"r{round_no}")
+        on_topics = messages_on(run_settings, names)
+        # The relay also writes watermarks, and each transaction a commit marker.
+        if on_topics < head:
+            raise BenchmarkError(f"{m.key}: {on_topics} messages on the topics, not {head}")
+        cpu = 100 * run.thread_cpu_seconds / run.seconds
+        note = f"({run.seconds:.2f} s, producing thread CPU {cpu:.0f}%)"
+        return run.rate(), {**run.figures(), "messages_on_topics": on_topics}, note
+
+    interleaved(outcome.measurements, config.rounds, one, console.log)
+    messages.clear()  # about a million objects, no longer needed
     gc.unfreeze()
     gc.collect()
     extras(outcome, config, fresh, session)

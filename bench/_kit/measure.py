@@ -99,6 +99,26 @@ def turns(items: Sequence[T], round_no: int) -> list[T]:
     return list(items) if round_no % 2 else list(reversed(items))
 
 
+def interleaved(
+    measurements: Sequence[Measurement],
+    rounds: int,
+    run: Callable[[Measurement, int], tuple[float, Mapping[str, Any], str]],
+    log: Callable[[str], None],
+    unit: str = "events/s",
+) -> None:
+    """``rounds`` rounds of every measurement, in :func:`turns`; each logged as it ends.
+
+    ``run(m, round_no)`` measures one round: its figure, the round's other
+    figures, and a note for the log line.
+    """
+    width = max(len(m.label) for m in measurements)
+    for round_no in range(1, rounds + 1):
+        for m in turns(measurements, round_no):
+            value, extra, note = run(m, round_no)
+            m.add(value, **extra)
+            log(f"round {round_no}/{rounds}  {m.label:<{width}} {value:>8,.0f} {unit}  {note}")
+
+
 def spread(values: Sequence[float]) -> dict[str, float | int]:
     """How many runs, and their min, median and max."""
     return {
