@@ -38,12 +38,9 @@ from _kit.measure import (
     split,
 )
 from _kit.report import (
-    figure,
-    median_bars,
     profile_table,
     rate_cells,
-    save_figure,
-    split_bar,
+    rounds_chart,
     steps_table,
     table,
     variant_rows,
@@ -598,10 +595,13 @@ def save_chart(
     path: Path, bench: Bench, ms: Sequence[Measurement], found: Sequence[Ratio], title: str
 ) -> None:
     """Bars of median events/s (whiskers: min and max), and the worker's time split."""
-    made = figure(11, 9 if bench.split else 5.8)
-    grid = made.add_gridspec(2, 1, height_ratios=[3, 1.4]) if bench.split else None
-    axes = made.add_subplot(grid[0]) if grid else made.add_subplot()
     sides = {v.key: v.side for v in variants_for(bench.config.batch_sizes)}
+    split = bench.split and (
+        bench.split["steps"],
+        "seconds (one instrumented worker run)",
+        f"Where the worker's wall time goes (batch {bench.split['batch_size']}, "
+        f"{bench.split['events_per_second']:,.0f} events/s with the timers on)",
+    )
 
     def label(m: Measurement) -> str:
         mine = [r for r in found if r.variant == m.key]
@@ -614,20 +614,9 @@ def save_chart(
             + ("" if mine else "\nbaseline")
         )
 
-    median_bars(axes, ms, [COLOURS[sides[m.key]] for m in ms], label, fontsize=8)
-    axes.set_xticks(range(len(ms)), [m.label.replace(", ", ",\n") for m in ms], fontsize=8)
-    axes.set_ylabel("events per second (median of rounds)")
-    axes.set_ylim(top=axes.get_ylim()[1] * 1.25)
-    axes.set_title(title, fontsize=9)
-    if bench.split and grid:
-        split_bar(
-            made.add_subplot(grid[1]),
-            bench.split["steps"],
-            "seconds (one instrumented worker run)",
-            f"Where the worker's wall time goes (batch {bench.split['batch_size']}, "
-            f"{bench.split['events_per_second']:,.0f} events/s with the timers on)",
-        )
-    save_figure(made, path)
+    colours = [COLOURS[sides[m.key]] for m in ms]
+    ticks = [m.label.replace(", ", ",\n") for m in ms]
+    rounds_chart(path, (11, 5.8), split, ms, colours, label, title, ticks=ticks, fontsize=8)
 
 
 # --- entry point ----------------------------------------------------------------------

@@ -40,8 +40,8 @@ from _kit.measure import (
 )
 from _kit.report import (
     figure,
-    median_bars,
     profile_table,
+    rounds_bars,
     save_figure,
     split_bar,
     steps_table,
@@ -610,11 +610,7 @@ def save_chart(
         partial = [r["events"] for r in m.rounds if r["partial"]]
         return text + (f"\n(first {min(partial):,} events)" if partial else "")
 
-    median_bars(axes, ms, [COLOURS[m.key] for m in ms], label)
-    axes.set_xticks(range(len(ms)), [m.label for m in ms], fontsize=9)
-    axes.set_ylabel("events per second (median of rounds)")
-    axes.set_ylim(top=axes.get_ylim()[1] * 1.25)
-    axes.set_title(title, fontsize=9)
+    rounds_bars(axes, ms, [COLOURS[m.key] for m in ms], label, title)
     split_bar(
         made.add_subplot(grid[1]),
         phase_steps(ms[0]),

@@ -36,13 +36,10 @@ from _kit.measure import (
     split,
 )
 from _kit.report import (
-    figure,
-    median_bars,
     profile_table,
     rate_cells,
     ratio_cells,
-    save_figure,
-    split_bar,
+    rounds_chart,
     steps_table,
     table,
     variant_rows,
@@ -355,10 +352,12 @@ def print_tables(session: cli.Session, outcome: Outcome, found: Sequence[Ratio])
 def save_chart(path: Path, outcome: Outcome, found: Sequence[Ratio], title: str) -> None:
     """Bars of median events/s (whiskers: min and max), and the relay's time split."""
     by_variant = {r.variant: r for r in found}
-    made = figure(10, 8.5 if outcome.split else 5.5)
-    grid = made.add_gridspec(2, 1, height_ratios=[3, 1.3]) if outcome.split else None
-    axes = made.add_subplot(grid[0]) if grid else made.add_subplot()
-    ms = outcome.measurements
+    split = outcome.split and (
+        outcome.split["steps"],
+        "seconds (one instrumented relay run)",
+        "Where the relay's wall time goes "
+        f"({outcome.split['events_per_second']:,.0f} events/s with the timers on)",
+    )
 
     def label(m: Measurement) -> str:
         ratio = by_variant.get(m.key)
@@ -366,20 +365,10 @@ def save_chart(path: Path, outcome: Outcome, found: Sequence[Ratio], title: str)
             f"{ratio.ratio_of_medians:.2f}x baseline" if ratio else "baseline"
         )
 
-    median_bars(axes, ms, [COLOURS[m.key] for m in ms], label)
-    axes.set_xticks(range(len(ms)), [m.label for m in ms], fontsize=9)
-    axes.set_ylabel("events per second (median of rounds)")
-    axes.set_ylim(top=axes.get_ylim()[1] * 1.18)
-    axes.set_title(title, fontsize=9)
-    if outcome.split and grid:
-        split_bar(
-            made.add_subplot(grid[1]),
-            outcome.split["steps"],
-            "seconds (one instrumented relay run)",
-            "Where the relay's wall time goes "
-            f"({outcome.split['events_per_second']:,.0f} events/s with the timers on)",
-        )
-    save_figure(made, path)
+    ms = outcome.measurements
+    rounds_chart(
+        path, (10, 5.5), split, ms, [COLOURS[m.key] for m in ms], label, title, headroom=1.18
+    )
 
 
 # --- entry point ----------------------------------------------------------------
