@@ -253,6 +253,13 @@ BASELINES: dict[Workload, str] = {"get": "raw-get", "search": "raw-search"}
 SAME_REQUESTS = "raw-search-pit"
 
 
+def latencies(ms: Sequence[float], points: Sequence[float]) -> dict[str, float]:
+    """``p50_ms`` ... (``p99_9_ms`` for 99.9), ``max_ms``, ``mean_ms`` of latencies in ms."""
+    ordered = sorted(ms)
+    found = {f"p{p:g}_ms".replace(".", "_"): percentile(ordered, p) for p in points}
+    return {**found, "max_ms": ordered[-1], "mean_ms": statistics.fmean(ordered)}
+
+
 @dataclass
 class Batch:
     """One timed batch of one variant: latencies and wall time."""
@@ -288,14 +295,9 @@ class Batch:
         )
 
     def summary(self) -> dict[str, float]:
-        ordered = sorted(self.latencies_ms)
         return {
             "qps": self.qps,
-            "p50_ms": percentile(ordered, 50),
-            "p90_ms": percentile(ordered, 90),
-            "p99_ms": percentile(ordered, 99),
-            "max_ms": ordered[-1],
-            "mean_ms": statistics.fmean(ordered),
+            **latencies(self.latencies_ms, (50, 90, 99)),
             "client_cpu_us_per_query": 1e6 * self.cpu_seconds / self.queries,
             "gc_us_per_query": 1e6 * self.gc_seconds / self.queries,
             "gc_collections": self.gc_collections,
@@ -320,16 +322,8 @@ class Measurement:
 
     def pooled(self) -> dict[str, float]:
         """Percentiles over every sequential query of every round."""
-        ordered = sorted(x for b in self.sequential for x in b.latencies_ms)
-        return {
-            "queries": len(ordered),
-            "p50_ms": percentile(ordered, 50),
-            "p90_ms": percentile(ordered, 90),
-            "p99_ms": percentile(ordered, 99),
-            "p99_9_ms": percentile(ordered, 99.9),
-            "max_ms": ordered[-1],
-            "mean_ms": statistics.fmean(ordered),
-        }
+        ordered = [x for b in self.sequential for x in b.latencies_ms]
+        return {"queries": len(ordered), **latencies(ordered, (50, 90, 99, 99.9))}
 
 
 @dataclass(frozen=True)
