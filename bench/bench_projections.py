@@ -512,8 +512,7 @@ class Bench:
                 f"instrumented worker run: {self.split['events_per_second']:,.0f} events/s"
             )
         if self.config.profile:
-            path = self.session.path(".prof")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self.session.profile_path()
             self.groups.append(
                 Topology.of(self.settings, APP_NAME).projection_group("customer_orders_profile")
             )

@@ -1174,8 +1174,7 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
             measurements, ratios_of(measurements), fill, check, costs, bench.contexts_seen
         )
         if config.profile:
-            path = session.path(".prof")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = session.profile_path()
             outcome.profile, outcome.profile_path = bench.profile(path), str(path)
             session.console.log(f"profile saved to {path}")
     finally:

@@ -443,8 +443,7 @@ class Bench:
 
     def run_profile(self) -> None:
         """One more rebuild under cProfile, untimed."""
-        path = self.session.path(".prof")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.session.profile_path()
         group = Topology.of(self.settings, APP_NAME).projection_group(CustomerOrdersProjection.name)
         self.groups.append(f"{group}.rebuild")
         settings, projection = self.settings_for("profile"), CustomerOrdersProjection()

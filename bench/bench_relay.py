@@ -285,8 +285,7 @@ def extras(
         outcome.split = measure_split(fresh("split"), head)
         console.log(f"instrumented relay run: {outcome.split['events_per_second']:,.0f} events/s")
     if config.profile:
-        path = session.path(".prof")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = session.profile_path()
         wrap, rows = profiled(path)
         _relay, loop = relay_loop(fresh("profile"), "bench-profile")
         loop.run = wrap(loop.run)

@@ -114,6 +114,12 @@ class Session:
         """``<results>/<benchmark>-<stamp><suffix>``."""
         return self.results / f"{self.benchmark}-{self.stamp}{suffix}"
 
+    def profile_path(self) -> Path:
+        """Where a profiled run's ``.prof`` goes (the folder made)."""
+        path = self.path(".prof")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def save(
         self,
         config: Mapping[str, Any],
