@@ -28,6 +28,10 @@ from _kit import cli
 from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import Measurement, Ratio, StepTimer, interleaved, ratios, split
+from _kit.product import (
+    PostgresEventRecorder,
+    pg_backend,
+)
 from _kit.report import (
     figure,
     median_bars,
@@ -44,8 +48,6 @@ from eventsourcing.domain import event as plain_event
 from psycopg.sql import SQL, Identifier
 
 from cqrskit import CommandBus, Settings
-from cqrskit.adapters import postgres as pg_backend
-from cqrskit.eventstore import PostgresEventRecorder
 from examples.shop import RegisterItem, ShopApp, handlers
 
 Side = Literal["cqrskit", "eventsourcing", "raw"]

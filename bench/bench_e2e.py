@@ -30,15 +30,17 @@ from _kit.cli import Config
 from _kit.harness import CliProcess, ProcessPipeline, Scrape, scrape, wait_until
 from _kit.machine import machine_info, pipeline_settings
 from _kit.measure import quantiles_ms
+from _kit.product import (
+    STAGES,
+    es_backend,
+    projection_status,
+    read_status,
+)
 from _kit.report import figure, save_figure, table
 from _kit.stack import APP_NAME
 from rich.console import Console
 
 from cqrskit import CommandBus, Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.observability import STAGES
-from cqrskit.projections import projection_status
-from cqrskit.relay import read_status
 from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
 from projections import OrderSummaries
 

@@ -23,13 +23,15 @@ from _kit.cli import Config
 from _kit.harness import ProcessPipeline, wait_until
 from _kit.machine import machine_info, pipeline_settings
 from _kit.measure import spread
+from _kit.product import (
+    projection_status,
+    read_status,
+)
 from _kit.report import figure, save_figure, table
 from _kit.stack import APP_NAME, fill_store
 from rich.console import Console
 
 from cqrskit import ServiceUnavailable
-from cqrskit.projections import projection_status
-from cqrskit.relay import read_status
 from projections.customers import CustomerOrdersProjection
 
 #: The target: each process under this many MB (10^6 bytes) resident at its peak.

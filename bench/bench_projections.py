@@ -24,7 +24,7 @@ from typing import Any
 from unittest import mock
 
 import orjson
-from _kit import cli, hooks
+from _kit import cli
 from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import (
@@ -36,6 +36,15 @@ from _kit.measure import (
     profiled,
     ratios,
     split,
+)
+from _kit.product import (
+    METADATA_FIELD,
+    IndexNames,
+    Topology,
+    consumer_module,
+    es_backend,
+    projection_status,
+    read_envelopes,
 )
 from _kit.report import (
     profile_table,
@@ -67,12 +76,7 @@ from eventsourcing.projection import ProjectionRunner
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
-from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.envelope import Envelope
-from cqrskit.eventstore import read_envelopes
-from cqrskit.projections import METADATA_FIELD, projection_status
-from cqrskit.topology import IndexNames, Topology
+from cqrskit import Envelope, Settings
 from examples.shop import Order, ShopApp
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
@@ -355,7 +359,7 @@ def measure_split(settings: Settings, name: str, events: int) -> dict[str, Any]:
     snapshot: dict[str, float] = {}
     started = time.perf_counter()
     with ExitStack() as patches:
-        patches.enter_context(mock.patch.object(hooks.consumer_module(), "Consumer", TimedConsumer))
+        patches.enter_context(mock.patch.object(consumer_module(), "Consumer", TimedConsumer))
         patches.enter_context(
             mock.patch.object(Envelope, "decode", timer.wrap("decode", Envelope.decode))
         )

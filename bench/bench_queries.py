@@ -35,6 +35,17 @@ from _kit import cli
 from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import gc_timed, percentile, profile_rows
+from _kit.product import (
+    METADATA_FIELD,
+    DocState,
+    Page,
+    Query,
+    QueryBus,
+    QueryHandlers,
+    Search,
+    es_backend,
+    read_model_for,
+)
 from _kit.report import figure, profile_table, save_figure, table
 from _kit.stack import clean_up
 from elasticsearch import Elasticsearch
@@ -43,9 +54,6 @@ from pydantic import Field
 from rich.console import Console
 
 from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.projections import METADATA_FIELD, DocState, read_model_for
-from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
 from examples.shop.queries import OrderById, order_by_id
 from projections import OrderSummaries, OrderSummary, Product, ProductSearch
 

@@ -38,6 +38,18 @@ from _kit.measure import (
     interleaved,
     profiled,
 )
+from _kit.product import (
+    METADATA_FIELD,
+    Applier,
+    ElasticsearchReadModel,
+    IndexNames,
+    Topology,
+    es_backend,
+    kafka_backend,
+    projection_status,
+    read_model_for,
+    rebuild,
+)
 from _kit.report import (
     figure,
     profile_table,
@@ -65,17 +77,6 @@ from elasticsearch.helpers import scan
 from rich.markup import escape
 
 from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.projections import (
-    METADATA_FIELD,
-    Applier,
-    ElasticsearchReadModel,
-    projection_status,
-    read_model_for,
-    rebuild,
-)
-from cqrskit.topology import IndexNames, Topology
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
 #: Points of each progress curve kept in the JSON.

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from _kit import cli, hooks
+from _kit import cli
 from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import (
@@ -34,6 +34,13 @@ from _kit.measure import (
     profiled,
     ratios,
     split,
+)
+from _kit.product import (
+    KafkaPublisher,
+    PostgresOutbox,
+    Seal,
+    read_status,
+    relay_module,
 )
 from _kit.report import (
     profile_table,
@@ -55,8 +62,6 @@ from _kit.stack import (
 )
 
 from cqrskit import Settings
-from cqrskit.envelope import Seal
-from cqrskit.relay import KafkaPublisher, PostgresOutbox, read_status
 
 #: Give up on one timed run after this long.
 RUN_TIMEOUT = 900.0
@@ -154,7 +159,7 @@ def run_raw(settings: Settings, messages: Sequence[Message], tag: str) -> Timed:
 def measure_split(settings: Settings, head: int) -> dict[str, Any]:
     """One relay run with every step timed; untimed as a benchmark (the wrapping costs).
 
-    The relay's envelope encoder is found by :func:`_kit.hooks.relay_module`.
+    The relay's envelope encoder is found by :func:`_kit.product.relay_module`.
     """
     timer = StepTimer()
     relay, loop = relay_loop(settings, "bench-split")
@@ -165,7 +170,7 @@ def measure_split(settings: Settings, head: int) -> dict[str, Any]:
     snapshot: dict[str, Any] = {}
     with ExitStack() as patches:
         for owner, name, key in (
-            (hooks.relay_module(), "encode", "encode"),
+            (relay_module(), "encode", "encode"),
             (Seal, "event", "seal"),
             (KafkaPublisher, "produce", "produce"),
             (KafkaPublisher, "poll", "poll"),

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cqrskit.observability import quantile
+from _kit.product import (
+    quantile,
+)
 
 T = TypeVar("T")
 

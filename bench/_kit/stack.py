@@ -19,13 +19,14 @@ from psycopg.sql import SQL, Identifier
 from rich.console import Console
 
 from _kit.measure import Watched
-from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters import postgres as pg_backend
-from cqrskit.eventstore import store_head
-from cqrskit.projections import Projection, ProjectionWorker
-from cqrskit.relay import OutboxRelay, read_status
+from _kit.product import (
+    es_backend,
+    kafka_backend,
+    pg_backend,
+    read_status,
+    store_head,
+)
+from cqrskit import OutboxRelay, Projection, ProjectionWorker, Settings
 from examples.shop import Order, OrderLine, ShopApp
 
 P = TypeVar("P", bound=Projection[Any])
