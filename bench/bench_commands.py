@@ -390,7 +390,7 @@ def measure(settings: Settings, config: Config, stamp: str, session: cli.Session
                     round_no=round_no,
                     outcome=outcome,
                 ),
-                session.console.log,
+                session.console,
             )
         first = next(v for v in variants if v.key == "cqrskit-seq")
         outcome.split = measure_split(settings, config, schemas[first.key], first)

@@ -496,7 +496,7 @@ class Bench:
             return run.rate(), {**run.figures(), "index_operations": ops}, note
 
         measurements = [Measurement(v.key, v.label) for v in variants]
-        interleaved(measurements, config.rounds, one, console.log)
+        interleaved(measurements, config.rounds, one, console)
         return measurements
 
     def extras(self) -> None:

@@ -439,7 +439,7 @@ class Bench:
             )
 
         measurements = [Measurement(key, label) for key, label, _, _ in chosen]
-        interleaved(measurements, config.rounds, one, console.log)
+        interleaved(measurements, config.rounds, one, console)
         return measurements
 
     def run_profile(self) -> None:

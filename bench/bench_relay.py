@@ -273,7 +273,7 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
         note = f"({run.seconds:.2f} s, producing thread CPU {cpu:.0f}%)"
         return run.rate(), {**run.figures(), "messages_on_topics": on_topics}, note
 
-    interleaved(outcome.measurements, config.rounds, one, console.log)
+    interleaved(outcome.measurements, config.rounds, one, console)
     messages.clear()  # about a million objects, no longer needed
     gc.unfreeze()
     gc.collect()

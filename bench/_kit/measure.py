@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rich.console import Console
+
 from _kit.product import (
     quantile,
 )
@@ -105,20 +107,23 @@ def interleaved(
     measurements: Sequence[Measurement],
     rounds: int,
     run: Callable[[Measurement, int], tuple[float, Mapping[str, Any], str]],
-    log: Callable[[str], None],
+    console: Console,
     unit: str = "events/s",
 ) -> None:
     """``rounds`` rounds of every measurement, in :func:`turns`; each logged as it ends.
 
     ``run(m, round_no)`` measures one round: its figure, the round's other
-    figures, and a note for the log line.
+    figures, and a note for the log line (which names the caller's line).
     """
     width = max(len(m.label) for m in measurements)
     for round_no in range(1, rounds + 1):
         for m in turns(measurements, round_no):
             value, extra, note = run(m, round_no)
             m.add(value, **extra)
-            log(f"round {round_no}/{rounds}  {m.label:<{width}} {value:>8,.0f} {unit}  {note}")
+            console.log(
+                f"round {round_no}/{rounds}  {m.label:<{width}} {value:>8,.0f} {unit}  {note}",
+                _stack_offset=2,
+            )
 
 
 def spread(values: Sequence[float]) -> dict[str, float | int]:
