@@ -1,26 +1,11 @@
 """Commands per second: cqrskit's command bus against plain eventsourcing and raw psycopg.
 
-Every side writes to the real local PostgreSQL, each variant in a fresh
-schema that is dropped at the end. Every command appends exactly one event:
-
-- cqrskit: ``CommandBus.dispatch(RegisterItem(...))`` on the example shop,
-  which creates a new ``InventoryItem`` (event ``Registered``: sku, name,
-  quantity), with and without an idempotency key per command;
-- eventsourcing: its own ``Application`` with its default PostgreSQL
-  persistence, saving a plain ``Aggregate`` whose ``Registered`` event has
-  the same fields, one event per ``save``; and the same with the library's
-  database functions (``POSTGRES_ENABLE_DB_FUNCTIONS=y``);
-- raw psycopg: one ``INSERT`` of one row of the same size into a table
-  shaped like the library's, then ``COMMIT``; and 100 rows per ``INSERT``
-  and ``COMMIT``, the ceiling for writers whose appends are grouped.
-
-Each variant runs sequentially (one thread) and with 4, 16 and 64 writer
-threads, each on its own aggregates (or rows). Rounds interleave the
-variants of one number of writers, so noise on this shared machine hits
-them alike; compare the ratios of one run, not absolute figures across
-runs. After the rounds, one untimed sequential cqrskit batch with timers
-on its steps shows where an append's time goes. Run from the repository
-root::
+Every command appends one event that creates a new aggregate: cqrskit's
+``CommandBus``, eventsourcing's ``Application`` (with and without its database
+functions) and raw ``INSERT``+``COMMIT`` rows of the same size, sequentially and
+with 4, 16 and 64 writers, in interleaved rounds; then one instrumented
+sequential batch. What each variant times: ``bench/README.md``, "Commands per
+second". Run from the repository root::
 
     .venv/bin/python bench/bench_commands.py [--quick] [--commands N] [--writers 4,16,64]
 """
@@ -40,8 +25,13 @@ from uuid import UUID, uuid4
 
 import psycopg
 from _kit import cli
+from _kit.cli import Config
 from _kit.machine import machine_info
-from _kit.measure import Measurement, Ratio, StepTimer, ratios, split, turns
+from _kit.measure import Measurement, Ratio, StepTimer, interleaved, ratios, split
+from _kit.product import (
+    PostgresEventRecorder,
+    pg_backend,
+)
 from _kit.report import (
     figure,
     median_bars,
@@ -58,8 +48,6 @@ from eventsourcing.domain import event as plain_event
 from psycopg.sql import SQL, Identifier
 
 from cqrskit import CommandBus, Settings
-from cqrskit.adapters import postgres as pg_backend
-from cqrskit.adapters.postgres.event_store import PostgresEventRecorder
 from examples.shop import RegisterItem, ShopApp, handlers
 
 Side = Literal["cqrskit", "eventsourcing", "raw"]
@@ -188,17 +176,6 @@ class Variant:
 def suffix(writers: int) -> str:
     """``seq`` for one writer, ``16w`` for sixteen."""
     return "seq" if writers == 1 else f"{writers}w"
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    commands: int
-    warmup: int
-    rounds: int
-    writers: tuple[int, ...]
-    quick: bool
 
 
 def variants_for(writer_counts: Sequence[int]) -> list[Variant]:
@@ -398,27 +375,41 @@ def measure(settings: Settings, config: Config, stamp: str, session: cli.Session
     variants = variants_for(config.writers)
     schemas = {v.key: f"bench_{stamp.lower()}_{v.key.replace('-', '_')}" for v in variants}
     outcome = Outcome(variants, {v.key: Measurement(v.key, v.family.label) for v in variants})
+    by_key = {v.key: v for v in variants}
     with fresh_schemas(settings, *schemas.values()):
         for writers in (1, *config.writers):
             group = [v for v in variants if v.writers == writers]
-            for round_no in range(1, config.rounds + 1):
-                for v in turns(group, round_no):
-                    rate = run_round(
-                        settings, config, v, schemas[v.key], round_no=round_no, outcome=outcome
-                    )
-                    session.console.log(
-                        f"round {round_no}/{config.rounds}  {v.family.label:<32} {v.writers:>2} "
-                        f"writer(s) {rate:>8,.0f} events/s"
-                    )
+            interleaved(
+                [outcome.measurements[v.key] for v in group],
+                config.rounds,
+                lambda m, round_no: run_round(
+                    settings,
+                    config,
+                    by_key[m.key],
+                    schemas[m.key],
+                    round_no=round_no,
+                    outcome=outcome,
+                ),
+                session.console,
+            )
         first = next(v for v in variants if v.key == "cqrskit-seq")
         outcome.split = measure_split(settings, config, schemas[first.key], first)
     return outcome
 
 
 def run_round(
-    settings: Settings, config: Config, v: Variant, schema: str, *, round_no: int, outcome: Outcome
-) -> float:
-    """Open ``v``, warm it up, time one batch, check what it stored, close it; its rate."""
+    settings: Settings,
+    config: Config,
+    v: Variant,
+    schema: str,
+    *,
+    round_no: int,
+    outcome: Outcome,
+) -> tuple[float, dict[str, Any], str]:
+    """Open ``v``, warm it up, time one batch, check what it stored, close it.
+
+    Its rate, the round's other figures, and a note for the log.
+    """
     opened = open_variant(settings, v, schema)
     try:
         rows = v.family.rows_per_call
@@ -433,12 +424,11 @@ def run_round(
             transactions = commits_after[0] - commits_before[0]
             appends = commits_after[1] - commits_before[1]
             extra |= {"transactions": transactions, "appends": appends}
-        outcome.measurements[v.key].add(timed * rows / seconds, **extra)
         stored = outcome.stored[v.key] = opened.stored()
         expected = round_no * (warm + timed) * rows
         if stored != expected:
             raise BenchmarkError(f"{v.key}: {stored} events stored, expected {expected}")
-        return timed * rows / seconds
+        return timed * rows / seconds, extra, f"{v.writers:>2} writer(s)"
     finally:
         opened.close()
 
@@ -500,17 +490,8 @@ def print_tables(
         session.console,
         f"Appends on PostgreSQL: {config.commands} commands timed per round (at least "
         f"{MIN_PER_WRITER} per writer), {config.rounds} rounds, one event each",
-        [
-            "variant",
-            "writers",
-            "median events/s",
-            "min - max",
-            "spread",
-            "vs eventsourcing",
-            "vs raw commit",
-            "per-round vs raw",
-            "appends per commit",
-        ],
+        "variant | writers | median events/s | min - max | spread | vs eventsourcing | "
+        "vs raw commit | per-round vs raw | appends per commit",
         rows,
     )
     session.console.print(
@@ -593,32 +574,34 @@ def save_chart(
 # --- entry point --------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "500 commands per round")
-    cli.add(parser, "--commands", None, "timed commands per variant and round", int)
-    cli.add(parser, "--warmup", 200, "untimed commands before each")
-    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
-    cli.add(
-        parser,
-        "--writers",
-        "4,16,64",
-        "comma-separated writer threads of the concurrent runs (1 is always measured)",
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    config = cli.parse(
+        __doc__,
+        "500 commands per round",
+        [
+            cli.Opt("--commands", 3000, "timed commands per variant and round", 500, 1),
+            cli.Opt("--warmup", 200, "untimed commands before each", least=0),
+            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+            cli.Opt(
+                "--writers",
+                "4,16,64",
+                "writer threads of the concurrent runs (1 is always measured)",
+                least=2,
+                ints=True,
+            ),
+        ],
+        argv,
+        check=lambda a: None if a.writers else "--writers must name at least one count",
     )
-    args = parser.parse_args(argv)
-    commands = args.commands or (500 if args.quick else 3000)
-    writers = tuple(sorted(set(cli.comma_ints(parser, args.writers, "--writers"))))
-    cli.at_least(parser, 1, commands=commands, rounds=args.rounds)
-    cli.at_least(parser, 0, warmup=args.warmup)
-    if not writers or min(writers) < 2:
-        parser.error("--writers must each be at least 2 (1 writer is the sequential run)")
-    return Config(commands, args.warmup, args.rounds, writers, args.quick), args.results
+    config.writers = tuple(sorted(set(config.writers)))
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("commands", results, 130)
+    config = parse_args(argv)
+    session = cli.Session.begin("commands", config.results, 130)
     settings = Settings.load()
     machine = machine_info(settings, services=("postgres",))
     session.console.log(
@@ -656,8 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "min_commands_per_writer": MIN_PER_WRITER,
             "pool_size": "one connection per writer, for every side",
             "cqrskit_command": "RegisterItem -> InventoryItem.Registered(sku, name, quantity)",

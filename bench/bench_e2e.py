@@ -1,15 +1,10 @@
 """End to end: from a command accepted to its document searchable, at fixed command rates.
 
-The shop's pipeline runs as it does in production: ``cqrskit relay run``
-and ``cqrskit projections run order_summaries`` are real processes, with
-their own schema, topics and indices (removed at the end). The benchmark
-sends ``PlaceOrder`` commands at a fixed rate from a paced loop (several
-writer threads, each command due at its own time) and, for a sample of
-them, searches Elasticsearch by document id until the order's summary is
-there: command accepted to document searchable. The workers' own figures
-per stage (append to publish, publish to applied, applied to searchable)
-come from their Prometheus endpoints, read before and after each rate, and
-from ``cqrskit status --json``. Run from the repository root::
+The relay and the ``order_summaries`` worker run as processes; a paced loop
+sends ``PlaceOrder`` at fixed rates and follows a sample of them until their
+summary is searchable; the workers' per-stage figures come from their
+Prometheus endpoints (``bench/README.md``, "End to end"). Run from the
+repository root::
 
     .venv/bin/python bench/bench_e2e.py [--quick] [--rates 100,500,2000] [--seconds S]
 """
@@ -25,24 +20,27 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from _kit import cli
+from _kit.cli import Config
 from _kit.harness import CliProcess, ProcessPipeline, Scrape, scrape, wait_until
 from _kit.machine import machine_info, pipeline_settings
 from _kit.measure import quantiles_ms
+from _kit.product import (
+    STAGES,
+    es_backend,
+    projection_status,
+    read_status,
+)
 from _kit.report import figure, save_figure, table
 from _kit.stack import APP_NAME
 from rich.console import Console
 
 from cqrskit import CommandBus, Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters.postgres.outbox import read_status
-from cqrskit.observability import STAGES
-from cqrskit.projections import projection_status
 from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
 from projections import OrderSummaries
 
@@ -74,20 +72,6 @@ GAUGES = {
 
 class BenchmarkError(RuntimeError):
     """The pipeline did not do what the benchmark expected."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    rates: tuple[int, ...]
-    seconds: float
-    rounds: int
-    warmup_seconds: float
-    samples_per_second: int
-    poll_interval: float
-    what_if_refresh: str | None
-    quick: bool
 
 
 @dataclass(frozen=True)
@@ -746,44 +730,35 @@ def save_chart(path: Path, outcome: dict[str, Any], machine: dict[str, Any], sta
 # --- entry point --------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "10 s per rate, one round")
-    cli.add(parser, "--rates", "100,500,2000", "commands per second, comma-separated")
-    cli.add(parser, "--seconds", None, "seconds per rate (default 45, 10 quick)", float)
-    cli.add(parser, "--rounds", None, "rounds over the rates (default 2, 1 quick)", int)
-    cli.add(parser, "--warmup", 5.0, "seconds at 50 cmd/s first")
-    cli.add(parser, "--samples-per-second", 50, "commands followed to searchable")
-    cli.add(parser, "--poll-interval", 0.02, "seconds between searches")
-    cli.add(
-        parser,
-        "--what-if-refresh",
-        "100ms",
-        f"one more phase at {TARGET_RATE} cmd/s with this refresh_interval ('' for none)",
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    config = cli.parse(
+        __doc__,
+        "10 s per rate, one round",
+        [
+            cli.Opt("--rates", "100,500,2000", "commands per second", least=1, ints=True),
+            cli.Opt("--seconds", 45.0, "seconds per rate", 10.0, 1e-9),
+            cli.Opt("--rounds", 2, "rounds over the rates", 1, 1),
+            cli.Opt("--warmup", 5.0, "seconds at 50 cmd/s first", dest="warmup_seconds"),
+            cli.Opt("--samples-per-second", 50, "commands followed to searchable"),
+            cli.Opt("--poll-interval", 0.02, "seconds between searches"),
+            cli.Opt(
+                "--what-if-refresh",
+                "100ms",
+                f"one more phase at {TARGET_RATE} cmd/s with this refresh_interval ('' for none)",
+            ),
+        ],
+        argv,
+        check=lambda a: None if a.rates else "--rates must name at least one rate",
     )
-    args = parser.parse_args(argv)
-    rates = cli.comma_ints(parser, args.rates, "--rates")
-    seconds = args.seconds or (10.0 if args.quick else 45.0)
-    rounds = args.rounds or (1 if args.quick else 2)
-    if not rates or min(rates) < 1 or seconds <= 0 or rounds < 1:
-        parser.error("--rates, --seconds and --rounds must be positive")
-    config = Config(
-        rates,
-        seconds,
-        rounds,
-        args.warmup,
-        args.samples_per_second,
-        args.poll_interval,
-        args.what_if_refresh or None,
-        args.quick,
-    )
-    return config, args.results
+    config.what_if_refresh = config.what_if_refresh or None
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("e2e", results, 190)
+    config = parse_args(argv)
+    session = cli.Session.begin("e2e", config.results, 190)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as logs:
         probe = ProcessPipeline(session.tag, Path(logs))
         machine = machine_info(probe.settings)
@@ -797,8 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_tables(session.console, outcome)
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "projection": PROJECTION,
             "command": "PlaceOrder(customer_id, one line): one Order.Placed event, a new order",
             "processes": "cqrskit relay run; cqrskit projections run order_summaries; "

@@ -1,16 +1,9 @@
 """Memory: the peak resident memory of the relay and of a projection worker, as processes.
 
-The relay and projection benchmarks run the relay and the worker as threads
-of the benchmark's own process, which also holds the messages it compares
-them with; their process's memory says nothing about the relay's or the
-worker's. Here the same workloads run in separate processes, as in
-production: a store of N ``Order.Placed`` events (1000 customers, as in
-``bench_projections.py``) is drained by ``cqrskit relay run`` into Kafka,
-then applied by ``cqrskit projections run customer_orders`` into
-Elasticsearch. Each process's ``/proc/<pid>/status`` is read every 100 ms:
-``VmRSS`` (resident now) and ``VmHWM`` (the kernel's peak of it). Each round
-has its own schema, topics and indices, removed at the end. Run from the
-repository root::
+``cqrskit relay run`` drains a store of N ``Order.Placed`` events into Kafka,
+then ``cqrskit projections run customer_orders`` applies them; each process's
+``VmRSS`` and ``VmHWM`` are read every 100 ms (``bench/README.md``, "Memory").
+Run from the repository root::
 
     .venv/bin/python bench/bench_memory.py [--quick] [--events N] [--rounds N]
 """
@@ -22,38 +15,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from _kit import cli
+from _kit.cli import Config
 from _kit.harness import ProcessPipeline, wait_until
 from _kit.machine import machine_info, pipeline_settings
 from _kit.measure import spread
+from _kit.product import (
+    projection_status,
+    read_status,
+)
 from _kit.report import figure, save_figure, table
-from _kit.stack import APP_NAME, fill_orders
+from _kit.stack import APP_NAME, fill_store
 from rich.console import Console
 
 from cqrskit import ServiceUnavailable
-from cqrskit.adapters.postgres.outbox import read_status
-from cqrskit.projections import projection_status
 from projections.customers import CustomerOrdersProjection
 
 #: The target: each process under this many MB (10^6 bytes) resident at its peak.
 TARGET_MB = 200.0
 PROCESSES = ("relay", "worker")
 RUN_TIMEOUT = 900.0
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    events: int
-    customers: int
-    rounds: int
-    fill_chunk: int
-    quick: bool
 
 
 def measure_round(
@@ -66,11 +50,10 @@ def measure_round(
     result: dict[str, Any] = {"round": round_no}
     try:
         pipeline.cli("db", "init")
-        fill = fill_orders(settings, config.events, config.customers, config.fill_chunk, console)
+        fill, head = fill_store(
+            settings, config.events, config.customers, config.fill_chunk, console
+        )
         result["fill_seconds_not_timed"] = fill
-        head = read_status(settings, APP_NAME).head
-        if head != config.events:
-            raise RuntimeError(f"the store holds {head} events, expected {config.events}")
 
         relay = pipeline.start("relay", "relay", "run", metrics=False)
         started = time.perf_counter()
@@ -186,31 +169,25 @@ def save_chart(
     save_figure(made, path)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "50000 events instead of 200000")
-    cli.add(parser, "--events", None, "Order.Placed events in the store", int)
-    cli.add(parser, "--customers", 1000, "distinct customers")
-    cli.add(parser, "--rounds", None, "rounds, each on a fresh store (2; 1 quick)", int)
-    cli.add(parser, "--fill-chunk", 2000, "orders per transaction")
-    args = parser.parse_args(argv)
-    events = args.events or (50_000 if args.quick else 200_000)
-    rounds = args.rounds or (1 if args.quick else 2)
-    cli.at_least(
-        parser,
-        1,
-        events=events,
-        rounds=rounds,
-        customers=args.customers,
-        fill_chunk=args.fill_chunk,
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    return cli.parse(
+        __doc__,
+        "50000 events instead of 200000",
+        [
+            cli.Opt("--events", 200_000, "Order.Placed events in the store", 50_000, 1),
+            cli.Opt("--customers", 1000, "distinct customers", least=1),
+            cli.Opt("--rounds", 2, "rounds, each on a fresh store", 1, 1),
+            cli.Opt("--fill-chunk", 2000, "orders per transaction", least=1),
+        ],
+        argv,
     )
-    return Config(events, args.customers, rounds, args.fill_chunk, args.quick), args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("memory", results, 130)
+    config = parse_args(argv)
+    session = cli.Session.begin("memory", config.results, 130)
     tag = f"bench-mem-{session.stamp.lower()}"
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as logs:
         probe = ProcessPipeline(tag, Path(logs))
@@ -227,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(session.console, summary, config)
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "what": "separate processes, not the threads of bench_relay.py and "
             "bench_projections.py: cqrskit relay run drains a pre-filled outbox (workload 2), "
             "then cqrskit projections run customer_orders applies it from Kafka (workload 3)",

@@ -1,28 +1,10 @@
 """Projection throughput: cqrskit's worker against eventsourcing's runner and raw bulk writes.
 
-One run pre-fills a fresh PostgreSQL schema with N ``Order.Placed`` events
-(customers repeating), publishes them all to Kafka with an in-process
-``OutboxRelay`` (not timed), then measures, in interleaved rounds, how fast
-each side turns the N events into a customers read model (one document or
-row per customer: orders placed and amount ordered):
-
-- cqrskit: a ``ProjectionWorker`` for ``CustomerOrdersProjection`` run in a
-  thread of this process, reading the pre-filled Kafka topic with a fresh
-  consumer group into a fresh Elasticsearch index, from its start until it
-  has applied and committed every event; with ``projection_batch_size``
-  1000 (the default) and 5000;
-- eventsourcing (baseline A): the library's own ``ProjectionRunner`` reading
-  the shop's PostgreSQL notification log into a PostgreSQL view table
-  (``PostgresTrackingRecorder`` subclass: one transaction per event that
-  upserts the customer's row and records the tracking position), from its
-  start until the view's tracking position reaches the head;
-- raw bulk (baseline B): ``Elasticsearch.bulk`` of one index operation per
-  event (the customer's document after that event, as a naive projector
-  would write it; NDJSON encoded beforehand) into a fresh index, in
-  requests of the worker's batch size, one after the other.
-
-Compare the ratios of one run, not absolute figures across runs: this
-machine is shared and noisy. Run from the repository root::
+N ``Order.Placed`` events (customers repeating), published to Kafka untimed,
+turned into a customers read model by a ``ProjectionWorker`` (batches of 1000
+and 5000), by eventsourcing's ``ProjectionRunner`` into a PostgreSQL view, and
+by raw ``Elasticsearch.bulk`` requests, in interleaved rounds. What each side
+times: ``bench/README.md``, "Read models". Run from the repository root::
 
     .venv/bin/python bench/bench_projections.py [--quick] [--events N]
 """
@@ -42,25 +24,32 @@ from typing import Any
 from unittest import mock
 
 import orjson
-from _kit import cli, hooks
+from _kit import cli
+from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import (
     Measurement,
     Ratio,
     StepTimer,
     Timed,
+    interleaved,
     profiled,
     ratios,
     split,
-    turns,
+)
+from _kit.product import (
+    METADATA_FIELD,
+    IndexNames,
+    Topology,
+    consumer_module,
+    es_backend,
+    projection_status,
+    read_envelopes,
 )
 from _kit.report import (
-    figure,
-    median_bars,
     profile_table,
     rate_cells,
-    save_figure,
-    split_bar,
+    rounds_chart,
     steps_table,
     table,
     variant_rows,
@@ -69,7 +58,7 @@ from _kit.stack import (
     APP_NAME,
     clean_up,
     eventsourcing_env,
-    fill_orders,
+    fill_store,
     fresh_schemas,
     messages_on,
     projection_named,
@@ -87,12 +76,7 @@ from eventsourcing.projection import ProjectionRunner
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
-from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters.postgres.reader import read_envelopes, store_head
-from cqrskit.envelope import Envelope
-from cqrskit.projections import METADATA_FIELD, projection_status
-from cqrskit.topology import IndexNames, Topology
+from cqrskit import Envelope, Settings
 from examples.shop import Order, ShopApp
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
@@ -140,21 +124,6 @@ def variants_for(batch_sizes: Sequence[int]) -> list[Variant]:
         Variant("eventsourcing", "eventsourcing ProjectionRunner", "eventsourcing"),
         *(Variant(f"raw-b{b}", f"raw ES bulk, {b} ops/request", "raw", b) for b in batch_sizes),
     ]
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    events: int
-    customers: int
-    rounds: int
-    batch_sizes: tuple[int, ...]
-    warmup: int
-    fill_chunk: int
-    quick: bool
-    split: bool
-    profile: bool
 
 
 # --- what the read model must hold ------------------------------------------------
@@ -390,7 +359,7 @@ def measure_split(settings: Settings, name: str, events: int) -> dict[str, Any]:
     snapshot: dict[str, float] = {}
     started = time.perf_counter()
     with ExitStack() as patches:
-        patches.enter_context(mock.patch.object(hooks.consumer_module(), "Consumer", TimedConsumer))
+        patches.enter_context(mock.patch.object(consumer_module(), "Consumer", TimedConsumer))
         patches.enter_context(
             mock.patch.object(Envelope, "decode", timer.wrap("decode", Envelope.decode))
         )
@@ -438,16 +407,9 @@ class Bench:
     def setup(self) -> None:
         """Fill the store, publish it all, compute the expected documents (none timed)."""
         config, console, settings = self.config, self.session.console, self.settings
-        console.log(
-            f"filling schema {settings.postgres_schema} with {config.events:,} Order.Placed "
-            f"events for {config.customers:,} customers ({config.fill_chunk} per transaction)"
-        )
-        self.notes["fill_seconds_not_timed"] = fill_orders(
+        self.notes["fill_seconds_not_timed"], self.head = fill_store(
             settings, config.events, config.customers, config.fill_chunk, console
         )
-        self.head = store_head(settings, APP_NAME)
-        if self.head != config.events:
-            raise BenchmarkError(f"the store holds {self.head} events, expected {config.events}")
         self.notes["publish_seconds_not_timed"] = publish_all(settings, self.head)
         on_topic = messages_on(settings, [self.topic])  # with the relay's watermarks
         if on_topic < self.head:
@@ -523,18 +485,19 @@ class Bench:
             for side in ("cqrskit", "eventsourcing", "raw"):
                 self.run(next(v for v in variants if v.side == side), f"warmup_{side}", warm)
             console.log(f"warm-up done (about {warm:,} events each side, not timed)")
-        measurements = {v.key: Measurement(v.key, v.label) for v in variants}
-        for round_no in range(1, config.rounds + 1):
-            for v in turns(variants, round_no):
-                run, ops = self.run(v, f"r{round_no}-{v.key}".replace("-", "_"))
-                measurements[v.key].add(run.rate(), **run.figures(), index_operations=ops)
-                console.log(
-                    f"round {round_no}/{config.rounds}  {v.label:<34} {run.rate():>8,.0f} "
-                    f"events/s  ({run.seconds:.2f} s, process CPU "
-                    f"{100 * run.process_cpu_seconds / run.seconds:.0f}%"
-                    + (f", {ops:,} index ops)" if ops else ")")
-                )
-        return [measurements[v.key] for v in variants]
+        by_key = {v.key: v for v in variants}
+
+        def one(m: Measurement, round_no: int) -> tuple[float, dict[str, Any], str]:
+            run, ops = self.run(by_key[m.key], f"r{round_no}-{m.key}".replace("-", "_"))
+            cpu = 100 * run.process_cpu_seconds / run.seconds
+            note = f"({run.seconds:.2f} s, process CPU {cpu:.0f}%" + (
+                f", {ops:,} index ops)" if ops else ")"
+            )
+            return run.rate(), {**run.figures(), "index_operations": ops}, note
+
+        measurements = [Measurement(v.key, v.label) for v in variants]
+        interleaved(measurements, config.rounds, one, console)
+        return measurements
 
     def extras(self) -> None:
         """The untimed instrumented worker run and, if asked, the profiled one."""
@@ -553,8 +516,7 @@ class Bench:
                 f"instrumented worker run: {self.split['events_per_second']:,.0f} events/s"
             )
         if self.config.profile:
-            path = self.session.path(".prof")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self.session.profile_path()
             self.groups.append(
                 Topology.of(self.settings, APP_NAME).projection_group("customer_orders_profile")
             )
@@ -594,17 +556,8 @@ def print_tables(
         console,
         f"Projecting {bench.head:,} Order.Placed events into {len(bench.expected.final):,} "
         f"customer documents: {bench.config.rounds} interleaved rounds, fresh read model each",
-        [
-            "variant",
-            "median events/s",
-            "min - max",
-            "spread",
-            "median s",
-            "first batch",
-            "events/s after it",
-            "process CPU",
-            "ES index ops",
-        ],
+        "variant | median events/s | min - max | spread | median s | first batch | "
+        "events/s after it | process CPU | ES index ops",
         rows,
     )
     table(
@@ -645,10 +598,13 @@ def save_chart(
     path: Path, bench: Bench, ms: Sequence[Measurement], found: Sequence[Ratio], title: str
 ) -> None:
     """Bars of median events/s (whiskers: min and max), and the worker's time split."""
-    made = figure(11, 9 if bench.split else 5.8)
-    grid = made.add_gridspec(2, 1, height_ratios=[3, 1.4]) if bench.split else None
-    axes = made.add_subplot(grid[0]) if grid else made.add_subplot()
     sides = {v.key: v.side for v in variants_for(bench.config.batch_sizes)}
+    split = bench.split and (
+        bench.split["steps"],
+        "seconds (one instrumented worker run)",
+        f"Where the worker's wall time goes (batch {bench.split['batch_size']}, "
+        f"{bench.split['events_per_second']:,.0f} events/s with the timers on)",
+    )
 
     def label(m: Measurement) -> str:
         mine = [r for r in found if r.variant == m.key]
@@ -661,71 +617,42 @@ def save_chart(
             + ("" if mine else "\nbaseline")
         )
 
-    median_bars(axes, ms, [COLOURS[sides[m.key]] for m in ms], label, fontsize=8)
-    axes.set_xticks(range(len(ms)), [m.label.replace(", ", ",\n") for m in ms], fontsize=8)
-    axes.set_ylabel("events per second (median of rounds)")
-    axes.set_ylim(top=axes.get_ylim()[1] * 1.25)
-    axes.set_title(title, fontsize=9)
-    if bench.split and grid:
-        split_bar(
-            made.add_subplot(grid[1]),
-            bench.split["steps"],
-            "seconds (one instrumented worker run)",
-            f"Where the worker's wall time goes (batch {bench.split['batch_size']}, "
-            f"{bench.split['events_per_second']:,.0f} events/s with the timers on)",
-        )
-    save_figure(made, path)
+    colours = [COLOURS[sides[m.key]] for m in ms]
+    ticks = [m.label.replace(", ", ",\n") for m in ms]
+    rounds_chart(path, (11, 5.8), split, ms, colours, label, title, ticks=ticks, fontsize=8)
 
 
 # --- entry point ----------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "30000 events instead of 200000")
-    cli.add(parser, "--events", None, "Order.Placed events (each run applies all)", int)
-    cli.add(parser, "--customers", 1000, "distinct customers")
-    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
-    cli.add(
-        parser,
-        "--batch-sizes",
-        "1000,5000",
-        "comma-separated projection_batch_size values (and raw bulk sizes) to measure",
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    return cli.parse(
+        __doc__,
+        "30000 events instead of 200000",
+        [
+            cli.Opt("--events", 200_000, "Order.Placed events (each run applies all)", 30_000, 1),
+            cli.Opt("--customers", 1000, "distinct customers", least=1),
+            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+            cli.Opt(
+                "--batch-sizes",
+                "1000,5000",
+                "projection_batch_size values (and raw bulk sizes) to measure",
+                least=1,
+                ints=True,
+            ),
+            cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
+            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+        ],
+        argv,
+        split="worker",
     )
-    cli.add(parser, "--warmup", 5000, "events each side applies untimed first")
-    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
-    cli.add_split_options(parser, "worker")
-    args = parser.parse_args(argv)
-    events = args.events or (30_000 if args.quick else 200_000)
-    batch_sizes = cli.comma_ints(parser, args.batch_sizes, "--batch-sizes")
-    cli.at_least(
-        parser,
-        1,
-        events=events,
-        customers=args.customers,
-        rounds=args.rounds,
-        fill_chunk=args.fill_chunk,
-        batch_sizes=min(batch_sizes, default=0),
-    )
-    cli.at_least(parser, 0, warmup=args.warmup)
-    config = Config(
-        events,
-        args.customers,
-        args.rounds,
-        batch_sizes,
-        args.warmup,
-        args.fill_chunk,
-        args.quick,
-        not args.no_split,
-        args.profile,
-    )
-    return config, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("projections", results, 150)
+    config = parse_args(argv)
+    session = cli.Session.begin("projections", config.results, 150)
     settings = Settings.load().model_copy(
         update={"postgres_schema": session.tag.replace("-", "_"), "topic_prefix": session.tag}
     )
@@ -766,8 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "events": bench.head,
             "customers": len(bench.expected.final),
             "event": "Order.Placed (one new Order per event, one line), customers repeating",

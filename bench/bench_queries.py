@@ -1,31 +1,11 @@
 """Query latency: cqrskit's QueryBus against raw Elasticsearch client calls.
 
-One run creates the shop's ``order_summaries`` and ``products`` read models
-under a fresh index prefix, the way the framework does
-(``read_model_for(settings, Projection()).ensure()``), fills them directly
-with bulk writes of documents in the exact stored shape (the view's JSON
-plus the ``cqrskit`` metadata object, ``DocState.body()``; not timed), then measures, in
-interleaved rounds, the latency (p50, p99, mean) and the queries per second
-of two queries, each beside a raw ``elasticsearch`` client call of the same
-query:
-
-- get by id: ``QueryBus.ask(OrderById(order_id=...))`` (the shop's own
-  handler: ``search.get``) against ``Elasticsearch.get(index=alias, id=...)``;
-- filtered full-text search: ``QueryBus.ask(SearchProductGroup(text, group))``
-  (a handler registered here: ``search.text(text, "name")`` plus a keyword
-  range on ``sku`` that selects one product group, ``.page(20)``) against
-  ``Elasticsearch.search(index=alias, query={"bool": {"must": match,
-  "filter": [range, not deleted]}}, size=20)``, and against the requests
-  ``Search.page`` really sends (open a point in time, then search it sorted
-  by ``_shard_doc`` with ``track_total_hits``).
-
-Each side runs with one client thread (sequential: latency and queries per
-second) and with several threads sharing one client (queries per second).
-Within a round the queries are cut in blocks, and the variants take turns
-block by block on the same queries, so that the machine's noise hits all
-alike.
-Compare the ratios of one run, not absolute figures across runs: this
-machine is shared and noisy. Run from the repository root::
+The shop's ``order_summaries`` and ``products`` read models, filled untimed in
+the stored shape; a get by id and a filtered full-text search through the
+``QueryBus``, each beside the raw client's same query (and, for the search,
+the requests ``Search.page`` sends), with one and several threads, the
+variants taking turns block by block (``bench/README.md``, "Query latency").
+Run from the repository root::
 
     .venv/bin/python bench/bench_queries.py [--quick] [--docs N] [--queries N]
 """
@@ -52,8 +32,24 @@ from typing import Any, Literal
 
 import orjson
 from _kit import cli
+from _kit.cli import Config
 from _kit.machine import machine_info
 from _kit.measure import gc_timed, percentile, profile_rows
+from _kit.product import (
+    METADATA_FIELD,
+    DocState,
+    ElasticsearchCheckpointReader,
+    ElasticsearchSearch,
+    IndexNames,
+    Page,
+    Query,
+    QueryBus,
+    QueryHandlers,
+    Runtime,
+    Search,
+    es_backend,
+    read_model_for,
+)
 from _kit.report import figure, profile_table, save_figure, table
 from _kit.stack import clean_up
 from elasticsearch import Elasticsearch
@@ -62,13 +58,6 @@ from pydantic import Field
 from rich.console import Console
 
 from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
-from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
-from cqrskit.projections import METADATA_FIELD, DocState, read_model_for
-from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
-from cqrskit.runtime import Runtime
-from cqrskit.topology import IndexNames
 from examples.shop.queries import OrderById, order_by_id
 from projections import OrderSummaries, OrderSummary, Product, ProductSearch
 
@@ -145,34 +134,13 @@ GROUPS: dict[str, list[str]] = {
     "GIF": ["gift", "hamper", "box", "set", "sampler"],
 }
 ADJECTIVES = [
-    "organic",
-    "classic",
-    "premium",
-    "smoked",
-    "spiced",
-    "golden",
-    "dark",
-    "light",
-    "wild",
-    "vintage",
-    "fresh",
-    "rare",
-    "mild",
-    "strong",
-    "sweet",
-]
+    "organic", "classic", "premium", "smoked", "spiced", "golden", "dark", "light", "wild",
+    "vintage", "fresh", "rare", "mild", "strong", "sweet",
+]  # fmt: skip
 ORIGINS = [
-    "assam",
-    "darjeeling",
-    "ceylon",
-    "kenyan",
-    "yunnan",
-    "colombian",
-    "ethiopian",
-    "belgian",
-    "swiss",
-    "scottish",
-]
+    "assam", "darjeeling", "ceylon", "kenyan", "yunnan", "colombian", "ethiopian", "belgian",
+    "swiss", "scottish",
+]  # fmt: skip
 SIZES = ["50g", "100g", "250g", "500g", "1kg", "small", "medium", "large", "6-pack", "12-pack"]
 STATUSES = [("placed", 50), ("paid", 40), ("cancelled", 10)]
 CANCEL_REASONS = ["changed my mind", "found it cheaper", "ordered twice", "too slow"]
@@ -272,56 +240,36 @@ class Variant:
 
 
 VARIANTS = [
-    Variant(
-        "cqrskit-get",
-        "cqrskit get",
-        "get",
-        "cqrskit",
-        1,
-        "QueryBus.ask(OrderById(order_id=str)): the shop's handler, search.get -> "
-        "GET /<alias>/_doc/<id>, metadata popped, OrderSummary.model_validate",
-    ),
-    Variant(
-        "raw-get",
-        "raw get (baseline)",
-        "get",
-        "raw",
-        1,
-        "Elasticsearch.get(index=alias, id=str)['_source']",
-    ),
-    Variant(
-        "cqrskit-search",
-        "cqrskit search",
-        "search",
-        "cqrskit",
-        2,
-        "QueryBus.ask(SearchProductGroup(text, group)): search.text(text, 'name')"
-        ".range('sku', group).page(20) -> open a point in time, search it (sort _shard_doc, "
-        "track_total_hits), 20 Product.model_validate, Page with a cursor",
-    ),
-    Variant(
-        "raw-search",
-        "raw search (baseline)",
-        "search",
-        "raw",
-        1,
-        "Elasticsearch.search(index=alias, query={bool: {filter: [range sku, not deleted], "
-        "must: [match name, operator and]}}, size=20)",
-    ),
-    Variant(
-        "raw-search-pit",
-        "raw PIT + search",
-        "search",
-        "raw",
-        2,
-        "Elasticsearch.open_point_in_time(index=alias, keep_alive=2m) then "
-        ".search(pit=..., same query, size=20, sort=[_shard_doc], track_total_hits=True): "
-        "the requests Search.page sends, without the framework",
-    ),
-]
+    Variant(*row)
+    for row in (
+        ("cqrskit-get", "cqrskit get", "get", "cqrskit", 1,
+         "QueryBus.ask(OrderById(order_id=str)): the shop's handler, search.get -> "
+         "GET /<alias>/_doc/<id>, metadata popped, OrderSummary.model_validate"),
+        ("raw-get", "raw get (baseline)", "get", "raw", 1,
+         "Elasticsearch.get(index=alias, id=str)['_source']"),
+        ("cqrskit-search", "cqrskit search", "search", "cqrskit", 2,
+         "QueryBus.ask(SearchProductGroup(text, group)): search.text(text, 'name')"
+         ".range('sku', group).page(20) -> open a point in time, search it (sort _shard_doc, "
+         "track_total_hits), 20 Product.model_validate, Page with a cursor"),
+        ("raw-search", "raw search (baseline)", "search", "raw", 1,
+         "Elasticsearch.search(index=alias, query={bool: {filter: [range sku, not deleted], "
+         "must: [match name, operator and]}}, size=20)"),
+        ("raw-search-pit", "raw PIT + search", "search", "raw", 2,
+         "Elasticsearch.open_point_in_time(index=alias, keep_alive=2m) then "
+         ".search(pit=..., same query, size=20, sort=[_shard_doc], track_total_hits=True): "
+         "the requests Search.page sends, without the framework"),
+    )
+]  # fmt: skip
 BASELINES: dict[Workload, str] = {"get": "raw-get", "search": "raw-search"}
 #: A second reference for the search: the framework's requests, without the framework.
 SAME_REQUESTS = "raw-search-pit"
+
+
+def latencies(ms: Sequence[float], points: Sequence[float]) -> dict[str, float]:
+    """``p50_ms`` ... (``p99_9_ms`` for 99.9), ``max_ms``, ``mean_ms`` of latencies in ms."""
+    ordered = sorted(ms)
+    found = {f"p{p:g}_ms".replace(".", "_"): percentile(ordered, p) for p in points}
+    return {**found, "max_ms": ordered[-1], "mean_ms": statistics.fmean(ordered)}
 
 
 @dataclass
@@ -359,14 +307,9 @@ class Batch:
         )
 
     def summary(self) -> dict[str, float]:
-        ordered = sorted(self.latencies_ms)
         return {
             "qps": self.qps,
-            "p50_ms": percentile(ordered, 50),
-            "p90_ms": percentile(ordered, 90),
-            "p99_ms": percentile(ordered, 99),
-            "max_ms": ordered[-1],
-            "mean_ms": statistics.fmean(ordered),
+            **latencies(self.latencies_ms, (50, 90, 99)),
             "client_cpu_us_per_query": 1e6 * self.cpu_seconds / self.queries,
             "gc_us_per_query": 1e6 * self.gc_seconds / self.queries,
             "gc_collections": self.gc_collections,
@@ -391,16 +334,8 @@ class Measurement:
 
     def pooled(self) -> dict[str, float]:
         """Percentiles over every sequential query of every round."""
-        ordered = sorted(x for b in self.sequential for x in b.latencies_ms)
-        return {
-            "queries": len(ordered),
-            "p50_ms": percentile(ordered, 50),
-            "p90_ms": percentile(ordered, 90),
-            "p99_ms": percentile(ordered, 99),
-            "p99_9_ms": percentile(ordered, 99.9),
-            "max_ms": ordered[-1],
-            "mean_ms": statistics.fmean(ordered),
-        }
+        ordered = [x for b in self.sequential for x in b.latencies_ms]
+        return {"queries": len(ordered), **latencies(ordered, (50, 90, 99, 99.9))}
 
 
 @dataclass(frozen=True)
@@ -480,23 +415,6 @@ def ratios_of(measurements: Sequence[Measurement]) -> list[Ratio]:
     if SAME_REQUESTS in by_key:  # what the point in time and the sort cost, raw
         ratios.append(ratio_of(by_key[SAME_REQUESTS], by_key[BASELINES["search"]]))
     return ratios
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    docs: int
-    queries: int
-    warmup: int
-    rounds: int
-    blocks: int
-    threads: int
-    fill_chunk: int
-    seed: int
-    quick: bool
-    profile: bool
-    results: Path
 
 
 # --- the run ------------------------------------------------------------------------
@@ -1090,8 +1008,7 @@ def results(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The result's configuration, and what it measured."""
     return {
-        **asdict(config),
-        "results": str(config.results),
+        **vars(config),
         "index_prefix": settings.index_prefix,
         "page_size": PAGE_SIZE,
         "fill": "untimed: read_model_for(settings, Projection()).ensure(), then bulk "
@@ -1275,8 +1192,7 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
             measurements, ratios_of(measurements), fill, check, costs, bench.contexts_seen
         )
         if config.profile:
-            path = session.path(".prof")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = session.profile_path()
             outcome.profile, outcome.profile_path = bench.profile(path), str(path)
             session.console.log(f"profile saved to {path}")
     finally:
@@ -1285,48 +1201,30 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options to a Config."""
-    parser = cli.parser(__doc__, "1000 queries per round, not 5000")
-    cli.add(parser, "--docs", 100_000, "documents in each read model (default 100000)")
-    cli.add(parser, "--queries", None, "timed queries per variant and round", int)
-    cli.add(parser, "--warmup", 300, "untimed queries per variant before a round")
-    cli.add(parser, "--rounds", 3, "interleaved rounds")
-    cli.add(
-        parser,
-        "--blocks",
-        10,
-        "blocks a round's queries are cut in; the variants take turns block by block",
+    """Command-line options."""
+    config = cli.parse(
+        __doc__,
+        "1000 queries per round, not 5000",
+        [
+            cli.Opt("--docs", 100_000, "documents in each read model", least=1000),
+            cli.Opt("--queries", 5000, "timed queries per variant and round", 1000, 1),
+            cli.Opt("--warmup", 300, "untimed queries per variant before a round", least=0),
+            cli.Opt("--rounds", 3, "interleaved rounds", least=1),
+            cli.Opt(
+                "--blocks",
+                10,
+                "blocks a round's queries are cut in; the variants take turns block by block",
+                least=1,
+            ),
+            cli.Opt("--threads", 4, "threads of the concurrent batches (1: skip them)", least=1),
+            cli.Opt("--fill-chunk", 5000, "documents per bulk request", least=1),
+            cli.Opt("--seed", 7, "seed of the documents and queries"),
+            cli.Opt("--profile", False, "cProfile the cqrskit calls (saves .prof)"),
+        ],
+        argv,
     )
-    cli.add(parser, "--threads", 4, "threads of the concurrent batches (1: skip them)")
-    cli.add(parser, "--fill-chunk", 5000, "documents per bulk request")
-    cli.add(parser, "--seed", 7, "seed of the documents and queries")
-    cli.add(parser, "--profile", False, "cProfile the cqrskit calls (saves .prof)")
-    args = parser.parse_args(argv)
-    queries = args.queries or (1000 if args.quick else 5000)
-    cli.at_least(
-        parser,
-        1,
-        queries=queries,
-        rounds=args.rounds,
-        blocks=args.blocks,
-        threads=args.threads,
-        fill_chunk=args.fill_chunk,
-    )
-    cli.at_least(parser, 0, warmup=args.warmup)
-    cli.at_least(parser, 1000, docs=args.docs)
-    return Config(
-        docs=args.docs,
-        queries=queries,
-        warmup=args.warmup,
-        rounds=args.rounds,
-        blocks=min(args.blocks, queries),
-        threads=args.threads,
-        fill_chunk=args.fill_chunk,
-        seed=args.seed,
-        quick=args.quick,
-        profile=args.profile,
-        results=args.results,
-    )
+    config.blocks = min(config.blocks, config.queries)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

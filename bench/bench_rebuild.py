@@ -1,22 +1,10 @@
 """Read-model rebuild: cqrskit's ``rebuild`` against live consumption from Kafka.
 
-One run pre-fills a fresh PostgreSQL schema with N ``Order.Placed`` events
-(customers repeating), publishes them all to Kafka with an in-process
-``OutboxRelay`` (none of it timed), then measures, in interleaved rounds:
-
-- rebuild: ``rebuild(settings, "shop", CustomerOrdersProjection())`` in this
-  process, with the live read model (an empty v1 behind the alias) in place
-  and the live consumer group committed at the end of the topic, as when the
-  live workers are caught up: replay of the whole event store from
-  PostgreSQL into a new index, catch-up from Kafka, alias swap, catch-up
-  after the swap; wall time, events/s, and the time of each phase;
-- live consumption (baseline): a ``ProjectionWorker`` for the same projection
-  under another name (hence a fresh consumer group, nothing committed)
-  and a fresh index prefix, reading the pre-filled topic from the start in a
-  thread of this process, until it has applied and committed all N events.
-
-Compare the ratio of one run, not absolute figures across runs: this machine
-is shared and noisy. Run from the repository root::
+N ``Order.Placed`` events, published to Kafka untimed; in interleaved rounds,
+``rebuild(settings, "shop", CustomerOrdersProjection())`` (replay, catch-up,
+alias swap; each phase timed) against a ``ProjectionWorker`` of a fresh group
+reading the topic from the start (``bench/README.md``, "Rebuilding a read
+model"). Run from the repository root::
 
     .venv/bin/python bench/bench_rebuild.py [--quick] [--events N]
 """
@@ -39,6 +27,7 @@ from typing import Any
 from unittest import mock
 
 from _kit import cli
+from _kit.cli import Config
 from _kit.machine import ServiceCpu, machine_info, other_benchmarks
 from _kit.measure import (
     GcPauses,
@@ -46,13 +35,25 @@ from _kit.measure import (
     Ratio,
     StepTimer,
     gc_timed,
+    interleaved,
     profiled,
-    turns,
+)
+from _kit.product import (
+    METADATA_FIELD,
+    Applier,
+    ElasticsearchReadModel,
+    IndexNames,
+    Topology,
+    es_backend,
+    kafka_backend,
+    projection_status,
+    read_model_for,
+    rebuild,
 )
 from _kit.report import (
     figure,
-    median_bars,
     profile_table,
+    rounds_bars,
     save_figure,
     split_bar,
     steps_table,
@@ -62,7 +63,7 @@ from _kit.stack import (
     APP_NAME,
     RUN_TIMEOUT,
     clean_up,
-    fill_orders,
+    fill_store,
     fresh_schemas,
     order_line,
     partition_ends,
@@ -76,18 +77,6 @@ from elasticsearch.helpers import scan
 from rich.markup import escape
 
 from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters.postgres.reader import store_head
-from cqrskit.projections import (
-    METADATA_FIELD,
-    Applier,
-    ElasticsearchReadModel,
-    projection_status,
-    read_model_for,
-    rebuild,
-)
-from cqrskit.topology import IndexNames, Topology
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
 #: Points of each progress curve kept in the JSON.
@@ -121,21 +110,6 @@ REPLAY_STEPS = [
 
 class BenchmarkError(RuntimeError):
     """A run did not produce exactly the expected read model."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    events: int
-    customers: int
-    rounds: int
-    warmup: int
-    fill_chunk: int
-    live_timeout: float
-    cold_group: bool
-    quick: bool
-    profile: bool
 
 
 # --- what the read model must hold --------------------------------------------------
@@ -352,14 +326,9 @@ class Bench:
     def setup(self) -> None:
         """Fill the store, publish it, put the live group at the end (none timed)."""
         config, console, settings = self.config, self.session.console, self.settings
-        console.log(
-            f"filling schema {settings.postgres_schema} with {config.events:,} Order.Placed "
-            f"events for {config.customers:,} customers ({config.fill_chunk} per transaction)"
+        fill, self.head = fill_store(
+            settings, config.events, config.customers, config.fill_chunk, console
         )
-        fill = fill_orders(settings, config.events, config.customers, config.fill_chunk, console)
-        self.head = store_head(settings, APP_NAME)
-        if self.head != config.events:
-            raise BenchmarkError(f"the store holds {self.head} events, expected {config.events}")
         publish = publish_all(settings, self.head)
         # The relay also writes watermark messages: at least N, and a few more.
         live_group = Topology.of(settings, APP_NAME).projection_group(CustomerOrdersProjection.name)
@@ -450,32 +419,32 @@ class Bench:
         """The timed rounds, alternating the order of the variants."""
         config, console = self.config, self.session.console
         chosen = [v for v in VARIANTS if config.cold_group or not v[3]]
-        measurements = {key: Measurement(key, label) for key, label, _, _ in chosen}
-        for round_no in range(1, config.rounds + 1):
-            for key, label, is_rebuild, cold in turns(chosen, round_no):
-                tag = f"r{round_no}_{key}".replace("-", "_")
-                others = other_benchmarks()
-                run = self.rebuild(tag, cold) if is_rebuild else self.live(tag)
-                run["others_running"] = sorted(others | other_benchmarks())
-                rate = run["events"] / run["seconds"]
-                measurements[key].add(rate, **run)
-                note = (
-                    f" PARTIAL: first {run['events']:,} of {self.head:,}" if run["partial"] else ""
+        kinds = {key: (is_rebuild, cold) for key, _, is_rebuild, cold in chosen}
+
+        def one(m: Measurement, round_no: int) -> tuple[float, dict[str, Any], str]:
+            (is_rebuild, cold), others = kinds[m.key], other_benchmarks()
+            tag = f"r{round_no}_{m.key}".replace("-", "_")
+            run = self.rebuild(tag, cold) if is_rebuild else self.live(tag)
+            run["others_running"] = sorted(others | other_benchmarks())
+            note = f" PARTIAL: first {run['events']:,} of {self.head:,}" if run["partial"] else ""
+            if run["others_running"]:
+                note += (
+                    f" [yellow](other benchmarks running: {escape(str(run['others_running']))})[/]"
                 )
-                if run["others_running"]:
-                    others_text = escape(str(run["others_running"]))
-                    note += f" [yellow](other benchmarks running: {others_text})[/]"
-                console.log(
-                    f"round {round_no}/{config.rounds}  {label:<42} {rate:>8,.0f} events/s  "
-                    f"({run['seconds']:.1f} s, process CPU "
-                    f"{100 * run['process_cpu_seconds'] / run['seconds']:.0f}%{note})"
-                )
-        return list(measurements.values())
+            cpu = 100 * run["process_cpu_seconds"] / run["seconds"]
+            return (
+                run["events"] / run["seconds"],
+                run,
+                f"({run['seconds']:.1f} s, process CPU {cpu:.0f}%{note})",
+            )
+
+        measurements = [Measurement(key, label) for key, label, _, _ in chosen]
+        interleaved(measurements, config.rounds, one, console)
+        return measurements
 
     def run_profile(self) -> None:
         """One more rebuild under cProfile, untimed."""
-        path = self.session.path(".prof")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.session.profile_path()
         group = Topology.of(self.settings, APP_NAME).projection_group(CustomerOrdersProjection.name)
         self.groups.append(f"{group}.rebuild")
         settings, projection = self.settings_for("profile"), CustomerOrdersProjection()
@@ -595,19 +564,8 @@ def print_tables(
         session.console,
         f"Read-model rebuild vs live consumption: {bench.head:,} Order.Placed events, "
         f"{len(bench.expected):,} customers, {bench.config.rounds} interleaved round(s)",
-        [
-            "variant",
-            "median events/s",
-            "min - max",
-            "median wall s",
-            "events",
-            "bench CPU",
-            "GC",
-            "ES CPU",
-            "PG CPU",
-            "vs live (median)",
-            "per-round ratios",
-        ],
+        "variant | median events/s | min - max | median wall s | events | bench CPU | GC | "
+        "ES CPU | PG CPU | vs live (median) | per-round ratios",
         rows,
     )
     like = [r for r in found if r["like_for_like_events"]]
@@ -652,11 +610,7 @@ def save_chart(
         partial = [r["events"] for r in m.rounds if r["partial"]]
         return text + (f"\n(first {min(partial):,} events)" if partial else "")
 
-    median_bars(axes, ms, [COLOURS[m.key] for m in ms], label)
-    axes.set_xticks(range(len(ms)), [m.label for m in ms], fontsize=9)
-    axes.set_ylabel("events per second (median of rounds)")
-    axes.set_ylim(top=axes.get_ylim()[1] * 1.25)
-    axes.set_title(title, fontsize=9)
+    rounds_bars(axes, ms, [COLOURS[m.key] for m in ms], label, title)
     split_bar(
         made.add_subplot(grid[1]),
         phase_steps(ms[0]),
@@ -699,60 +653,42 @@ def save_chart(
 # --- entry point --------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "100000 events and 3 rounds instead of 1000000 and 1")
-    cli.add(parser, "--events", None, "events in the store (each run applies all)", int)
-    cli.add(parser, "--customers", 5000, "distinct customers (documents)")
-    cli.add(parser, "--rounds", None, "interleaved rounds (default 1; 3 with --quick)", int)
-    cli.add(parser, "--warmup", 5000, "events each side applies untimed first")
-    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
-    cli.add(
-        parser,
-        "--live-timeout",
-        600.0,
-        "seconds after which a live run stops and reports its rate so far",
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    return cli.parse(
+        __doc__,
+        "100000 events and 3 rounds instead of 1000000 and 1",
+        [
+            cli.Opt(
+                "--events", 1_000_000, "events in the store (each run applies all)", 100_000, 1
+            ),
+            cli.Opt("--customers", 5000, "distinct customers (documents)", least=1),
+            cli.Opt("--rounds", 1, "interleaved rounds", 3, 1),
+            cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
+            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+            cli.Opt(
+                "--live-timeout",
+                600.0,
+                "seconds after which a live run stops and reports its rate so far",
+                least=1e-9,
+            ),
+            cli.Opt(
+                "--cold-group",
+                False,
+                "also a rebuild whose live consumer group never "
+                "committed (catches up the whole topic)",
+            ),
+            cli.Opt("--profile", False, "one more rebuild under cProfile (saves .prof)"),
+        ],
+        argv,
+        check=lambda a: "--warmup must be below --events" if a.warmup >= a.events else None,
     )
-    cli.add(
-        parser,
-        "--cold-group",
-        False,
-        "also a rebuild whose live consumer group never committed (catches up the whole topic)",
-    )
-    cli.add(parser, "--profile", False, "one more rebuild under cProfile (saves .prof)")
-    args = parser.parse_args(argv)
-    events = args.events or (100_000 if args.quick else 1_000_000)
-    rounds = args.rounds or (3 if args.quick else 1)
-    cli.at_least(
-        parser,
-        1,
-        events=events,
-        customers=args.customers,
-        rounds=rounds,
-        fill_chunk=args.fill_chunk,
-    )
-    if args.warmup < 0 or args.warmup >= events:
-        parser.error("--warmup must be at least 0 and below --events")
-    if args.live_timeout <= 0:
-        parser.error("--live-timeout must be positive")
-    config = Config(
-        events,
-        args.customers,
-        rounds,
-        args.warmup,
-        args.fill_chunk,
-        args.live_timeout,
-        args.cold_group,
-        args.quick,
-        args.profile,
-    )
-    return config, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("rebuild", results, 150)
+    config = parse_args(argv)
+    session = cli.Session.begin("rebuild", config.results, 150)
     tag = session.tag
     settings = Settings.load().model_copy(
         update={
@@ -812,8 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "event": "Order.Placed (one new Order per event, one line), customers repeating",
             "projection": "projections.customers:CustomerOrdersProjection",
             "topic": bench.topic,

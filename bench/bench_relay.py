@@ -1,23 +1,10 @@
 """Outbox relay throughput: cqrskit's relay against its own producer fed directly.
 
-One run pre-fills the outbox (the events table) of a fresh PostgreSQL schema
-with N events, one new ``Order`` each (not timed), then measures, in
-interleaved rounds, each on fresh Kafka topics:
-
-- cqrskit: ``OutboxRelay(settings, "shop")`` run in a thread of this process,
-  from its start until the position it records (acknowledged by the broker,
-  acks=all) equals the head of the store: from a pre-filled outbox to every
-  event acknowledged in Kafka, including the PostgreSQL reads, the envelope
-  encoding and sealing, the transactions, and the relay's start (connect,
-  lead, producer, fencing, topic check);
-- baseline: the relay's own ``KafkaPublisher`` (the same producer, built by
-  the product with the product's settings) fed the messages the relay sent
-  (topics, keys, envelopes, headers, partitions; recorded from an untimed
-  relay run) in one loop and one transaction, from the first ``produce`` to
-  the commit returning with every message acknowledged.
-
-Compare the ratios of one run, not absolute figures across runs: this
-machine is shared and noisy. Run from the repository root::
+A pre-filled outbox of N events, sent by ``OutboxRelay`` until its recorded
+position is the head of the store, against the relay's own ``KafkaPublisher``
+fed the messages the relay sent, in one transaction; interleaved rounds on
+fresh topics (``bench/README.md``, "Outbox to Kafka"). Run from the
+repository root::
 
     .venv/bin/python bench/bench_relay.py [--quick] [--events N]
 """
@@ -35,17 +22,31 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from _kit import cli, hooks
+from _kit import cli
+from _kit.cli import Config
 from _kit.machine import machine_info
-from _kit.measure import Measurement, Ratio, StepTimer, Timed, profiled, ratios, split, turns
+from _kit.measure import (
+    Measurement,
+    Ratio,
+    StepTimer,
+    Timed,
+    interleaved,
+    profiled,
+    ratios,
+    split,
+)
+from _kit.product import (
+    KafkaPublisher,
+    PostgresOutbox,
+    Seal,
+    read_status,
+    relay_module,
+)
 from _kit.report import (
-    figure,
-    median_bars,
     profile_table,
     rate_cells,
     ratio_cells,
-    save_figure,
-    split_bar,
+    rounds_chart,
     steps_table,
     table,
     variant_rows,
@@ -54,17 +55,13 @@ from _kit.stack import (
     APP_NAME,
     clean_up,
     create_topics,
-    fill_orders,
+    fill_store,
     fresh_schemas,
     messages_on,
     relay_loop,
 )
 
 from cqrskit import Settings
-from cqrskit.adapters.kafka.publisher import KafkaPublisher
-from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
-from cqrskit.adapters.postgres.reader import store_head
-from cqrskit.envelope import Seal
 
 #: Give up on one timed run after this long.
 RUN_TIMEOUT = 900.0
@@ -90,19 +87,6 @@ Message = tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]], int | N
 
 class BenchmarkError(RuntimeError):
     """A run did not deliver exactly the events of the store."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one run measures."""
-
-    events: int
-    rounds: int
-    warmup: int
-    fill_chunk: int
-    quick: bool
-    split: bool
-    profile: bool
 
 
 # --- the two sides --------------------------------------------------------------
@@ -175,7 +159,7 @@ def run_raw(settings: Settings, messages: Sequence[Message], tag: str) -> Timed:
 def measure_split(settings: Settings, head: int) -> dict[str, Any]:
     """One relay run with every step timed; untimed as a benchmark (the wrapping costs).
 
-    The relay's envelope encoder is found by :func:`_kit.hooks.relay_module`.
+    The relay's envelope encoder is found by :func:`_kit.product.relay_module`.
     """
     timer = StepTimer()
     relay, loop = relay_loop(settings, "bench-split")
@@ -186,7 +170,7 @@ def measure_split(settings: Settings, head: int) -> dict[str, Any]:
     snapshot: dict[str, Any] = {}
     with ExitStack() as patches:
         for owner, name, key in (
-            (hooks.relay_module(), "encode", "encode"),
+            (relay_module(), "encode", "encode"),
             (Seal, "event", "seal"),
             (KafkaPublisher, "produce", "produce"),
             (KafkaPublisher, "poll", "poll"),
@@ -245,14 +229,9 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
     def fresh(tag: str) -> Settings:
         return settings.model_copy(update={"topic_prefix": f"{base}-{tag}"})
 
-    console.log(
-        f"filling the outbox of schema {settings.postgres_schema} with {config.events:,} "
-        f"events ({config.fill_chunk} per transaction)"
+    fill_seconds, head = fill_store(
+        settings, config.events, config.events, config.fill_chunk, console
     )
-    fill_seconds = fill_orders(settings, config.events, config.events, config.fill_chunk, console)
-    head = store_head(settings, APP_NAME)
-    if head != config.events:
-        raise BenchmarkError(f"the store holds {head} events, expected {config.events}")
     recorded_with = fresh("record")
     messages = record_messages(recorded_with, head)
     if len(messages) != head:
@@ -276,27 +255,26 @@ def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome
             warm, retopic(messages, recorded_with.topic_prefix or "", warm)[: config.warmup], "w"
         )
         console.log(f"warm-up done (the recording relay run, {config.warmup:,} raw; not timed)")
-    for round_no in range(1, config.rounds + 1):
-        for m in turns(outcome.measurements, round_no):
-            run_settings = fresh(f"r{round_no}-{m.key}")
-            names = [f"{run_settings.topic_prefix}{s}" for s in suffixes]
-            create_topics(run_settings, names)
-            if m.key == "cqrskit":
-                run = run_relay(run_settings, f"bench-r{round_no}", head)
-            else:
-                mine = retopic(messages, recorded_with.topic_prefix or "", run_settings)
-                run = run_raw(run_settings, mine, f"r{round_no}")
-            on_topics = messages_on(run_settings, names)
-            # The relay also writes watermarks, and each transaction a commit marker.
-            if on_topics < head:
-                raise BenchmarkError(f"{m.key}: {on_topics} messages on the topics, not {head}")
-            m.add(run.rate(), **run.figures(), messages_on_topics=on_topics)
-            console.log(
-                f"round {round_no}/{config.rounds}  {m.label:<42} {run.rate():>8,.0f} events/s "
-                f"({run.seconds:.2f} s, producing thread CPU "
-                f"{100 * run.thread_cpu_seconds / run.seconds:.0f}%)"
-            )
-    del messages
+
+    def one(m: Measurement, round_no: int) -> tuple[float, dict[str, Any], str]:
+        run_settings = fresh(f"r{round_no}-{m.key}")
+        names = [f"{run_settings.topic_prefix}{s}" for s in suffixes]
+        create_topics(run_settings, names)
+        if m.key == "cqrskit":
+            run = run_relay(run_settings, f"bench-r{round_no}", head)
+        else:
+            mine = retopic(messages, recorded_with.topic_prefix or "", run_settings)
+            run = run_raw(run_settings, mine, f"r{round_no}")
+        on_topics = messages_on(run_settings, names)
+        # The relay also writes watermarks, and each transaction a commit marker.
+        if on_topics < head:
+            raise BenchmarkError(f"{m.key}: {on_topics} messages on the topics, not {head}")
+        cpu = 100 * run.thread_cpu_seconds / run.seconds
+        note = f"({run.seconds:.2f} s, producing thread CPU {cpu:.0f}%)"
+        return run.rate(), {**run.figures(), "messages_on_topics": on_topics}, note
+
+    interleaved(outcome.measurements, config.rounds, one, console)
+    messages.clear()  # about a million objects, no longer needed
     gc.unfreeze()
     gc.collect()
     extras(outcome, config, fresh, session)
@@ -312,8 +290,7 @@ def extras(
         outcome.split = measure_split(fresh("split"), head)
         console.log(f"instrumented relay run: {outcome.split['events_per_second']:,.0f} events/s")
     if config.profile:
-        path = session.path(".prof")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = session.profile_path()
         wrap, rows = profiled(path)
         _relay, loop = relay_loop(fresh("profile"), "bench-profile")
         loop.run = wrap(loop.run)
@@ -351,19 +328,8 @@ def print_tables(session: cli.Session, outcome: Outcome, found: Sequence[Ratio])
         session.console,
         f"Outbox to Kafka (acks=all): {outcome.head:,} events per run, "
         f"{len(outcome.measurements[0].values)} interleaved rounds, fresh topics each",
-        [
-            "variant",
-            "median events/s",
-            "min - max",
-            "spread",
-            "median s",
-            "first ack",
-            "events/s after it",
-            "thread CPU",
-            "process CPU",
-            "vs baseline",
-            "per-round ratios",
-        ],
+        "variant | median events/s | min - max | spread | median s | first ack | "
+        "events/s after it | thread CPU | process CPU | vs baseline | per-round ratios",
         rows,
     )
     session.console.print(
@@ -390,10 +356,12 @@ def print_tables(session: cli.Session, outcome: Outcome, found: Sequence[Ratio])
 def save_chart(path: Path, outcome: Outcome, found: Sequence[Ratio], title: str) -> None:
     """Bars of median events/s (whiskers: min and max), and the relay's time split."""
     by_variant = {r.variant: r for r in found}
-    made = figure(10, 8.5 if outcome.split else 5.5)
-    grid = made.add_gridspec(2, 1, height_ratios=[3, 1.3]) if outcome.split else None
-    axes = made.add_subplot(grid[0]) if grid else made.add_subplot()
-    ms = outcome.measurements
+    split = outcome.split and (
+        outcome.split["steps"],
+        "seconds (one instrumented relay run)",
+        "Where the relay's wall time goes "
+        f"({outcome.split['events_per_second']:,.0f} events/s with the timers on)",
+    )
 
     def label(m: Measurement) -> str:
         ratio = by_variant.get(m.key)
@@ -401,53 +369,35 @@ def save_chart(path: Path, outcome: Outcome, found: Sequence[Ratio], title: str)
             f"{ratio.ratio_of_medians:.2f}x baseline" if ratio else "baseline"
         )
 
-    median_bars(axes, ms, [COLOURS[m.key] for m in ms], label)
-    axes.set_xticks(range(len(ms)), [m.label for m in ms], fontsize=9)
-    axes.set_ylabel("events per second (median of rounds)")
-    axes.set_ylim(top=axes.get_ylim()[1] * 1.18)
-    axes.set_title(title, fontsize=9)
-    if outcome.split and grid:
-        split_bar(
-            made.add_subplot(grid[1]),
-            outcome.split["steps"],
-            "seconds (one instrumented relay run)",
-            "Where the relay's wall time goes "
-            f"({outcome.split['events_per_second']:,.0f} events/s with the timers on)",
-        )
-    save_figure(made, path)
+    ms = outcome.measurements
+    rounds_chart(
+        path, (10, 5.5), split, ms, [COLOURS[m.key] for m in ms], label, title, headroom=1.18
+    )
 
 
 # --- entry point ----------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    """Command-line options to a Config, and the results folder."""
-    parser = cli.parser(__doc__, "50000 events instead of 200000")
-    cli.add(parser, "--events", None, "events in the outbox (each run sends all)", int)
-    cli.add(parser, "--rounds", 3, "interleaved rounds per variant")
-    cli.add(parser, "--warmup", 10_000, "events the baseline sends untimed first")
-    cli.add(parser, "--fill-chunk", 2000, "new orders saved per transaction")
-    cli.add_split_options(parser, "relay")
-    args = parser.parse_args(argv)
-    events = args.events or (50_000 if args.quick else 200_000)
-    cli.at_least(parser, 1, events=events, rounds=args.rounds, fill_chunk=args.fill_chunk)
-    cli.at_least(parser, 0, warmup=args.warmup)
-    config = Config(
-        events,
-        args.rounds,
-        args.warmup,
-        args.fill_chunk,
-        args.quick,
-        not args.no_split,
-        args.profile,
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Command-line options."""
+    return cli.parse(
+        __doc__,
+        "50000 events instead of 200000",
+        [
+            cli.Opt("--events", 200_000, "events in the outbox (each run sends all)", 50_000, 1),
+            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+            cli.Opt("--warmup", 10_000, "events the baseline sends untimed first", least=0),
+            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+        ],
+        argv,
+        split="relay",
     )
-    return config, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config, results = parse_args(argv)
-    session = cli.Session.begin("relay", results, 140)
+    config = parse_args(argv)
+    session = cli.Session.begin("relay", config.results, 140)
     settings = Settings.load().model_copy(update={"postgres_schema": session.tag.replace("-", "_")})
     machine = machine_info(settings, services=("postgres", "kafka"))
     session.console.log(
@@ -473,8 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     session.save(
         {
-            **asdict(config),
-            "results": str(results),
+            **vars(config),
             "event": "Order.Placed (one new Order per event, one line)",
             "envelope_bytes_mean": outcome.value_bytes_mean,
             "topics": outcome.topics,

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from _kit import REPO_ROOT, RESULTS_DIR
 from _kit.machine import machine_info, pipeline_settings
-from _kit.measure import limited_by
+from _kit.measure import limited_by, spread
 from _kit.report import figure, save_figure, table, utc_stamp, wide_console, write_json
 from matplotlib.ticker import NullFormatter
 from rich.console import Console
@@ -162,14 +162,11 @@ def variant(document: dict[str, Any], key: str) -> dict[str, Any]:
     raise KeyError(f"no variant {key!r} in the {document['benchmark']} result")
 
 
-def runs_of(v: dict[str, Any], median: str = "median_events_per_second") -> dict[str, Any]:
+def runs_of(v: dict[str, Any]) -> dict[str, Any]:
     """Runs, min, median and max of a variant's events per second."""
-    prefix = median.removeprefix("median_")
     return {
         "runs": len(v["rounds"]),
-        "min": v[f"min_{prefix}"],
-        "median": v[median],
-        "max": v[f"max_{prefix}"],
+        **{k: v[f"{k}_events_per_second"] for k in ("min", "median", "max")},
     }
 
 
@@ -341,12 +338,7 @@ def rebuild_headlines(doc: dict[str, Any]) -> list[Headline]:
             figure="wall s per 1M events" if events != 1_000_000 else "wall s",
             value=per_million,
             unit="s",
-            runs={
-                "runs": len(seconds_values),
-                "min": min(seconds_values),
-                "median": per_million,
-                "max": max(seconds_values),
-            },
+            runs=spread(seconds_values),
             baseline="live worker from Kafka, same events",
             baseline_value=live["median_seconds"] * 1_000_000 / events,
             ratio=live["median_seconds"] / seconds,
@@ -375,12 +367,7 @@ def queries_headlines(doc: dict[str, Any]) -> list[Headline]:
                 figure="queries/s, 1 thread",
                 value=mine["median_qps"],
                 unit="q/s",
-                runs={
-                    "runs": len(qps),
-                    "min": min(qps),
-                    "median": mine["median_qps"],
-                    "max": max(qps),
-                },
+                runs=spread(qps),
                 baseline=raw["label"],
                 baseline_value=raw["median_qps"],
                 ratio=ratios[(key, base)]["qps"],
@@ -548,16 +535,7 @@ def print_table(console: Console, runs: Sequence[ScriptRun], title: str) -> None
     table(
         console,
         title,
-        [
-            "workload",
-            "cqrskit",
-            "runs (min-max)",
-            "baseline",
-            "baseline figure",
-            "ratio",
-            "target",
-            "met?",
-        ],
+        "workload | cqrskit | runs (min-max) | baseline | baseline figure | ratio | target | met?",
         rows,
     )
     for h in (h for run in runs for h in run.headlines if h.met is False):

@@ -6,7 +6,8 @@
 - :mod:`_kit.machine`: the machine, the services and the settings a result records;
 - :mod:`_kit.stack`: schemas, orders, topics and clean-up on the real services;
 - :mod:`_kit.harness`: the relay and workers as processes (on ``tests/processes.py``);
-- :mod:`_kit.cli`: the options and the frame of every script's ``main``.
+- :mod:`_kit.cli`: the options and the frame of every script's ``main``;
+- :mod:`_kit.product`: the product's names the benchmarks use, in one place to re-point.
 
 The scripts run as ``python bench/<script>.py``, so ``bench/`` is on their
 path; importing this package puts the repository root there too, for the

@@ -15,9 +15,11 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
+from _kit.product import (
+    Topology,
+)
 from _kit.stack import APP_NAME, clean_up
 from cqrskit import Settings
-from cqrskit.topology import Topology
 from tests.processes import CliProcess, cli_env, run_cli, wait_until
 
 __all__ = ["CliProcess", "ProcessPipeline", "Scrape", "scrape", "wait_until"]

@@ -20,10 +20,12 @@ import confluent_kafka
 from confluent_kafka.admin import ConfigResource
 from psycopg.sql import SQL, Identifier
 
+from _kit.product import (
+    es_backend,
+    kafka_backend,
+    pg_backend,
+)
 from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters import postgres as pg_backend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

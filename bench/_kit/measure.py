@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cqrskit.observability import quantile
+from rich.console import Console
+
+from _kit.product import (
+    quantile,
+)
 
 T = TypeVar("T")
 
@@ -97,6 +101,29 @@ def ratios(measurements: Sequence[Measurement], pairs: Sequence[tuple[str, str]]
 def turns(items: Sequence[T], round_no: int) -> list[T]:
     """``items`` in order in odd rounds, reversed in even ones: no variant always goes first."""
     return list(items) if round_no % 2 else list(reversed(items))
+
+
+def interleaved(
+    measurements: Sequence[Measurement],
+    rounds: int,
+    run: Callable[[Measurement, int], tuple[float, Mapping[str, Any], str]],
+    console: Console,
+    unit: str = "events/s",
+) -> None:
+    """``rounds`` rounds of every measurement, in :func:`turns`; each logged as it ends.
+
+    ``run(m, round_no)`` measures one round: its figure, the round's other
+    figures, and a note for the log line (which names the caller's line).
+    """
+    width = max(len(m.label) for m in measurements)
+    for round_no in range(1, rounds + 1):
+        for m in turns(measurements, round_no):
+            value, extra, note = run(m, round_no)
+            m.add(value, **extra)
+            console.log(
+                f"round {round_no}/{rounds}  {m.label:<{width}} {value:>8,.0f} {unit}  {note}",
+                _stack_offset=2,
+            )
 
 
 def spread(values: Sequence[float]) -> dict[str, float | int]:

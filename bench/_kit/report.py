@@ -87,10 +87,15 @@ def variant_rows(
 
 
 def table(
-    console: Console, title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]
+    console: Console, title: str, columns: str | Sequence[str], rows: Iterable[Sequence[str]]
 ) -> None:
-    """Print a table: the first column left, the others right-aligned."""
+    """Print a table: the first column left, the others right-aligned.
+
+    ``columns`` are the headers, or one string of them separated by ``|``.
+    """
     shown = Table(title=title)
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split("|")]
     for n, column in enumerate(columns):
         shown.add_column(column, justify="left" if n == 0 else "right")
     for row in rows:
@@ -233,3 +238,39 @@ def split_bar(
     axes.legend(
         loc="upper center", bbox_to_anchor=(0.5, -0.4), ncol=columns, fontsize=7, frameon=False
     )
+
+
+def rounds_bars(
+    axes: Axes,
+    ms: Sequence[Measurement],
+    colours: Sequence[str],
+    label: Callable[[Measurement], str],
+    title: str,
+    *,
+    ticks: Sequence[str] | None = None,
+    fontsize: float = 9,
+    headroom: float = 1.25,
+) -> None:
+    """:func:`median_bars` of events per second, one tick per measurement, room for labels."""
+    median_bars(axes, ms, colours, label, fontsize=fontsize)
+    axes.set_xticks(range(len(ms)), ticks or [m.label for m in ms], fontsize=fontsize)
+    axes.set_ylabel("events per second (median of rounds)")
+    axes.set_ylim(top=axes.get_ylim()[1] * headroom)
+    axes.set_title(title, fontsize=9)
+
+
+def rounds_chart(
+    path: Path,
+    size: tuple[float, float],
+    split: tuple[Sequence[Mapping[str, Any]], str, str] | None,
+    *bars: Any,
+    **options: Any,
+) -> None:
+    """:func:`rounds_bars` (``bars``, ``options``) over, if measured, a :func:`split_bar`
+    (``split``: steps, x label, title); ``size`` is the figure's without the split."""
+    made = figure(size[0], size[1] + (3.2 if split else 0))
+    grid = made.add_gridspec(2 if split else 1, 1, height_ratios=[3, 1.3] if split else None)
+    rounds_bars(made.add_subplot(grid[0]), *bars, **options)
+    if split:
+        split_bar(made.add_subplot(grid[1]), *split)
+    save_figure(made, path)

@@ -19,14 +19,15 @@ from psycopg.sql import SQL, Identifier
 from rich.console import Console
 
 from _kit.measure import Watched
-from cqrskit import Settings
-from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters import postgres as pg_backend
-from cqrskit.adapters.postgres.outbox import read_status
-from cqrskit.projections import Projection, ProjectionWorker
-from cqrskit.relay import OutboxRelay
-from cqrskit.runtime import Runtime
+from _kit.product import (
+    Runtime,
+    es_backend,
+    kafka_backend,
+    pg_backend,
+    read_status,
+    store_head,
+)
+from cqrskit import OutboxRelay, Projection, ProjectionWorker, Settings
 from examples.shop import Order, OrderLine, ShopApp
 
 P = TypeVar("P", bound=Projection[Any])
@@ -78,6 +79,25 @@ def fill_orders(
                 console.log(f"  filled {stop:,} / {events:,}")
                 next_report += events // 4
     return time.perf_counter() - started
+
+
+def fill_store(
+    settings: Settings, events: int, customers: int, chunk: int, console: Console
+) -> tuple[float, int]:
+    """:func:`fill_orders` into a fresh store; its seconds and the store's head.
+
+    Raises:
+        RuntimeError: the store does not hold exactly ``events`` events.
+    """
+    console.log(
+        f"filling schema {settings.postgres_schema} with {events:,} Order.Placed events for "
+        f"{customers:,} customers ({chunk} per transaction)"
+    )
+    seconds = fill_orders(settings, events, customers, chunk, console)
+    head = store_head(settings, APP_NAME)
+    if head != events:
+        raise RuntimeError(f"the store holds {head} events, expected {events}")
+    return seconds, head
 
 
 def eventsourcing_env(settings: Settings, schema: str, **extra: str) -> dict[str, str]:
