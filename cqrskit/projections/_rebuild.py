@@ -37,11 +37,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.elasticsearch.read_model import read_model_for
 from cqrskit.adapters.elasticsearch.rebuild_state import ElasticsearchRebuildStates
+from cqrskit.adapters.kafka.offsets import KafkaOffsets
 from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.checkpoints import FILL_WRITER, Checkpoint
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
@@ -118,6 +119,7 @@ class _Rebuilder:
         *,
         read_model: ReadModel,
         states: RebuildStateStore,
+        offsets: KafkaOffsets,
     ):
         self.settings = settings
         self.application_name = application_name
@@ -125,11 +127,9 @@ class _Rebuilder:
         self.progress = progress
         self.read_model = read_model
         self.states = states
+        self.offsets = offsets
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
         self.topics = topics_for(settings, application_name, type(projection))
-        topology = Topology.of(settings, application_name)
-        self.group = topology.projection_group(projection.name)
-        self.rebuild_group = topology.rebuild_group(projection.name)
         self.wanted = {t.encode() for t in projection.event_types()}
         self.batch_size = settings.rebuild_batch_size
 
@@ -156,57 +156,6 @@ class _Rebuilder:
 
     # -- Kafka -------------------------------------------------------------------
 
-    def _consumer(self, group: str) -> Consumer:
-        return Consumer(
-            {
-                **kafka_backend.consumer_config(self.settings),
-                "group.id": group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
-
-    def partitions(self) -> list[TopicPartition]:
-        admin = kafka_backend.admin(self.settings)
-        for topic in self.topics:
-            kafka_backend.create_topic(admin, self.settings, topic)
-        consumer = self._consumer(self.group)
-        try:
-            with kafka_backend.translated(self.settings.kafka_bootstrap, "reading partitions"):
-                metadata = consumer.list_topics(timeout=self.settings.connect_timeout)
-            return [
-                TopicPartition(topic, p)
-                for topic in self.topics
-                for p in sorted(metadata.topics[topic].partitions)
-            ]
-        finally:
-            consumer.close()
-
-    def live_offsets(self) -> dict[str, int]:
-        """The live group's committed offsets (the start of each partition if none)."""
-        consumer = self._consumer(self.group)
-        try:
-            partitions = self.partitions()
-            with kafka_backend.translated(self.settings.kafka_bootstrap, "reading offsets"):
-                committed = consumer.committed(partitions, timeout=self.settings.connect_timeout)
-            return {_key(tp): tp.offset if tp.offset >= 0 else OFFSET_BEGINNING for tp in committed}
-        finally:
-            consumer.close()
-
-    def end_offsets(self) -> dict[str, int]:
-        consumer = self._consumer(self.rebuild_group)
-        try:
-            ends = {}
-            for tp in self.partitions():
-                with kafka_backend.translated(self.settings.kafka_bootstrap, "reading offsets"):
-                    _, high = consumer.get_watermark_offsets(
-                        tp, timeout=self.settings.connect_timeout
-                    )
-                ends[_key(tp)] = high
-            return ends
-        finally:
-            consumer.close()
-
     def catch_up(
         self,
         index: str,
@@ -223,13 +172,13 @@ class _Rebuilder:
         partition. Returns the offsets reached (everything below them is
         applied) and how many messages were read.
         """
-        ends = self.end_offsets()
+        ends = self.offsets.ends()
         position = dict(start)
         todo = {k for k, end in ends.items() if _resolve(position.get(k, OFFSET_BEGINNING)) < end}
         applied = 0
         if not todo:
             return {k: max(_resolve(position.get(k, 0)), ends[k]) for k in ends}, 0
-        consumer = self._consumer(self.rebuild_group)
+        consumer = self.offsets.replay_consumer()
         try:
             consumer.assign([_partition(k, position.get(k, OFFSET_BEGINNING)) for k in todo])
             total = sum(ends[k] - max(0, _resolve(position.get(k, 0))) for k in todo)
@@ -364,14 +313,28 @@ def _rebuilder(
     """The rebuild of ``projection`` on its Elasticsearch adapters.
 
     The one place the rebuild family builds adapters from settings, until
-    its functions take their ports from the composition root.
+    its functions take their ports from the composition root. The catch-up
+    still reads Kafka's messages itself, from the offsets client's consumer.
     """
     read_model = read_model_for(settings, projection)
     states = ElasticsearchRebuildStates(
         read_model.es, settings.elasticsearch_address(), IndexNames.of(settings).rebuilds_index
     )
+    topology = Topology.of(settings, application_name)
+    offsets = KafkaOffsets(
+        settings,
+        topics_for(settings, application_name, type(projection)),
+        live_group=topology.projection_group(projection.name),
+        replay_group=topology.rebuild_group(projection.name),
+    )
     return _Rebuilder(
-        settings, application_name, projection, progress, read_model=read_model, states=states
+        settings,
+        application_name,
+        projection,
+        progress,
+        read_model=read_model,
+        states=states,
+        offsets=offsets,
     )
 
 
@@ -499,7 +462,7 @@ def _rebuild(
             projection=projection.name,
             target=target,
             from_position=from_position,
-            start_offsets=rebuilder.live_offsets(),
+            start_offsets=rebuilder.offsets.committed(),
             head=store_head(settings, application_name),
         )
         state.replayed = from_position
