@@ -26,13 +26,10 @@ from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
 from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.envelope import Seal
 from cqrskit.observability import STAGES, quantile
-from cqrskit.projections import (
-    METADATA_FIELD,
-    Applier,
-    DocState,
-    projection_status,
-    rebuild,
-)
+from cqrskit.projections import projection_status, rebuild
+from cqrskit.projections._applier import Applier
+from cqrskit.projections._mapping import METADATA_FIELD
+from cqrskit.projections._ports import DocState
 from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
 from cqrskit.relay import OutboxRelay
 from cqrskit.runtime import Runtime

@@ -5,14 +5,10 @@ type (see :class:`Projection`); a :class:`ProjectionWorker` keeps it up to
 date from Kafka, effectively once.
 """
 
-from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
-from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters as DeadLetterTopic
-from cqrskit.checkpoints import Checkpoint
-from cqrskit.projections._applier import Applier, Failure
-from cqrskit.projections._mapping import METADATA_FIELD, EsType, Keyword, Text, mapping_for
+from cqrskit.projections._mapping import EsType, Keyword, Text
 from cqrskit.projections._memory import MemoryReadModel, fold
-from cqrskit.projections._ports import DeadLetter, DocState, DocumentStore, Written
-from cqrskit.projections._projection import DELETE, UNCHANGED, Handler, Outcome, Projection, handles
+from cqrskit.projections._ports import DeadLetter
+from cqrskit.projections._projection import DELETE, UNCHANGED, Outcome, Projection, handles
 from cqrskit.projections._rebuild import (
     Progress,
     RebuildPlan,
@@ -32,24 +28,14 @@ from cqrskit.projections._worker import (
     ProjectionWorker,
     ReplayResult,
     replay_dead_letters,
-    topics_for,
 )
 
 __all__ = [
     "DELETE",
-    "METADATA_FIELD",
     "UNCHANGED",
-    "Applier",
-    "Checkpoint",
     "DeadLetter",
-    "DeadLetterTopic",
-    "DocState",
-    "DocumentStore",
     "Drift",
-    "ElasticsearchReadModel",
     "EsType",
-    "Failure",
-    "Handler",
     "Keyword",
     "MemoryReadModel",
     "Outcome",
@@ -63,20 +49,16 @@ __all__ = [
     "StageLatency",
     "Text",
     "VerifyReport",
-    "Written",
     "fold",
     "handles",
-    "mapping_for",
     "projection_status",
     "prune",
     "prune_plan",
-    "read_model_for",
     "rebuild",
     "rebuild_plan",
     "replay_dead_letters",
     "rollback",
     "rollback_plan",
     "stage_latencies",
-    "topics_for",
     "verify",
 ]

@@ -66,10 +66,11 @@ from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
 from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
+from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters as DeadLetterTopic
 from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
-from cqrskit.projections import DeadLetterTopic, verify
+from cqrskit.projections import verify
 from cqrskit.queries import applied_position
 from cqrskit.topology import IndexNames, Topology
 from examples.library.app import AddBook, LibraryApp

@@ -13,7 +13,9 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import Settings
 from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
-from cqrskit.projections import DocState, DocumentStore, MemoryReadModel, mapping_for
+from cqrskit.projections import MemoryReadModel
+from cqrskit.projections._mapping import mapping_for
+from cqrskit.projections._ports import DocState, DocumentStore
 from projections.customers import CustomerOrders
 
 

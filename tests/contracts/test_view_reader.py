@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
 from cqrskit.adapters.memory.search import MemorySearch
 from cqrskit.errors import BadCursor
-from cqrskit.projections import METADATA_FIELD, Text, mapping_for
+from cqrskit.projections import Text
+from cqrskit.projections._mapping import METADATA_FIELD, mapping_for
 from cqrskit.queries import Search, ViewReader
 
 

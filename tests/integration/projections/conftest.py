@@ -19,13 +19,8 @@ from cqrskit import ServiceUnavailable, Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.adapters.postgres.reader import read_envelopes, store_head
-from cqrskit.projections import (
-    METADATA_FIELD,
-    Projection,
-    ProjectionStatus,
-    fold,
-    projection_status,
-)
+from cqrskit.projections import Projection, ProjectionStatus, fold, projection_status
+from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.relay import OutboxRelay
 from cqrskit.runtime import Runtime
 from examples.shop import ShopApp

@@ -9,7 +9,8 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from cqrskit import Settings
-from cqrskit.projections import DocState, ElasticsearchReadModel, read_model_for
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
+from cqrskit.projections._ports import DocState
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
 PROJECTION = CustomerOrdersProjection()

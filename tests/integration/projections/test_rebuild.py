@@ -20,16 +20,10 @@ from elasticsearch import ApiError, Elasticsearch
 
 from cqrskit import CommandBus, ServiceUnavailable, Settings
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
 from cqrskit.adapters.postgres.reader import store_head
-from cqrskit.projections import (
-    METADATA_FIELD,
-    ElasticsearchReadModel,
-    _verify,
-    read_model_for,
-    rebuild,
-    rollback,
-    verify,
-)
+from cqrskit.projections import _verify, rebuild, rollback, verify
+from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.runtime import Runtime
 from cqrskit.topology import parse_partition_key
 from examples.shop import PlaceOrder, ShopApp, handlers

@@ -17,12 +17,10 @@ from elasticsearch import Elasticsearch
 from cqrskit import CommandBus, Envelope, Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
+from cqrskit.adapters.elasticsearch.read_model import read_model_for
+from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters as DeadLetterTopic
 from cqrskit.adapters.postgres.reader import store_head
-from cqrskit.projections import (
-    DeadLetterTopic,
-    projection_status,
-    read_model_for,
-)
+from cqrskit.projections import projection_status
 from cqrskit.queries import applied_position
 from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames, Topology

@@ -11,15 +11,9 @@ from pydantic import BaseModel
 
 from cqrskit.envelope import Envelope, encode
 from cqrskit.eventstore import OrjsonTranscoder, PydanticMapper
-from cqrskit.projections import (
-    DELETE,
-    Applier,
-    MemoryReadModel,
-    Projection,
-    fold,
-    handles,
-    mapping_for,
-)
+from cqrskit.projections import DELETE, MemoryReadModel, Projection, fold, handles
+from cqrskit.projections._applier import Applier
+from cqrskit.projections._mapping import mapping_for
 from examples.shop import Order, OrderLine, Payment
 from projections import CustomerOrdersProjection, OrderSummaries
 from tests.integration.projections.poison_ids import VisitsByCustomer

@@ -6,7 +6,8 @@ import json
 
 from cqrskit import Settings
 from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.projections import DocState, ElasticsearchReadModel
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
+from cqrskit.projections._ports import DocState
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
 PROJECTION = CustomerOrdersProjection()
