@@ -459,14 +459,14 @@ class Bench:
         # with: noted per thread from the bus's own client (one call and a dict look-up
         # in the timed path), to be closed after the block.
         self.pit = threading.local()
-        search = self.bus.es.search
+        search = self.bus.views.es.search  # type: ignore[attr-defined]
 
         def noting(**kwargs: Any) -> Any:
             found = search(**kwargs)
             self.pit.last = found.get("pit_id")
             return found
 
-        self.bus.es.search = noting  # type: ignore[method-assign]
+        self.bus.views.es.search = noting  # type: ignore[attr-defined]
 
     def _raw_pit_search(self, q: tuple[str, str]) -> Any:
         pit = self.raw.open_point_in_time(index=self.products.alias, keep_alive=PIT_KEEP_ALIVE)
@@ -773,6 +773,7 @@ class Bench:
             ElasticsearchSearch(stub, "stub"),  # type: ignore[arg-type]
             ElasticsearchCheckpointReader(stub, names.checkpoints_index, "stub"),  # type: ignore[arg-type]
             names,
+            read_wait=self.settings.read_wait,
         )
         steps["get"]["whole QueryBus.ask, stub client (no HTTP)"] = lambda: stub_bus.ask(
             OrderById(order_id=oid)
