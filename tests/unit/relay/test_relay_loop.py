@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import TypeVar
@@ -15,7 +15,7 @@ from cqrskit import CommandBus, Settings
 from cqrskit.adapters.memory.outbox import MemoryEvents, MemoryOutbox
 from cqrskit.adapters.memory.publisher import MemoryBroker, MemoryPublisher
 from cqrskit.envelope import HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE, Envelope
-from cqrskit.relay import OutboxRelay, RelayOptions
+from cqrskit.relay import OutboxRelay, OutboxRow, RelayOptions
 from cqrskit.topology import Topology
 from examples.shop import PlaceOrder, ShopApp, handlers
 
@@ -150,3 +150,63 @@ def test_a_relay_fenced_by_a_newer_producer_stands_down_and_resumes_without_doub
     assert "LeaseLost" in events.errors["default"]
     assert "fenced by a newer producer" in events.errors["default"]
     assert sorted(e.position for e in event_messages(broker)) == list(range(1, 9))
+
+
+class StallingOutbox(MemoryOutbox):
+    """An outbox whose reads can be held, and whose lease row can be locked.
+
+    As when an operator's transaction holds the relay's row in PostgreSQL:
+    every renewal (a heartbeat, or a recorded position) waits until it is free.
+    """
+
+    def __init__(self, events: MemoryEvents):
+        super().__init__(events)
+        self.reads_open = threading.Event()
+        self.reads_open.set()
+        self.row_free = threading.Event()
+        self.row_free.set()
+        self.reading = False
+        self.renewed_at = time.monotonic()
+
+    def read(self, after: int, limit: int) -> Sequence[OutboxRow]:
+        self.reading = True
+        self.reads_open.wait()
+        self.reading = False
+        return super().read(after, limit)
+
+    def _renew(self, position: int | None) -> bool:
+        self.row_free.wait()
+        renewed = super()._renew(position)
+        self.renewed_at = time.monotonic()
+        return renewed
+
+
+def test_pages_read_when_the_lease_falls_due_are_committed_before_a_renewal_that_waits() -> None:
+    """Regression: after a stall the relay renewed before committing what it had
+    just sent, so a renewal waiting on a locked row held the pages uncommitted."""
+    source, events, broker = stored_events(5), MemoryEvents(), MemoryBroker()
+    outbox = StallingOutbox(events)
+    relay = OutboxRelay(
+        Topology.of(SETTINGS, "shop"),
+        outbox=outbox,
+        publishers=partial(MemoryPublisher, broker),
+        options=RelayOptions.of(SETTINGS),
+    )
+    with running(relay):
+        wait_until(lambda: "default" in events.leases)
+        outbox.reads_open.clear()
+        wait_until(lambda: outbox.reading)  # the relay stalls in a read
+        outbox.row_free.clear()
+        try:
+            for _, aggregate_id, version, topic, state in source.rows:
+                events.append(aggregate_id, version, topic, state)
+            # The stall outlasts the renewal interval (1 s), not the lease (2 s).
+            wait_until(lambda: time.monotonic() - outbox.renewed_at > 1.2)
+            outbox.reads_open.set()
+            published = wait_until(lambda: len(event_messages(broker)) == 5 or None, timeout=10)
+            assert published
+            assert "default" not in events.positions or events.positions["default"] == 0
+        finally:
+            outbox.row_free.set()
+        wait_until(lambda: events.positions.get("default") == 5)
+    assert sorted(e.position for e in event_messages(broker)) == [1, 2, 3, 4, 5]
