@@ -32,8 +32,8 @@ from _kit.machine import machine_info, pipeline_settings
 from _kit.measure import quantiles_ms
 from _kit.product import (
     STAGES,
+    Runtime,
     es_backend,
-    projection_status,
     read_status,
 )
 from _kit.report import figure, save_figure, table
@@ -416,7 +416,7 @@ class Bench:
             return status.lag_events == 0
 
         def applied() -> bool:
-            status = projection_status(self.settings, APP_NAME, OrderSummaries())
+            status = Runtime(self.settings).projection_status(APP_NAME, OrderSummaries())
             return status.lag == 0 and status.partitions > 0
 
         wait_until(relayed, timeout, "the relay to publish the head", interval=0.2)

@@ -24,7 +24,7 @@ from _kit.harness import ProcessPipeline, wait_until
 from _kit.machine import machine_info, pipeline_settings
 from _kit.measure import spread
 from _kit.product import (
-    projection_status,
+    Runtime,
     read_status,
 )
 from _kit.report import figure, save_figure, table
@@ -71,7 +71,7 @@ def measure_round(
 
         def applied() -> bool:
             try:
-                status = projection_status(settings, APP_NAME, projection)
+                status = Runtime(settings).projection_status(APP_NAME, projection)
             except ServiceUnavailable:
                 return False  # the index is being created
             return status.position >= head and status.lag == 0

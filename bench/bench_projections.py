@@ -40,10 +40,10 @@ from _kit.measure import (
 from _kit.product import (
     METADATA_FIELD,
     IndexNames,
+    Runtime,
     Topology,
     consumer_module,
     es_backend,
-    projection_status,
     read_envelopes,
 )
 from _kit.report import (
@@ -465,7 +465,7 @@ class Bench:
             if events is None:
                 # The status reads checkpoints and counts documents by search: refresh first.
                 self.es.indices.refresh(index=[index, checkpoints])
-                status = projection_status(settings, APP_NAME, projection)
+                status = Runtime(settings).projection_status(APP_NAME, projection)
                 if (status.lag, status.position, status.documents) != (
                     0,
                     self.head,

@@ -43,12 +43,11 @@ from _kit.product import (
     Applier,
     ElasticsearchReadModel,
     IndexNames,
+    Runtime,
     Topology,
     es_backend,
     kafka_backend,
-    projection_status,
     read_model_for,
-    rebuild,
 )
 from _kit.report import (
     figure,
@@ -256,7 +255,7 @@ def run_rebuild(settings: Settings, projection: CustomerOrdersProjection) -> dic
         before = services.sample()
         cpu_started, thread_started = time.process_time(), time.thread_time()
         started = clock()
-        result = rebuild(settings, APP_NAME, projection, progress=progress)
+        result = Runtime(settings).rebuild(APP_NAME, projection, progress=progress)
         ended = clock()
         thread_cpu, process_cpu = (
             time.thread_time() - thread_started,
@@ -395,7 +394,7 @@ class Bench:
                 IndexNames.of(settings).checkpoints_index,
             )
             self.es.indices.refresh(index=[alias, checkpoints])
-            status = projection_status(settings, APP_NAME, projection)
+            status = Runtime(settings).projection_status(APP_NAME, projection)
             if status.lag != 0 or status.position != self.head:
                 raise BenchmarkError(f"{projection.name}: lag {status.lag}, at {status.position}")
             check_views(es_views(self.es, alias)[0], self.expected, f"live worker into {alias}")
@@ -407,7 +406,7 @@ class Bench:
         settings, projection = self.settings_for("warmup-rebuild"), CustomerOrdersProjection()
         read_model_for(settings, projection).ensure()
         started = time.perf_counter()
-        rebuild(settings, APP_NAME, projection, from_position=self.head - warm)
+        Runtime(settings).rebuild(APP_NAME, projection, from_position=self.head - warm)
         seconds = time.perf_counter() - started
         live = self.live("warmup_live", warm)
         self.session.console.log(
@@ -450,7 +449,7 @@ class Bench:
         settings, projection = self.settings_for("profile"), CustomerOrdersProjection()
         read_model_for(settings, projection).ensure()
         wrap, rows = profiled(path, top=30)
-        wrap(lambda: rebuild(settings, APP_NAME, projection))()
+        wrap(lambda: Runtime(settings).rebuild(APP_NAME, projection))()
         self.profile, self.profile_path = rows, str(path)
         self.session.console.log(f"profiled rebuild saved to {path}")
 

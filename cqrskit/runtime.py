@@ -24,19 +24,42 @@ from typing import Any
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
+from cqrskit.adapters.elasticsearch.rebuild_state import ElasticsearchRebuildStates
 from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
+from cqrskit.adapters.elasticsearch.worker_stats import ElasticsearchWorkerStats
 from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters
+from cqrskit.adapters.kafka.offsets import KafkaOffsets
 from cqrskit.adapters.kafka.publisher import KafkaPublisher
-from cqrskit.adapters.kafka.subscription import KafkaSubscription
+from cqrskit.adapters.kafka.subscription import PROJECTION_CONFIG, KafkaSubscription
 from cqrskit.adapters.kafka.topics import topic_partitions
 from cqrskit.adapters.postgres.layouts import layout_status, request_repartition
 from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
+from cqrskit.adapters.postgres.reader import PostgresStoredEvents
 from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.commands import CommandBus, CommandHandlers
 from cqrskit.envelope import Seal
 from cqrskit.eventstore import Application
-from cqrskit.projections import Projection, ProjectionWorker, ReplayResult, replay_dead_letters
-from cqrskit.projections._rebuild import Progress, RebuildResult, rebuild
+from cqrskit.projections import (
+    Projection,
+    ProjectionStatus,
+    ProjectionWorker,
+    ReplayResult,
+    StageLatency,
+    VerifyReport,
+    projection_status,
+    replay_dead_letters,
+    stage_latencies,
+    verify,
+)
+from cqrskit.projections._rebuild import (
+    Progress,
+    RebuildPlan,
+    RebuildPorts,
+    RebuildResult,
+    rebuild,
+    rebuild_plan,
+)
+from cqrskit.projections._rollback import prune, prune_plan, rollback, rollback_plan
 from cqrskit.queries import QueryBus, QueryHandlers
 from cqrskit.relay import LayoutStatus, OutboxRelay, RelayOptions, RelayStatus
 from cqrskit.sagas import ProcessManager, SagaRunner, SagaStore
@@ -109,12 +132,22 @@ class Runtime:
     def worker(self, application_name: str, projection: Projection[Any]) -> ProjectionWorker:
         """A worker applying ``projection``'s events to its Elasticsearch read model."""
 
+        topology = Topology.of(self.settings, application_name)
+        read_model = self.read_model(projection)
         return ProjectionWorker(
             self.settings,
             application_name,
             projection,
-            read_model=self.read_model(projection),
+            read_model=read_model,
             dead_letters=self.dead_letters(application_name, projection.name),
+            subscription=KafkaSubscription(
+                self.settings,
+                f"projection {projection.name}",
+                topology.projection_group(projection.name),
+                topology.topics(projection.aggregate_types()),
+                PROJECTION_CONFIG,
+            ),
+            stats=ElasticsearchWorkerStats(read_model.es, IndexNames.of(self.settings).stats_index),
         )
 
     def read_model(self, projection: Projection[Any]) -> ElasticsearchReadModel:
@@ -139,6 +172,44 @@ class Runtime:
             retries=self.settings.projection_retries,
         )
 
+    def stored_events(self, application_name: str) -> PostgresStoredEvents:
+        """``application_name``'s event store, read in commit order (replays, verify)."""
+        return PostgresStoredEvents(self.settings, application_name)
+
+    def topic_offsets(self, application_name: str, projection: Projection[Any]) -> KafkaOffsets:
+        """The offsets of ``projection``'s topics: its live group's and a rebuild's."""
+        topology = Topology.of(self.settings, application_name)
+        return KafkaOffsets(
+            self.settings,
+            topology.topics(projection.aggregate_types()),
+            live_group=topology.projection_group(projection.name),
+            replay_group=topology.rebuild_group(projection.name),
+        )
+
+    def worker_stats(self) -> ElasticsearchWorkerStats:
+        """Where workers keep their stage samples, beside the checkpoints."""
+        return ElasticsearchWorkerStats(
+            es_backend.client(self.settings),
+            IndexNames.of(self.settings).stats_index,
+            self.settings.elasticsearch_address(),
+        )
+
+    def rebuild_ports(self, application_name: str, projection: Projection[Any]) -> RebuildPorts:
+        """What a rebuild or a rollback of ``projection`` works on."""
+        read_model = self.read_model(projection)
+        topology = Topology.of(self.settings, application_name)
+        return RebuildPorts(
+            read_model=read_model,
+            states=ElasticsearchRebuildStates(
+                read_model.es,
+                self.settings.elasticsearch_address(),
+                IndexNames.of(self.settings).rebuilds_index,
+            ),
+            offsets=self.topic_offsets(application_name, projection),
+            events=self.stored_events(application_name),
+            topics=tuple(topology.topics(projection.aggregate_types())),
+        )
+
     def rebuild(
         self,
         application_name: str,
@@ -149,11 +220,62 @@ class Runtime:
         progress: Progress | None = None,
     ) -> RebuildResult:
         """Build ``projection``'s read model afresh and put it in service (see ``rebuild``)."""
-
         options: dict[str, Any] = {"from_position": from_position, "drop_old": drop_old}
         if progress is not None:
             options["progress"] = progress
-        return rebuild(self.settings, application_name, projection, **options)
+        ports = self.rebuild_ports(application_name, projection)
+        return rebuild(self.settings, projection, ports, **options)
+
+    def rebuild_plan(
+        self, application_name: str, projection: Projection[Any], *, from_position: int = 0
+    ) -> RebuildPlan:
+        """What :meth:`rebuild` would do now; read-only (see ``rebuild_plan``)."""
+        ports = self.rebuild_ports(application_name, projection)
+        return rebuild_plan(self.settings, projection, ports, from_position=from_position)
+
+    def rollback(
+        self,
+        application_name: str,
+        projection: Projection[Any],
+        *,
+        progress: Progress | None = None,
+    ) -> str:
+        """Serve the previous index again, caught up first; its name (see ``rollback``)."""
+        ports = self.rebuild_ports(application_name, projection)
+        if progress is None:
+            return rollback(self.settings, projection, ports)
+        return rollback(self.settings, projection, ports, progress=progress)
+
+    def rollback_plan(
+        self, application_name: str, projection: Projection[Any]
+    ) -> tuple[str | None, str]:
+        """(the index in service, the one :meth:`rollback` would serve again); read-only."""
+        ports = self.rebuild_ports(application_name, projection)
+        return rollback_plan(self.settings, projection, ports)
+
+    def prune_plan(self, projection: Projection[Any]) -> list[str]:
+        """The indices :meth:`prune` would delete; read-only."""
+        return prune_plan(self.read_model(projection))
+
+    def prune(self, projection: Projection[Any]) -> list[str]:
+        """Delete every version of the read model except the one in service; return them."""
+        return prune(self.read_model(projection))
+
+    def verify(self, application_name: str, projection: Projection[Any]) -> VerifyReport:
+        """Fold the store afresh and compare it with the live read model (see ``verify``)."""
+        return verify(projection, self.read_model(projection), self.stored_events(application_name))
+
+    def projection_status(
+        self, application_name: str, projection: Projection[Any]
+    ) -> ProjectionStatus:
+        """Where ``projection`` is: checkpoints, documents and lag (see ``projection_status``)."""
+        return projection_status(
+            self.read_model(projection), self.topic_offsets(application_name, projection)
+        )
+
+    def stage_latencies(self, projection_name: str) -> list[StageLatency]:
+        """Each stage's p50/p99 over the projection's workers' recent samples."""
+        return stage_latencies(self.worker_stats(), projection_name)
 
     # -- the query side ------------------------------------------------------------
 

@@ -19,7 +19,15 @@ from typing import Protocol
 
 from cqrskit.topology import partition_key
 
-__all__ = ["Assigned", "Message", "Partition", "Rejoined", "Revoked", "Subscription"]
+__all__ = [
+    "Assigned",
+    "Message",
+    "Partition",
+    "PausableSubscription",
+    "Rejoined",
+    "Revoked",
+    "Subscription",
+]
 
 
 @dataclass(frozen=True, order=True)
@@ -45,6 +53,9 @@ class Message:
     value: bytes
     #: Header name -> value (the last value of a repeated name wins).
     headers: Mapping[str, bytes] = field(default_factory=dict)
+    key: bytes | None = None
+    #: When the broker took it (seconds since the epoch; 0 if not known).
+    timestamp: float = 0.0
 
     @property
     def source(self) -> Partition:
@@ -88,10 +99,14 @@ class Subscription(Protocol):
         ...
 
     def poll(self, max_messages: int, timeout: float) -> Sequence[Message]:
-        """Up to ``max_messages`` messages, waiting at most ``timeout`` seconds.
+        """Up to ``max_messages`` messages, waiting at most ``timeout`` seconds for the first.
 
-        Empty when none came. Messages carrying a consumer error (an event,
-        not data) are left out.
+        Never waits for a batch to fill: after the first message it takes
+        only what has already arrived. Empty when none came. Messages
+        carrying a consumer error (an event, not data) are left out.
+
+        Raises:
+            PermanentError: the consumer failed for good (a fatal error).
         """
         ...
 
@@ -108,4 +123,42 @@ class Subscription(Protocol):
 
     def close(self) -> None:
         """Leave the group (waiting no longer than the close time-out); idempotent."""
+        ...
+
+
+class PausableSubscription(Subscription, Protocol):
+    """A :class:`Subscription` whose partitions can be held back and inspected.
+
+    What a projection worker needs beyond a saga runner: where the group
+    resumed each partition, how far this member has read, holding a
+    partition at a message until it may go on, and the lag.
+    """
+
+    def committed(self, partitions: Sequence[Partition]) -> Mapping[Partition, int | None]:
+        """The group's committed offset per partition (None where nothing was committed).
+
+        Raises:
+            ServiceUnavailable: the cluster did not answer in time.
+        """
+        ...
+
+    def positions(self) -> Mapping[Partition, int]:
+        """The offset of the next message :meth:`poll` returns, per assigned partition
+        that has delivered or skipped something (messages before it were all returned).
+
+        Raises:
+            ServiceUnavailable: the consumer could not say.
+        """
+        ...
+
+    def pause_at(self, partition: Partition, offset: int) -> None:
+        """Stop delivering ``partition`` and rewind it to ``offset``, until :meth:`resume`."""
+        ...
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        """Deliver ``partitions`` again, from where :meth:`pause_at` left them."""
+        ...
+
+    def lag(self) -> int | None:
+        """Messages in the assigned partitions not delivered yet (None if unknown now)."""
         ...

@@ -26,7 +26,6 @@ from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
 from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.envelope import Seal
 from cqrskit.observability import STAGES, quantile
-from cqrskit.projections import projection_status, rebuild
 from cqrskit.projections._applier import Applier
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.projections._ports import DocState
@@ -59,12 +58,10 @@ __all__ = [
     "es_backend",
     "kafka_backend",
     "pg_backend",
-    "projection_status",
     "quantile",
     "read_envelopes",
     "read_model_for",
     "read_status",
-    "rebuild",
     "relay_module",
     "store_head",
 ]

@@ -40,13 +40,6 @@ from cqrskit.projections import (
     ProjectionWorker,
     RebuildPlan,
     RebuildResult,
-    projection_status,
-    prune,
-    prune_plan,
-    rebuild_plan,
-    rollback,
-    rollback_plan,
-    verify,
 )
 from cqrskit.runtime import Runtime
 from cqrskit.settings import Settings
@@ -163,8 +156,9 @@ def projections_status(
     settings = load_settings(app=app_spec, projections=projections_module)
     app_name = application_name(settings)
     with errors_as_messages():
+        runtime = Runtime(settings)
         statuses = [
-            projection_status(settings, app_name, cls())
+            runtime.projection_status(app_name, cls())
             for cls in projection_classes(settings, names)
         ]
     if as_json:
@@ -327,8 +321,8 @@ def _plan_then_confirm(
 ) -> bool:
     """Print or confirm what a rebuild would do; True if it should go ahead."""
     with errors_as_messages():
-        plan = rebuild_plan(
-            named.settings, named.app_name, named.projection, from_position=from_position
+        plan = named.runtime.rebuild_plan(
+            named.app_name, named.projection, from_position=from_position
         )
     action = _describe(plan, drop_old=drop_old)
     if dry_run:
@@ -416,7 +410,7 @@ def projections_rollback(
     named = _named(name, app_spec, projections_module)
     app_name = named.app_name
     with errors_as_messages():
-        serving, previous = rollback_plan(named.settings, app_name, named.projection)
+        serving, previous = named.runtime.rollback_plan(app_name, named.projection)
     action = (
         f"serve {previous} again in place of {serving or 'no index'}, caught up from Kafka first"
     )
@@ -425,7 +419,7 @@ def projections_rollback(
         return
     confirm(action, yes=yes)
     with errors_as_messages():
-        index = rollback(named.settings, app_name, named.projection)
+        index = named.runtime.rollback(app_name, named.projection)
     click.echo(f"{name}: {index} is in service again")
 
 
@@ -441,7 +435,7 @@ def projections_prune(name: str, yes: bool, dry_run: bool, projections_module: s
     """
     named = _named(name, projections_module=projections_module)
     with errors_as_messages():
-        doomed = prune_plan(named.settings, named.projection)
+        doomed = named.runtime.prune_plan(named.projection)
     if not doomed:
         click.echo(f"{name}: nothing to delete")
         return
@@ -451,7 +445,7 @@ def projections_prune(name: str, yes: bool, dry_run: bool, projections_module: s
         return
     confirm(action, yes=yes)
     with errors_as_messages():
-        dropped = prune(named.settings, named.projection)
+        dropped = named.runtime.prune(named.projection)
     click.echo(f"{name}: deleted {', '.join(dropped) if dropped else 'nothing'}")
 
 
@@ -472,7 +466,7 @@ def projections_verify(
     """
     named = _named(name, app_spec, projections_module)
     with errors_as_messages():
-        report = verify(named.settings, named.app_name, named.projection)
+        report = named.runtime.verify(named.app_name, named.projection)
     if as_json:
         echo_json(report)
     else:

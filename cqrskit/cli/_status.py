@@ -18,7 +18,6 @@ from cqrskit.cli._common import (
     projection_classes,
 )
 from cqrskit.observability import STAGES
-from cqrskit.projections import projection_status, stage_latencies
 from cqrskit.runtime import Runtime
 
 
@@ -44,9 +43,10 @@ def status(
     app_name = application_name(settings)
     classes = projection_classes(settings, names)
     with errors_as_messages():
-        relay = Runtime(settings).relay_status(app_name)
+        runtime = Runtime(settings)
+        relay = runtime.relay_status(app_name)
         rows = [
-            (projection_status(settings, app_name, cls()), stage_latencies(settings, cls.name))
+            (runtime.projection_status(app_name, cls()), runtime.stage_latencies(cls.name))
             for cls in classes
         ]
     if as_json:

@@ -17,12 +17,10 @@ import logging
 import time
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, Message, TopicPartition
-
-from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_LAYOUT
 from cqrskit.errors import ServiceUnavailable
 from cqrskit.projections._ports import ReadModel
+from cqrskit.subscription import Message, Partition, PausableSubscription
 
 __all__ = ["LayoutBarrier"]
 
@@ -52,7 +50,9 @@ class LayoutBarrier:
         self._held: dict[tuple[str, int], tuple[int, int]] = {}
         self._checked_at = float("-inf")
 
-    def admit(self, consumer: Consumer, messages: Sequence[Message]) -> list[Message]:
+    def admit(
+        self, subscription: PausableSubscription, messages: Sequence[Message]
+    ) -> list[Message]:
         """The messages that may be applied now, in order; holds back the others.
 
         A message waiting for its barrier pauses its partition and rewinds
@@ -63,33 +63,28 @@ class LayoutBarrier:
         """
         admitted: list[Message] = []
         for message in messages:
-            if message.error() is not None:
-                admitted.append(message)
-                continue
-            key = (str(message.topic()), int(message.partition() or 0))
+            key = (message.topic, message.partition)
             if key in self._held:
                 continue
-            raw = kafka_backend.headers_of(message).get(HEADER_LAYOUT)
+            raw = message.headers.get(HEADER_LAYOUT)
             barrier = _parse(raw) if raw is not None else None
             if barrier is None or self._open(key[0], *barrier):
                 admitted.append(message)
                 continue
             self._held[key] = barrier
-            partition = TopicPartition(key[0], key[1], int(message.offset() or 0))
-            consumer.pause([partition])
-            consumer.seek(partition)
+            subscription.pause_at(Partition(*key), message.offset)
             log.info(
                 "%s[%d] waits at offset %d until the %d partitions of its previous layout "
                 "are complete up to position %d",
                 key[0],
                 key[1],
-                partition.offset,
+                message.offset,
                 barrier[1],
                 barrier[0],
             )
         return admitted
 
-    def resume_ready(self, consumer: Consumer) -> None:
+    def resume_ready(self, subscription: PausableSubscription) -> None:
         """Resume the held partitions whose barrier is passed now (checked twice a second)."""
         if not self._held or time.monotonic() - self._checked_at < self.CHECK_SECONDS:
             return
@@ -98,9 +93,9 @@ class LayoutBarrier:
         for key in ready:
             del self._held[key]
         if ready:
-            consumer.resume([TopicPartition(topic, partition) for topic, partition in ready])
+            subscription.resume([Partition(topic, partition) for topic, partition in ready])
 
-    def forget(self, partitions: Sequence[TopicPartition]) -> None:
+    def forget(self, partitions: Sequence[Partition]) -> None:
         """Partitions revoked: their next owner starts from the committed offset and decides."""
         for partition in partitions:
             self._held.pop((partition.topic, partition.partition), None)

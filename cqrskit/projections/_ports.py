@@ -11,25 +11,30 @@ stays as a tombstone so that a re-delivered old event cannot bring it back).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from cqrskit.checkpoints import Checkpoint
+from cqrskit.envelope import Envelope
 from cqrskit.projections._mapping import METADATA_FIELD
+from cqrskit.subscription import Message
 
 __all__ = [
+    "BEGINNING",
     "STORE_STREAM",
     "CheckpointStore",
-    "Consumed",
     "DeadLetter",
     "DeadLetters",
     "DocState",
     "DocumentStore",
     "ReadModel",
     "RebuildStateStore",
+    "StoredEvents",
+    "TopicOffsets",
+    "WorkerStats",
     "Written",
 ]
 
@@ -129,19 +134,6 @@ class DeadLetter:
         return f"{topic}[{partition}]@{offset}"
 
 
-class Consumed(Protocol):
-    """One message as a consumer received it (what a dead letter is made of)."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(
-        self,
-    ) -> dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None: ...
-
-
 class DeadLetters(Protocol):
     """Where one projection's dead letters go: events it could not apply, with why.
 
@@ -154,7 +146,7 @@ class DeadLetters(Protocol):
     #: Where the letters are kept (named in messages).
     topic: str
 
-    def send(self, message: Consumed, handler: str, error: str) -> None:
+    def send(self, message: Message, handler: str, error: str) -> None:
         """Queue ``message`` as a dead letter with the reason; see :meth:`flush`."""
         ...
 
@@ -291,4 +283,97 @@ class RebuildStateStore(Protocol):
 
     def save(self, projection: str, fields: dict[str, Any]) -> None:
         """Replace the recorded progress of ``projection``'s rebuild."""
+        ...
+
+
+class WorkerStats(Protocol):
+    """Where a worker's telemetry keeps what ``cqrskit status`` shows, and how it
+    times a write becoming searchable. Best effort: neither method raises.
+    """
+
+    def write_samples(self, projection: str, instance: str, body: dict[str, Any]) -> None:
+        """Keep one worker instance's recent stage samples (replacing the last ones)."""
+        ...
+
+    def searchable(self, index: str, doc_id: str, seq_no: int) -> bool | None:
+        """Whether a search finds the document at ``seq_no`` or later (None: cannot ask now)."""
+        ...
+
+    def read_samples(self, projection: str, max_age_seconds: float) -> list[dict[str, list[float]]]:
+        """The samples (stage -> seconds) of each instance heard from within the age.
+
+        Raises:
+            ServiceUnavailable: the store cannot answer.
+        """
+        ...
+
+
+class StoredEvents(Protocol):
+    """One application's event store read in commit order: what rebuilds and
+    verification replay (the source of truth, whatever Kafka still retains).
+    """
+
+    def head(self) -> int:
+        """The position of the last stored event (0 if none).
+
+        Raises:
+            ServiceUnavailable: the store cannot answer.
+        """
+        ...
+
+    def envelopes(self, *, after: int = 0, upto: int | None = None) -> Iterator[Envelope]:
+        """Every event after ``after`` up to ``upto`` (default: all), in position order.
+
+        Raises:
+            ServiceUnavailable: the store cannot answer.
+        """
+        ...
+
+
+#: An offset that means "the first message the partition still holds".
+BEGINNING = -2
+
+
+class TopicOffsets(Protocol):
+    """A rebuild's and a status's view of one projection's topics, keyed by
+    partition key (``topic/n``): the live group's offsets, the ends, and a
+    replay of the messages between.
+    """
+
+    def committed(self) -> dict[str, int]:
+        """The live group's committed offset per partition (:data:`BEGINNING` if none).
+
+        Creates the topics first if they are missing.
+
+        Raises:
+            ServiceUnavailable: the cluster did not answer in time.
+        """
+        ...
+
+    def ends(self) -> dict[str, int]:
+        """The offset the next message of each partition will get.
+
+        Raises:
+            ServiceUnavailable: the cluster did not answer in time.
+        """
+        ...
+
+    def lag(self) -> int:
+        """Messages of the existing topics the live group has not committed past.
+
+        Raises:
+            ServiceUnavailable: the cluster did not answer in time.
+        """
+        ...
+
+    def replay(
+        self, start: Mapping[str, int], ends: Mapping[str, int], batch_size: int
+    ) -> Iterator[Sequence[Message]]:
+        """The messages from ``start`` (:data:`BEGINNING` where absent) up to ``ends``,
+        in batches of at most ``batch_size``, offset order per partition; the
+        iteration ends once every partition reached its end.
+
+        Raises:
+            ServiceUnavailable: the cluster did not answer in time.
+        """
         ...

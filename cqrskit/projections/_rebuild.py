@@ -37,24 +37,31 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
-
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters.elasticsearch.read_model import read_model_for
-from cqrskit.adapters.elasticsearch.rebuild_state import ElasticsearchRebuildStates
-from cqrskit.adapters.kafka.offsets import KafkaOffsets
-from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.checkpoints import FILL_WRITER, Checkpoint
 from cqrskit.envelope import HEADER_EVENT_TYPE, Envelope
 from cqrskit.errors import PositionBeyondHead
 from cqrskit.projections._applier import Applier, Failure
-from cqrskit.projections._ports import ReadModel, RebuildStateStore
+from cqrskit.projections._ports import (
+    BEGINNING,
+    ReadModel,
+    RebuildStateStore,
+    StoredEvents,
+    TopicOffsets,
+)
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._worker import _position_of, topics_for
+from cqrskit.projections._worker import _position_of
 from cqrskit.settings import Settings
-from cqrskit.topology import IndexNames, Topology, parse_partition_key, partition_key
+from cqrskit.subscription import Message
+from cqrskit.topology import parse_partition_key, partition_key
 
-__all__ = ["Progress", "RebuildPlan", "RebuildResult", "rebuild", "rebuild_plan"]
+__all__ = [
+    "Progress",
+    "RebuildPlan",
+    "RebuildPorts",
+    "RebuildResult",
+    "rebuild",
+    "rebuild_plan",
+]
 
 log = logging.getLogger("cqrskit.projections")
 
@@ -109,27 +116,38 @@ class RebuildResult:
     resumed: bool
 
 
+@dataclass(frozen=True)
+class RebuildPorts:
+    """What a rebuild, a rollback or a plan of either works on, for one projection.
+
+    Built by :meth:`cqrskit.runtime.Runtime.rebuild_ports`.
+    """
+
+    read_model: ReadModel
+    states: RebuildStateStore
+    offsets: TopicOffsets
+    events: StoredEvents
+    #: Every topic the projection reads.
+    topics: tuple[str, ...]
+
+
 class _Rebuilder:
     def __init__(
         self,
         settings: Settings,
-        application_name: str,
         projection: Projection[Any],
-        progress: Progress,
-        *,
-        read_model: ReadModel,
-        states: RebuildStateStore,
-        offsets: KafkaOffsets,
+        ports: RebuildPorts,
+        progress: Progress = _no_progress,
     ):
         self.settings = settings
-        self.application_name = application_name
         self.projection = projection
         self.progress = progress
-        self.read_model = read_model
-        self.states = states
-        self.offsets = offsets
+        self.read_model = ports.read_model
+        self.states = ports.states
+        self.offsets = ports.offsets
+        self.events = ports.events
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
-        self.topics = topics_for(settings, application_name, type(projection))
+        self.topics = ports.topics
         self.wanted = {t.encode() for t in projection.event_types()}
         self.batch_size = settings.rebuild_batch_size
 
@@ -174,51 +192,30 @@ class _Rebuilder:
         """
         ends = self.offsets.ends()
         position = dict(start)
-        todo = {k for k, end in ends.items() if _resolve(position.get(k, OFFSET_BEGINNING)) < end}
+        total = sum(max(0, end - max(0, position.get(k, BEGINNING))) for k, end in ends.items())
         applied = 0
-        if not todo:
-            return {k: max(_resolve(position.get(k, 0)), ends[k]) for k in ends}, 0
-        consumer = self.offsets.replay_consumer()
-        try:
-            consumer.assign([_partition(k, position.get(k, OFFSET_BEGINNING)) for k in todo])
-            total = sum(ends[k] - max(0, _resolve(position.get(k, 0))) for k in todo)
+        if total:
             self.progress(phase, 0, total)  # the phase starts now: rates count from here
-            while todo:
-                messages = consumer.consume(self.batch_size, timeout=1.0)
-                if not messages:
-                    # Nothing came: ask where the consumer is (an end offset
-                    # may lie past the last message, e.g. after a marker).
-                    for tp in consumer.position([_partition(k, 0) for k in todo]):
-                        if tp.offset >= ends[_key(tp)]:
-                            todo.discard(_key(tp))
-                    continue
-                envelopes, streams = [], []
-                for message in messages:
-                    if message.error() is not None:
-                        continue
-                    key = partition_key(str(message.topic()), int(message.partition() or 0))
-                    position[key] = int(message.offset() or 0) + 1
-                    if position[key] >= ends[key]:
-                        todo.discard(key)
-                    envelope = self._envelope(message, key, seen, floor)
-                    if envelope is not None:
-                        envelopes.append(envelope)
-                        streams.append(
-                            partition_key(str(message.topic()), int(message.partition() or 0))
-                        )
-                self._apply(envelopes, index, streams)
-                applied += len(messages)
-                self.progress(phase, applied, total)
-        finally:
-            consumer.close()
-        return {k: max(_resolve(position.get(k, 0)), ends[k]) for k in ends}, applied
+        for messages in self.offsets.replay(position, ends, self.batch_size):
+            envelopes, streams = [], []
+            for message in messages:
+                key = partition_key(message.topic, message.partition)
+                position[key] = message.next_offset
+                envelope = self._envelope(message, key, seen, floor)
+                if envelope is not None:
+                    envelopes.append(envelope)
+                    streams.append(key)
+            self._apply(envelopes, index, streams)
+            applied += len(messages)
+            self.progress(phase, applied, total)
+        return {k: max(0, position.get(k, 0), ends[k]) for k in ends}, applied
 
     def _envelope(
         self, message: Message, key: str, seen: dict[str, int], floor: int
     ) -> Envelope | None:
         """The event to apply from ``message``, if the projection wants it and the
         replay did not apply it; ``seen`` gains the position of every message."""
-        headers = kafka_backend.headers_of(message)
+        headers = message.headers
         said = _position_of(headers)
         if said is not None:
             seen[key] = max(seen.get(key, 0), said)
@@ -226,7 +223,7 @@ class _Rebuilder:
             return None
         if said is not None and said <= floor:
             return None  # the replay applied it: not worth decoding
-        envelope = Envelope.decode(message.value() or b"")
+        envelope = Envelope.decode(message.value)
         return envelope if envelope.position > floor else None  # the replay covered the rest
 
     def fill(self, index: str, offsets: dict[str, int], seen: dict[str, int], head: int) -> None:
@@ -293,9 +290,7 @@ class _Rebuilder:
             self.progress(phase, read, total)
 
         last = after
-        for envelope in read_envelopes(
-            self.settings, self.application_name, after=after, upto=state.head
-        ):
+        for envelope in self.events.envelopes(after=after, upto=state.head):
             last = envelope.position
             read += 1
             if envelope.event_type in wanted:
@@ -307,54 +302,10 @@ class _Rebuilder:
         return done
 
 
-def _rebuilder(
-    settings: Settings, application_name: str, projection: Projection[Any], progress: Progress
-) -> _Rebuilder:
-    """The rebuild of ``projection`` on its Elasticsearch adapters.
-
-    The one place the rebuild family builds adapters from settings, until
-    its functions take their ports from the composition root. The catch-up
-    still reads Kafka's messages itself, from the offsets client's consumer.
-    """
-    read_model = read_model_for(settings, projection)
-    states = ElasticsearchRebuildStates(
-        read_model.es, settings.elasticsearch_address(), IndexNames.of(settings).rebuilds_index
-    )
-    topology = Topology.of(settings, application_name)
-    offsets = KafkaOffsets(
-        settings,
-        topics_for(settings, application_name, type(projection)),
-        live_group=topology.projection_group(projection.name),
-        replay_group=topology.rebuild_group(projection.name),
-    )
-    return _Rebuilder(
-        settings,
-        application_name,
-        projection,
-        progress,
-        read_model=read_model,
-        states=states,
-        offsets=offsets,
-    )
-
-
-def _key(tp: TopicPartition) -> str:
-    return partition_key(tp.topic, tp.partition)
-
-
-def _partition(key: str, offset: int) -> TopicPartition:
-    topic, partition = parse_partition_key(key)
-    return TopicPartition(topic, partition, offset)
-
-
-def _resolve(offset: int) -> int:
-    return 0 if offset < 0 else offset
-
-
 def rebuild(
     settings: Settings,
-    application_name: str,
     projection: Projection[Any],
+    ports: RebuildPorts,
     *,
     from_position: int = 0,
     drop_old: bool = False,
@@ -372,18 +323,15 @@ def rebuild(
     """
     with _fewer_collections():
         return _rebuild(
-            settings,
-            application_name,
-            projection,
+            _Rebuilder(settings, projection, ports, progress),
             from_position=from_position,
             drop_old=drop_old,
-            progress=progress,
         )
 
 
-def _check_floor(settings: Settings, application_name: str, from_position: int) -> int:
+def _check_floor(events: StoredEvents, from_position: int) -> int:
     """The store's head; refuses a position past it (a reset there keeps no event)."""
-    head = store_head(settings, application_name)
+    head = events.head()
     if from_position > head:
         raise PositionBeyondHead(from_position, head, "reset position")
     return head
@@ -406,8 +354,8 @@ class RebuildPlan:
 
 def rebuild_plan(
     settings: Settings,
-    application_name: str,
     projection: Projection[Any],
+    ports: RebuildPorts,
     *,
     from_position: int = 0,
 ) -> RebuildPlan:
@@ -417,8 +365,8 @@ def rebuild_plan(
         PositionBeyondHead: ``from_position`` is past the store's head.
         ServiceUnavailable: a service cannot answer.
     """
-    head = _check_floor(settings, application_name, from_position)
-    rebuilder = _rebuilder(settings, application_name, projection, _no_progress)
+    head = _check_floor(ports.events, from_position)
+    rebuilder = _Rebuilder(settings, projection, ports)
     read_model = rebuilder.read_model
     state = rebuilder.read_state()
     if state is not None and state.phase != "done":
@@ -440,17 +388,9 @@ def rebuild_plan(
     )
 
 
-def _rebuild(
-    settings: Settings,
-    application_name: str,
-    projection: Projection[Any],
-    *,
-    from_position: int,
-    drop_old: bool,
-    progress: Progress,
-) -> RebuildResult:
-    _check_floor(settings, application_name, from_position)
-    rebuilder = _rebuilder(settings, application_name, projection, progress)
+def _rebuild(rebuilder: _Rebuilder, *, from_position: int, drop_old: bool) -> RebuildResult:
+    projection = rebuilder.projection
+    _check_floor(rebuilder.events, from_position)
     read_model = rebuilder.read_model
     read_model.ensure()
     state = rebuilder.load_state()
@@ -463,7 +403,7 @@ def _rebuild(
             target=target,
             from_position=from_position,
             start_offsets=rebuilder.offsets.committed(),
-            head=store_head(settings, application_name),
+            head=rebuilder.events.head(),
         )
         state.replayed = from_position
         rebuilder.save_state(state)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cqrskit.adapters.elasticsearch.read_model import read_model_for
 from cqrskit.checkpoints import coverage
 from cqrskit.errors import PermanentError
+from cqrskit.projections._ports import ReadModel
 from cqrskit.projections._projection import Projection
-from cqrskit.projections._rebuild import Progress, _no_progress, _rebuilder
+from cqrskit.projections._rebuild import Progress, RebuildPorts, _no_progress, _Rebuilder
 from cqrskit.settings import Settings
 from cqrskit.topology import partition_key
 
@@ -17,8 +17,8 @@ __all__ = ["prune", "prune_plan", "rollback", "rollback_plan"]
 
 def rollback(
     settings: Settings,
-    application_name: str,
     projection: Projection[Any],
+    ports: RebuildPorts,
     *,
     progress: Progress = _no_progress,
 ) -> str:
@@ -33,8 +33,8 @@ def rollback(
         PermanentError: there is no previous index to go back to.
         ServiceUnavailable: a service went away; run it again.
     """
-    rebuilder = _rebuilder(settings, application_name, projection, progress)
-    _, previous = rollback_plan(settings, application_name, projection)
+    rebuilder = _Rebuilder(settings, projection, ports, progress)
+    _, previous = rollback_plan(settings, projection, ports)
     state = rebuilder.load_state()
     assert state is not None  # rollback_plan found it
     read_model = rebuilder.read_model
@@ -53,14 +53,14 @@ def rollback(
 
 
 def rollback_plan(
-    settings: Settings, application_name: str, projection: Projection[Any]
+    settings: Settings, projection: Projection[Any], ports: RebuildPorts
 ) -> tuple[str | None, str]:
     """(the index in service, the one :func:`rollback` would serve again); read-only.
 
     Raises:
         PermanentError: there is no previous index to go back to.
     """
-    rebuilder = _rebuilder(settings, application_name, projection, _no_progress)
+    rebuilder = _Rebuilder(settings, projection, ports, _no_progress)
     state = rebuilder.read_state()
     if state is None or state.phase != "done" or not state.previous:
         raise PermanentError(f"{projection.name} has no finished rebuild to roll back")
@@ -69,20 +69,18 @@ def rollback_plan(
     return rebuilder.read_model.serving(), state.previous
 
 
-def prune_plan(settings: Settings, projection: Projection[Any]) -> list[str]:
+def prune_plan(read_model: ReadModel) -> list[str]:
     """The indices :func:`prune` would delete (every version not in service); read-only."""
-    read_model = read_model_for(settings, projection)
     serving = read_model.serving()
     return [v for v in read_model.versions() if v != serving]
 
 
-def prune(settings: Settings, projection: Projection[Any]) -> list[str]:
+def prune(read_model: ReadModel) -> list[str]:
     """Delete every version of the read model except the one in service; return them.
 
     Idempotent. Raises ServiceUnavailable when Elasticsearch cannot answer.
     """
-    read_model = read_model_for(settings, projection)
-    dropped = prune_plan(settings, projection)
+    dropped = prune_plan(read_model)
     for index in dropped:
         read_model.delete_index(index)
     return dropped

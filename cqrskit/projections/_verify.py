@@ -9,14 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cqrskit.adapters.elasticsearch.read_model import read_model_for
-from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.envelope import Envelope
 from cqrskit.projections._applier import Applier
 from cqrskit.projections._memory import MemoryReadModel
-from cqrskit.projections._ports import DocState
+from cqrskit.projections._ports import DocState, ReadModel, StoredEvents
 from cqrskit.projections._projection import Projection
-from cqrskit.settings import Settings
 
 __all__ = ["Drift", "VerifyReport", "verify"]
 
@@ -59,7 +56,9 @@ class VerifyReport:
 _VERIFY_BATCH = 2000
 
 
-def verify(settings: Settings, application_name: str, projection: Projection[Any]) -> VerifyReport:
+def verify(
+    projection: Projection[Any], read_model: ReadModel, events: StoredEvents
+) -> VerifyReport:
     """Fold the event store afresh and compare every document with the live one.
 
     Reads the store's head H first and folds up to it. A live document that
@@ -71,17 +70,16 @@ def verify(settings: Settings, application_name: str, projection: Projection[Any
     Raises:
         ServiceUnavailable: PostgreSQL or Elasticsearch cannot answer.
     """
-    head = store_head(settings, application_name)
+    head = events.head()
     fresh = MemoryReadModel()
     applier = Applier(projection, fresh, retries=1)
     batch: list[Envelope] = []
-    for envelope in read_envelopes(settings, application_name, upto=head):
+    for envelope in events.envelopes(upto=head):
         batch.append(envelope)
         if len(batch) >= _VERIFY_BATCH:
             applier.apply(batch)
             batch = []
     applier.apply(batch)
-    read_model = read_model_for(settings, projection)
     read_model.refresh()  # the scan sees every write acknowledged before it
     live = {doc.doc_id: doc for doc in read_model.scan()}
     newer = sorted((d for d in live.values() if d.position > head), key=lambda d: d.position)
@@ -90,7 +88,7 @@ def verify(settings: Settings, application_name: str, projection: Projection[Any
     }
     stored: set[int] = set()
     if newer:
-        later = read_envelopes(settings, application_name, after=head, upto=newer[-1].position)
+        later = events.envelopes(after=head, upto=newer[-1].position)
         expected.update(_fold_to_each(applier, fresh, later, newer, stored))
     drift: list[Drift] = []
     for doc_id in sorted(expected):

@@ -1,11 +1,13 @@
-"""The projection worker: Kafka in, bulk writes to Elasticsearch, offsets after effects.
+"""The projection worker: messages in, bulk writes to the read model, offsets after effects.
 
 One consumer group per projection, so several worker processes of one
-projection share its partitions. For each batch the worker decodes the
-envelopes (skipping, by header, event types the projection does not
-handle), applies them (see :mod:`._applier`), dead-letters what a handler
-could not apply, records checkpoints in Elasticsearch, and only then commits
-the batch's offsets to Kafka. A crash anywhere re-delivers the batch, and the
+projection share its partitions. The worker sees the group through a
+:class:`~cqrskit.subscription.PausableSubscription` and the read model
+through its ports; Kafka's and Elasticsearch's types stay in the adapters.
+For each batch the worker decodes the envelopes (skipping, by header, event
+types the projection does not handle), applies them (see :mod:`._applier`),
+dead-letters what a handler could not apply, records checkpoints, and only
+then commits the batch's offsets. A crash anywhere re-delivers the batch, and the
 guards make the second delivery a no-op.
 """
 
@@ -14,18 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
 
-from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
-from cqrskit.adapters.kafka._group import GroupMember
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_POSITION,
@@ -34,15 +32,22 @@ from cqrskit.envelope import (
     Envelope,
     Seal,
 )
-from cqrskit.errors import TransientError
+from cqrskit.errors import ServiceUnavailable, TransientError
 from cqrskit.observability import instance_name
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
-from cqrskit.projections._ports import STORE_STREAM, DeadLetter, DeadLetters, ReadModel
+from cqrskit.projections._ports import (
+    STORE_STREAM,
+    DeadLetter,
+    DeadLetters,
+    ReadModel,
+    WorkerStats,
+)
 from cqrskit.projections._progress import Span, WorkerCheckpoints
 from cqrskit.projections._projection import Projection
 from cqrskit.projections._telemetry import WorkerTelemetry
 from cqrskit.settings import Settings
+from cqrskit.subscription import Message, Partition, PausableSubscription
 from cqrskit.topology import Topology, partition_key
 
 __all__ = [
@@ -70,14 +75,14 @@ _UNSEALED = (
 )
 
 
-def _position_of(headers: dict[str, bytes]) -> int | None:
+def _position_of(headers: Mapping[str, bytes]) -> int | None:
     raw = headers.get(HEADER_POSITION)
     if raw is None or not raw.isdigit():
         return None
     return int(raw)
 
 
-def _foreign(headers: dict[str, bytes]) -> str:
+def _foreign(headers: Mapping[str, bytes]) -> str:
     if HEADER_EVENT_TYPE not in headers:
         return f"not a cqrskit message: no {HEADER_EVENT_TYPE!r} header"
     return f"not a cqrskit message: {HEADER_POSITION!r} header {headers.get(HEADER_POSITION)!r}"
@@ -85,7 +90,7 @@ def _foreign(headers: dict[str, bytes]) -> str:
 
 def _partitions_of(watermark: Message) -> int:
     try:
-        return int(orjson.loads(watermark.value() or b"{}").get("partitions", 0))
+        return int(orjson.loads(watermark.value or b"{}").get("partitions", 0))
     except (ValueError, TypeError, AttributeError):
         return 0
 
@@ -99,13 +104,17 @@ class ProjectionWorker:
         application_name: str,
         projection: Projection[Any],
         *,
-        read_model: ElasticsearchReadModel,
+        read_model: ReadModel,
         dead_letters: DeadLetters,
+        subscription: PausableSubscription,
+        stats: WorkerStats,
     ):
         """Build one through :meth:`cqrskit.runtime.Runtime.worker`, which makes the adapters."""
         self.settings = settings
         self.projection = projection
         self.read_model = read_model
+        self.subscription = subscription
+        self.stats = stats
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
         self.barrier = LayoutBarrier(self.read_model)
         self.dead_letters = dead_letters
@@ -173,7 +182,7 @@ class ProjectionWorker:
         Raises:
             PermanentError: the read model cannot be set up (e.g. a bad mapping).
         """
-        self.telemetry = WorkerTelemetry(self.settings, self.read_model, instance_name())
+        self.telemetry = WorkerTelemetry(self.projection.name, self.stats, instance_name())
         try:
             self._run()
         finally:
@@ -187,80 +196,47 @@ class ProjectionWorker:
                     self._prepare()
         except RetryError:
             return
-        member = GroupMember(
-            f"projection {self.projection.name}",
-            {
-                **kafka_backend.group_config(self.settings),
-                "group.id": self.group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "max.poll.interval.ms": 600_000,
-                "partition.assignment.strategy": "cooperative-sticky",
-                "on_commit": self._committed,
-            },
-            self.topics,
-            kafka_backend.member_timeouts(self.settings),
-            on_assign=self._assigned,
-            on_revoke=self._revoked,
-            on_rejoin=self._forget_assignment,
-        )
         self._set_state("running", f"consuming {', '.join(self.topics)} as group {self.group}")
+        subscription = self.subscription
+        batch_size = self.settings.projection_batch_size
         try:
             while not self.stopping:
-                consumer = member.check()
-                self.barrier.resume_ready(consumer)
+                self.barrier.resume_ready(subscription)
                 # Wait for one message, then take what is already fetched:
                 # a batch never waits to fill up, so latency stays low.
-                first = consumer.poll(0.5)
-                self.telemetry.idle(consumer, drained=first is None)
-                if first is None:
-                    self._commit_skipped(consumer)
-                    continue
-                messages = [first]
-                messages += consumer.consume(self.settings.projection_batch_size - 1, timeout=0)
+                messages = subscription.poll(batch_size, 0.5)
+                self.telemetry.idle(subscription.lag, drained=not messages)
                 if messages:
-                    self._process(consumer, messages)
+                    self._process(messages)
+                else:
+                    self._commit_skipped()
         finally:
-            member.close()
+            subscription.close()
             self._set_state("stopped", "stopped")
 
     def _forget_assignment(self) -> None:
         """A stuck consumer was replaced: what it was assigned is decided anew."""
         held = {*self._next, *self._resumed}
-        self.barrier.forget([TopicPartition(topic, partition) for topic, partition in held])
+        self.barrier.forget([Partition(topic, partition) for topic, partition in held])
         self._next.clear()
         self._resumed.clear()
 
-    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if partitions:
-            log.info(
-                "projection %s: assigned %s",
-                self.projection.name,
-                ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
-            )
+    def _assigned(self, _partitions: list[Partition]) -> dict[Partition, int]:
+        return {}  # every partition resumes at the group's committed offset
 
-    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _revoked(self, partitions: list[Partition]) -> None:
         self.barrier.forget(partitions)
         for p in partitions:
             self._next.pop((p.topic, p.partition), None)
             self._resumed.pop((p.topic, p.partition), None)
-        if partitions:
-            log.info(
-                "projection %s: revoked %s",
-                self.projection.name,
-                ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
-            )
 
     def _prepare(self) -> None:
         self.read_model.ensure()
-        admin = kafka_backend.admin(self.settings)
-        for topic in self.topics:
-            kafka_backend.create_topic(admin, self.settings, topic)
-        kafka_backend.wait_for_topics(admin, self.settings, self.topics)
+        self.subscription.subscribe(self._assigned, self._revoked, self._forget_assignment)
 
-    def _process(self, consumer: Consumer, messages: Sequence[Message]) -> None:
+    def _process(self, messages: Sequence[Message]) -> None:
         started_ns = time.time_ns()
-        messages = self.barrier.admit(consumer, messages)
+        messages = self.barrier.admit(self.subscription, messages)
         envelopes: list[Envelope] = []
         published_at: list[float] = []
         streams: list[str] = []
@@ -269,14 +245,9 @@ class ProjectionWorker:
         #: (first offset, offset after the last, highest position) per partition.
         spans: dict[tuple[str, int], tuple[int, int, int]] = {}
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                continue
-            key = (str(message.topic()), int(message.partition() or 0))
-            offset = int(message.offset() or 0)
-            first, _, high = spans.get(key) or (self._start(consumer, key, offset), 0, 0)
+            key = (message.topic, message.partition)
+            offset = message.offset
+            first, _, high = spans.get(key) or (self._start(key, offset), 0, 0)
             read, believed = self._read(message, key)
             spans[key] = (first, offset + 1, max(high, believed))
             if isinstance(read, str):
@@ -286,7 +257,7 @@ class ProjectionWorker:
                 continue
             envelope = read
             envelopes.append(envelope)
-            published_at.append((message.timestamp()[1] or 0) / 1000)
+            published_at.append(message.timestamp)
             streams.append(partition_key(key[0], key[1]))
             origin[envelope.position] = message
         batch = [Span(t, p, *spans[(t, p)]) for t, p in sorted(spans)]
@@ -297,11 +268,13 @@ class ProjectionWorker:
             self._set_state("running", "applying again")
         for span in batch:
             self._next[(span.topic, span.partition)] = span.offset
-        self._commit(consumer, batch)
+        self._commit(batch)
         self.processed += len(envelopes)
         if self.telemetry is not None:
             self.telemetry.dead_lettered(dead_lettered)
-            self.telemetry.batch(len(messages), envelopes, published_at, started_ns)
+            self.telemetry.batch(
+                len(messages), envelopes, published_at, started_ns, self.read_model.last_written
+            )
 
     def _read(self, message: Message, key: tuple[str, int]) -> tuple[Envelope | str | None, int]:
         """(the event to apply, why the message is dead-lettered, or None to skip it;
@@ -310,17 +283,17 @@ class ProjectionWorker:
         Completeness is believed only from messages the relay sealed; an
         unhandled type is checked by its seal alone, never decoded.
         """
-        headers = kafka_backend.headers_of(message)
+        headers = message.headers
         event_type = headers.get(HEADER_EVENT_TYPE)
         position = _position_of(headers)
         if event_type is None or position is None:
             return _foreign(headers), 0  # not written by a cqrskit relay: kept, with why
-        value = message.value() or b""
+        value = message.value
         sealed = self.seal.verifies(
             headers.get(HEADER_SEAL),
             topic=key[0],
             partition=key[1],
-            key=message.key(),
+            key=message.key,
             event_type=event_type,
             position=position,
             value=value,
@@ -393,8 +366,8 @@ class ProjectionWorker:
             return None
         return dead_lettered + len(failures)
 
-    def _commit(self, consumer: Consumer, batch: list[Span]) -> None:
-        offsets = [TopicPartition(s.topic, s.partition, s.offset) for s in batch]
+    def _commit(self, batch: list[Span]) -> None:
+        offsets = {Partition(s.topic, s.partition): s.offset for s in batch}
         if not offsets:
             return
         # Asynchronous: a synchronous commit that meets a rebalance after a
@@ -402,11 +375,11 @@ class ProjectionWorker:
         # to poll; it never returns. The effects are already durable and
         # guarded, so a commit that is lost only means a batch delivered again.
         try:
-            consumer.commit(offsets=offsets, asynchronous=True)
-        except KafkaException as exc:
+            self.subscription.commit(offsets)
+        except ServiceUnavailable as exc:
             log.warning("projection %s: offsets not committed: %s", self.projection.name, exc)
 
-    def _start(self, consumer: Consumer, key: tuple[str, int], offset: int) -> int:
+    def _start(self, key: tuple[str, int], offset: int) -> int:
         """Where the run of offsets that a message at ``offset`` continues begins.
 
         Offsets between two messages that one assignment delivers in turn
@@ -418,17 +391,16 @@ class ProjectionWorker:
         """
         known = self._next.get(key, self._resumed.get(key))
         if known is None:
+            partition = Partition(*key)
             try:
-                (committed,) = consumer.committed(
-                    [TopicPartition(*key)], timeout=self.settings.connect_timeout
-                )
-                known = committed.offset if committed.offset >= 0 else offset
-            except KafkaException:
+                committed = self.subscription.committed([partition]).get(partition)
+                known = committed if committed is not None else offset
+            except ServiceUnavailable:
                 known = offset
             self._resumed[key] = known
         return known if known <= offset else offset
 
-    def _commit_skipped(self, consumer: Consumer) -> None:
+    def _commit_skipped(self) -> None:
         """Commit, and checkpoint, past what the consumer skipped: transaction markers.
 
         Each relay transaction ends with a commit marker in every partition
@@ -440,34 +412,24 @@ class ProjectionWorker:
         checkpoint run extended over it.
         """
         try:
-            ahead = [
-                tp
-                for tp in consumer.position(consumer.assignment())
-                if (tp.topic, tp.partition) in self._next
-                and tp.offset > self._next[(tp.topic, tp.partition)]
-            ]
+            ahead = {
+                (p.topic, p.partition): offset
+                for p, offset in self.subscription.positions().items()
+                if (p.topic, p.partition) in self._next
+                and offset > self._next[(p.topic, p.partition)]
+            }
             if not ahead:
                 return
             index = self.read_model.serving() or self.read_model.alias
-            spans = [
-                Span(tp.topic, tp.partition, self._next[(tp.topic, tp.partition)], tp.offset, 0)
-                for tp in ahead
-            ]
+            spans = [Span(t, p, self._next[(t, p)], offset, 0) for (t, p), offset in ahead.items()]
             self.read_model.save_checkpoints(
                 self._checkpoints.record(index, spans, self._partitions)
             )
-            consumer.commit(offsets=ahead, asynchronous=True)
-        except (KafkaException, TransientError) as exc:
+            self.subscription.commit({Partition(*key): offset for key, offset in ahead.items()})
+        except TransientError as exc:
             log.debug("projection %s: skipped offsets not committed: %s", self.projection.name, exc)
             return
-        for tp in ahead:
-            self._next[(tp.topic, tp.partition)] = tp.offset
-
-    def _committed(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
-        if error is not None and error.code() != KafkaError._NO_OFFSET:
-            # Typically a rebalance took the partition away: its new owner
-            # gets the batch again, and the guards make that a no-op.
-            log.info("projection %s: offsets not committed: %s", self.projection.name, error)
+        self._next.update(ahead)
 
 
 @dataclass(frozen=True)

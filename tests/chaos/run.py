@@ -70,8 +70,8 @@ from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters as DeadLetterTo
 from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.envelope import HEADER_EVENT_TYPE, HEADER_POSITION, WATERMARK_EVENT_TYPE
-from cqrskit.projections import verify
 from cqrskit.queries import applied_position
+from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames, Topology
 from examples.library.app import AddBook, LibraryApp
 from examples.library.app import handlers as library_handlers
@@ -537,7 +537,7 @@ class Chaos:
             doubled += max(0, shown - units)
         stock_levels = EvolvedStockLevels() if self.evolved else StockLevels()
         drift = {
-            p.name: len(verify(self.settings, "shop", p).drift)
+            p.name: len(Runtime(self.settings).verify("shop", p).drift)
             for p in (CustomerOrdersProjection(), stock_levels)
         }
         letters, _end = DeadLetterTopic(self.settings, "shop", "customer_orders").pending(

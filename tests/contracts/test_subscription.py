@@ -3,8 +3,11 @@
 :class:`SubscriptionContract` holds what a consuming stage relies on:
 messages as plain records in offset order per partition, start offsets
 chosen on assignment, earliest for a new group, and committed offsets where
-the next member of the group resumes. Each implementation subclasses it
-with a ``harness`` fixture that builds members and publishes messages.
+the next member of the group resumes; and what a projection worker adds
+(:class:`~cqrskit.subscription.PausableSubscription`): committed offsets
+and positions read back, a partition held at a message and resumed, the lag.
+Each implementation subclasses it with a ``harness`` fixture that builds
+members and publishes messages.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from cqrskit import Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.kafka.subscription import KafkaSubscription
 from cqrskit.adapters.memory.subscription import MemorySubscription, MemoryTopics
-from cqrskit.subscription import Message, Partition, Subscription
+from cqrskit.subscription import Message, Partition, PausableSubscription
 from tests.integration.conftest import kafka_topic, kafka_up, settings, unique_name
 
 __all__ = ["kafka_topic", "kafka_up", "settings", "unique_name"]
@@ -31,7 +34,7 @@ class Harness:
     """Members of groups on ``topic``, and a way to publish to it."""
 
     topic: str
-    member: Callable[[str], Subscription]
+    member: Callable[[str], PausableSubscription]
     publish: Callable[[int, bytes, Mapping[str, bytes]], None]
     #: How long a member may take to join and see a message.
     patience: float
@@ -41,12 +44,22 @@ def everything(_partitions: list[Partition]) -> dict[Partition, int]:
     return {}
 
 
-def received(subscription: Subscription, count: int, patience: float) -> list[Message]:
+def received(subscription: PausableSubscription, count: int, patience: float) -> list[Message]:
     found: list[Message] = []
     deadline = time.monotonic() + patience
     while len(found) < count and time.monotonic() < deadline:
         found += subscription.poll(10, 0.2)
     return found
+
+
+def wait_for(condition: Callable[[], bool], patience: float) -> bool:
+    """True once ``condition`` holds, False if ``patience`` seconds passed first."""
+    deadline = time.monotonic() + patience
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling a remote condition
+    return True
 
 
 def by_partition(messages: Sequence[Message]) -> dict[int, list[bytes]]:
@@ -102,8 +115,10 @@ class SubscriptionContract:
             messages = received(member, 3, harness.patience)
             assert [m.value for m in messages] == [b"a", b"b", b"c"]
             b = messages[1]
+            assert member.committed([b.source]) == {b.source: None}
             member.commit({b.source: b.next_offset})
-            time.sleep(1)  # the commit is asynchronous
+            # The commit is asynchronous: wait until the group says it has it.
+            assert wait_for(lambda: member.committed([b.source]) == {b.source: 2}, harness.patience)
         finally:
             member.close()
         successor = harness.member("resumers")
@@ -112,6 +127,42 @@ class SubscriptionContract:
             assert [m.value for m in received(successor, 1, harness.patience)] == [b"c"]
         finally:
             successor.close()
+
+    def test_a_paused_partition_is_held_at_its_message_until_resumed(
+        self, harness: Harness
+    ) -> None:
+        for value in (b"a", b"b", b"c"):
+            harness.publish(0, value, {})
+        member = harness.member("holders")
+        member.subscribe(everything)
+        try:
+            assert [m.value for m in received(member, 3, harness.patience)] == [b"a", b"b", b"c"]
+            held = Partition(harness.topic, 0)
+            assert member.positions().get(held) == 3
+            member.pause_at(held, 1)
+            harness.publish(1, b"elsewhere", {})
+            while_held = received(member, 1, harness.patience)
+            assert [m.value for m in while_held] == [b"elsewhere"]
+            assert list(member.poll(10, 0.2)) == []
+            member.resume([held])
+            again = received(member, 2, harness.patience)
+        finally:
+            member.close()
+        assert [(m.partition, m.offset, m.value) for m in again] == [(0, 1, b"b"), (0, 2, b"c")]
+
+    def test_the_lag_counts_what_was_not_delivered_yet(self, harness: Harness) -> None:
+        harness.publish(2, b"a", {})
+        member = harness.member("laggards")
+        member.subscribe(everything)
+        try:
+            assert [m.value for m in received(member, 1, harness.patience)] == [b"a"]
+            harness.publish(2, b"b", {})
+            harness.publish(2, b"c", {})
+            assert wait_for(lambda: member.lag() == 2, harness.patience)
+            assert len(received(member, 2, harness.patience)) == 2
+            assert wait_for(lambda: member.lag() == 0, harness.patience)
+        finally:
+            member.close()
 
     def test_poll_with_nothing_to_read_is_empty(self, harness: Harness) -> None:
         member = harness.member("idle")
@@ -156,7 +207,7 @@ class TestKafkaSubscription(SubscriptionContract):
             producer.produce(kafka_topic, value, partition=partition, headers=dict(headers))
             assert producer.flush(30) == 0
 
-        def member(group: str) -> Subscription:
+        def member(group: str) -> PausableSubscription:
             return KafkaSubscription(
                 settings, f"test {group}", f"{kafka_topic}.{group}", [kafka_topic]
             )

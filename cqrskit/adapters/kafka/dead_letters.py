@@ -14,8 +14,9 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_POSITION
 from cqrskit.errors import DeadLetterRefused
-from cqrskit.projections._ports import Consumed, DeadLetter
+from cqrskit.projections._ports import DeadLetter
 from cqrskit.settings import Settings
+from cqrskit.subscription import Message as Delivered
 from cqrskit.topology import Topology
 
 __all__ = ["KafkaDeadLetters"]
@@ -45,17 +46,17 @@ class KafkaDeadLetters:
         """Seconds a letter may wait for the broker before it counts as refused."""
         return self.settings.connect_timeout * 6
 
-    def send(self, message: Consumed, handler: str, error: str) -> None:
+    def send(self, message: Delivered, handler: str, error: str) -> None:
         """Queue ``message`` on the dead-letter topic with the reason; see :meth:`flush`."""
         origin = {
-            "dlq.topic": str(message.topic()).encode(),
-            "dlq.partition": str(message.partition()).encode(),
-            "dlq.offset": str(message.offset()).encode(),
+            "dlq.topic": message.topic.encode(),
+            "dlq.partition": b"%d" % message.partition,
+            "dlq.offset": b"%d" % message.offset,
         }
         self._send(
-            key=message.key(),
-            value=message.value() or b"",
-            headers=_headers_of(message),
+            key=message.key,
+            value=message.value,
+            headers=dict(message.headers),
             origin=origin,
             handler=handler,
             error=error,
@@ -218,12 +219,3 @@ class KafkaDeadLetters:
                 value=message.value() or b"",
                 headers=kafka_backend.headers_of(message),
             )
-
-
-def _headers_of(message: Consumed) -> dict[str, bytes]:
-    """A message's headers as a dict (the last value of a repeated name wins)."""
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return {
-        name: value if isinstance(value, bytes) else (value or "").encode() for name, value in pairs
-    }

@@ -43,12 +43,13 @@ class MemoryTopics:
         partition: int,
         value: bytes,
         headers: Mapping[str, bytes] | None = None,
+        key: bytes | None = None,
     ) -> Message:
         """Append a message to ``topic``'s ``partition`` (creating the topic); the message."""
         self.create(topic)
         with self._arrived:
             log = self._logs[Partition(topic, partition)]
-            message = Message(topic, partition, len(log), value, dict(headers or {}))
+            message = Message(topic, partition, len(log), value, dict(headers or {}), key)
             log.append(message)
             self._arrived.notify_all()
         return message
@@ -60,6 +61,11 @@ class MemoryTopics:
             for partition, offset in sorted(positions.items()):
                 found += self._logs.get(partition, [])[offset : offset + limit - len(found)]
             return found
+
+    def end(self, partition: Partition) -> int:
+        """The offset the next message appended to ``partition`` gets."""
+        with self._lock:
+            return len(self._logs.get(partition, []))
 
     def wait(self, timeout: float) -> None:
         """Wait at most ``timeout`` seconds for any message to be appended."""
@@ -86,6 +92,7 @@ class MemorySubscription:
         self.group = group
         self.topics = list(topics)
         self._positions: dict[Partition, int] | None = None
+        self._paused: set[Partition] = set()
         self._on_revoked: Revoked | None = None
 
     def subscribe(
@@ -112,10 +119,11 @@ class MemorySubscription:
         """Up to ``max_messages`` messages, waiting at most ``timeout`` for the first."""
         if self._positions is None:
             raise RuntimeError(f"group {self.group}: poll before subscribe")
-        found = self.broker.read(self._positions, max_messages)
+        live = {p: o for p, o in self._positions.items() if p not in self._paused}
+        found = self.broker.read(live, max_messages)
         if not found:
             self.broker.wait(timeout)
-            found = self.broker.read(self._positions, max_messages)
+            found = self.broker.read(live, max_messages)
         for message in found:
             self._positions[message.source] = message.next_offset
         return found
@@ -123,6 +131,30 @@ class MemorySubscription:
     def commit(self, offsets: Mapping[Partition, int]) -> None:
         """Record the group's next offsets to read."""
         self.broker.commit(self.group, offsets)
+
+    def committed(self, partitions: Sequence[Partition]) -> Mapping[Partition, int | None]:
+        """The group's committed offset per partition (None where nothing was committed)."""
+        return {p: self.broker.committed(self.group, p) for p in partitions}
+
+    def positions(self) -> Mapping[Partition, int]:
+        """The next offset :meth:`poll` returns, per assigned partition."""
+        return dict(self._positions or {})
+
+    def pause_at(self, partition: Partition, offset: int) -> None:
+        """Stop delivering ``partition`` and rewind it to ``offset``, until :meth:`resume`."""
+        if self._positions is not None and partition in self._positions:
+            self._paused.add(partition)
+            self._positions[partition] = offset
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        """Deliver ``partitions`` again."""
+        self._paused.difference_update(partitions)
+
+    def lag(self) -> int | None:
+        """Messages in the assigned partitions not delivered yet."""
+        if self._positions is None:
+            return None
+        return sum(self.broker.end(p) - o for p, o in self._positions.items())
 
     def close(self) -> None:
         """Leave the group: its partitions are revoked; idempotent."""

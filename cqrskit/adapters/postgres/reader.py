@@ -11,7 +11,7 @@ from cqrskit.envelope import Envelope, encode
 from cqrskit.settings import Settings
 from cqrskit.topology import Topology
 
-__all__ = ["read_envelopes", "store_head"]
+__all__ = ["PostgresStoredEvents", "read_envelopes", "store_head"]
 
 
 def read_envelopes(
@@ -65,3 +65,19 @@ def store_head(settings: Settings, application_name: str) -> int:
             SQL("SELECT coalesce(max(notification_id), 0) FROM {events}").format(events=events)
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+class PostgresStoredEvents:
+    """The :class:`~cqrskit.projections.StoredEvents` of one application in PostgreSQL."""
+
+    def __init__(self, settings: Settings, application_name: str):
+        self.settings = settings
+        self.application_name = application_name
+
+    def head(self) -> int:
+        """The position of the last stored event (0 if none)."""
+        return store_head(self.settings, self.application_name)
+
+    def envelopes(self, *, after: int = 0, upto: int | None = None) -> Iterator[Envelope]:
+        """Every event after ``after`` up to ``upto``, in position order, page by page."""
+        return read_envelopes(self.settings, self.application_name, after=after, upto=upto)

@@ -19,7 +19,7 @@ from cqrskit import ServiceUnavailable, Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.adapters.postgres.reader import read_envelopes, store_head
-from cqrskit.projections import Projection, ProjectionStatus, fold, projection_status
+from cqrskit.projections import Projection, ProjectionStatus, fold
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.relay import OutboxRelay
 from cqrskit.runtime import Runtime
@@ -117,7 +117,7 @@ class Pipeline:
         """The projection's status; None while Elasticsearch cannot answer yet
         (just restarted, or an index the worker is creating right now)."""
         try:
-            return projection_status(self.settings, "shop", projection)
+            return Runtime(self.settings).projection_status("shop", projection)
         except ServiceUnavailable:
             return None
 

@@ -24,7 +24,6 @@ from cqrskit import Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
 from cqrskit.adapters.postgres.reader import store_head
-from cqrskit.projections import projection_status
 from cqrskit.runtime import Runtime
 from cqrskit.topology import Topology
 from examples.shop import InventoryItem, Order, OrderLine, ShopApp
@@ -150,7 +149,7 @@ def test_a_tail_resent_after_partitions_were_added_takes_effect_once(
             "the relay to send the tail it cannot record",
         )
         wait_until(
-            lambda: (projection_status(settings, "shop", projection).lag or 0) == 0,
+            lambda: (Runtime(settings).projection_status("shop", projection).lag or 0) == 0,
             60,
             "the worker to apply the tail",
         )

@@ -21,8 +21,8 @@ from elasticsearch import ApiError, Elasticsearch
 from cqrskit import CommandBus, ServiceUnavailable, Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
-from cqrskit.adapters.postgres.reader import store_head
-from cqrskit.projections import _verify, rebuild, rollback, verify
+from cqrskit.adapters.postgres.reader import PostgresStoredEvents, store_head
+from cqrskit.projections import verify
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.runtime import Runtime
 from cqrskit.topology import parse_partition_key
@@ -100,7 +100,7 @@ def live_model(pipeline: Pipeline, orders: int, customers: int = 50) -> None:
 
 def caught_up_and_verified(pipeline: Pipeline) -> None:
     pipeline.wait_applied(PROJECTION)
-    report = verify(pipeline.settings, "shop", PROJECTION)
+    report = Runtime(pipeline.settings).verify("shop", PROJECTION)
     assert report.compared > 0
     assert report.ok, f"drift after the rebuild: {report.drift[:5]}"
 
@@ -243,7 +243,7 @@ def test_a_rebuild_reads_each_message_once_when_the_live_group_never_committed(
             arrived.append(pipeline.wait_relayed())
             pipeline.stop()  # nothing more reaches the topic
 
-    result = rebuild(settings, "shop", PROJECTION, progress=more_orders_during_the_replay)
+    result = Runtime(settings).rebuild("shop", PROJECTION, progress=more_orders_during_the_replay)
     assert arrived
     assert arrived[0] > head
     assert result.replayed == head
@@ -274,15 +274,15 @@ def test_a_rebuild_interrupted_at_the_swap_resumes_and_remembers_the_old_index(
     with monkeypatch.context() as patched:
         patched.setattr(ElasticsearchReadModel, "swap", swap_then_die)
         with pytest.raises(ServiceUnavailable):
-            rebuild(settings, "shop", PROJECTION)
+            Runtime(settings).rebuild("shop", PROJECTION)
     assert serving(settings) == f"{alias}-v2"
     bulk_orders(settings, 500)  # the live worker applies these to v2 meanwhile
-    result = rebuild(settings, "shop", PROJECTION)
+    result = Runtime(settings).rebuild("shop", PROJECTION)
     assert result.resumed
     assert (result.index, result.previous) == (f"{alias}-v2", f"{alias}-v1")
     pipeline.wait_applied(PROJECTION)
     assert_equal_to_fold(pipeline, es, PROJECTION)
-    assert rollback(settings, "shop", PROJECTION) == f"{alias}-v1"
+    assert Runtime(settings).rollback("shop", PROJECTION) == f"{alias}-v1"
 
 
 def test_verify_reports_a_document_that_no_event_produced(
@@ -318,20 +318,21 @@ def test_verify_checks_documents_the_live_worker_changes_meanwhile_without_false
     pipeline: Pipeline, es: Elasticsearch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live_model(pipeline, 200, customers=5)
-    read_head = _verify.store_head
     heads: list[int] = []
 
-    def head_then_more_orders(settings: Settings, application_name: str) -> int:
-        head = read_head(settings, application_name)
-        if not heads:
-            # Orders past the head verify folds to, applied before it scans.
-            bulk_orders(settings, 100, customers=5)
-            pipeline.wait_applied(PROJECTION)
-        heads.append(head)
-        return head
+    class HeadThenMoreOrders(PostgresStoredEvents):
+        def head(self) -> int:
+            head = super().head()
+            if not heads:
+                # Orders past the head verify folds to, applied before it scans.
+                bulk_orders(self.settings, 100, customers=5)
+                pipeline.wait_applied(PROJECTION)
+            heads.append(head)
+            return head
 
-    monkeypatch.setattr(_verify, "store_head", head_then_more_orders)
-    report = verify(pipeline.settings, "shop", PROJECTION)
+    events = HeadThenMoreOrders(pipeline.settings, "shop")
+    read_model = Runtime(pipeline.settings).read_model(PROJECTION)
+    report = verify(PROJECTION, read_model, events)
     assert report.ok, report.drift
     assert report.newer == 5  # every customer changed after the head, each checked
     assert report.compared == 5
@@ -339,7 +340,7 @@ def test_verify_checks_documents_the_live_worker_changes_meanwhile_without_false
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     es.update(index=alias, id="c-1", doc={"orders_placed": 999}, refresh=True)
     heads.clear()
-    report = verify(pipeline.settings, "shop", PROJECTION)
+    report = verify(PROJECTION, read_model, events)
     assert [(d.doc_id, d.kind, d.fields) for d in report.drift] == [
         ("c-1", "different", ("orders_placed",))
     ]
@@ -416,7 +417,7 @@ def test_a_read_just_after_a_rebuild_swap_is_fresh_only_if_the_new_index_has_the
     live_model(pipeline, 2_000)
     traffic = SwapWithTraffic(pipeline.settings, es)
     monkeypatch.setattr(ElasticsearchReadModel, "swap", traffic(ElasticsearchReadModel.swap))
-    rebuild(pipeline.settings, "shop", PROJECTION)
+    Runtime(pipeline.settings).rebuild("shop", PROJECTION)
     traffic.assert_fresh_reads_had_their_write()
     traffic.assert_every_write_readable()
     caught_up_and_verified(pipeline)
@@ -432,8 +433,8 @@ def test_a_rollback_keeps_every_write_and_read_your_writes_through_its_swap(
     alias = f"{pipeline.settings.index_prefix}{PROJECTION.name}"
     traffic = SwapWithTraffic(pipeline.settings, es)
     monkeypatch.setattr(ElasticsearchReadModel, "swap", traffic(ElasticsearchReadModel.swap))
-    rebuild(pipeline.settings, "shop", PROJECTION)
-    assert rollback(pipeline.settings, "shop", PROJECTION) == f"{alias}-v1"
+    Runtime(pipeline.settings).rebuild("shop", PROJECTION)
+    assert Runtime(pipeline.settings).rollback("shop", PROJECTION) == f"{alias}-v1"
     assert len(traffic.reads) == 2
     traffic.assert_every_write_readable()  # c-after-0 went to v2 only, before the note
     traffic.assert_fresh_reads_had_their_write()

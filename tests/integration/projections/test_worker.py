@@ -20,7 +20,6 @@ from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointRe
 from cqrskit.adapters.elasticsearch.read_model import read_model_for
 from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters as DeadLetterTopic
 from cqrskit.adapters.postgres.reader import store_head
-from cqrskit.projections import projection_status
 from cqrskit.queries import applied_position
 from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames, Topology
@@ -227,7 +226,7 @@ def test_status_reads_checkpoints_without_kafka_answering(
     away = pipeline.settings.model_copy(
         update={"kafka_bootstrap": "127.0.0.1:1", "connect_timeout": 1}
     )
-    status = projection_status(away, "shop", projection)
+    status = Runtime(away).projection_status("shop", projection)
     assert status.documents == 10
     assert status.position > 0
     assert status.lag is None
