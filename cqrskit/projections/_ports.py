@@ -292,7 +292,10 @@ class WorkerStats(Protocol):
     """
 
     def write_samples(self, projection: str, instance: str, body: dict[str, Any]) -> None:
-        """Keep one worker instance's recent stage samples (replacing the last ones)."""
+        """Keep one worker instance's recent stage samples (replacing the last ones).
+
+        ``body`` holds ``samples`` (stage -> seconds) and ``updated_at`` (ISO 8601).
+        """
         ...
 
     def searchable(self, index: str, doc_id: str, seq_no: int) -> bool | None:

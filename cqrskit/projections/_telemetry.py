@@ -136,8 +136,6 @@ class WorkerTelemetry:
             self.name,
             self.instance,
             {
-                "projection": self.name,
-                "instance": self.instance,
                 "updated_at": datetime.now(UTC).isoformat(),
                 "samples": self.samples.snapshot(),
             },

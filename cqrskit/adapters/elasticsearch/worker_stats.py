@@ -52,7 +52,8 @@ class ElasticsearchWorkerStats:
                         settings={"number_of_shards": 1, "number_of_replicas": 0},
                     )
                 self._ready = True
-            self.es.index(index=self.index, id=f"{projection}|{instance}", document=body)
+            document = {**body, "projection": projection, "instance": instance}
+            self.es.index(index=self.index, id=f"{projection}|{instance}", document=document)
         except (ApiError, TransportError) as exc:
             log.debug("projection %s: stage samples not written: %s", projection, exc)
 
