@@ -258,7 +258,9 @@ class _Rates:
         return f"{done / (now - started):,.0f} events/s"
 
 
-def _rebuild_with_progress(named: _Named, **options: Any) -> RebuildResult:
+def _rebuild_with_progress(
+    named: _Named, *, from_position: int = 0, drop_old: bool = False
+) -> RebuildResult:
     app_name = named.app_name
     configure_logging(named.settings)
     with Progress(
@@ -284,7 +286,13 @@ def _rebuild_with_progress(named: _Named, **options: Any) -> RebuildResult:
             )
 
         with errors_as_messages():
-            return named.runtime.rebuild(app_name, named.projection, progress=progress, **options)
+            return named.runtime.rebuild(
+                app_name,
+                named.projection,
+                from_position=from_position,
+                drop_old=drop_old,
+                progress=progress,
+            )
 
 
 def _report(result: RebuildResult) -> None:

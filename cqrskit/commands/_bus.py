@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError, Recording
 from pydantic import ValidationError
 from tenacity import (
     RetryError,
@@ -15,7 +15,7 @@ from tenacity import (
 )
 
 from cqrskit.commands._command import Command, CommandResult
-from cqrskit.commands._handlers import CommandHandlers, field_errors
+from cqrskit.commands._handlers import CommandHandler, CommandHandlers, field_errors
 from cqrskit.commands._unit_of_work import UnitOfWork
 from cqrskit.domain import Aggregate, CausationContext, causation
 from cqrskit.envelope import event_type_of, message_size
@@ -93,7 +93,7 @@ class CommandBus:
     def _dispatch(
         self,
         command: Command,
-        handler: Any,
+        handler: CommandHandler[Any],
         idempotency_key: str | None,
         fingerprint: str,
         context: CausationContext,
@@ -117,7 +117,7 @@ class CommandBus:
     def _attempt(
         self,
         command: Command,
-        handler: Any,
+        handler: CommandHandler[Any],
         context: CausationContext,
         key: str | None,
         fingerprint: str,
@@ -189,7 +189,9 @@ class CommandBus:
                     event_type = event_type_of(stored.topic)[0]
                     raise EventTooLarge(command.command_type, event_type, aggregate.id, size, limit)
 
-    def _save(self, aggregates: Sequence[Aggregate], record: IdempotencyRecord | None) -> Any:
+    def _save(
+        self, aggregates: Sequence[Aggregate], record: IdempotencyRecord | None
+    ) -> list[Recording[UUID]]:
         kwargs = {"idempotency": record} if record is not None else {}
         try:
             return self.application.save(*aggregates, **kwargs)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
     from cqrskit.envelope import Envelope
 
 __all__ = ["command_span", "record_apply_spans", "tracing_enabled"]
@@ -61,7 +63,7 @@ def command_span(command_type: str, traceparent: str | None = None) -> Iterator[
         yield carrier.get("traceparent", traceparent)
 
 
-def _context_of(traceparent: str | None) -> Any:
+def _context_of(traceparent: str | None) -> Context | None:
     if not traceparent:
         return None
     return TraceContextTextMapPropagator().extract({"traceparent": traceparent})

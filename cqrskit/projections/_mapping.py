@@ -89,7 +89,7 @@ def _properties(model: type[BaseModel], overrides: dict[str, dict[str, Any]]) ->
     return properties
 
 
-def _field(annotation: Any, where: str) -> dict[str, Any]:
+def _field(annotation: object, where: str) -> dict[str, Any]:
     origin = get_origin(annotation)
     if origin is typing.Annotated:
         base, *extras = get_args(annotation)
@@ -111,7 +111,7 @@ def _field(annotation: Any, where: str) -> dict[str, Any]:
     return _class_field(annotation, where)
 
 
-def _class_field(annotation: Any, where: str) -> dict[str, Any]:
+def _class_field(annotation: object, where: str) -> dict[str, Any]:
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):
             return {"properties": _properties(annotation, {})}

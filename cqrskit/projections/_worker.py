@@ -22,7 +22,13 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    wait_random_exponential,
+)
 
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
@@ -168,7 +174,7 @@ class ProjectionWorker:
             before_sleep=self._before_retry,
         )
 
-    def _before_retry(self, retry_state: Any) -> None:
+    def _before_retry(self, retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if self.telemetry is not None:
             self.telemetry.error(error)

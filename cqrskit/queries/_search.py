@@ -8,16 +8,22 @@ document is returned exactly once, however many pages.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
 from cqrskit.errors import BadCursor
 from cqrskit.queries._ports import ViewReader
 
-__all__ = ["BadCursor", "Page", "Search"]
+__all__ = ["BadCursor", "FieldValue", "Page", "Search"]
 
 V = TypeVar("V", bound=BaseModel)
+
+#: A value a filter compares a field with: keyword, number, date or boolean.
+FieldValue = str | int | float | bool | Decimal | UUID | datetime | date
 
 _METADATA = "cqrskit"
 _NOT_DELETED = {"bool": {"must_not": {"term": {f"{_METADATA}.deleted": True}}}}
@@ -60,25 +66,43 @@ class Search(Generic[V]):
         self._must = list(must)
         self._sort = list(sort)
 
-    def _with(self, **changes: Any) -> Search[V]:
-        values = {"filters": self._filters, "must": self._must, "sort": self._sort, **changes}
-        return Search(self.views, self.index, self.view, **values)
+    def _with(
+        self,
+        *,
+        filters: list[dict[str, Any]] | None = None,
+        must: list[dict[str, Any]] | None = None,
+        sort: list[dict[str, Any]] | None = None,
+    ) -> Search[V]:
+        return Search(
+            self.views,
+            self.index,
+            self.view,
+            filters=self._filters if filters is None else filters,
+            must=self._must if must is None else must,
+            sort=self._sort if sort is None else sort,
+        )
 
     # -- building ------------------------------------------------------------------
 
-    def where(self, **equal: Any) -> Search[V]:
+    def where(self, **equal: FieldValue | None) -> Search[V]:
         """Exact matches on keyword, numeric, date or boolean fields; None is ignored."""
         terms = [{"term": {field: value}} for field, value in equal.items() if value is not None]
         return self._with(filters=self._filters + terms)
 
-    def where_in(self, field: str, values: Sequence[Any] | None) -> Search[V]:
+    def where_in(self, field: str, values: Sequence[FieldValue] | None) -> Search[V]:
         """The field equals any of ``values`` (ignored if None)."""
         if values is None:
             return self
         return self._with(filters=[*self._filters, {"terms": {field: list(values)}}])
 
     def range(
-        self, field: str, *, gte: Any = None, lte: Any = None, gt: Any = None, lt: Any = None
+        self,
+        field: str,
+        *,
+        gte: FieldValue | None = None,
+        lte: FieldValue | None = None,
+        gt: FieldValue | None = None,
+        lt: FieldValue | None = None,
     ) -> Search[V]:
         """Bounds on a numeric or date field; unset bounds are ignored."""
         bounds = {

@@ -16,6 +16,8 @@ from cqrskit.envelope import Envelope
 __all__ = ["ProcessManager", "Step", "by_aggregate", "by_payload", "on_deadline", "reacts"]
 
 S = TypeVar("S", bound=BaseModel)
+#: A decorated method, kept as it is.
+M = TypeVar("M", bound=Callable[..., object])
 Correlate = Callable[[Envelope], str]
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
@@ -47,7 +49,7 @@ class Reaction:
 
 def reacts(
     event_type: str, *, correlate: Correlate = by_aggregate, starts: bool = False
-) -> Callable[[Any], Any]:
+) -> Callable[[M], M]:
     """Decorator: the method reacts to ``event_type`` (e.g. ``"Order.Placed"``).
 
     ``correlate`` picks the instance from the event; ``starts=True`` lets the
@@ -56,21 +58,23 @@ def reacts(
     state.
     """
 
-    def register(method: Any) -> Any:
-        method.__cqrskit_reacts__ = Reaction(event_type, correlate, starts, method.__name__)
+    def register(method: M) -> M:
+        marked: Any = method
+        marked.__cqrskit_reacts__ = Reaction(event_type, correlate, starts, marked.__name__)
         return method
 
     return register
 
 
-def on_deadline(name: str) -> Callable[[Any], Any]:
+def on_deadline(name: str) -> Callable[[M], M]:
     """Decorator: the method runs when the instance's deadline ``name`` falls due.
 
     It takes ``(state, step)`` and returns the new state.
     """
 
-    def register(method: Any) -> Any:
-        method.__cqrskit_deadline__ = name
+    def register(method: M) -> M:
+        marked: Any = method
+        marked.__cqrskit_deadline__ = name
         return method
 
     return register
@@ -131,7 +135,7 @@ class ProcessManager(Generic[S]):
     _reactions: ClassVar[dict[str, Reaction]]
     _deadlines: ClassVar[dict[str, str]]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("name")
         if name is not None and not (isinstance(name, str) and _NAME.fullmatch(name)):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_random_exponential
@@ -28,6 +28,8 @@ from cqrskit.sagas._manager import ProcessManager, Step
 from cqrskit.sagas._ports import SagaStore
 from cqrskit.sagas._records import HistoryEntry, PlannedReaction, SagaInstance, StepRecord
 from cqrskit.subscription import Message, Partition, Subscription
+
+R = TypeVar("R")
 
 __all__ = ["SagaRunner", "react"]
 
@@ -262,7 +264,7 @@ class SagaRunner:
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
-    def _retry(self, action: Callable[[], Any]) -> Any:
+    def _retry(self, action: Callable[[], R]) -> R | None:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_random_exponential(multiplier=0.2, max=10),
@@ -277,7 +279,7 @@ class SagaRunner:
         try:
             return retrying(action)
         except RetryError:
-            return None
+            return None  # stopping: the caller gives up quietly
 
     def _handle(self, message: Message) -> bool:
         """React to ``message``, or see that there is nothing to do; True when done."""
