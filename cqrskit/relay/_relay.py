@@ -211,7 +211,11 @@ class OutboxRelay:
             self._refused = error.position
             self._set_state(f"message-refused:{error.position}", text, logging.ERROR)
         else:
-            self._set_state(f"failing:{type(error).__name__}", f"relay error, backing off: {text}")
+            self._set_state(
+                f"failing:{type(error).__name__}",
+                f"relay error, backing off: {text}",
+                logging.WARNING,
+            )
         try:
             self.outbox.connect()
             self.outbox.record_error(text)

@@ -23,6 +23,20 @@ from cqrskit.adapters import postgres as pg_backend
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the item, so fixtures can tell a failed test in teardown."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """True in a fixture's teardown when the test itself failed."""
+    report = getattr(request.node, "report_call", None)
+    return bool(report is not None and report.failed)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:

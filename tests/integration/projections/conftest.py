@@ -23,8 +23,9 @@ from cqrskit.projections import Projection, ProjectionStatus, fold
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.relay import OutboxRelay
 from cqrskit.runtime import Runtime
+from cqrskit.topology import IndexNames
 from examples.shop import ShopApp
-from tests.integration.conftest import REPO_ROOT
+from tests.integration.conftest import REPO_ROOT, failed
 from tests.integration.relay.conftest import wait_until
 
 APP = "examples.shop:ShopApp"
@@ -149,6 +150,25 @@ class Pipeline:
                     docs[hit["_id"]] = view.model_dump(mode="json")
             search_after = page[-1]["sort"]
 
+    def report(self, es: Elasticsearch) -> None:
+        """Print what a failed test needs to be explained: the workers' logs, every
+        checkpoint, the relay's status (shown in the test's report)."""
+        for n, worker in enumerate(self.workers):
+            print(f"--- worker {n} log ---\n{worker.output()[-20_000:]}")
+        checkpoints = IndexNames.of(self.settings).checkpoints_index
+        try:
+            es.indices.refresh(index=checkpoints)
+            hits = es.search(index=checkpoints, size=1000)["hits"]["hits"]
+            print("--- checkpoints ---")
+            for hit in sorted(hits, key=lambda h: h["_id"]):
+                print(hit["_id"], hit["_source"])
+        except Exception as exc:  # a report, never a second failure
+            print(f"--- checkpoints not read: {exc} ---")
+        try:
+            print(f"--- relay ---\n{read_status(self.settings, 'shop')}")
+        except Exception as exc:
+            print(f"--- relay status not read: {exc} ---")
+
     def stop(self) -> None:
         for worker in self.workers:
             if worker.proc.poll() is None:
@@ -160,12 +180,13 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(
+    request: pytest.FixtureRequest,
     schema_settings: Settings,
     unique_name: str,
-    tmp_path: Path,
     es: Elasticsearch,
     kafka_up: None,
 ) -> Iterator[Pipeline]:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
     settings = schema_settings.model_copy(
         update={
             "topic_prefix": unique_name,
@@ -180,6 +201,8 @@ def pipeline(
         yield line
     finally:
         line.stop()
+        if failed(request):
+            line.report(es)
         es.options(ignore_status=404).indices.delete(index=f"{unique_name}-*")
         admin = kafka_backend.admin(settings)
         topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(unique_name)]
