@@ -1,7 +1,7 @@
 """The port of a consumer-group member: :class:`Subscription`, and what it delivers.
 
 A stage that consumes the event topics as one member of a group (a saga
-runner; later a projection worker) polls :class:`Message` records, plain
+runner, a projection worker) polls :class:`Message` records, plain
 values with no driver type in them, commits the offsets it is done with,
 and is told which partitions it was given, where it may choose the offset
 each starts from. Kafka's implementation is

@@ -161,8 +161,11 @@ class WorkerTelemetry:
 
     def _probe_loop(self) -> None:
         """Measure how long a written document takes to become searchable."""
-        while True:
-            self._probe_wanted.wait()
+        while not self._closing.is_set():
+            # In short turns: close() may set the wish just before it is
+            # cleared below, and must not then wait out its join.
+            if not self._probe_wanted.wait(timeout=0.2):
+                continue
             if self._closing.is_set():
                 return
             target = self._probe_target

@@ -1,7 +1,8 @@
 """The DocumentStore port's contract: guarded loads and writes of a projection's documents.
 
-Each behaviour runs against the in-memory read model (no services) and the
-Elasticsearch one (real cluster, a fresh index prefix per test).
+Each behaviour runs against the in-memory reference fold's store and the
+in-memory read model (no services), and the Elasticsearch one (real
+cluster, a fresh index prefix per test).
 """
 
 from __future__ import annotations
@@ -13,16 +14,28 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import Settings
 from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
+from cqrskit.adapters.memory.read_model import MemoryIndexedReadModel
 from cqrskit.projections import MemoryReadModel
 from cqrskit.projections._mapping import mapping_for
 from cqrskit.projections._ports import DocState, DocumentStore
 from projections.customers import CustomerOrders
 
 
-@pytest.fixture(params=["memory", pytest.param("elasticsearch", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "memory-indexed",
+        pytest.param("elasticsearch", marks=pytest.mark.integration),
+    ]
+)
 def store(request: pytest.FixtureRequest) -> Iterator[DocumentStore]:
     if request.param == "memory":
         yield MemoryReadModel()
+        return
+    if request.param == "memory-indexed":
+        indexed = MemoryIndexedReadModel("customers", CustomerOrders)
+        indexed.ensure()
+        yield indexed
         return
     es: Elasticsearch = request.getfixturevalue("es")
     settings: Settings = request.getfixturevalue("settings")

@@ -1,0 +1,184 @@
+"""The projection worker's loop on in-memory adapters: no Kafka, no Elasticsearch.
+
+The worker is built as the Runtime builds it, from ports: a subscription
+over in-memory topics that messages are put on as the relay would put them
+(sealed, with watermarks), an in-memory read model, dead letters and stats.
+What it must do is what it does on the real services: apply, checkpoint the
+index it wrote, dead-letter what a handler cannot apply, and commit only
+after the effects.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from cqrskit import Settings
+from cqrskit.adapters.memory.dead_letters import MemoryDeadLetters
+from cqrskit.adapters.memory.read_model import MemoryIndexedReadModel
+from cqrskit.adapters.memory.subscription import MemorySubscription, MemoryTopics
+from cqrskit.adapters.memory.worker_stats import MemoryWorkerStats
+from cqrskit.checkpoints import coverage
+from cqrskit.envelope import (
+    HEADER_EVENT_TYPE,
+    HEADER_POSITION,
+    HEADER_SEAL,
+    WATERMARK_EVENT_TYPE,
+    Envelope,
+    EnvelopeMetadata,
+    Seal,
+)
+from cqrskit.projections import ProjectionWorker
+from cqrskit.subscription import Partition
+from cqrskit.topology import Topology
+from projections.customers import CustomerOrders, CustomerOrdersProjection
+
+PARTITIONS = 3
+
+
+class Relay:
+    """Puts events and watermarks on in-memory topics as the relay publishes them."""
+
+    def __init__(self, broker: MemoryTopics, topic: str, seal: Seal):
+        self.broker, self.topic, self.seal = broker, topic, seal
+        self.position = 0
+
+    def order_placed(self, customer: str, payload: dict[str, Any] | None = None) -> None:
+        self.position += 1
+        order = uuid.uuid4()
+        envelope = Envelope(
+            event_id=uuid.uuid4(),
+            event_type="Order.Placed",
+            event_class="examples.shop.domain:Order.Placed",
+            schema_version=1,
+            aggregate_id=order,
+            aggregate_type="Order",
+            aggregate_version=1,
+            position=self.position,
+            occurred_at=datetime.now(UTC),
+            payload=payload
+            if payload is not None
+            else {
+                "customer_id": customer,
+                "lines": [{"sku": "tea", "quantity": 1, "unit_price": "2.00"}],
+            },
+            metadata=EnvelopeMetadata(),
+        )
+        key = str(order).encode()
+        value = envelope.model_dump_json().encode()
+        seal = self.seal.event(self.topic, key, b"Order.Placed", self.position, value)
+        headers = {
+            HEADER_EVENT_TYPE: b"Order.Placed",
+            HEADER_POSITION: b"%d" % self.position,
+            HEADER_SEAL: seal,
+        }
+        self.broker.append(self.topic, zlib.crc32(key) % PARTITIONS, value, headers, key)
+
+    def watermark(self) -> None:
+        value = orjson.dumps({"watermark": self.position, "partitions": PARTITIONS})
+        for partition in range(PARTITIONS):
+            headers = {
+                HEADER_EVENT_TYPE: WATERMARK_EVENT_TYPE.encode(),
+                HEADER_POSITION: b"%d" % self.position,
+                HEADER_SEAL: self.seal.watermark(self.topic, partition, self.position, value),
+            }
+            self.broker.append(self.topic, partition, value, headers)
+
+
+class Running:
+    """One worker on in-memory ports, running in a thread."""
+
+    def __init__(self) -> None:
+        self.settings = Settings(app="examples.shop:ShopApp", projection_batch_size=4)
+        self.projection = CustomerOrdersProjection()
+        topology = Topology.of(self.settings, "shop")
+        (self.topic,) = topology.topics(self.projection.aggregate_types())
+        self.group = topology.projection_group(self.projection.name)
+        self.broker = MemoryTopics(partitions=PARTITIONS)
+        self.relay = Relay(self.broker, self.topic, Seal(None, "shop"))
+        self.read_model = MemoryIndexedReadModel(self.projection.name, CustomerOrders)
+        self.dead_letters = MemoryDeadLetters(self.projection.name)
+        self.worker = ProjectionWorker(
+            self.settings,
+            "shop",
+            self.projection,
+            read_model=self.read_model,
+            dead_letters=self.dead_letters,
+            subscription=MemorySubscription(self.broker, self.group, [self.topic]),
+            stats=MemoryWorkerStats(),
+        )
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+
+    def applied_position(self) -> int:
+        serving = self.read_model.serving()
+        covered = coverage(self.read_model.checkpoints(serving)) if serving else {}
+        if len(covered) < PARTITIONS:
+            return 0
+        return min(position for _, position in covered.values())
+
+    def views(self) -> dict[str, CustomerOrders]:
+        found = {}
+        for doc in self.read_model.scan():
+            if isinstance(doc.view, CustomerOrders):
+                found[doc.doc_id] = doc.view
+        return found
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    run = Running()
+    run.thread.start()
+    try:
+        yield run
+    finally:
+        run.worker.stop()
+        run.thread.join(timeout=30)
+    assert not run.thread.is_alive()
+
+
+def wait_for(condition: Callable[[], bool], what: str, patience: float = 20.0) -> None:
+    deadline = time.monotonic() + patience
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)  # the worker's thread polls in-memory topics
+
+
+def test_events_are_applied_checkpointed_and_committed_after_their_effects(
+    running: Running,
+) -> None:
+    for n in range(9):
+        running.relay.order_placed(f"c{n % 2}")
+    running.relay.watermark()
+    wait_for(lambda: running.applied_position() >= 9, "every partition checkpointed up to 9")
+    views = running.views()
+    assert {k: v.orders_placed for k, v in views.items()} == {"c0": 5, "c1": 4}
+    ends = {p: running.broker.end(p) for p in running.broker.partitions_of(running.topic)}
+    wait_for(
+        lambda: all(running.broker.committed(running.group, p) == end for p, end in ends.items()),
+        "the offsets committed to the end of each partition",
+    )
+    assert running.dead_letters.letters == []
+
+
+def test_an_event_no_handler_can_apply_is_dead_lettered_and_the_rest_goes_on(
+    running: Running,
+) -> None:
+    running.relay.order_placed("c0")
+    running.relay.order_placed("c1", payload={"customer_id": "c1"})  # no lines: KeyError
+    running.relay.order_placed("c1")
+    running.relay.watermark()
+    wait_for(lambda: running.applied_position() >= 3, "every partition checkpointed up to 3")
+    assert {k: v.orders_placed for k, v in running.views().items()} == {"c0": 1, "c1": 1}
+    (letter,) = running.dead_letters.letters
+    assert letter.error.startswith("KeyError"), letter.error
+    assert letter.headers[HEADER_POSITION] == b"2"
+    partition = Partition(running.topic, int(letter.source.split("[")[1].split("]")[0]))
+    assert partition in running.broker.partitions_of(running.topic)
