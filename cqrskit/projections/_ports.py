@@ -62,6 +62,34 @@ class DocState:
     #: Elasticsearch refused the view this batch made of them.
     as_stored: bool = False
 
+    @classmethod
+    def of_stored(
+        cls,
+        doc_id: str,
+        source: dict[str, Any],
+        view: type[BaseModel],
+        versions: tuple[int | None, int | None] = (None, None),
+    ) -> DocState:
+        """The state of a stored document: the inverse of :meth:`body`.
+
+        ``versions`` is the store's (sequence number, primary term) of it.
+        """
+        body = dict(source)
+        meta = body.pop(METADATA_FIELD, {}) or {}
+        sources = meta.get("sources") or {}
+        deleted = bool(meta.get("deleted"))
+        return cls(
+            doc_id=doc_id,
+            view=None if deleted else view.model_validate(body),
+            sources=dict(sources.get("applied") or {}),
+            failed={k: list(v) for k, v in (sources.get("failed") or {}).items()},
+            position=int(meta.get("position") or 0),
+            deleted=deleted,
+            seq_no=versions[0],
+            primary_term=versions[1],
+            stored=body,
+        )
+
     def applied(self, stream: str, position: int) -> bool:
         """True if the event at ``position`` of ``stream`` already took effect here.
 

@@ -10,6 +10,9 @@ from elasticsearch import Elasticsearch
 
 from cqrskit import Settings, check_services
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
+from cqrskit.projections._mapping import mapping_for
+from projections.customers import CustomerOrders
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +31,20 @@ def es(settings: Settings) -> Iterator[Elasticsearch]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def es_read_model(es: Elasticsearch, settings: Settings, es_prefix: str) -> ElasticsearchReadModel:
+    """The customers' read model on the real Elasticsearch, version 1 behind its alias."""
+    model = ElasticsearchReadModel(
+        es,
+        settings.model_copy(update={"index_prefix": es_prefix}),
+        "customers",
+        CustomerOrders,
+        mapping_for(CustomerOrders),
+    )
+    model.ensure()
+    return model
 
 
 @pytest.fixture

@@ -10,13 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from elasticsearch import Elasticsearch
 
-from cqrskit import Settings
-from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
 from cqrskit.adapters.memory.read_model import MemoryIndexedReadModel
 from cqrskit.projections import MemoryReadModel
-from cqrskit.projections._mapping import mapping_for
 from cqrskit.projections._ports import DocState, DocumentStore
 from projections.customers import CustomerOrders
 
@@ -37,18 +33,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[DocumentStore]:
         indexed.ensure()
         yield indexed
         return
-    es: Elasticsearch = request.getfixturevalue("es")
-    settings: Settings = request.getfixturevalue("settings")
-    prefix: str = request.getfixturevalue("es_prefix")
-    model = ElasticsearchReadModel(
-        es,
-        settings.model_copy(update={"index_prefix": prefix}),
-        "customers",
-        CustomerOrders,
-        mapping_for(CustomerOrders),
-    )
-    model.ensure()
-    yield model
+    yield request.getfixturevalue("es_read_model")
 
 
 def doc(customer: str, placed: int, position: int) -> DocState:

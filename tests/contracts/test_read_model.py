@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from elasticsearch import Elasticsearch
 
-from cqrskit import PermanentError, Settings
-from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel
+from cqrskit import PermanentError
 from cqrskit.adapters.memory.read_model import MemoryIndexedReadModel
 from cqrskit.checkpoints import Checkpoint
-from cqrskit.projections._mapping import mapping_for
-from cqrskit.projections._ports import DocState, ReadModel
+from cqrskit.projections._ports import ReadModel
 from projections.customers import CustomerOrders
+from tests.contracts.test_document_store import doc
 
 
 @pytest.fixture(params=["memory", pytest.param("elasticsearch", marks=pytest.mark.integration)])
@@ -29,28 +27,7 @@ def model(request: pytest.FixtureRequest) -> Iterator[ReadModel]:
         memory.ensure()
         yield memory
         return
-    es: Elasticsearch = request.getfixturevalue("es")
-    settings: Settings = request.getfixturevalue("settings")
-    prefix: str = request.getfixturevalue("es_prefix")
-    real = ElasticsearchReadModel(
-        es,
-        settings.model_copy(update={"index_prefix": prefix}),
-        "customers",
-        CustomerOrders,
-        mapping_for(CustomerOrders),
-    )
-    real.ensure()
-    yield real
-
-
-def doc(customer: str, placed: int, position: int) -> DocState:
-    return DocState(
-        customer,
-        view=CustomerOrders(customer_id=customer, orders_placed=placed),
-        sources={"shop.customers/0": position},
-        position=position,
-        dirty=True,
-    )
+    yield request.getfixturevalue("es_read_model")
 
 
 def test_ensure_puts_version_one_behind_the_alias_once(model: ReadModel) -> None:

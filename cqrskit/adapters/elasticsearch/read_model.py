@@ -209,21 +209,7 @@ class ElasticsearchReadModel:
     def _state(
         self, doc_id: str, source: dict[str, Any], seq_no: int | None, primary_term: int | None
     ) -> DocState:
-        body = dict(source)
-        meta = body.pop(METADATA_FIELD, {}) or {}
-        sources = meta.get("sources") or {}
-        deleted = bool(meta.get("deleted"))
-        return DocState(
-            doc_id=doc_id,
-            view=None if deleted else self.view.model_validate(body),
-            sources=dict(sources.get("applied") or {}),
-            failed={k: list(v) for k, v in (sources.get("failed") or {}).items()},
-            position=int(meta.get("position") or 0),
-            deleted=deleted,
-            seq_no=seq_no,
-            primary_term=primary_term,
-            stored=body,
-        )
+        return DocState.of_stored(doc_id, source, self.view, (seq_no, primary_term))
 
     def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
         """Write changed documents, each guarded by what it was read as.

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from cqrskit.adapters.memory.checkpoints import MemoryCheckpointLog, MemoryCheckpointStore
 from cqrskit.checkpoints import Checkpoint
 from cqrskit.errors import PermanentError
-from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.projections._ports import DocState, Written
 from cqrskit.topology import IndexNames, version_number
 
@@ -116,21 +115,7 @@ class MemoryIndexedReadModel:
         return states
 
     def _state(self, doc_id: str, seq_no: int, source: dict[str, Any]) -> DocState:
-        body = copy.deepcopy(source)
-        meta = body.pop(METADATA_FIELD, {}) or {}
-        sources = meta.get("sources") or {}
-        deleted = bool(meta.get("deleted"))
-        return DocState(
-            doc_id=doc_id,
-            view=None if deleted else self.view.model_validate(body),
-            sources=dict(sources.get("applied") or {}),
-            failed={k: list(v) for k, v in (sources.get("failed") or {}).items()},
-            position=int(meta.get("position") or 0),
-            deleted=deleted,
-            seq_no=seq_no,
-            primary_term=1,
-            stored=body,
-        )
+        return DocState.of_stored(doc_id, copy.deepcopy(source), self.view, (seq_no, 1))
 
     def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
         """Write each document unless it changed since it was read (then: a conflict)."""
