@@ -198,7 +198,7 @@ class Seal:
             b"watermark", topic.encode(), b"%d" % partition, b"%d" % position, value
         )
 
-    def verifies(
+    def verifies(  # noqa: PLR0913 - the fields of one consumed message, per message, unboxed
         self,
         seal: bytes | None,
         *,

@@ -55,11 +55,13 @@ from cqrskit.projections._rebuild import (
     Progress,
     RebuildPlan,
     RebuildPorts,
+    RebuildRequest,
     RebuildResult,
     rebuild,
     rebuild_plan,
 )
 from cqrskit.projections._rollback import prune, prune_plan, rollback, rollback_plan
+from cqrskit.projections._worker import WorkerPorts
 from cqrskit.queries import QueryBus, QueryHandlers
 from cqrskit.relay import LayoutStatus, OutboxRelay, RelayOptions, RelayStatus
 from cqrskit.sagas import ProcessManager, SagaRunner, SagaStore
@@ -134,10 +136,7 @@ class Runtime:
 
         topology = Topology.of(self.settings, application_name)
         read_model = self.read_model(projection)
-        return ProjectionWorker(
-            self.settings,
-            application_name,
-            projection,
+        ports = WorkerPorts(
             read_model=read_model,
             dead_letters=self.dead_letters(application_name, projection.name),
             subscription=KafkaSubscription(
@@ -149,6 +148,7 @@ class Runtime:
             ),
             stats=ElasticsearchWorkerStats(read_model.es, IndexNames.of(self.settings).stats_index),
         )
+        return ProjectionWorker(self.settings, application_name, projection, ports)
 
     def read_model(self, projection: Projection[Any]) -> ElasticsearchReadModel:
         """``projection``'s read model in Elasticsearch, with a client of its own."""
@@ -220,11 +220,11 @@ class Runtime:
         progress: Progress | None = None,
     ) -> RebuildResult:
         """Build ``projection``'s read model afresh and put it in service (see ``rebuild``)."""
-        options: dict[str, Any] = {"from_position": from_position, "drop_old": drop_old}
+        request = RebuildRequest(from_position, drop_old)
         if progress is not None:
-            options["progress"] = progress
+            request = RebuildRequest(from_position, drop_old, progress)
         ports = self.rebuild_ports(application_name, projection)
-        return rebuild(self.settings, projection, ports, **options)
+        return rebuild(self.settings, projection, ports, request)
 
     def rebuild_plan(
         self, application_name: str, projection: Projection[Any], *, from_position: int = 0

@@ -25,7 +25,7 @@ from cqrskit.domain import DomainEvent
 from cqrskit.envelope import Envelope, encode
 from cqrskit.errors import CqrskitError, RuleViolated
 from cqrskit.eventstore import Application
-from cqrskit.sagas import ProcessManager, SagaInstance, Step, react
+from cqrskit.sagas import ProcessManager, SagaInstance, Step, Trigger, react
 
 __all__ = [
     "ExpectedEvent",
@@ -210,32 +210,22 @@ class SagaScenario:
             result: BaseModel = self.manager.on_deadline(name, state, step)
             return result
 
-        react(
-            self.manager,
-            self.store,
-            self._send,
-            instance_id=instance_id,
-            kind="deadline",
-            trigger=name,
-            run=run,
-        )
+        react(self.manager, self.store, self._send, Trigger(instance_id, "deadline", name, run))
         return self
 
     def _feed(self, event: Envelope) -> None:
         reaction = self.manager.reaction_for(event.event_type)
         if reaction is None:
             return
-        react(
-            self.manager,
-            self.store,
-            self._send,
-            instance_id=reaction.correlate(event),
-            kind="event",
-            trigger=event.event_type,
-            run=lambda state, step: self.manager.react(reaction, event, state, step),
+        cause = Trigger(
+            reaction.correlate(event),
+            "event",
+            event.event_type,
+            lambda state, step: self.manager.react(reaction, event, state, step),
             starts=reaction.starts,
             event_id=str(event.event_id),
         )
+        react(self.manager, self.store, self._send, cause)
 
     def instance(self, instance_id: str) -> SagaInstance:
         """The instance's current record."""

@@ -58,6 +58,7 @@ __all__ = [
     "Progress",
     "RebuildPlan",
     "RebuildPorts",
+    "RebuildRequest",
     "RebuildResult",
     "rebuild",
     "rebuild_plan",
@@ -302,30 +303,38 @@ class _Rebuilder:
         return done
 
 
+@dataclass(frozen=True)
+class RebuildRequest:
+    """What a rebuild starts from, what it does after the swap, and whom it tells."""
+
+    #: > 0: build from the events after this position only
+    #: (``cqrskit projections reset --to-position``).
+    from_position: int = 0
+    #: Delete the index that served before, once the new one does.
+    drop_old: bool = False
+    progress: Progress = _no_progress
+
+
 def rebuild(
     settings: Settings,
     projection: Projection[Any],
     ports: RebuildPorts,
-    *,
-    from_position: int = 0,
-    drop_old: bool = False,
-    progress: Progress = _no_progress,
+    request: RebuildRequest | None = None,
 ) -> RebuildResult:
     """Build the read model afresh into a new index and put it in service.
 
-    ``from_position`` > 0 builds it from the events after that position only
-    (``cqrskit projections reset --to-position``). Queries keep being served
-    by the old index until the one atomic alias swap. Safe to interrupt and
-    run again: it resumes.
+    Queries keep being served by the old index until the one atomic alias
+    swap. Safe to interrupt and run again: it resumes.
 
     Raises:
         ServiceUnavailable: a service went away; run it again to resume.
     """
+    asked = request or RebuildRequest()
     with _fewer_collections():
         return _rebuild(
-            _Rebuilder(settings, projection, ports, progress),
-            from_position=from_position,
-            drop_old=drop_old,
+            _Rebuilder(settings, projection, ports, asked.progress),
+            from_position=asked.from_position,
+            drop_old=asked.drop_old,
         )
 
 

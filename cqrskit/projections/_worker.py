@@ -59,6 +59,7 @@ from cqrskit.topology import Topology, partition_key
 __all__ = [
     "ProjectionWorker",
     "ReplayResult",
+    "WorkerPorts",
     "replay_dead_letters",
     "topics_for",
 ]
@@ -101,26 +102,33 @@ def _partitions_of(watermark: Message) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class WorkerPorts:
+    """What a projection worker works with; :meth:`cqrskit.runtime.Runtime.worker` builds it."""
+
+    read_model: ReadModel
+    dead_letters: DeadLetters
+    subscription: PausableSubscription
+    stats: WorkerStats
+
+
 class ProjectionWorker:
-    """Keeps one projection's read model up to date from Kafka until stopped."""
+    """Keeps one projection's read model up to date from its topics until stopped."""
 
     def __init__(
         self,
         settings: Settings,
         application_name: str,
         projection: Projection[Any],
-        *,
-        read_model: ReadModel,
-        dead_letters: DeadLetters,
-        subscription: PausableSubscription,
-        stats: WorkerStats,
+        ports: WorkerPorts,
     ):
         """Build one through :meth:`cqrskit.runtime.Runtime.worker`, which makes the adapters."""
         self.settings = settings
         self.projection = projection
-        self.read_model = read_model
-        self.subscription = subscription
-        self.stats = stats
+        self.read_model = ports.read_model
+        self.subscription = ports.subscription
+        self.stats = ports.stats
+        dead_letters = ports.dead_letters
         self.applier = Applier(projection, self.read_model, settings.projection_retries)
         self.barrier = LayoutBarrier(self.read_model)
         self.dead_letters = dead_letters

@@ -77,20 +77,18 @@ def wait_for_position(
     position: int,
     *,
     timeout: float,
-    alias: str | None = None,
 ) -> str | None:
     """Wait until the index in service has applied ``position``; return that index.
 
-    Returns the physical index (behind ``alias``, by default the
-    projection's) that has applied ``position``: a caller that reads that
+    Returns the physical index behind the projection's alias that has
+    applied ``position``: a caller that reads that
     index, not the alias, gets an answer with the write in it even if a swap
     happens meanwhile. None if ``timeout`` passed first.
 
     Raises:
         ServiceUnavailable: the store cannot answer.
     """
-    if alias is None:
-        alias = names.alias(projection)
+    alias = names.alias(projection)
     deadline = time.monotonic() + timeout
     pause = 0.005
     while True:

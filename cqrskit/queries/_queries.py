@@ -153,7 +153,6 @@ class QueryBus:
                 registration.view_name,
                 min_position,
                 timeout=timeout,
-                alias=search.index,
             )
             if index is None:
                 if on_stale == "error":

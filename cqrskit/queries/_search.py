@@ -8,6 +8,7 @@ document is returned exactly once, however many pages.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -40,6 +41,15 @@ class Page(BaseModel, Generic[V]):
     stale: bool = False
 
 
+@dataclass(frozen=True)
+class Clauses:
+    """What a search has been built up to: filters, scored clauses and sorts."""
+
+    filters: Sequence[dict[str, Any]] = ()
+    must: Sequence[dict[str, Any]] = ()
+    sort: Sequence[dict[str, Any]] = ()
+
+
 class Search(Generic[V]):
     """Filters, full text, sorting and aggregations over one read model's alias.
 
@@ -50,21 +60,15 @@ class Search(Generic[V]):
     """
 
     def __init__(
-        self,
-        views: ViewReader,
-        index: str,
-        view: type[V],
-        *,
-        filters: Sequence[dict[str, Any]] = (),
-        must: Sequence[dict[str, Any]] = (),
-        sort: Sequence[dict[str, Any]] = (),
+        self, views: ViewReader, index: str, view: type[V], clauses: Clauses | None = None
     ):
         self.views = views
         self.index = index
         self.view = view
-        self._filters = list(filters)
-        self._must = list(must)
-        self._sort = list(sort)
+        built = clauses or Clauses()
+        self._filters = list(built.filters)
+        self._must = list(built.must)
+        self._sort = list(built.sort)
 
     def _with(
         self,
@@ -77,9 +81,11 @@ class Search(Generic[V]):
             self.views,
             self.index,
             self.view,
-            filters=self._filters if filters is None else filters,
-            must=self._must if must is None else must,
-            sort=self._sort if sort is None else sort,
+            Clauses(
+                self._filters if filters is None else filters,
+                self._must if must is None else must,
+                self._sort if sort is None else sort,
+            ),
         )
 
     # -- building ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from cqrskit.sagas._manager import (
 )
 from cqrskit.sagas._ports import SagaStore
 from cqrskit.sagas._records import HistoryEntry, PlannedReaction, SagaInstance, StepRecord
-from cqrskit.sagas._runner import SagaRunner, react
+from cqrskit.sagas._runner import SagaRunner, Trigger, react
 
 __all__ = [
     "HistoryEntry",
@@ -35,6 +35,7 @@ __all__ = [
     "SagaStore",
     "Step",
     "StepRecord",
+    "Trigger",
     "by_aggregate",
     "by_payload",
     "on_deadline",

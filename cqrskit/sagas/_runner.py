@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -31,7 +32,7 @@ from cqrskit.subscription import Message, Partition, Subscription
 
 R = TypeVar("R")
 
-__all__ = ["SagaRunner", "react"]
+__all__ = ["SagaRunner", "Trigger", "react"]
 
 log = logging.getLogger("cqrskit.sagas")
 
@@ -43,19 +44,26 @@ def _as_dict(command: Command) -> dict[str, Any]:
     return {"type": command.command_type, "payload": command.model_dump(mode="json")}
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """What one reaction of one instance reacts to, and how it runs."""
+
+    instance_id: str
+    #: ``event`` or ``deadline``.
+    kind: str
+    #: The event's type, or the deadline's name.
+    trigger: str
+    run: Callable[[BaseModel, Step], BaseModel]
+    #: The event may start a new instance.
+    starts: bool = False
+    event_id: str | None = None
+    #: The partition the event came from, and the offset after it (recorded with the step).
+    stream: str | None = None
+    next_offset: int | None = None
+
+
 def react(
-    manager: ProcessManager[Any],
-    store: SagaStore,
-    send: Send,
-    *,
-    instance_id: str,
-    kind: str,
-    trigger: str,
-    run: Callable[[BaseModel, Step], BaseModel],
-    starts: bool = False,
-    event_id: str | None = None,
-    stream: str | None = None,
-    next_offset: int | None = None,
+    manager: ProcessManager[Any], store: SagaStore, send: Send, cause: Trigger
 ) -> SagaInstance | None:
     """Run one reaction (to an event, or to a due deadline) of one instance, and record it.
 
@@ -75,6 +83,13 @@ def react(
         TransientError: a service was unavailable, or another runner moved the
             instance; run it again.
     """
+    instance_id, kind, trigger, run = cause.instance_id, cause.kind, cause.trigger, cause.run
+    starts, event_id, stream, next_offset = (
+        cause.starts,
+        cause.event_id,
+        cause.stream,
+        cause.next_offset,
+    )
     name = manager.name
     instance = store.load(name, instance_id)
     pending = store.pending(name, instance_id)
@@ -317,19 +332,17 @@ class SagaRunner:
                 causation_id=event.event_id,
             )
 
-        react(
-            self.manager,
-            self.store,
-            send,
-            instance_id=instance_id,
-            kind="event",
-            trigger=event.event_type,
-            run=lambda state, step: self.manager.react(reaction, event, state, step),
+        cause = Trigger(
+            instance_id,
+            "event",
+            event.event_type,
+            lambda state, step: self.manager.react(reaction, event, state, step),
             starts=reaction.starts,
             event_id=str(event.event_id),
             stream=stream,
             next_offset=next_offset,
         )
+        react(self.manager, self.store, send, cause)
         self.handled += 1
         return True
 
@@ -342,15 +355,8 @@ class SagaRunner:
             log.info(
                 "saga %s instance %s: deadline %s is due", self.manager.name, instance_id, name
             )
-            react(
-                self.manager,
-                self.store,
-                send,
-                instance_id=instance_id,
-                kind="deadline",
-                trigger=name,
-                run=partial(self._deadline, name),
-            )
+            cause = Trigger(instance_id, "deadline", name, partial(self._deadline, name))
+            react(self.manager, self.store, send, cause)
 
     def _deadline(self, name: str, state: BaseModel, step: Step) -> BaseModel:
         step.cancel_deadline(name)

@@ -30,6 +30,19 @@ Rebalanced = Callable[[Consumer, list[TopicPartition]], None]
 
 
 @dataclass(frozen=True)
+class Rebalancing:
+    """What a :class:`GroupMember` calls when its partitions change.
+
+    ``on_rejoin`` runs before a new consumer joins: what the old one was
+    assigned is gone, and no revoke callback says so.
+    """
+
+    on_assign: Rebalanced
+    on_revoke: Rebalanced | None = None
+    on_rejoin: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
 class MemberTimeouts:
     """How a :class:`GroupMember` waits, in seconds."""
 
@@ -127,10 +140,7 @@ class GroupMember:
         config: dict[str, Any],
         topics: list[str],
         timeouts: MemberTimeouts,
-        *,
-        on_assign: Rebalanced,
-        on_revoke: Rebalanced | None = None,
-        on_rejoin: Callable[[], None] | None = None,
+        rebalancing: Rebalancing,
     ):
         self.name = name
         self.topics = topics
@@ -142,9 +152,9 @@ class GroupMember:
         }
         self._close_seconds = timeouts.close_seconds
         self._probe_seconds = timeouts.probe_seconds
-        self._on_assign = on_assign
-        self._on_revoke = on_revoke
-        self._on_rejoin = on_rejoin
+        self._on_assign = rebalancing.on_assign
+        self._on_revoke = rebalancing.on_revoke
+        self._on_rejoin = rebalancing.on_rejoin
         self.consumer = self._join()
 
     def _join(self) -> Consumer:

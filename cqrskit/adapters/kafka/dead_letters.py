@@ -53,14 +53,7 @@ class KafkaDeadLetters:
             "dlq.partition": b"%d" % message.partition,
             "dlq.offset": b"%d" % message.offset,
         }
-        self._send(
-            key=message.key,
-            value=message.value,
-            headers=dict(message.headers),
-            origin=origin,
-            handler=handler,
-            error=error,
-        )
+        self._send(message.key, message.value, {**message.headers, **origin}, handler, error)
 
     def resend(self, letter: DeadLetter, handler: str, error: str) -> None:
         """Queue a dead letter again (it failed again on replay), with the new reason."""
@@ -70,25 +63,12 @@ class KafkaDeadLetters:
             if k in ("dlq.topic", "dlq.partition", "dlq.offset")
         }
         headers = {k: v for k, v in letter.headers.items() if not k.startswith("dlq.")}
-        self._send(
-            key=letter.key,
-            value=letter.value,
-            headers=headers,
-            origin=origin,
-            handler=handler,
-            error=error,
-        )
+        self._send(letter.key, letter.value, {**headers, **origin}, handler, error)
 
     def _send(
-        self,
-        *,
-        key: bytes | None,
-        value: bytes,
-        headers: dict[str, bytes],
-        origin: dict[str, bytes],
-        handler: str,
-        error: str,
+        self, key: bytes | None, value: bytes, headers: dict[str, bytes], handler: str, error: str
     ) -> None:
+        """Queue one letter; ``headers`` are the event's, then its ``dlq.*`` origin."""
         if self._producer is None:
             kafka_backend.create_topic(
                 kafka_backend.admin(self.settings), self.settings, self.topic, 1
@@ -106,7 +86,7 @@ class KafkaDeadLetters:
         position = headers.get(HEADER_POSITION, b"")
         at = int(position) if position.isdigit() else None
         source = "{}[{}]@{}".format(
-            *(origin.get(f"dlq.{n}", b"?").decode() for n in ("topic", "partition", "offset"))
+            *(headers.get(f"dlq.{n}", b"?").decode() for n in ("topic", "partition", "offset"))
         )
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
@@ -114,7 +94,6 @@ class KafkaDeadLetters:
                 self._refused.append((at, source, error))
 
         all_headers: list[tuple[str, str | bytes | None]] = list(headers.items())
-        all_headers += list(origin.items())
         all_headers += [
             ("dlq.projection", self.projection_name.encode()),
             ("dlq.handler", handler.encode()),

@@ -29,7 +29,7 @@ from cqrskit.adapters.kafka._client import (
     wait_for_topics,
 )
 from cqrskit.adapters.kafka._errors import translated
-from cqrskit.adapters.kafka._group import GroupMember
+from cqrskit.adapters.kafka._group import GroupMember, Rebalancing
 from cqrskit.errors import PermanentError
 from cqrskit.settings import Settings
 from cqrskit.subscription import Assigned, Message, Partition, Rejoined, Revoked
@@ -165,9 +165,7 @@ class KafkaSubscription:
             self._config,
             self.topics,
             member_timeouts(self.settings),
-            on_assign=assigned,
-            on_revoke=revoked,
-            on_rejoin=on_rejoined,
+            Rebalancing(assigned, revoked, on_rejoined),
         )
         log.info("%s: consuming %s as group %s", self.name, self.topics, self.group)
 

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from cqrskit import Settings
 from cqrskit.adapters import kafka as kafka_backend
-from cqrskit.adapters.kafka._group import GroupMember, MemberTimeouts
+from cqrskit.adapters.kafka._group import GroupMember, MemberTimeouts, Rebalancing
 
 TIMEOUTS = MemberTimeouts(patience=4.0, close_seconds=5.0, probe_seconds=3.0)
 
@@ -51,8 +51,7 @@ def test_a_member_held_out_of_its_group_joins_again_once_the_hold_is_gone(
     holder = Consumer(config(settings, group))
     holder.subscribe(
         [kafka_topic],
-        on_assign=lambda _c, p: holder_assigned.extend(p),
-        on_revoke=lambda _c, _p: None,
+        Rebalancing(lambda _c, p: holder_assigned.extend(p), lambda _c, _p: None),
     )
     wait_until(
         lambda: len(holder_assigned) == 3, 30, "the holder's assignment", lambda: holder.poll(0.2)
@@ -64,7 +63,7 @@ def test_a_member_held_out_of_its_group_joins_again_once_the_hold_is_gone(
         config(settings, group),
         [kafka_topic],
         TIMEOUTS,
-        on_assign=lambda _c, p: assigned.append(p),
+        Rebalancing(lambda _c, p: assigned.append(p)),
     )
     first = member.consumer
     try:
@@ -99,7 +98,7 @@ def test_a_member_whose_cluster_is_away_waits_instead_of_joining_again() -> None
         {**config(settings, "nobody"), "reconnect.backoff.max.ms": 1000},
         ["nothing"],
         MemberTimeouts(patience=0.5, close_seconds=2.0, probe_seconds=0.5),
-        on_assign=lambda _c, _p: None,
+        Rebalancing(lambda _c, _p: None),
     )
     first = member.consumer
     probes = 0

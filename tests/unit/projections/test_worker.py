@@ -37,6 +37,7 @@ from cqrskit.envelope import (
     Seal,
 )
 from cqrskit.projections import ProjectionWorker
+from cqrskit.projections._worker import WorkerPorts
 from cqrskit.subscription import Partition
 from cqrskit.topology import Topology
 from projections.customers import CustomerOrders, CustomerOrdersProjection
@@ -106,15 +107,13 @@ class Running:
         self.relay = Relay(self.broker, self.topic, Seal(None, "shop"))
         self.read_model = MemoryIndexedReadModel(self.projection.name, CustomerOrders)
         self.dead_letters = MemoryDeadLetters(self.projection.name)
-        self.worker = ProjectionWorker(
-            self.settings,
-            "shop",
-            self.projection,
+        ports = WorkerPorts(
             read_model=self.read_model,
             dead_letters=self.dead_letters,
             subscription=MemorySubscription(self.broker, self.group, [self.topic]),
             stats=MemoryWorkerStats(),
         )
+        self.worker = ProjectionWorker(self.settings, "shop", self.projection, ports)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     def applied_position(self) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from pydantic import BaseModel
 
 from cqrskit import Command, CommandHandlers
-from cqrskit.sagas import ProcessManager, Step, react
+from cqrskit.sagas import ProcessManager, Step, Trigger, react
 from cqrskit.testing import MemorySagaStore
 
 handlers = CommandHandlers()
@@ -64,20 +63,20 @@ def test_a_reaction_rerun_after_a_crash_sends_the_commands_it_planned() -> None:
     def send(command: Command, key: str) -> None:
         sent.append((command, key))
 
-    run: dict[str, Any] = {
-        "instance_id": "i-1",
-        "kind": "event",
-        "trigger": "Thing.Happened",
-        "run": manager.hold,
-        "starts": True,
-        "event_id": "e-1",
-    }
+    run = Trigger(
+        instance_id="i-1",
+        kind="event",
+        trigger="Thing.Happened",
+        run=manager.hold,
+        starts=True,
+        event_id="e-1",
+    )
     with pytest.raises(Crash):
-        react(manager, store, crashing_send, **run)
+        react(manager, store, crashing_send, run)
     assert store.load("holding", "i-1") is None
     first = list(sent)
     sent.clear()
-    instance = react(manager, store, send, **run)
+    instance = react(manager, store, send, run)
     assert instance is not None
     assert instance.status == "running"
     assert sent == first, "the same commands, with the same keys"
