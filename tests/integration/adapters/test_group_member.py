@@ -51,7 +51,8 @@ def test_a_member_held_out_of_its_group_joins_again_once_the_hold_is_gone(
     holder = Consumer(config(settings, group))
     holder.subscribe(
         [kafka_topic],
-        Rebalancing(lambda _c, p: holder_assigned.extend(p), lambda _c, _p: None),
+        on_assign=lambda _c, p: holder_assigned.extend(p),
+        on_revoke=lambda _c, _p: None,
     )
     wait_until(
         lambda: len(holder_assigned) == 3, 30, "the holder's assignment", lambda: holder.poll(0.2)
