@@ -334,8 +334,16 @@ def test_a_move_onto_added_partitions_applies_each_item_once_and_in_version_orde
     trails = pipeline.actual(es, projection)
     assert len(trails) == 30
     wrong = {
-        item: t["versions"][-4:]
+        item: _where_it_differs(t["versions"], list(range(1, 154)))
         for item, t in trails.items()
         if t["versions"] != list(range(1, 154))
     }
     assert not wrong, f"{len(wrong)} items applied out of order or twice: {list(wrong.items())[:2]}"
+
+
+def _where_it_differs(got: list[int], want: list[int]) -> str:
+    """The first place two version trails part, with a few versions around it."""
+    at = next((i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w), None)
+    if at is None:
+        at = min(len(got), len(want))
+    return f"{len(got)} versions; from index {at}: got {got[at : at + 5]}, want {want[at : at + 5]}"
