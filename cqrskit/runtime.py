@@ -220,10 +220,8 @@ class Runtime:
         progress: Progress | None = None,
     ) -> RebuildResult:
         """Build ``projection``'s read model afresh and put it in service (see ``rebuild``)."""
-        request = RebuildRequest(from_position, drop_old)
-        if progress is not None:
-            request = RebuildRequest(from_position, drop_old, progress)
         ports = self.rebuild_ports(application_name, projection)
+        request = RebuildRequest(from_position, drop_old, progress)
         return rebuild(self.settings, projection, ports, request)
 
     def rebuild_plan(

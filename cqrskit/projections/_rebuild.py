@@ -312,7 +312,8 @@ class RebuildRequest:
     from_position: int = 0
     #: Delete the index that served before, once the new one does.
     drop_old: bool = False
-    progress: Progress = _no_progress
+    #: Called as the phases go on (none: nobody is told).
+    progress: Progress | None = None
 
 
 def rebuild(
@@ -332,7 +333,7 @@ def rebuild(
     asked = request or RebuildRequest()
     with _fewer_collections():
         return _rebuild(
-            _Rebuilder(settings, projection, ports, asked.progress),
+            _Rebuilder(settings, projection, ports, asked.progress or _no_progress),
             from_position=asked.from_position,
             drop_old=asked.drop_old,
         )

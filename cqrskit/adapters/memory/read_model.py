@@ -97,13 +97,15 @@ class MemoryIndexedReadModel:
 
     # -- documents -------------------------------------------------------------
 
+    def _name(self, index: str | None) -> str:
+        """The physical index meant: ``index``, or the one behind the alias."""
+        name = self.serving() if index in (None, self.alias) else index
+        if name is None or name not in self.indices:
+            raise PermanentError(f"no index {name or self.alias} for read model {self.name!r}")
+        return name
+
     def _index(self, index: str | None) -> dict[str, tuple[int, dict[str, Any]]]:
-        name = index or self.serving() or self.alias
-        if name == self.alias:
-            name = self.serving() or name
-        if name not in self.indices:
-            raise PermanentError(f"no index {name} for read model {self.name!r}")
-        return self.indices[name]
+        return self.indices[self._name(index)]
 
     def load(self, ids: Iterable[str], index: str | None = None) -> dict[str, DocState]:
         """Current state of the documents (empty states for missing ones)."""
@@ -119,8 +121,8 @@ class MemoryIndexedReadModel:
 
     def write(self, docs: Sequence[DocState], index: str | None = None) -> Written:
         """Write each document unless it changed since it was read (then: a conflict)."""
-        stored = self._index(index)
-        target = index or self.serving() or self.alias
+        target = self._name(index)
+        stored = self.indices[target]
         written = Written()
         for doc in docs:
             found = stored.get(doc.doc_id)
