@@ -115,11 +115,31 @@ class RelayHarness:
         return None
 
     def wait_caught_up(self, timeout: float = 120) -> RelayStatus:
+        """Wait until the relay has published everything stored when this was called.
+
+        The target is the head at the call, not the head at each look: while
+        commands keep arriving the head moves on between the relay's pages, and
+        a relay that keeps up would still be seen behind a head read later.
+        """
+        target = wait_until(lambda: self.status().head, 60, "a first stored event")
+
         def caught_up() -> RelayStatus | None:
             status = self.status()
-            return status if status.head > 0 and status.position == status.head else None
+            return status if status.position >= target else None
 
-        return wait_until(caught_up, timeout, "the relay to publish up to the store head")
+        try:
+            return wait_until(caught_up, timeout, f"the relay to publish up to position {target}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.report()}") from None
+
+    def report(self) -> str:
+        """The relay's recorded status and the end of each relay's log, for a failure."""
+        lines = [f"status: {self.status()}"]
+        for n, relay in enumerate(self.processes):
+            state = "running" if relay.proc.poll() is None else f"exited {relay.proc.returncode}"
+            tail = relay.output().splitlines()[-40:]
+            lines += [f"--- relay {n} (pid {relay.proc.pid}, {state}), last lines:", *tail]
+        return "\n".join(lines)
 
     def start_leader_and_standby(self) -> tuple[RelayProcess, RelayProcess]:
         """Two relays: the first leads, the second stands by."""
