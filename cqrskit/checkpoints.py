@@ -22,7 +22,7 @@ by the workers alone).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cqrskit.topology import checkpoint_id
 
@@ -65,6 +65,10 @@ class Checkpoint:
     writer: str = WORKER_WRITER
     #: The first offset of the run; a rebuild's run starts at 0.
     from_offset: int = 0
+    #: Every effect of this partition up to this position was searchable
+    #: (refreshed) when the checkpoint was written; None when not recorded
+    #: (checkpoints of older versions), taken as ``position``.
+    searchable: int | None = None
 
     @property
     def doc_id(self) -> str:
@@ -72,12 +76,19 @@ class Checkpoint:
         return checkpoint_id(self.index, self.topic, self.partition, self.writer)
 
 
-def coverage(checkpoints: Iterable[Checkpoint]) -> Coverage:
+def coverage(checkpoints: Iterable[Checkpoint], *, searchable: bool = False) -> Coverage:
     """What one index holds without a gap, per partition, from its checkpoints.
 
-    ``checkpoints`` are the checkpoints of one index. Pure; the rule every
-    reader of checkpoints uses (queries, status, rollback).
+    ``checkpoints`` are the checkpoints of one index. With ``searchable``,
+    each position is how far the partition's effects are searchable, not
+    only applied. Pure; the rule every reader of checkpoints uses (queries,
+    status, rollback).
     """
+    if searchable:
+        checkpoints = [
+            replace(c, position=c.position if c.searchable is None else c.searchable)
+            for c in checkpoints
+        ]
     fills: dict[tuple[str, int], Checkpoint] = {}
     runs: dict[tuple[str, int], Checkpoint] = {}
     for checkpoint in checkpoints:

@@ -13,6 +13,9 @@ whether trying again can help::
     │   ├── DocumentsKeptConflicting  other writers kept changing the same documents
     │   ├── SagaConflict              another runner moved a saga instance on first
     │   ├── StaleRead                 a read model had not applied a position in time
+    │   ├── ReadRefused               a read refused at once, to protect a read model:
+    │   │   ├── CircuitOpen           its circuit breaker is open
+    │   │   └── Overloaded            its reads or waits are at their limit
     │   └── relay                     the relay starts over from its recorded position:
     │       ├── DeliveryFailed        a transaction was not committed
     │       ├── KafkaTrouble          librdkafka raised mid-publish
@@ -30,6 +33,7 @@ whether trying again can help::
         ├── AmbiguousRelayPosition    an old relay position could be several apps'
         ├── QueryRejected             a query failed validation (field paths)
         ├── UnknownQuery              no handler is registered for a query type
+        ├── NotFound                  a query for one document found none
         └── BadCursor                 a cursor this service did not issue, or expired
 
 Driver errors (psycopg, confluent-kafka, elasticsearch) are translated into
@@ -48,6 +52,7 @@ __all__ = [
     "AggregateNotFound",
     "AmbiguousRelayPosition",
     "BadCursor",
+    "CircuitOpen",
     "CommandRejected",
     "ConcurrencyError",
     "ConfigurationError",
@@ -62,9 +67,12 @@ __all__ = [
     "LeaseLost",
     "LostSession",
     "MessageTooLarge",
+    "NotFound",
+    "Overloaded",
     "PermanentError",
     "PositionBeyondHead",
     "QueryRejected",
+    "ReadRefused",
     "RuleViolated",
     "SagaConflict",
     "ServiceUnavailable",
@@ -197,6 +205,46 @@ class StaleRead(TransientError):
         super().__init__(
             f"read model {view!r} has not applied position {position} after {waited:.1f}s; "
             "retry, or accept a stale answer"
+        )
+
+
+class ReadRefused(TransientError):
+    """The query side refused a read at once, to protect a read model's store.
+
+    ``retry_after`` says in how many seconds asking again may succeed (an
+    HTTP API sends it as ``Retry-After`` with a 503).
+    """
+
+    def __init__(self, view: str, message: str, retry_after: float):
+        self.view = view
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class CircuitOpen(ReadRefused):
+    """A read model's circuit breaker is open: its store failed too often of late."""
+
+    def __init__(self, view: str, failures: int, calls: int, retry_after: float):
+        self.failures = failures
+        self.calls = calls
+        super().__init__(
+            view,
+            f"read model {view!r} is not being asked: {failures} of its last {calls} "
+            f"reads failed; trying again in {retry_after:.1f}s",
+            retry_after,
+        )
+
+
+class Overloaded(ReadRefused):
+    """A read model already has as many reads (or read-your-writes waits) as allowed."""
+
+    def __init__(self, view: str, what: str, limit: int):
+        self.what = what
+        self.limit = limit
+        super().__init__(
+            view,
+            f"read model {view!r} already has {limit} {what} in progress (the limit); retry",
+            1.0,
         )
 
 
@@ -363,6 +411,15 @@ class UnknownQuery(PermanentError):
     def __init__(self, query_type: str):
         self.query_type = query_type
         super().__init__(f"no handler is registered for query type {query_type!r}")
+
+
+class NotFound(PermanentError):
+    """A query that answers one document found none."""
+
+    def __init__(self, query_type: str, view: str):
+        self.query_type = query_type
+        self.view = view
+        super().__init__(f"no document of read model {view!r} answers this {query_type}")
 
 
 class BadCursor(PermanentError):

@@ -22,10 +22,13 @@ from functools import partial
 from typing import Any
 
 from cqrskit.adapters import elasticsearch as es_backend
-from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
+from cqrskit.adapters.elasticsearch.checkpoints import (
+    AsyncElasticsearchCheckpointReader,
+    ElasticsearchCheckpointReader,
+)
 from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
 from cqrskit.adapters.elasticsearch.rebuild_state import ElasticsearchRebuildStates
-from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
+from cqrskit.adapters.elasticsearch.search import AsyncElasticsearchSearch, ElasticsearchSearch
 from cqrskit.adapters.elasticsearch.worker_stats import ElasticsearchWorkerStats
 from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters
 from cqrskit.adapters.kafka.offsets import KafkaOffsets
@@ -62,7 +65,15 @@ from cqrskit.projections._rebuild import (
 )
 from cqrskit.projections._rollback import prune, prune_plan, rollback, rollback_plan
 from cqrskit.projections._worker import WorkerPorts
-from cqrskit.queries import QueryBus, QueryHandlers
+from cqrskit.queries import (
+    AsyncQueryBus,
+    AsyncQueryPorts,
+    BreakerPolicy,
+    Limits,
+    QueryBus,
+    QueryHandlers,
+    QueryPorts,
+)
 from cqrskit.relay import LayoutStatus, OutboxRelay, RelayOptions, RelayStatus
 from cqrskit.sagas import ProcessManager, SagaRunner, SagaStore
 from cqrskit.settings import Settings
@@ -277,19 +288,48 @@ class Runtime:
 
     # -- the query side ------------------------------------------------------------
 
-    def query_bus(self, handlers: QueryHandlers) -> QueryBus:
-        """A query bus serving ``handlers`` from the read models' aliases."""
+    def query_limits(self) -> Limits:
+        """The read wait, bulkheads and breaker policy the settings give each read model."""
+        s = self.settings
+        return Limits(
+            read_wait=s.read_wait,
+            max_reads=s.query_max_reads,
+            max_waits=s.query_max_waits,
+            breaker=BreakerPolicy(
+                window=s.query_breaker_window,
+                min_calls=s.query_breaker_min_calls,
+                failure_rate=s.query_breaker_failure_rate,
+                open_for=s.query_breaker_open_seconds,
+                half_open_calls=s.query_breaker_half_open_calls,
+            ),
+        )
 
+    def query_bus(self, handlers: QueryHandlers) -> QueryBus:
+        """A blocking query bus serving ``handlers`` from the read models' aliases."""
         es = es_backend.client(self.settings)
         address = self.settings.elasticsearch_address()
         names = IndexNames.of(self.settings)
-        return QueryBus(
-            handlers,
+        ports = QueryPorts(
             ElasticsearchSearch(es, address),
             ElasticsearchCheckpointReader(es, names.checkpoints_index, address),
-            names,
-            read_wait=self.settings.read_wait,
+            close=es.close,
         )
+        return QueryBus(handlers, ports, names, self.query_limits())
+
+    def async_query_bus(self, handlers: QueryHandlers) -> AsyncQueryBus:
+        """An awaited query bus serving ``handlers``; build it inside the event loop.
+
+        Close it with ``await bus.aclose()`` (the FastAPI lifespan does).
+        """
+        es = es_backend.async_client(self.settings)
+        address = self.settings.elasticsearch_address()
+        names = IndexNames.of(self.settings)
+        ports = AsyncQueryPorts(
+            AsyncElasticsearchSearch(es, address),
+            AsyncElasticsearchCheckpointReader(es, names.checkpoints_index, address),
+            close=es.close,
+        )
+        return AsyncQueryBus(handlers, ports, names, self.query_limits())
 
     # -- process managers ----------------------------------------------------------
 

@@ -266,6 +266,51 @@ class Settings(BaseSettings):
         le=300,
         description="Seconds a query with min_position waits for the read model.",
     )
+    query_max_reads: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Reads of one read model in flight at a time, per query bus; past it a "
+        "query is refused at once (503 with Retry-After) instead of queueing.",
+    )
+    query_max_waits: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Read-your-writes waits on one read model at a time, per query bus; "
+        "past it a waiting query is refused at once, and plain queries are not held up.",
+    )
+    query_breaker_window: int = Field(
+        default=20, ge=1, le=10_000, description="Latest reads of a read model its breaker judges."
+    )
+    query_breaker_min_calls: int = Field(
+        default=5, ge=1, le=10_000, description="Reads in the window before the breaker judges."
+    )
+    query_breaker_failure_rate: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of failed reads in the window that opens a read model's breaker.",
+    )
+    query_breaker_open_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds an open breaker refuses reads before it lets a few try again.",
+    )
+    query_breaker_half_open_calls: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description="Trial reads a half-open breaker lets through; all must succeed to close.",
+    )
+    command_threads: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Threads of the async command bus: commands dispatched from an event "
+        "loop at a time (psycopg is blocking; the loop never is).",
+    )
     metrics_port: int | None = Field(
         default=None,
         ge=0,

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Enum, Gauge, Histogram, start_http_server
 from cqrskit.errors import ConfigurationError
 
 __all__ = [
+    "BREAKER_STATES",
     "LATENCY_BUCKETS",
     "PROJECTION_STATES",
     "RELAY_STATES",
@@ -26,6 +27,9 @@ __all__ = [
     "projection_lag_events",
     "projection_lag_seconds",
     "projection_state",
+    "query_breaker_state",
+    "query_in_flight",
+    "query_refused",
     "relay_errors",
     "relay_kafka_ack_seconds",
     "relay_lag_events",
@@ -55,6 +59,7 @@ RELAY_STATES = [
     "stopped",
 ]
 PROJECTION_STATES = ["starting", "running", "failing", "stopped"]
+BREAKER_STATES = ["closed", "open", "half-open"]
 
 # -- the relay -----------------------------------------------------------------------
 
@@ -158,3 +163,23 @@ def serve_metrics(port: int, address: str = "0.0.0.0") -> int:
     bound = int(server.server_port)
     log.info("metrics at http://%s:%d/metrics", address, bound)
     return bound
+
+
+# -- the query side ------------------------------------------------------------------
+
+query_breaker_state = Enum(
+    "cqrskit_query_breaker_state",
+    "The state of a read model's circuit breaker on the query side.",
+    ["view"],
+    states=BREAKER_STATES,
+)
+query_in_flight = Gauge(
+    "cqrskit_query_in_flight",
+    "Reads of a read model in progress (kind=read) and read-your-writes waits (kind=wait).",
+    ["view", "kind"],
+)
+query_refused = Counter(
+    "cqrskit_query_refused",
+    "Reads refused at once: the breaker open (reason=open) or a limit reached (read, wait).",
+    ["view", "reason"],
+)

@@ -8,7 +8,14 @@ date from Kafka, effectively once.
 from cqrskit.projections._mapping import EsType, Keyword, Text
 from cqrskit.projections._memory import MemoryReadModel, fold
 from cqrskit.projections._ports import DeadLetter
-from cqrskit.projections._projection import DELETE, UNCHANGED, Outcome, Projection, handles
+from cqrskit.projections._projection import (
+    DELETE,
+    UNCHANGED,
+    IndexSettings,
+    Outcome,
+    Projection,
+    handles,
+)
 from cqrskit.projections._rebuild import (
     Progress,
     RebuildPlan,
@@ -36,6 +43,7 @@ __all__ = [
     "DeadLetter",
     "Drift",
     "EsType",
+    "IndexSettings",
     "Keyword",
     "MemoryReadModel",
     "Outcome",

@@ -244,8 +244,16 @@ class ReadModel(DocumentStore, Protocol):
         """Create version 1 of the index behind the alias, and the checkpoints index."""
         ...
 
-    def create_index(self, index: str, *, alias: bool) -> None:
-        """Create ``index`` with the view's mapping; optionally as the alias's target."""
+    def create_index(self, index: str, *, alias: bool, loading: bool = False) -> None:
+        """Create ``index`` with the view's mapping; optionally as the alias's target.
+
+        With ``loading``, for a rebuild: no replica and no refresh until
+        :meth:`serve_settings`, which must come before the index serves.
+        """
+        ...
+
+    def serve_settings(self, index: str) -> None:
+        """Give ``index`` the projection's serving settings (replicas, refresh), then refresh it."""
         ...
 
     def versions(self) -> list[str]:

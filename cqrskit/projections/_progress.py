@@ -10,7 +10,7 @@ side counts it only once a rebuild's or rollback's fill joins it (decision
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from cqrskit.checkpoints import WORKER_WRITER, Checkpoint
@@ -45,29 +45,68 @@ class WorkerCheckpoints:
     it reads the stored checkpoint once, since another worker may have
     extended it. Every checkpoint it returns is true of its index: its
     effects are durable there before it is asked.
+
+    It also knows which partitions have effects in an index that no refresh
+    has made searchable yet, and records each checkpoint's ``searchable``
+    position accordingly (decision 0017): a partition with nothing waiting
+    for a refresh is searchable as far as it is applied.
     """
 
     def __init__(self, read_model: ReadModel, topics: Sequence[str]):
         self.read_model = read_model
         self.topics = tuple(topics)
         self._runs: dict[str, Checkpoint] = {}
+        #: (index, topic, partition) with applied effects no refresh has covered yet.
+        self._unrefreshed: set[tuple[str, str, int]] = set()
+
+    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Partitions no longer assigned: their runs are another worker's to extend now."""
+        gone = set(partitions)
+        self._runs = {
+            i: run for i, run in self._runs.items() if (run.topic, run.partition) not in gone
+        }
+        self._unrefreshed = {u for u in self._unrefreshed if (u[1], u[2]) not in gone}
+
+    def unrefreshed(self) -> set[str]:
+        """The indices whose checkpoints do not yet say searchable as far as applied.
+
+        Those holding effects of this worker that no refresh covered, and
+        those with a run whose searchable position lags (a run taken over
+        from another worker, say): a refresh brings both up to date.
+        """
+        lagging = {run.index for run in self._runs.values() if _lags(run)}
+        return lagging | {index for index, _, _ in self._unrefreshed}
 
     def record(
-        self, index: str, spans: Sequence[Span], partitions: Mapping[str, int]
+        self,
+        index: str,
+        spans: Sequence[Span],
+        partitions: Mapping[str, int],
+        *,
+        written: Iterable[tuple[str, int]] = (),
+        refreshed: bool = False,
     ) -> list[Checkpoint]:
         """The checkpoints of ``index`` once ``spans`` are applied there.
+
+        ``written`` are the partitions whose events of these spans wrote to
+        the index; ``refreshed`` says the index was refreshed after they
+        were applied. After a refresh, every run of the index whose
+        searchable position lags is returned too, brought up to date.
 
         Raises:
             ServiceUnavailable: a stored checkpoint could not be read.
         """
+        self._unrefreshed.update((index, t, p) for t, p in written)
+        if refreshed:
+            self._unrefreshed = {u for u in self._unrefreshed if u[0] != index}
         ids = [checkpoint_id(index, s.topic, s.partition, WORKER_WRITER) for s in spans]
         unknown = [i for i, s in zip(ids, spans, strict=True) if not _joins(self._runs.get(i), s)]
         stored = {c.doc_id: c for c in self.read_model.stored_checkpoints(unknown)}
         recorded: list[Checkpoint] = []
         for doc_id, span in zip(ids, spans, strict=True):
-            run = self._runs.get(doc_id)
+            run = ours = self._runs.get(doc_id)
             if not _joins(run, span):
-                run = stored.get(doc_id)
+                run, ours = stored.get(doc_id), None
             count = partitions.get(span.topic, 0)
             if run is not None and _joins(run, span):
                 run = replace(
@@ -90,7 +129,33 @@ class WorkerCheckpoints:
                     index=index,
                     writer=WORKER_WRITER,
                     from_offset=span.start,
+                    searchable=0,
                 )
+            run = self._searchable(run, ours, refreshed)
             self._runs[doc_id] = run
             recorded.append(run)
+        if refreshed:
+            done = set(ids)
+            for doc_id, run in list(self._runs.items()):
+                if doc_id not in done and run.index == index and _lags(run):
+                    self._runs[doc_id] = replace(run, searchable=run.position)
+                    recorded.append(self._runs[doc_id])
         return recorded
+
+    def _searchable(self, run: Checkpoint, ours: Checkpoint | None, refreshed: bool) -> Checkpoint:
+        """``run`` with how far it is searchable.
+
+        As far as it is applied after a refresh of ours; or when its partition
+        has nothing unrefreshed and our own run was searchable as far as it
+        was applied (a watermark moved it on, say). Otherwise no further than
+        it was: a run taken from the store may hold another worker's writes
+        that no refresh has covered.
+        """
+        clean = (run.index, run.topic, run.partition) not in self._unrefreshed
+        if refreshed or (clean and ours is not None and ours.searchable == ours.position):
+            return replace(run, searchable=run.position)
+        return replace(run, searchable=min(run.searchable or 0, run.position))
+
+
+def _lags(run: Checkpoint) -> bool:
+    return run.searchable is not None and run.searchable < run.position

@@ -98,6 +98,36 @@ def handles(event_type: str, *, doc_id: DocIdRule | None = None) -> Callable[[H]
     return register
 
 
+@dataclass(frozen=True)
+class IndexSettings:
+    """How big and how fresh a read model's index is in Elasticsearch.
+
+    Applied when an index is created and when a rebuild's index goes into
+    service (a rebuild loads with no replica and no refresh, then restores
+    these before the swap).
+    """
+
+    #: Primary shards (fixed once an index exists; a rebuild applies a change).
+    shards: int = 1
+    #: Replicas of each shard.
+    replicas: int = 0
+    #: Elasticsearch's own periodic refresh (``"1s"``, ``"30s"``, ``"-1"`` for none);
+    #: the worker refreshes after its batches anyway, at the projection's ``freshness``.
+    refresh_interval: str = "1s"
+
+    def __post_init__(self) -> None:
+        if self.shards < 1 or self.replicas < 0:
+            raise ValueError(f"shards must be at least 1 and replicas at least 0: {self}")
+
+    def index_body(self, *, loading: bool = False) -> dict[str, Any]:
+        """The ``settings`` of an index created with these (loading: no replica, no refresh)."""
+        return {
+            "number_of_shards": self.shards,
+            "number_of_replicas": 0 if loading else self.replicas,
+            "refresh_interval": "-1" if loading else self.refresh_interval,
+        }
+
+
 class Projection(Generic[V]):
     """Base class of projections: subclass, set ``name`` and ``view``, add handlers.
 
@@ -105,11 +135,17 @@ class Projection(Generic[V]):
         name: the read model's name; its alias is ``<index_prefix><name>``.
         view: the pydantic model of one document; the mapping derives from it.
         mapping_overrides: field name -> explicit Elasticsearch mapping.
+        index_settings: shards, replicas and refresh interval of its index.
+        freshness: at most how many seconds an applied event waits to become
+            searchable: the worker refreshes the index at this pace while it
+            writes, and read-your-writes queries wait for it (never refresh).
     """
 
     name: ClassVar[str]
     view: ClassVar[type[BaseModel]]
     mapping_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+    index_settings: ClassVar[IndexSettings] = IndexSettings()
+    freshness: ClassVar[float] = 1.0
     _handlers: ClassVar[dict[str, list[Handler]]]
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -120,6 +156,11 @@ class Projection(Generic[V]):
             raise ValueError(
                 f"projection {cls.__qualname__}: name {name!r} must be 1-100 characters of "
                 "a-z, 0-9, '_' and '-', starting with a letter or a digit"
+            )
+        if not (isinstance(cls.freshness, int | float) and 0 < cls.freshness <= 3600):
+            raise ValueError(
+                f"projection {cls.__qualname__}: freshness must be seconds in (0, 3600], "
+                f"not {cls.freshness!r}"
             )
         handlers: dict[str, list[Handler]] = {}
         for klass in reversed(cls.__mro__):

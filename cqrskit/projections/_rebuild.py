@@ -231,8 +231,11 @@ class _Rebuilder:
         """Checkpoint ``index`` as filled without a gap from offset 0 up to ``offsets``.
 
         Every event up to ``head`` (replayed from the store) and every
-        message below ``offsets`` is in the index once this is called.
+        message below ``offsets`` is in the index once this is called. The
+        index is refreshed first, so what the checkpoints claim is searchable
+        as well (a fill's checkpoints record no separate searchable position).
         """
+        self.read_model.refresh(index)
         counts: dict[str, int] = {}
         parsed = {key: parse_partition_key(key) for key in offsets}
         for topic, _ in parsed.values():
@@ -407,7 +410,7 @@ def _rebuild(rebuilder: _Rebuilder, *, from_position: int, drop_old: bool) -> Re
     resumed = state is not None and state.phase != "done"
     if state is None or state.phase == "done":
         target = read_model.next_version()
-        read_model.create_index(target, alias=False)
+        read_model.create_index(target, alias=False, loading=True)
         state = _State(
             projection=projection.name,
             target=target,
@@ -440,6 +443,7 @@ def _rebuild(rebuilder: _Rebuilder, *, from_position: int, drop_old: bool) -> Re
         # Readers of the new index get only what it has: the live worker's
         # writes to the old index since the catch-up read its ends count
         # for the new one once the catch-up after the swap applied them.
+        read_model.serve_settings(state.target)  # replicas and refresh, before it serves
         rebuilder.fill(state.target, reached, state.complete, state.head)
         read_model.swap(state.target)
         state.phase = "swapped"

@@ -146,6 +146,8 @@ class ProjectionWorker:
         self.processed = 0
         self._partitions: dict[str, int] = {}
         self._checkpoints = WorkerCheckpoints(self.read_model, self.topics)
+        #: When the worker last refreshed an index (monotonic seconds).
+        self._refreshed_at = 0.0
         self.telemetry: WorkerTelemetry | None = None
 
     def stop(self) -> None:
@@ -218,12 +220,13 @@ class ProjectionWorker:
                 self.barrier.resume_ready(subscription)
                 # Wait for one message, then take what is already fetched:
                 # a batch never waits to fill up, so latency stays low.
-                messages = subscription.poll(batch_size, 0.5)
+                messages = subscription.poll(batch_size, max(0.01, self._until_refresh()))
                 self.telemetry.idle(subscription.lag, drained=not messages)
                 if messages:
                     self._process(messages)
                 else:
                     self._commit_skipped()
+                    self._refresh_trailing()
         finally:
             subscription.close()
             self._set_state("stopped", "stopped")
@@ -232,6 +235,7 @@ class ProjectionWorker:
         """A stuck consumer was replaced: what it was assigned is decided anew."""
         held = {*self._next, *self._resumed}
         self.barrier.forget([Partition(topic, partition) for topic, partition in held])
+        self._checkpoints.forget(held)
         self._next.clear()
         self._resumed.clear()
 
@@ -240,6 +244,7 @@ class ProjectionWorker:
 
     def _revoked(self, partitions: list[Partition]) -> None:
         self.barrier.forget(partitions)
+        self._checkpoints.forget((p.topic, p.partition) for p in partitions)
         for p in partitions:
             self._next.pop((p.topic, p.partition), None)
             self._resumed.pop((p.topic, p.partition), None)
@@ -373,12 +378,50 @@ class ProjectionWorker:
                     failures = self.applier.apply(
                         envelopes, streams=streams, index=index, dead_letter=dead_letter
                     )
+                    written = {(m.topic, m.partition) for m in origin.values()}
+                    refreshed = self._refresh_if_due(index, bool(written))
                     self.read_model.save_checkpoints(
-                        self._checkpoints.record(index, batch, self._partitions)
+                        self._checkpoints.record(
+                            index, batch, self._partitions, written=written, refreshed=refreshed
+                        )
                     )
         except RetryError:
             return None
         return dead_lettered + len(failures)
+
+    # -- searchable --------------------------------------------------------------
+
+    def _refresh_if_due(self, index: str, wrote: bool) -> bool:
+        """Refresh ``index`` if it holds unsearchable effects and ``freshness`` has passed.
+
+        The worker refreshes at most once per ``freshness`` seconds per index,
+        whatever the query rate (decision 0017); True if it refreshed now.
+        """
+        if not wrote and index not in self._checkpoints.unrefreshed():
+            return False  # nothing in it waits to become searchable
+        if time.monotonic() - self._refreshed_at < self.projection.freshness:
+            return False
+        self.read_model.refresh(index)
+        self._refreshed_at = time.monotonic()
+        return True
+
+    def _until_refresh(self) -> float:
+        """Seconds until a refresh is due (0.5 when nothing waits for one)."""
+        if not self._checkpoints.unrefreshed():
+            return 0.5
+        wait = self._refreshed_at + self.projection.freshness - time.monotonic()
+        return min(0.5, max(0.0, wait))
+
+    def _refresh_trailing(self) -> None:
+        """No new batch came: refresh what is still unsearchable once it is due."""
+        for index in sorted(self._checkpoints.unrefreshed()):
+            try:
+                if self._refresh_if_due(index, wrote=False):
+                    self.read_model.save_checkpoints(
+                        self._checkpoints.record(index, [], self._partitions, refreshed=True)
+                    )
+            except TransientError as exc:
+                log.debug("projection %s: refresh not done: %s", self.projection.name, exc)
 
     def _commit(self, batch: list[Span]) -> None:
         offsets = {Partition(s.topic, s.partition): s.offset for s in batch}

@@ -1,30 +1,72 @@
-"""How far a read model's index has applied the store: read-your-writes, from checkpoints only.
+"""How far a read model's index is searchable: read-your-writes, from checkpoints only.
 
 Checkpoints belong to a physical index, not to the projection (decision
 0011; see :mod:`cqrskit.checkpoints` for the record and the rule that
-judges it). The index has applied every event up to position P when every
-partition of every topic it reads is covered up to P. The query side reads
-those checkpoints through a :class:`CheckpointReader` (the read models'
-store); it never asks PostgreSQL or Kafka.
+judges it). The index holds every event up to position P when every
+partition of every topic it reads is covered up to P. A worker records,
+with each checkpoint, how far that partition's effects were already
+searchable (it refreshes the index itself, at the projection's
+``freshness``): a query that waits for P waits for *searchable* up to P,
+so it never refreshes the index (decision 0017). The query side reads
+those checkpoints through a :class:`CheckpointReader`; it never asks
+PostgreSQL or Kafka.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from cqrskit.checkpoints import FILL_WRITER, WORKER_WRITER, Coverage, coverage
-from cqrskit.queries._ports import CheckpointReader
+from cqrskit.checkpoints import FILL_WRITER, WORKER_WRITER, Checkpoint, Coverage, coverage
+from cqrskit.queries._ports import AsyncCheckpointReader, CheckpointReader
 from cqrskit.topology import IndexNames
 
 __all__ = [
     "FILL_WRITER",
     "WORKER_WRITER",
     "Coverage",
+    "Reached",
     "applied_position",
+    "await_position",
     "coverage",
+    "covered_position",
     "serving_index",
     "wait_for_position",
 ]
+
+#: First and longest pause between two looks at the checkpoints of a wait.
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.05
+
+
+@dataclass(frozen=True)
+class Reached:
+    """Where a wait for a position ended."""
+
+    #: The index in service that has the position searchable; None if the wait timed out.
+    index: str | None
+    #: How far the index in service was searchable when the wait ended.
+    searchable: int
+
+
+def covered_position(hits: Sequence[Checkpoint], *, searchable: bool = False) -> int:
+    """The position up to which one index's checkpoints cover every partition (0 if unknown).
+
+    Pure. With ``searchable``, how far the effects are searchable, not only applied.
+    """
+    if not hits:
+        return 0
+    topics = set(hits[0].topics)
+    counts: dict[str, int] = {}
+    for hit in hits:
+        counts[hit.topic] = max(counts.get(hit.topic, 0), hit.partitions)
+    covered = coverage(hits, searchable=searchable)
+    for topic in topics or counts:
+        expected = counts.get(topic, 0)
+        if expected == 0 or sum(1 for t, _ in covered if t == topic) < expected:
+            return 0  # a partition has not been heard from yet
+    return min(position for _, position in covered.values())
 
 
 def serving_index(checkpoints: CheckpointReader, alias: str) -> str | None:
@@ -42,11 +84,12 @@ def applied_position(
     projection: str,
     *,
     index: str | None = None,
+    searchable: bool = False,
 ) -> int:
     """The position up to which ``projection`` has applied everything (0 if unknown).
 
     Judged for ``index``, or by default for the index behind the
-    projection's alias.
+    projection's alias; with ``searchable``, how far it is searchable.
 
     Raises:
         ServiceUnavailable: the store cannot answer.
@@ -55,19 +98,23 @@ def applied_position(
         index = checkpoints.serving(names.alias(projection))
         if index is None:
             return 0
-    hits = checkpoints.applied(projection, index)
-    if not hits:
-        return 0
-    topics = set(hits[0].topics)
-    counts: dict[str, int] = {}
-    for hit in hits:
-        counts[hit.topic] = max(counts.get(hit.topic, 0), hit.partitions)
-    covered = coverage(hits)
-    for topic in topics or counts:
-        expected = counts.get(topic, 0)
-        if expected == 0 or sum(1 for t, _ in covered if t == topic) < expected:
-            return 0  # a partition has not been heard from yet
-    return min(position for _, position in covered.values())
+    return covered_position(checkpoints.applied(projection, index), searchable=searchable)
+
+
+class _Pauses:
+    """The pauses between looks: short at first, then longer, never past the deadline."""
+
+    def __init__(self, timeout: float):
+        self.deadline = time.monotonic() + timeout
+        self.pause = _FIRST_PAUSE
+
+    def next(self) -> float | None:
+        """Seconds to pause before the next look; None once the deadline passed."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        pause, self.pause = min(self.pause, remaining), min(self.pause * 2, _LONGEST_PAUSE)
+        return pause
 
 
 def wait_for_position(
@@ -77,26 +124,52 @@ def wait_for_position(
     position: int,
     *,
     timeout: float,
-) -> str | None:
-    """Wait until the index in service has applied ``position``; return that index.
+) -> Reached:
+    """Wait, blocking, until the index in service has ``position`` searchable.
 
-    Returns the physical index behind the projection's alias that has
-    applied ``position``: a caller that reads that
-    index, not the alias, gets an answer with the write in it even if a swap
-    happens meanwhile. None if ``timeout`` passed first.
+    The :class:`Reached` index is the physical one behind the alias that
+    has it: a caller that reads that index, not the alias, gets an answer
+    with the write in it even if a swap happens meanwhile.
 
     Raises:
         ServiceUnavailable: the store cannot answer.
     """
     alias = names.alias(projection)
-    deadline = time.monotonic() + timeout
-    pause = 0.005
+    pauses = _Pauses(timeout)
     while True:
+        reached = 0
         index = checkpoints.serving(alias)
-        if index and applied_position(checkpoints, names, projection, index=index) >= position:
-            return index
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        time.sleep(min(pause, remaining))  # polling a remote condition, with backoff
-        pause = min(pause * 2, 0.1)
+        if index:
+            hits = checkpoints.applied(projection, index)
+            reached = covered_position(hits, searchable=True)
+            if reached >= position:
+                return Reached(index, reached)
+        pause = pauses.next()
+        if pause is None:
+            return Reached(None, reached)
+        time.sleep(pause)  # polling a remote condition, with backoff
+
+
+async def await_position(
+    checkpoints: AsyncCheckpointReader,
+    names: IndexNames,
+    projection: str,
+    position: int,
+    *,
+    timeout: float,
+) -> Reached:
+    """:func:`wait_for_position`, awaiting: the wait holds no thread."""
+    alias = names.alias(projection)
+    pauses = _Pauses(timeout)
+    while True:
+        reached = 0
+        index = await checkpoints.serving(alias)
+        if index:
+            hits = await checkpoints.applied(projection, index)
+            reached = covered_position(hits, searchable=True)
+            if reached >= position:
+                return Reached(index, reached)
+        pause = pauses.next()
+        if pause is None:
+            return Reached(None, reached)
+        await asyncio.sleep(pause)  # polling a remote condition, with backoff

@@ -1,33 +1,37 @@
-"""A small, typed search builder over one read model, with opaque cursors.
+"""A small, typed search builder over one read model; it describes, a bus runs.
 
-The builder makes the query; a :class:`ViewReader` runs it. Deep paging
-gives each page a cursor from one consistent view of the index, so every
-document is returned exactly once, however many pages.
+Each method returns a new builder; the last call (:meth:`Search.get`,
+:meth:`~Search.count`, :meth:`~Search.aggregate`, :meth:`~Search.page`)
+returns a :class:`~cqrskit.queries.Read`, which the sync or the async query
+bus runs. Deep paging gives each page a cursor from one consistent view of
+the index, so every document is returned exactly once, however many pages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
 from cqrskit.errors import BadCursor
-from cqrskit.queries._ports import ViewReader
+from cqrskit.queries._criteria import (
+    METADATA,
+    AnyOf,
+    Between,
+    Criteria,
+    FieldValue,
+    Filter,
+    Order,
+    Term,
+    TextMatch,
+)
+from cqrskit.queries._ports import Hits
+from cqrskit.queries._reads import Aggregate, CountDocuments, GetDocument, ListDocuments, Read
 
 __all__ = ["BadCursor", "FieldValue", "Page", "Search"]
 
 V = TypeVar("V", bound=BaseModel)
-
-#: A value a filter compares a field with: keyword, number, date or boolean.
-FieldValue = str | int | float | bool | Decimal | UUID | datetime | date
-
-_METADATA = "cqrskit"
-_NOT_DELETED = {"bool": {"must_not": {"term": {f"{_METADATA}.deleted": True}}}}
 
 
 class Page(BaseModel, Generic[V]):
@@ -38,53 +42,32 @@ class Page(BaseModel, Generic[V]):
     items: list[V]
     total: int
     cursor: str | None = None
-    stale: bool = False
-
-
-@dataclass(frozen=True)
-class Clauses:
-    """What a search has been built up to: filters, scored clauses and sorts."""
-
-    filters: Sequence[dict[str, Any]] = ()
-    must: Sequence[dict[str, Any]] = ()
-    sort: Sequence[dict[str, Any]] = ()
 
 
 class Search(Generic[V]):
-    """Filters, full text, sorting and aggregations over one read model's alias.
+    """Filters, full text, sorting and aggregations over one read model.
 
-    Each method returns a new builder; nothing runs until :meth:`page`,
-    :meth:`get`, :meth:`count` or :meth:`aggregate`, on ``views``. Every
-    call raises :class:`ServiceUnavailable` (503-worthy) when the store cannot
-    answer.
+    The bus gives a handler one, typed by the handler's view model.
     """
 
-    def __init__(
-        self, views: ViewReader, index: str, view: type[V], clauses: Clauses | None = None
-    ):
-        self.views = views
-        self.index = index
+    def __init__(self, view: type[V], criteria: Criteria | None = None):
         self.view = view
-        built = clauses or Clauses()
-        self._filters = list(built.filters)
-        self._must = list(built.must)
-        self._sort = list(built.sort)
+        self.criteria = criteria or Criteria()
 
     def _with(
         self,
         *,
-        filters: list[dict[str, Any]] | None = None,
-        must: list[dict[str, Any]] | None = None,
-        sort: list[dict[str, Any]] | None = None,
+        filters: tuple[Filter, ...] | None = None,
+        texts: tuple[TextMatch, ...] | None = None,
+        order: tuple[Order, ...] | None = None,
     ) -> Search[V]:
+        c = self.criteria
         return Search(
-            self.views,
-            self.index,
             self.view,
-            Clauses(
-                self._filters if filters is None else filters,
-                self._must if must is None else must,
-                self._sort if sort is None else sort,
+            Criteria(
+                c.filters if filters is None else filters,
+                c.texts if texts is None else texts,
+                c.order if order is None else order,
             ),
         )
 
@@ -92,14 +75,14 @@ class Search(Generic[V]):
 
     def where(self, **equal: FieldValue | None) -> Search[V]:
         """Exact matches on keyword, numeric, date or boolean fields; None is ignored."""
-        terms = [{"term": {field: value}} for field, value in equal.items() if value is not None]
-        return self._with(filters=self._filters + terms)
+        terms = tuple(Term(name, value) for name, value in equal.items() if value is not None)
+        return self._with(filters=self.criteria.filters + terms)
 
     def where_in(self, field: str, values: Sequence[FieldValue] | None) -> Search[V]:
         """The field equals any of ``values`` (ignored if None)."""
         if values is None:
             return self
-        return self._with(filters=[*self._filters, {"terms": {field: list(values)}}])
+        return self._with(filters=(*self.criteria.filters, AnyOf(field, tuple(values))))
 
     def range(
         self,
@@ -111,59 +94,53 @@ class Search(Generic[V]):
         lt: FieldValue | None = None,
     ) -> Search[V]:
         """Bounds on a numeric or date field; unset bounds are ignored."""
-        bounds = {
-            k: v for k, v in (("gte", gte), ("lte", lte), ("gt", gt), ("lt", lt)) if v is not None
-        }
-        if not bounds:
+        if gte is None and lte is None and gt is None and lt is None:
             return self
-        return self._with(filters=[*self._filters, {"range": {field: bounds}}])
+        bounds = Between(field, gte=gte, lte=lte, gt=gt, lt=lt)
+        return self._with(filters=(*self.criteria.filters, bounds))
 
     def text(self, query: str | None, *fields: str) -> Search[V]:
-        """Full-text search of ``query`` in text fields (ignored if empty)."""
+        """Full text: every word of ``query`` in one of ``fields`` (ignored if empty)."""
         if not query:
             return self
-        clause = (
-            {"match": {fields[0]: {"query": query, "operator": "and"}}}
-            if len(fields) == 1
-            else {"multi_match": {"query": query, "fields": list(fields), "operator": "and"}}
-        )
-        return self._with(must=[*self._must, clause])
+        return self._with(texts=(*self.criteria.texts, TextMatch(query, fields)))
 
     def sort(self, *fields: str) -> Search[V]:
         """Sort by fields; ``-field`` sorts descending."""
-        order = [{f.lstrip("-"): {"order": "desc" if f.startswith("-") else "asc"}} for f in fields]
-        return self._with(sort=self._sort + order)
+        order = tuple(Order(f.lstrip("-"), f.startswith("-")) for f in fields)
+        return self._with(order=self.criteria.order + order)
 
-    def _query(self) -> dict[str, Any]:
-        return {"bool": {"filter": [*self._filters, _NOT_DELETED], "must": self._must}}
+    # -- what to run ---------------------------------------------------------------
 
-    # -- running -------------------------------------------------------------------
-
-    def get(self, doc_id: str) -> V | None:
+    def get(self, doc_id: str) -> Read[V | None]:
         """The document with ``doc_id`` (real-time: no refresh needed), or None."""
-        source = self.views.get(self.index, doc_id)
-        if source is None:
-            return None
-        meta = source.pop(_METADATA, {}) or {}
-        return None if meta.get("deleted") else self.view.model_validate(source)
+        return Read(GetDocument(doc_id), self._document)
 
-    def count(self) -> int:
+    def count(self) -> Read[int]:
         """How many documents match."""
-        return self.views.count(self.index, self._query())
+        return Read(CountDocuments(self.criteria), int)
 
-    def aggregate(self, aggregations: Mapping[str, Any]) -> dict[str, Any]:
-        """Run Elasticsearch aggregations over the matching documents; return their results."""
-        return self.views.aggregate(self.index, self._query(), dict(aggregations))
+    def aggregate(self, aggregations: Mapping[str, Any]) -> Read[dict[str, Any]]:
+        """Elasticsearch aggregations over the matching documents; their results."""
+        return Read(Aggregate(self.criteria, dict(aggregations)), dict)
 
-    def page(self, size: int = 50, cursor: str | None = None) -> Page[V]:
+    def page(self, size: int = 50, cursor: str | None = None) -> Read[Page[V]]:
         """One page of at most ``size`` matches, continuing from ``cursor``.
 
-        Raises:
-            BadCursor: the cursor is malformed or its point in time expired.
+        Running it raises :class:`BadCursor` when the cursor is malformed or
+        its point in time expired.
         """
-        hits = self.views.page(self.index, self._query(), self._sort, size, cursor)
+        return Read(ListDocuments(self.criteria, size, cursor), self._page)
+
+    def _document(self, source: dict[str, Any] | None) -> V | None:
+        if source is None:
+            return None
+        meta = source.pop(METADATA, {}) or {}
+        return None if meta.get("deleted") else self.view.model_validate(source)
+
+    def _page(self, hits: Hits) -> Page[V]:
         items = []
         for source in hits.sources:
-            source.pop(_METADATA, None)
+            source.pop(METADATA, None)
             items.append(self.view.model_validate(source))
         return Page[V](items=items, total=hits.total, cursor=hits.cursor)

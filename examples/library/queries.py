@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cqrskit.queries import Page, Query, QueryHandlers, Search
+from cqrskit.queries import Page, Query, QueryHandlers, Read, Search
 from examples.library.views import BookView
 
 queries = QueryHandlers()
@@ -25,7 +25,7 @@ class BooksBy(Query):
 
 
 @queries.handles(FindBooks, view="catalogue", model=BookView)
-def find_books(query: FindBooks, search: Search[BookView]) -> Page[BookView]:
+def find_books(query: FindBooks, search: Search[BookView]) -> Read[Page[BookView]]:
     found = search.text(query.text, "title")
     if query.available_only:
         found = found.where(available=True)
@@ -33,5 +33,5 @@ def find_books(query: FindBooks, search: Search[BookView]) -> Page[BookView]:
 
 
 @queries.handles(BooksBy, view="catalogue", model=BookView)
-def books_by(query: BooksBy, search: Search[BookView]) -> Page[BookView]:
+def books_by(query: BooksBy, search: Search[BookView]) -> Read[Page[BookView]]:
     return search.where(author=query.author).sort("-times_lent", "book_id").page(50)

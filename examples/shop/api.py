@@ -1,43 +1,29 @@
 """The shop over HTTP: commands in, queries out, with its OpenAPI document at /docs.
 
-Run it with ``uvicorn --factory examples.shop.api:create_app``. Errors map
-to status codes in one place (``_ERRORS``); bad input is never a 500.
+Run it with ``uvicorn --factory examples.shop.api:create_app``. Every
+endpoint is ``async``: queries and read-your-writes waits await, commands
+run on the command bus's own threads. Errors map to statuses in
+``cqrskit.fastapi`` (one place); bad input is never a 500.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Header, Query
 from pydantic import BaseModel, ConfigDict
 
-from cqrskit import (
-    AggregateNotFound,
-    BadCursor,
-    CommandBus,
-    CommandRejected,
-    CommandResult,
-    ConcurrencyError,
-    CqrskitError,
-    IdempotencyKeyReused,
-    QueryRejected,
-    RuleViolated,
-    ServiceUnavailable,
-    Settings,
-    StaleRead,
-    UnknownCommand,
-    UnknownQuery,
+from cqrskit import CommandResult, Page, Settings
+from cqrskit.fastapi import (
+    COMMAND_RESPONSES,
+    QUERY_RESPONSES,
+    Commands,
+    Cqrskit,
+    Queries,
+    ReadOptions,
 )
-from cqrskit.commands import Command
-from cqrskit.queries import Page, QueryBus
-from cqrskit.queries import Query as CqrsQuery
-from cqrskit.runtime import Runtime
 from examples.shop.application import ShopApp, handlers
 from examples.shop.commands import (
     AuthorisePayment,
@@ -56,46 +42,25 @@ from examples.shop.queries import (
     OrderById,
     OrderStats,
     SearchProducts,
+    StatusStats,
     queries,
 )
 from projections import CustomerOrders, OrderSummary, Product, StockLevel
 
-# Which error means which status: the one place that says it.
-_ERRORS: list[tuple[type[CqrskitError], int]] = [
-    (CommandRejected, 422),
-    (QueryRejected, 422),
-    (AggregateNotFound, 404),
-    (RuleViolated, 409),
-    (ConcurrencyError, 409),
-    (IdempotencyKeyReused, 409),
-    (StaleRead, 409),
-    (BadCursor, 400),
-    (UnknownCommand, 400),
-    (UnknownQuery, 400),
-    (ServiceUnavailable, 503),
-]
-
-StaleMode = Annotated[
-    Literal["error", "flag"],
-    Query(
-        description="On a read that cannot wait for min_position: 409, or 200 with X-Stale: true"
-    ),
-]
-Wait = Annotated[
-    float | None,
-    Query(ge=0, le=60, description="Seconds to wait for min_position (default: CQRSKIT_READ_WAIT)"),
-]
-MinPosition = Annotated[
-    int | None,
-    Query(ge=1, description="Wait until the read model applied this position (read your writes)"),
-]
-
-
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+
+
+class PlaceOrderBody(BaseModel):
+    customer_id: str
+    lines: list[OrderLine]
 
 
 class CancelBody(BaseModel):
     reason: str
+
+
+class PaymentBody(BaseModel):
+    amount: Decimal
 
 
 class RestockBody(BaseModel):
@@ -107,18 +72,9 @@ class ReserveBody(BaseModel):
     quantity: int
 
 
-class PaymentBody(BaseModel):
-    amount: Decimal
-
-
-class PlaceOrderBody(BaseModel):
-    customer_id: str
-    lines: list[OrderLine]
-
-
+# A query's HTTP form: FastAPI binds every query parameter to the model, so
+# the read-your-writes ones are ignored there rather than refused.
 class ListOrdersParams(ListOrders):
-    # FastAPI binds all query parameters to the model; min_position and stale
-    # are the endpoint's own, so the HTTP form of a query ignores extras.
     model_config = ConfigDict(extra="ignore")
 
 
@@ -130,196 +86,105 @@ class LowStockParams(LowStock):
     model_config = ConfigDict(extra="ignore")
 
 
-class NotFound(CqrskitError):
-    """A read model has no document with that id."""
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The shop's HTTP API, on the services ``settings`` name."""
-    settings = settings or Settings.load()
-    state: dict[str, Any] = {}
+    """The shop's HTTP API, on the services ``settings`` name (default: loaded at start)."""
+    kit = Cqrskit(ShopApp, handlers, queries, settings)
+    app = FastAPI(title="cqrskit shop", version="1.0", lifespan=kit.lifespan)
+    kit.install(app)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        application = ShopApp(settings)
-        state["commands"] = CommandBus(application, handlers)
-        state["queries"] = Runtime(settings).query_bus(queries)
-        yield
-        application.close()
-
-    app = FastAPI(title="cqrskit shop", version="1.0", lifespan=lifespan)
-
-    for error, status in _ERRORS:
-        app.add_exception_handler(error, _handler(status))
-    app.add_exception_handler(NotFound, _handler(404))
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(CqrskitError, _handler(500))
-
-    def send(command_class: type[Command], key: str | None, **data: Any) -> CommandResult:
-        # Every command is built here, from plain data, by the one parser that
-        # turns a validation failure into CommandRejected (422 with the
-        # fields): a command built in an endpoint raised pydantic's own error,
-        # which no handler maps, and answered 500.
-        bus: CommandBus = state["commands"]
-        return bus.dispatch(_build(command_class, **data), idempotency_key=key)
-
-    def ask(
-        query: CqrsQuery, min_position: int | None, stale: str, wait: float | None = None
-    ) -> tuple[Any, dict[str, str]]:
-        bus: QueryBus = state["queries"]
-        answer = bus.ask(
-            query,
-            min_position=min_position,
-            on_stale="flag" if stale == "flag" else "error",
-            wait=wait,
-        )
-        if answer.value is None:
-            raise NotFound(f"no document for {query!r}")
-        return answer.value, {"X-Stale": "true"} if answer.stale else {}
-
-    @app.post("/orders", status_code=201)
-    def place_order(body: PlaceOrderBody, idempotency_key: IdempotencyKey = None) -> CommandResult:
-        return send(PlaceOrder, idempotency_key, **body.model_dump())
-
-    @app.post("/orders/{order_id}/cancel")
-    def cancel_order(
-        order_id: UUID, body: CancelBody, idempotency_key: IdempotencyKey = None
+    @app.post("/orders", status_code=201, responses=COMMAND_RESPONSES)
+    async def place_order(
+        body: PlaceOrderBody, commands: Commands, idempotency_key: IdempotencyKey = None
     ) -> CommandResult:
-        return send(CancelOrder, idempotency_key, order_id=order_id, reason=body.reason)
+        command = commands.build(PlaceOrder, **body.model_dump())
+        return await commands.dispatch(command, idempotency_key=idempotency_key)
 
-    @app.post("/orders/{order_id}/payments", status_code=201)
-    def authorise(
-        order_id: UUID, body: PaymentBody, idempotency_key: IdempotencyKey = None
+    @app.post("/orders/{order_id}/cancel", responses=COMMAND_RESPONSES)
+    async def cancel_order(
+        order_id: UUID, body: CancelBody, commands: Commands, idempotency_key: IdempotencyKey = None
     ) -> CommandResult:
-        return send(AuthorisePayment, idempotency_key, order_id=order_id, amount=body.amount)
+        command = commands.build(CancelOrder, order_id=order_id, reason=body.reason)
+        return await commands.dispatch(command, idempotency_key=idempotency_key)
 
-    @app.post("/payments/{payment_id}/capture")
-    def capture(payment_id: UUID, idempotency_key: IdempotencyKey = None) -> CommandResult:
-        return send(CapturePayment, idempotency_key, payment_id=payment_id)
-
-    @app.post("/items", status_code=201)
-    def register_item(body: RegisterItem, idempotency_key: IdempotencyKey = None) -> CommandResult:
-        return send(RegisterItem, idempotency_key, **body.model_dump())
-
-    @app.post("/items/{item_id}/restock")
-    def restock(
-        item_id: UUID, body: RestockBody, idempotency_key: IdempotencyKey = None
-    ) -> CommandResult:
-        return send(RestockItem, idempotency_key, item_id=item_id, quantity=body.quantity)
-
-    @app.post("/items/{item_id}/reservations")
-    def reserve(
-        item_id: UUID, body: ReserveBody, idempotency_key: IdempotencyKey = None
-    ) -> CommandResult:
-        return send(
-            ReserveStock,
-            idempotency_key,
-            item_id=item_id,
-            order_id=body.order_id,
-            quantity=body.quantity,
-        )
-
-    @app.get("/orders/stats")
-    def stats(
-        customer_id: str | None = None,
-        min_position: MinPosition = None,
-        stale: StaleMode = "error",
-        wait: Wait = None,
-    ) -> JSONResponse:
-        value, headers = ask(OrderStats(customer_id=customer_id), min_position, stale, wait)
-        return JSONResponse(value, headers=headers)
-
-    @app.get("/orders/{order_id}", response_model=OrderSummary)
-    def order(
+    @app.post("/orders/{order_id}/payments", status_code=201, responses=COMMAND_RESPONSES)
+    async def authorise(
         order_id: UUID,
-        min_position: MinPosition = None,
-        stale: StaleMode = "error",
-        wait: Wait = None,
-    ) -> JSONResponse:
-        value, headers = ask(OrderById(order_id=order_id), min_position, stale, wait)
-        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+        body: PaymentBody,
+        commands: Commands,
+        idempotency_key: IdempotencyKey = None,
+    ) -> CommandResult:
+        command = commands.build(AuthorisePayment, order_id=order_id, amount=body.amount)
+        return await commands.dispatch(command, idempotency_key=idempotency_key)
 
-    @app.get("/orders", response_model=Page[OrderSummary])
-    def list_orders(
+    @app.post("/payments/{payment_id}/capture", responses=COMMAND_RESPONSES)
+    async def capture(
+        payment_id: UUID, commands: Commands, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        command = commands.build(CapturePayment, payment_id=payment_id)
+        return await commands.dispatch(command, idempotency_key=idempotency_key)
+
+    @app.post("/items", status_code=201, responses=COMMAND_RESPONSES)
+    async def register_item(
+        body: RegisterItem, commands: Commands, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        return await commands.dispatch(body, idempotency_key=idempotency_key)
+
+    @app.post("/items/{item_id}/restock", responses=COMMAND_RESPONSES)
+    async def restock(
+        item_id: UUID, body: RestockBody, commands: Commands, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        command = commands.build(RestockItem, item_id=item_id, quantity=body.quantity)
+        return await commands.dispatch(command, idempotency_key=idempotency_key)
+
+    @app.post("/items/{item_id}/reservations", responses=COMMAND_RESPONSES)
+    async def reserve(
+        item_id: UUID, body: ReserveBody, commands: Commands, idempotency_key: IdempotencyKey = None
+    ) -> CommandResult:
+        command = commands.build(ReserveStock, item_id=item_id, **body.model_dump())
+        return await commands.dispatch(command, idempotency_key=idempotency_key)
+
+    @app.get("/orders/stats", responses=QUERY_RESPONSES)
+    async def stats(
+        queries: Queries, read: ReadOptions, customer_id: str | None = None
+    ) -> dict[str, StatusStats]:
+        result: dict[str, StatusStats] = await read.ask(
+            queries, OrderStats(customer_id=customer_id)
+        )
+        return result
+
+    @app.get("/orders/{order_id}", responses=QUERY_RESPONSES)
+    async def order(order_id: UUID, queries: Queries, read: ReadOptions) -> OrderSummary:
+        result: OrderSummary = await read.one(queries, OrderById(order_id=order_id))
+        return result
+
+    @app.get("/orders", responses=QUERY_RESPONSES)
+    async def list_orders(
         query: Annotated[ListOrdersParams, Query()],
-        min_position: MinPosition = None,
-        stale: StaleMode = "error",
-        wait: Wait = None,
-    ) -> JSONResponse:
-        value, headers = ask(ListOrders(**query.model_dump()), min_position, stale, wait)
-        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+        queries: Queries,
+        read: ReadOptions,
+    ) -> Page[OrderSummary]:
+        return await read.page(queries, ListOrders(**query.model_dump()))
 
-    @app.get("/customers/{customer_id}", response_model=CustomerOrders)
-    def customer(
-        customer_id: str,
-        min_position: MinPosition = None,
-        stale: StaleMode = "error",
-        wait: Wait = None,
-    ) -> JSONResponse:
-        query = _build(CustomerById, customer_id=customer_id)
-        value, headers = ask(query, min_position, stale, wait)
-        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+    @app.get("/customers/{customer_id}", responses=QUERY_RESPONSES)
+    async def customer(customer_id: str, queries: Queries, read: ReadOptions) -> CustomerOrders:
+        query = queries.handlers.parse(CustomerById, {"customer_id": customer_id})
+        result: CustomerOrders = await read.one(queries, query)
+        return result
 
-    @app.get("/products", response_model=Page[Product])
-    def products(
+    @app.get("/products", responses=QUERY_RESPONSES)
+    async def products(
         query: Annotated[SearchProductsParams, Query()],
-        min_position: MinPosition = None,
-        stale: StaleMode = "error",
-        wait: Wait = None,
-    ) -> JSONResponse:
-        value, headers = ask(SearchProducts(**query.model_dump()), min_position, stale, wait)
-        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+        queries: Queries,
+        read: ReadOptions,
+    ) -> Page[Product]:
+        return await read.page(queries, SearchProducts(**query.model_dump()))
 
-    @app.get("/stock/low", response_model=Page[StockLevel])
-    def low_stock(
+    @app.get("/stock/low", responses=QUERY_RESPONSES)
+    async def low_stock(
         query: Annotated[LowStockParams, Query()],
-        min_position: MinPosition = None,
-        stale: StaleMode = "error",
-        wait: Wait = None,
-    ) -> JSONResponse:
-        value, headers = ask(LowStock(**query.model_dump()), min_position, stale, wait)
-        return JSONResponse(value.model_dump(mode="json"), headers=headers)
+        queries: Queries,
+        read: ReadOptions,
+    ) -> Page[StockLevel]:
+        return await read.page(queries, LowStock(**query.model_dump()))
 
     return app
-
-
-def _build(model: type[Any], **data: Any) -> Any:
-    """Validate path and body together; a bad value is a 422 naming its field."""
-    return (
-        queries.parse(model, data)
-        if issubclass(model, CqrsQuery)
-        else handlers.parse(model.command_type, data)
-    )
-
-
-async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """422 with each field's path and what was wrong; never echoes the input back.
-
-    (The input may be huge, hostile, or not even representable in JSON, such
-    as ``Infinity``.)
-    """
-    assert isinstance(exc, RequestValidationError)
-    detail = [
-        {"loc": [str(part) if not isinstance(part, int) else part for part in e["loc"]],
-         "msg": str(e["msg"]), "type": str(e["type"])}
-        for e in exc.errors()
-    ]  # fmt: skip
-    return JSONResponse(
-        {"error": "RequestValidationError", "message": "the request is invalid", "detail": detail},
-        status_code=422,
-    )
-
-
-def _handler(status: int) -> Any:
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
-        headers = {}
-        if isinstance(exc, CommandRejected | QueryRejected):
-            body["detail"] = [{"loc": e.path.split("."), "msg": e.message} for e in exc.errors]
-        if isinstance(exc, StaleRead):
-            body["stale"] = True
-        if isinstance(exc, ServiceUnavailable):
-            headers["Retry-After"] = "1"
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    return handle

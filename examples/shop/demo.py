@@ -164,7 +164,7 @@ def main() -> int:
         table(
             "orders by status",
             ["status", "orders", "total"],
-            [[k, v["orders"], v["total"]] for k, v in stats.items()],
+            [[k, v.orders, v.total] for k, v in stats.items()],
         )
         page = query_bus.ask(ListOrders(status="paid", sort="-total", page_size=8)).value
         table(

@@ -6,9 +6,9 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from cqrskit.queries import Page, Query, QueryHandlers, Search
+from cqrskit.queries import Page, Query, QueryHandlers, Read, Search
 from projections import CustomerOrders, OrderSummary, Product, StockLevel
 
 queries = QueryHandlers()
@@ -38,6 +38,13 @@ class OrderStats(Query):
     customer_id: str | None = None
 
 
+class StatusStats(BaseModel):
+    """How many orders have one status, and their total."""
+
+    orders: int
+    total: float
+
+
 class CustomerById(Query):
     """A customer's orders in numbers."""
 
@@ -61,12 +68,12 @@ class LowStock(Query):
 
 
 @queries.handles(OrderById, view="order_summaries", model=OrderSummary)
-def order_by_id(query: OrderById, search: Search[OrderSummary]) -> OrderSummary | None:
+def order_by_id(query: OrderById, search: Search[OrderSummary]) -> Read[OrderSummary | None]:
     return search.get(str(query.order_id))
 
 
 @queries.handles(ListOrders, view="order_summaries", model=OrderSummary)
-def list_orders(query: ListOrders, search: Search[OrderSummary]) -> Page[OrderSummary]:
+def list_orders(query: ListOrders, search: Search[OrderSummary]) -> Read[Page[OrderSummary]]:
     return (
         search.where(customer_id=query.customer_id, status=query.status, skus=query.sku)
         .range("total", gte=query.min_total)
@@ -76,33 +83,38 @@ def list_orders(query: ListOrders, search: Search[OrderSummary]) -> Page[OrderSu
 
 
 @queries.handles(OrderStats, view="order_summaries", model=OrderSummary)
-def order_stats(query: OrderStats, search: Search[OrderSummary]) -> dict[str, Any]:
-    found = search.where(customer_id=query.customer_id).aggregate(
-        {
-            "by_status": {
-                "terms": {"field": "status"},
-                "aggs": {"total": {"sum": {"field": "total"}}},
-            }
-        }
+def order_stats(query: OrderStats, search: Search[OrderSummary]) -> Read[dict[str, StatusStats]]:
+    by_status = {"terms": {"field": "status"}, "aggs": {"total": {"sum": {"field": "total"}}}}
+    return (
+        search.where(customer_id=query.customer_id)
+        .aggregate({"by_status": by_status})
+        .then(_per_status)
     )
+
+
+def _per_status(found: dict[str, Any]) -> dict[str, StatusStats]:
     return {
-        bucket["key"]: {"orders": bucket["doc_count"], "total": round(bucket["total"]["value"], 2)}
+        bucket["key"]: StatusStats(
+            orders=bucket["doc_count"], total=round(bucket["total"]["value"], 2)
+        )
         for bucket in found["by_status"]["buckets"]
     }
 
 
 @queries.handles(CustomerById, view="customer_orders", model=CustomerOrders)
-def customer_by_id(query: CustomerById, search: Search[CustomerOrders]) -> CustomerOrders | None:
+def customer_by_id(
+    query: CustomerById, search: Search[CustomerOrders]
+) -> Read[CustomerOrders | None]:
     return search.get(query.customer_id)
 
 
 @queries.handles(SearchProducts, view="products", model=Product)
-def search_products(query: SearchProducts, search: Search[Product]) -> Page[Product]:
+def search_products(query: SearchProducts, search: Search[Product]) -> Read[Page[Product]]:
     return search.text(query.text, "name").page(query.page_size, query.cursor)
 
 
 @queries.handles(LowStock, view="stock_levels", model=StockLevel)
-def low_stock(query: LowStock, search: Search[StockLevel]) -> Page[StockLevel]:
+def low_stock(query: LowStock, search: Search[StockLevel]) -> Read[Page[StockLevel]]:
     return (
         search.range("available", lte=query.max_available)
         .sort("available", "sku")

@@ -3,6 +3,7 @@
 from cqrskit.adapters.elasticsearch._client import (
     OrjsonNdjsonSerializer,
     OrjsonSerializer,
+    async_client,
     client,
     probe,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "VARIABLE",
     "OrjsonNdjsonSerializer",
     "OrjsonSerializer",
+    "async_client",
     "busy",
     "client",
     "probe",

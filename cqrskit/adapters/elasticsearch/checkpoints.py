@@ -13,16 +13,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, TransportError
+from elastic_transport import ObjectApiResponse
+from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, TransportError
 
 from cqrskit.adapters.elasticsearch._errors import translated, unavailable
-from cqrskit.checkpoints import WORKER_WRITER, Checkpoint
+from cqrskit.checkpoints import FILL_WRITER, WORKER_WRITER, Checkpoint
 from cqrskit.errors import ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
+from cqrskit.topology import checkpoint_id
 
 __all__ = [
     "CHECKPOINT_MAPPING",
     "CHECKPOINT_PROPERTIES",
+    "AsyncElasticsearchCheckpointReader",
     "ElasticsearchCheckpointReader",
     "ElasticsearchCheckpointStore",
 ]
@@ -38,6 +41,7 @@ CHECKPOINT_PROPERTIES: dict[str, Any] = {
     "index": {"type": "keyword"},
     "writer": {"type": "keyword"},
     "from_offset": {"type": "long"},
+    "searchable": {"type": "long"},
     "updated_at": {"type": "date"},
 }
 CHECKPOINT_MAPPING = {"dynamic": "strict", "properties": CHECKPOINT_PROPERTIES}
@@ -75,6 +79,7 @@ class ElasticsearchCheckpointStore:
                     "index": c.index,
                     "writer": c.writer,
                     "from_offset": c.from_offset,
+                    "searchable": c.searchable,
                     "updated_at": now,
                 }
             )
@@ -121,13 +126,63 @@ class ElasticsearchCheckpointStore:
         )
 
 
-class ElasticsearchCheckpointReader:
+def _applied_query(projection: str, index: str) -> dict[str, Any]:
+    return {"bool": {"filter": [{"term": {"projection": projection}}, {"term": {"index": index}}]}}
+
+
+def _ids_of(hits: list[Checkpoint], index: str) -> list[str] | None:
+    """Every checkpoint id the index may have, from what its checkpoints say (None: not yet known).
+
+    Each checkpoint names every topic of the projection and its own topic's
+    partition count; once each topic has been heard from, the ids of every
+    partition and writer follow, and reading them by id is real time.
+    """
+    if not hits:
+        return None
+    partitions: dict[str, int] = {}
+    for hit in hits:
+        partitions[hit.topic] = max(partitions.get(hit.topic, 0), hit.partitions)
+    topics = set(hits[0].topics) or set(partitions)
+    if any(partitions.get(topic, 0) == 0 for topic in topics):
+        return None
+    return [
+        checkpoint_id(index, topic, partition, writer)
+        for topic in sorted(topics)
+        for partition in range(partitions[topic])
+        for writer in (WORKER_WRITER, FILL_WRITER)
+    ]
+
+
+class _ReaderBase:
+    """What the sync and the async checkpoint readers share: the ids known per index."""
+
+    index: str
+    address: str
+
+    def __init__(self) -> None:
+        #: (projection, index) -> every checkpoint id it may have, once known.
+        self._ids: dict[tuple[str, str], list[str]] = {}
+
+    def _learn(self, projection: str, index: str, hits: list[Checkpoint]) -> list[Checkpoint]:
+        ids = _ids_of(hits, index)
+        if ids is not None:
+            self._ids[(projection, index)] = ids
+        return hits
+
+    def _unavailable(self, exc: Exception) -> ServiceUnavailable:
+        return unavailable(self.address, str(exc))
+
+
+class ElasticsearchCheckpointReader(_ReaderBase):
     """The query side's :class:`~cqrskit.queries.CheckpointReader` in Elasticsearch.
 
-    Raises :class:`ServiceUnavailable` when the cluster cannot answer.
+    Reads checkpoints by id, in real time, once their ids are known (a search,
+    which waits for nothing, finds them at first). Raises
+    :class:`ServiceUnavailable` when the cluster cannot answer.
     """
 
     def __init__(self, es: Elasticsearch, index: str, address: str = "the cluster"):
+        super().__init__()
         self.es = es
         self.index = index
         self.address = address
@@ -143,31 +198,14 @@ class ElasticsearchCheckpointReader:
         return next(iter(found.body), None)
 
     def applied(self, projection: str, index: str) -> list[Checkpoint]:
-        """The checkpoints of ``projection`` for ``index`` searchable now (no refresh)."""
+        """The checkpoints of ``projection`` for ``index`` as they are now (real time)."""
         try:
-            found = self.es.options(ignore_status=404).search(
-                index=self.index,
-                query={
-                    "bool": {
-                        "filter": [
-                            {"term": {"projection": projection}},
-                            {"term": {"index": index}},
-                        ]
-                    }
-                },
-                size=10_000,
-                source_includes=[
-                    "projection",
-                    "topic",
-                    "partition",
-                    "offset",
-                    "position",
-                    "partitions",
-                    "topics",
-                    "index",
-                    "writer",
-                    "from_offset",
-                ],
+            ids = self._ids.get((projection, index))
+            if ids is not None:
+                found = self.es.options(ignore_status=404).mget(index=self.index, ids=ids)
+                return self._learn(projection, index, _docs(found))
+            searched = self.es.options(ignore_status=404).search(
+                index=self.index, query=_applied_query(projection, index), size=10_000
             )
         except ApiError as exc:
             if exc.meta.status == 503:
@@ -175,13 +213,53 @@ class ElasticsearchCheckpointReader:
             raise self._unavailable(exc) from exc
         except TransportError as exc:
             raise self._unavailable(exc) from exc
-        return [checkpoint_of(h["_source"]) for h in found.get("hits", {}).get("hits", [])]
+        return self._learn(projection, index, _hits(searched))
 
-    def _unavailable(self, exc: Exception) -> ServiceUnavailable:
-        address = self.address
-        if isinstance(exc, TransportError):
-            address = str(self.es.transport.node_pool.get().base_url)
-        return unavailable(address, str(exc))
+
+class AsyncElasticsearchCheckpointReader(_ReaderBase):
+    """:class:`ElasticsearchCheckpointReader`, awaited, on ``AsyncElasticsearch``."""
+
+    def __init__(self, es: AsyncElasticsearch, index: str, address: str = "the cluster"):
+        super().__init__()
+        self.es = es
+        self.index = index
+        self.address = address
+
+    async def serving(self, alias: str) -> str | None:
+        """The physical index behind ``alias`` (None before the first build)."""
+        try:
+            found = await self.es.options(ignore_status=404).indices.get_alias(name=alias)
+        except (ApiError, TransportError) as exc:
+            raise self._unavailable(exc) from exc
+        if found.meta.status == 404:
+            return None
+        return next(iter(found.body), None)
+
+    async def applied(self, projection: str, index: str) -> list[Checkpoint]:
+        """The checkpoints of ``projection`` for ``index`` as they are now (real time)."""
+        try:
+            ids = self._ids.get((projection, index))
+            if ids is not None:
+                found = await self.es.options(ignore_status=404).mget(index=self.index, ids=ids)
+                return self._learn(projection, index, _docs(found))
+            searched = await self.es.options(ignore_status=404).search(
+                index=self.index, query=_applied_query(projection, index), size=10_000
+            )
+        except ApiError as exc:
+            if exc.meta.status == 503:
+                return []
+            raise self._unavailable(exc) from exc
+        except TransportError as exc:
+            raise self._unavailable(exc) from exc
+        return self._learn(projection, index, _hits(searched))
+
+
+def _docs(found: ObjectApiResponse[Any]) -> list[Checkpoint]:
+    return [checkpoint_of(d["_source"]) for d in found.get("docs", []) if d.get("found")]
+
+
+def _hits(found: ObjectApiResponse[Any]) -> list[Checkpoint]:
+    return [checkpoint_of(h["_source"]) for h in found.get("hits", {}).get("hits", [])]
 
 
 def checkpoint_of(source: dict[str, Any]) -> Checkpoint:
@@ -197,4 +275,5 @@ def checkpoint_of(source: dict[str, Any]) -> Checkpoint:
         index=source.get("index") or "",
         writer=source.get("writer") or WORKER_WRITER,
         from_offset=source.get("from_offset") or 0,
+        searchable=source.get("searchable"),
     )

@@ -32,7 +32,7 @@ from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.projections._ports import DocState, Written
-from cqrskit.projections._projection import Projection
+from cqrskit.projections._projection import IndexSettings, Projection
 from cqrskit.settings import Settings
 from cqrskit.topology import IndexNames, version_number
 
@@ -83,6 +83,8 @@ class ElasticsearchReadModel:
         self.checkpoint_store = ElasticsearchCheckpointStore(
             es, settings.elasticsearch_address(), self.checkpoints_index, name
         )
+        #: Shards, replicas and refresh of the view's indices (the projection's).
+        self.index_settings = IndexSettings()
         #: (index, id, sequence number) of the last document written: the
         #: worker samples how long it takes to become searchable.
         self.last_written: tuple[str, str, int] | None = None
@@ -101,13 +103,32 @@ class ElasticsearchReadModel:
                     index=self.checkpoints_index, properties=CHECKPOINT_PROPERTIES
                 )
 
-    def create_index(self, index: str, *, alias: bool) -> None:
-        """Create ``index`` with the view's mapping; optionally as the alias's target."""
-        self._create(index, self.mapping, self.alias if alias else None)
+    def create_index(self, index: str, *, alias: bool, loading: bool = False) -> None:
+        """Create ``index`` with the view's mapping and the projection's index settings.
 
-    def _create(self, index: str, mapping: dict[str, Any], alias: str | None) -> None:
+        Optionally as the alias's target; ``loading`` (a rebuild's index):
+        no replica and no refresh until :meth:`serve_settings`.
+        """
+        settings = self.index_settings.index_body(loading=loading)
+        self._create(index, self.mapping, self.alias if alias else None, settings)
+
+    def serve_settings(self, index: str) -> None:
+        """Give ``index`` the projection's replicas and refresh interval, then refresh it."""
+        body = self.index_settings.index_body()
+        del body["number_of_shards"]
+        with self._translated("restore the index settings"):
+            self.es.indices.put_settings(index=index, settings={"index": body})
+            self.es.indices.refresh(index=index)
+
+    def _create(
+        self,
+        index: str,
+        mapping: dict[str, Any],
+        alias: str | None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         body: dict[str, Any] = {
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "settings": settings or {"number_of_shards": 1, "number_of_replicas": 0},
             "mappings": mapping,
         }
         if alias:
@@ -341,10 +362,12 @@ def read_model_for(
     settings: Settings, projection: Projection[Any], es: Elasticsearch | None = None
 ) -> ElasticsearchReadModel:
     """The Elasticsearch read model of ``projection`` (a client of its own unless ``es``)."""
-    return ElasticsearchReadModel(
+    model = ElasticsearchReadModel(
         es or client(settings).options(request_timeout=max(30.0, settings.connect_timeout)),
         settings,
         projection.name,
         projection.view,
         projection.mapping(),
     )
+    model.index_settings = projection.index_settings
+    return model

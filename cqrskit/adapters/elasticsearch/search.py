@@ -1,4 +1,9 @@
-"""Searches over read models in Elasticsearch, with point-in-time cursors.
+"""Searches over read models in Elasticsearch, built with ``elasticsearch.dsl``, sync and async.
+
+:class:`ElasticsearchSearch` (blocking) and :class:`AsyncElasticsearchSearch`
+(awaited) are the query side's two view readers; both build their requests
+from :class:`~cqrskit.queries.Criteria` with the same ``elasticsearch.dsl``
+code and differ only in how they send them.
 
 Deep paging uses a point in time and ``search_after``: a page's cursor
 carries both, so the pages of one listing come from one consistent view of
@@ -8,100 +13,96 @@ the index and every document is returned exactly once, however many pages.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, NotFoundError, TransportError
+from elasticsearch.dsl import A, AsyncSearch, Q
+from elasticsearch.dsl import Search as DslSearch
+from elasticsearch.dsl.query import Query as DslQuery
 
 from cqrskit.adapters.elasticsearch._errors import busy, unavailable
 from cqrskit.errors import BadCursor, PermanentError
-from cqrskit.queries import Hits
+from cqrskit.queries import METADATA, AnyOf, Between, Criteria, Hits, Term, TextMatch
 
-__all__ = ["ElasticsearchSearch"]
+__all__ = ["AsyncElasticsearchSearch", "ElasticsearchSearch", "dsl_query"]
+
+S = TypeVar("S", DslSearch, AsyncSearch)
+
+_KEEP_ALIVE = "2m"
+_NOT_DELETED = Q("term", **{f"{METADATA}.deleted": True})
 
 
-class ElasticsearchSearch:
-    """The query side's :class:`~cqrskit.queries.ViewReader` in Elasticsearch.
+def dsl_query(criteria: Criteria) -> DslQuery:
+    """The ``elasticsearch.dsl`` query that matches what ``criteria`` says (never deleted)."""
+    filters: list[DslQuery] = []
+    for f in criteria.filters:
+        if isinstance(f, Term):
+            filters.append(Q("term", **{f.field: f.value}))
+        elif isinstance(f, AnyOf):
+            filters.append(Q("terms", **{f.field: list(f.values)}))
+        elif isinstance(f, Between):
+            given = (("gte", f.gte), ("lte", f.lte), ("gt", f.gt), ("lt", f.lt))
+            filters.append(Q("range", **{f.field: {k: v for k, v in given if v is not None}}))
+    texts = [_text(t) for t in criteria.texts]
+    return Q("bool", filter=filters, must=texts, must_not=[_NOT_DELETED])
 
-    Every call raises :class:`ServiceUnavailable` (503-worthy) when
-    Elasticsearch cannot answer, :class:`PermanentError` when it refuses.
-    """
 
-    def __init__(self, es: Elasticsearch, address: str):
-        self.es = es
-        self.address = address
+def _text(match: TextMatch) -> DslQuery:
+    if len(match.fields) == 1:
+        return Q("match", **{match.fields[0]: {"query": match.text, "operator": "and"}})
+    return Q("multi_match", query=match.text, fields=list(match.fields), operator="and")
 
-    def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
-        """The stored document (real-time: no refresh needed), or None."""
-        with self._translated(index):
-            try:
-                found = self.es.get(index=index, id=doc_id)
-            except NotFoundError:
-                return None
-        return dict(found["_source"])
 
-    def count(self, index: str, query: dict[str, Any]) -> int:
-        """How many documents match."""
-        with self._translated(index):
-            return int(self.es.count(index=index, query=query)["count"])
+def _sort(criteria: Criteria) -> list[dict[str, Any]]:
+    order: list[dict[str, Any]] = [
+        {o.field: {"order": "desc" if o.descending else "asc"}} for o in criteria.order
+    ]
+    return [*order, {"_shard_doc": "asc"}]
 
-    def aggregate(
-        self, index: str, query: dict[str, Any], aggregations: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Run Elasticsearch aggregations over the matching documents; return their results."""
-        with self._translated(index):
-            found = self.es.search(index=index, query=query, size=0, aggregations=aggregations)
-        return dict(found["aggregations"])
 
-    def page(
-        self,
-        index: str,
-        query: dict[str, Any],
-        sort: list[dict[str, Any]],
-        size: int,
-        cursor: str | None,
-    ) -> Hits:
-        """One page of at most ``size`` matches, continuing from ``cursor``.
+def _matching(search: S, criteria: Criteria) -> S:
+    return search.query(dsl_query(criteria))
 
-        Raises:
-            BadCursor: the cursor is malformed or its point in time expired.
-        """
-        after: list[Any] | None = None
-        served = 0
-        if cursor:
-            pit, after, served = _decode(cursor)
-        else:
-            with self._translated(index):
-                pit = self.es.open_point_in_time(index=index, keep_alive="2m")["id"]
-        try:
-            with self._translated(index):
-                found = self.es.search(
-                    pit={"id": pit, "keep_alive": "2m"},
-                    query=query,
-                    size=size,
-                    sort=[*sort, {"_shard_doc": "asc"}],
-                    search_after=after,
-                    track_total_hits=True,
-                )
-        except PermanentError as exc:
-            raise BadCursor(f"the cursor cannot be used any more ({exc}); start again") from exc
+
+def _aggregating(search: S, criteria: Criteria, aggregations: Mapping[str, Any]) -> S:
+    search = _matching(search, criteria).extra(size=0)
+    for name, aggregation in aggregations.items():
+        search.aggs.bucket(name, A(dict(aggregation)))
+    return search
+
+
+def _paging(search: S, criteria: Criteria, pit: str, size: int, after: list[Any] | None) -> S:
+    search = _matching(search, criteria).sort(*_sort(criteria))
+    extra: dict[str, Any] = {"pit": {"id": pit, "keep_alive": _KEEP_ALIVE}, "size": size}
+    if after is not None:
+        extra["search_after"] = after
+    return search.extra(track_total_hits=True, **extra)
+
+
+class _Paged:
+    """One page's hits and what follows from them."""
+
+    def __init__(self, found: dict[str, Any], pit: str, size: int, served: int):
         hits = found["hits"]["hits"]
-        sources = [dict(hit["_source"]) for hit in hits]
-        total = int(found["hits"]["total"]["value"])
-        next_pit = found.get("pit_id", pit)
-        served += len(hits)
-        if len(hits) < size or served >= total:
-            with self._translated(index):
-                self.es.options(ignore_status=404).close_point_in_time(id=next_pit)
-            return Hits(sources, total)
-        return Hits(sources, total, _encode(next_pit, hits[-1]["sort"], served))
+        self.sources = [dict(hit["_source"]) for hit in hits]
+        self.total = int(found["hits"]["total"]["value"])
+        self.pit = found.get("pit_id", pit)
+        self.served = served + len(hits)
+        self.last = len(hits) < size or self.served >= self.total
+        self.after = hits[-1]["sort"] if hits else None
 
-    def refresh(self, index: str) -> None:
-        """Make what was applied to ``index`` searchable now."""
-        with self._translated(index):
-            self.es.indices.refresh(index=index)
+    def hits(self) -> Hits:
+        if self.last:
+            return Hits(self.sources, self.total)
+        assert self.after is not None
+        return Hits(self.sources, self.total, _encode(self.pit, self.after, self.served))
+
+
+class _Translating:
+    address: str
 
     @contextmanager
     def _translated(self, index: str) -> Iterator[None]:
@@ -113,6 +114,126 @@ class ElasticsearchSearch:
             if busy(exc):
                 raise unavailable(self.address, str(exc)) from exc
             raise PermanentError(f"query on {index} refused: {exc}") from exc
+
+    @contextmanager
+    def _cursor_translated(self, index: str) -> Iterator[None]:
+        try:
+            with self._translated(index):
+                yield
+        except PermanentError as exc:
+            raise BadCursor(f"the cursor cannot be used any more ({exc}); start again") from exc
+
+
+class ElasticsearchSearch(_Translating):
+    """The query side's blocking :class:`~cqrskit.queries.ViewReader` in Elasticsearch.
+
+    Every call raises :class:`ServiceUnavailable` (503-worthy) when
+    Elasticsearch cannot answer, :class:`PermanentError` when it refuses.
+    """
+
+    def __init__(self, es: Elasticsearch, address: str):
+        self.es = es
+        self.address = address
+
+    def _search(self, index: str | None = None) -> DslSearch:
+        return DslSearch(using=self.es, index=index)
+
+    def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        """The stored document (real-time: no refresh needed), or None."""
+        with self._translated(index):
+            try:
+                found = self.es.get(index=index, id=doc_id)
+            except NotFoundError:
+                return None
+        return dict(found["_source"])
+
+    def count(self, index: str, criteria: Criteria) -> int:
+        """How many documents match."""
+        with self._translated(index):
+            return _matching(self._search(index), criteria).count()
+
+    def aggregate(
+        self, index: str, criteria: Criteria, aggregations: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Run Elasticsearch aggregations over the matching documents; return their results."""
+        with self._translated(index):
+            found = _aggregating(self._search(index), criteria, aggregations).execute()
+        return dict(found.to_dict()["aggregations"])
+
+    def page(self, index: str, criteria: Criteria, size: int, cursor: str | None) -> Hits:
+        """One page of at most ``size`` matches, continuing from ``cursor``.
+
+        Raises:
+            BadCursor: the cursor is malformed or its point in time expired.
+        """
+        after: list[Any] | None = None
+        served = 0
+        if cursor:
+            pit, after, served = _decode(cursor)
+        else:
+            with self._translated(index):
+                pit = self.es.open_point_in_time(index=index, keep_alive=_KEEP_ALIVE)["id"]
+        with self._cursor_translated(index):
+            found = _paging(self._search(), criteria, pit, size, after).execute()
+        paged = _Paged(found.to_dict(), pit, size, served)
+        if paged.last:
+            with self._translated(index):
+                self.es.options(ignore_status=404).close_point_in_time(id=paged.pit)
+        return paged.hits()
+
+
+class AsyncElasticsearchSearch(_Translating):
+    """The query side's awaited :class:`~cqrskit.queries.AsyncViewReader` in Elasticsearch.
+
+    The same requests as :class:`ElasticsearchSearch`, on ``AsyncElasticsearch``.
+    """
+
+    def __init__(self, es: AsyncElasticsearch, address: str):
+        self.es = es
+        self.address = address
+
+    def _search(self, index: str | None = None) -> AsyncSearch:
+        return AsyncSearch(using=self.es, index=index)
+
+    async def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        """The stored document (real-time: no refresh needed), or None."""
+        with self._translated(index):
+            try:
+                found = await self.es.get(index=index, id=doc_id)
+            except NotFoundError:
+                return None
+        return dict(found["_source"])
+
+    async def count(self, index: str, criteria: Criteria) -> int:
+        """How many documents match."""
+        with self._translated(index):
+            return await _matching(self._search(index), criteria).count()
+
+    async def aggregate(
+        self, index: str, criteria: Criteria, aggregations: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Run Elasticsearch aggregations over the matching documents; return their results."""
+        with self._translated(index):
+            found = await _aggregating(self._search(index), criteria, aggregations).execute()
+        return dict(found.to_dict()["aggregations"])
+
+    async def page(self, index: str, criteria: Criteria, size: int, cursor: str | None) -> Hits:
+        """One page of at most ``size`` matches; see :meth:`ElasticsearchSearch.page`."""
+        after: list[Any] | None = None
+        served = 0
+        if cursor:
+            pit, after, served = _decode(cursor)
+        else:
+            with self._translated(index):
+                opened = await self.es.open_point_in_time(index=index, keep_alive=_KEEP_ALIVE)
+            pit = opened["id"]
+        with self._cursor_translated(index):
+            found = await _paging(self._search(), criteria, pit, size, after).execute()
+        paged = _Paged(found.to_dict(), pit, size, served)
+        if paged.last:
+            with self._translated(index):
+                await self.es.options(ignore_status=404).close_point_in_time(id=paged.pit)
+        return paged.hits()
 
 
 def _encode(pit: str, after: list[Any], served: int) -> str:

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 
 from cqrskit.checkpoints import Checkpoint
 
-__all__ = ["MemoryCheckpointLog", "MemoryCheckpointReader", "MemoryCheckpointStore"]
+__all__ = [
+    "AsyncMemoryCheckpointReader",
+    "MemoryCheckpointLog",
+    "MemoryCheckpointReader",
+    "MemoryCheckpointStore",
+]
 
 
 @dataclass
@@ -61,3 +66,18 @@ class MemoryCheckpointReader:
             for c in self.log.checkpoints.values()
             if c.projection == projection and c.index == index
         ]
+
+
+class AsyncMemoryCheckpointReader:
+    """:class:`MemoryCheckpointReader`, awaited (for the async bus in tests)."""
+
+    def __init__(self, log: MemoryCheckpointLog):
+        self.reader = MemoryCheckpointReader(log)
+
+    async def serving(self, alias: str) -> str | None:
+        """The index behind ``alias`` (None if there is none)."""
+        return self.reader.serving(alias)
+
+    async def applied(self, projection: str, index: str) -> list[Checkpoint]:
+        """The checkpoints ``projection`` recorded for ``index``."""
+        return self.reader.applied(projection, index)

@@ -41,6 +41,8 @@ class MemoryIndexedReadModel:
     ):
         self.name = name
         self.view = view
+        #: Indices created for loading whose serving settings are not restored yet.
+        self.loading: set[str] = set()
         self._names = names or IndexNames("")
         self.alias = self._names.alias(name)
         self.log = log if log is not None else MemoryCheckpointLog()
@@ -57,11 +59,21 @@ class MemoryIndexedReadModel:
         if self.serving() is None:
             self.create_index(self._names.index(self.name, 1), alias=True)
 
-    def create_index(self, index: str, *, alias: bool) -> None:
-        """Create ``index`` (empty); optionally as the alias's target."""
+    def create_index(self, index: str, *, alias: bool, loading: bool = False) -> None:
+        """Create ``index`` (empty); optionally as the alias's target.
+
+        ``loading`` is remembered until :meth:`serve_settings` (memory has no
+        replicas or refresh; a test sees whether a rebuild restored them).
+        """
         self.indices.setdefault(index, {})
+        if loading:
+            self.loading.add(index)
         if alias:
             self.swap(index)
+
+    def serve_settings(self, index: str) -> None:
+        """The index is no longer loading."""
+        self.loading.discard(index)
 
     def versions(self) -> list[str]:
         """The physical indices of this read model, oldest first."""

@@ -1,9 +1,9 @@
-"""Searches over documents in memory: the second implementation of ``ViewReader``.
+"""Searches over documents in memory: the second implementation of the view readers.
 
-Understands the query clauses :class:`~cqrskit.queries.Search` builds
-(``term``, ``terms``, ``range``, ``match``/``multi_match`` with the ``and``
-operator, ``bool`` with ``filter``/``must``/``must_not``) and its sorts;
-aggregations are Elasticsearch's own language and are refused.
+Evaluates :class:`~cqrskit.queries.Criteria` (terms, sets, ranges, full
+text where every word must appear, sorts) as Elasticsearch would for
+keyword and numeric fields; aggregations are Elasticsearch's own language
+and are refused. :class:`AsyncMemorySearch` awaits the same.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cqrskit.errors import BadCursor, PermanentError
-from cqrskit.queries import Hits
+from cqrskit.queries import METADATA, AnyOf, Between, Criteria, Hits, Order, Term, TextMatch
 
-__all__ = ["MemorySearch"]
+__all__ = ["AsyncMemorySearch", "MemorySearch"]
 
 
 class MemorySearch:
@@ -35,24 +35,17 @@ class MemorySearch:
         found = self.indices.get(index, {}).get(doc_id)
         return copy.deepcopy(found) if found is not None else None
 
-    def count(self, index: str, query: dict[str, Any]) -> int:
+    def count(self, index: str, criteria: Criteria) -> int:
         """How many documents match."""
-        return len(self._matching(index, query))
+        return len(self._matching(index, criteria))
 
     def aggregate(
-        self, index: str, query: dict[str, Any], aggregations: dict[str, Any]
+        self, index: str, criteria: Criteria, aggregations: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Refused: aggregations are Elasticsearch's language."""
         raise PermanentError(f"query on {index} refused: aggregations need Elasticsearch")
 
-    def page(
-        self,
-        index: str,
-        query: dict[str, Any],
-        sort: list[dict[str, Any]],
-        size: int,
-        cursor: str | None,
-    ) -> Hits:
+    def page(self, index: str, criteria: Criteria, size: int, cursor: str | None) -> Hits:
         """One page; a cursor continues the listing as it was at its first page."""
         if cursor:
             listing_id, _, served_text = cursor.partition(":")
@@ -61,7 +54,7 @@ class MemorySearch:
             listing, served = self._listings[listing_id], int(served_text)
         else:
             listing_id, served = str(next(self._ids)), 0
-            listing = _sorted(self._matching(index, query), sort)
+            listing = _sorted(self._matching(index, criteria), criteria.order)
             self._listings[listing_id] = listing
         chunk = listing[served : served + size]
         served += len(chunk)
@@ -71,19 +64,41 @@ class MemorySearch:
             return Hits(sources, len(listing))
         return Hits(sources, len(listing), f"{listing_id}:{served}")
 
-    def refresh(self, index: str) -> None:
-        """Nothing to do: writes are visible at once."""
-
-    def _matching(self, index: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+    def _matching(self, index: str, criteria: Criteria) -> list[dict[str, Any]]:
         documents = self.indices.get(index, {})
-        return [documents[i] for i in sorted(documents) if _matches(documents[i], query)]
+        return [documents[i] for i in sorted(documents) if _matches(documents[i], criteria)]
 
 
-def _sorted(sources: list[dict[str, Any]], sort: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class AsyncMemorySearch:
+    """:class:`MemorySearch`, awaited (for the async bus in tests); shares its documents."""
+
+    def __init__(self, memory: MemorySearch | None = None):
+        self.memory = memory or MemorySearch()
+        self.address = self.memory.address
+
+    async def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        """A copy of the stored document, or None."""
+        return self.memory.get(index, doc_id)
+
+    async def count(self, index: str, criteria: Criteria) -> int:
+        """How many documents match."""
+        return self.memory.count(index, criteria)
+
+    async def aggregate(
+        self, index: str, criteria: Criteria, aggregations: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Refused: aggregations are Elasticsearch's language."""
+        return self.memory.aggregate(index, criteria, aggregations)
+
+    async def page(self, index: str, criteria: Criteria, size: int, cursor: str | None) -> Hits:
+        """One page; see :meth:`MemorySearch.page`."""
+        return self.memory.page(index, criteria, size, cursor)
+
+
+def _sorted(sources: list[dict[str, Any]], order: tuple[Order, ...]) -> list[dict[str, Any]]:
     ordered = list(sources)  # stable: ties keep the id order
-    for clause in reversed(sort):
-        ((field, options),) = clause.items()
-        ordered.sort(key=_by(field), reverse=options.get("order") == "desc")
+    for clause in reversed(order):
+        ordered.sort(key=_by(clause.field), reverse=clause.descending)
     return ordered
 
 
@@ -101,43 +116,33 @@ def _tokens(text: object) -> set[str]:
     return set(str(text or "").lower().split())
 
 
-def _matches(source: Mapping[str, Any], clause: Mapping[str, Any]) -> bool:
-    ((kind, body),) = clause.items()
-    if kind == "bool":
-        return (
-            all(_matches(source, c) for c in _list(body.get("filter")))
-            and all(_matches(source, c) for c in _list(body.get("must")))
-            and not any(_matches(source, c) for c in _list(body.get("must_not")))
-        )
-    if kind == "term":
-        ((field, value),) = body.items()
-        return bool(_value(source, field) == value)
-    if kind == "terms":
-        ((field, values),) = body.items()
-        return _value(source, field) in values
-    if kind == "range":
-        ((field, bounds),) = body.items()
-        value = _value(source, field)
-        checks = {
-            "gte": lambda b: value >= b,
-            "lte": lambda b: value <= b,
-            "gt": lambda b: value > b,
-            "lt": lambda b: value < b,
-        }
-        return value is not None and all(checks[k](b) for k, b in bounds.items())
-    if kind == "match":
-        ((field, options),) = body.items()
-        return _tokens(options["query"]) <= _tokens(_value(source, field))
-    if kind == "multi_match":
-        wanted = _tokens(body["query"])
-        return any(wanted <= _tokens(_value(source, f)) for f in body["fields"])
-    raise PermanentError(f"the memory search does not understand {kind!r} clauses")
+def _matches(source: Mapping[str, Any], criteria: Criteria) -> bool:
+    if _value(source, f"{METADATA}.deleted") is True:
+        return False
+    return all(_passes(source, f) for f in criteria.filters) and all(
+        _says(source, t) for t in criteria.texts
+    )
 
 
-def _list(clauses: object) -> list[Mapping[str, Any]]:
-    if clauses is None:
-        return []
-    return list(clauses) if isinstance(clauses, list) else [clauses]  # type: ignore[list-item]
+def _passes(source: Mapping[str, Any], clause: Term | AnyOf | Between) -> bool:
+    value = _value(source, clause.field)
+    if isinstance(clause, Term):
+        return bool(value == clause.value)
+    if isinstance(clause, AnyOf):
+        return value in clause.values
+    if value is None:
+        return False
+    return (
+        (clause.gte is None or value >= clause.gte)
+        and (clause.lte is None or value <= clause.lte)
+        and (clause.gt is None or value > clause.gt)
+        and (clause.lt is None or value < clause.lt)
+    )
+
+
+def _says(source: Mapping[str, Any], match: TextMatch) -> bool:
+    wanted = _tokens(match.text)
+    return any(wanted <= _tokens(_value(source, f)) for f in match.fields)
 
 
 def _value(source: Mapping[str, Any], field: str) -> Any:
