@@ -26,6 +26,7 @@ from cqrskit.topology import IndexNames
 __all__ = [
     "FILL_WRITER",
     "WORKER_WRITER",
+    "AsyncPositionWatch",
     "Coverage",
     "Reached",
     "applied_position",
@@ -173,3 +174,69 @@ async def await_position(
         if pause is None:
             return Reached(None, reached)
         await asyncio.sleep(pause)  # polling a remote condition, with backoff
+
+
+class AsyncPositionWatch:
+    """One look at a read model's checkpoints for every awaited wait on it.
+
+    However many queries wait for positions of one read model, one task
+    polls its alias and checkpoints (while any wait), and wakes each wait
+    whose position became searchable: the store's load grows with the
+    number of read models waited on, not with the number of waits.
+    """
+
+    def __init__(self, checkpoints: AsyncCheckpointReader, names: IndexNames, projection: str):
+        self.checkpoints = checkpoints
+        self.alias = names.alias(projection)
+        self.projection = projection
+        #: What the last look saw.
+        self.last = Reached(None, 0)
+        self._waits: list[tuple[int, asyncio.Future[Reached]]] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._pause = _FIRST_PAUSE
+
+    @property
+    def waiting(self) -> int:
+        """How many waits are pending."""
+        return len(self._waits)
+
+    async def wait(self, position: int, timeout: float) -> Reached:
+        """Wait until ``position`` is searchable in the index in service, or ``timeout``.
+
+        Raises:
+            ServiceUnavailable: the store cannot answer.
+        """
+        if self.last.index and self.last.searchable >= position and self._poller is not None:
+            return self.last  # the poll in progress saw it already
+        future: asyncio.Future[Reached] = asyncio.get_running_loop().create_future()
+        entry = (position, future)
+        self._waits.append(entry)
+        self._pause = _FIRST_PAUSE  # a new wait: look soon
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return Reached(None, self.last.searchable)
+        finally:
+            self._waits.remove(entry)
+
+    async def _poll(self) -> None:
+        while self._waits:
+            try:
+                index = await self.checkpoints.serving(self.alias)
+                reached = 0
+                if index:
+                    hits = await self.checkpoints.applied(self.projection, index)
+                    reached = covered_position(hits, searchable=True)
+            except Exception as exc:  # every wait gets the store's error
+                for _, future in self._waits:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            self.last = Reached(index, reached)
+            for position, future in self._waits:
+                if index and reached >= position and not future.done():
+                    future.set_result(self.last)
+            await asyncio.sleep(self._pause)  # polling a remote condition, with backoff
+            self._pause = min(self._pause * 2, _LONGEST_PAUSE)

@@ -24,7 +24,7 @@ from cqrskit.errors import (
     StaleRead,
     UnknownQuery,
 )
-from cqrskit.queries._freshness import Reached, await_position, wait_for_position
+from cqrskit.queries._freshness import AsyncPositionWatch, Reached, wait_for_position
 from cqrskit.queries._guard import BreakerPolicy, Guard
 from cqrskit.queries._ports import (
     AsyncCheckpointReader,
@@ -325,6 +325,13 @@ class AsyncQueryBus(_Bus):
         self.views = ports.views
         self.checkpoints = ports.checkpoints
         self._close = ports.close
+        self._watches: dict[str, AsyncPositionWatch] = {}
+
+    def watch(self, view: str) -> AsyncPositionWatch:
+        """The one watch of read model ``view``'s checkpoints that every wait on it shares."""
+        if view not in self._watches:
+            self._watches[view] = AsyncPositionWatch(self.checkpoints, self.names, view)
+        return self._watches[view]
 
     async def ask(
         self,
@@ -343,10 +350,7 @@ class AsyncQueryBus(_Bus):
             timeout = self.timeout(wait)
             with guard.waits.slot():
                 reached = await self._guarded(
-                    guard,
-                    lambda: await_position(
-                        self.checkpoints, self.names, view, min_position, timeout=timeout
-                    ),
+                    guard, lambda: self.watch(view).wait(min_position, timeout)
                 )
             index, behind = self.judged(view, min_position, reached, on_stale, timeout)
         target = index or self.names.alias(view)

@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 
 from cqrskit import CommandBus, Settings
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.errors import StaleRead
 from cqrskit.queries import Page
-from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames
 from examples.shop import CancelOrder, OrderLine, PlaceOrder, ShopApp, handlers
@@ -47,7 +47,9 @@ def test_queries_answer_typed_views_from_python(pipeline: Pipeline) -> None:
     order = query_bus.ask(first, min_position=last.position, wait=120)
     assert isinstance(order.value, OrderSummary)
     assert order.value.status == "cancelled"
-    assert order.fresh and not order.stale and order.behind == 0
+    assert order.fresh
+    assert not order.stale
+    assert order.behind == 0
     # A search (not a get by id) after the wait has the write: the worker
     # made it searchable before its checkpoint said so; nobody refreshed.
     cancelled = query_bus.ask(ListOrders(status="cancelled"), min_position=last.position).value
