@@ -43,6 +43,8 @@ class MemoryIndexedReadModel:
         self.view = view
         #: Indices created for loading whose serving settings are not restored yet.
         self.loading: set[str] = set()
+        #: How many times the index was refreshed (a worker does it at its freshness).
+        self.refreshes = 0
         self._names = names or IndexNames("")
         self.alias = self._names.alias(name)
         self.log = log if log is not None else MemoryCheckpointLog()
@@ -105,7 +107,8 @@ class MemoryIndexedReadModel:
         self.indices.pop(index, None)
 
     def refresh(self, index: str | None = None) -> None:
-        """Nothing to do: in memory every write is visible at once."""
+        """Counted only: in memory every write is visible at once."""
+        self.refreshes += 1
 
     # -- documents -------------------------------------------------------------
 

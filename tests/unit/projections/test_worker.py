@@ -181,3 +181,24 @@ def test_an_event_no_handler_can_apply_is_dead_lettered_and_the_rest_goes_on(
     assert letter.headers[HEADER_POSITION] == b"2"
     partition = Partition(running.topic, int(letter.source.split("[")[1].split("]")[0]))
     assert partition in running.broker.partitions_of(running.topic)
+
+
+def test_checkpoints_say_searchable_only_after_a_refresh_which_the_worker_paces(
+    running: Running,
+) -> None:
+    def searchable() -> int:
+        serving = running.read_model.serving()
+        checkpoints = running.read_model.checkpoints(serving) if serving else []
+        covered = coverage(checkpoints, searchable=True)
+        return min((p for _, p in covered.values()), default=0) if len(covered) == 3 else 0
+
+    for n in range(9):
+        running.relay.order_placed(f"c{n % 2}")
+    running.relay.watermark()
+    wait_for(lambda: searchable() >= 9, "every partition searchable up to 9")
+    # Twelve messages in batches of four, each written: one refresh for the
+    # first batch, then at most one per second (the projection's freshness).
+    assert running.read_model.refreshes <= 2
+    for checkpoint in running.read_model.checkpoints():
+        assert checkpoint.searchable is not None
+        assert checkpoint.searchable <= checkpoint.position
