@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from cqrskit.commands import AsyncCommandBus, CommandHandlers
 from cqrskit.errors import (
@@ -84,12 +84,17 @@ T = TypeVar("T")
 class ErrorBody(BaseModel):
     """The body of every error response: the error's name and what went wrong."""
 
+    # Nothing else is sent, and the OpenAPI document says so.
+    model_config = ConfigDict(extra="forbid")
+
     error: str
     message: str
 
 
 class FieldProblem(BaseModel):
     """One invalid field: where it is, and what is wrong with it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     loc: list[str | int]
     msg: str
@@ -151,8 +156,8 @@ def responses(
     """The OpenAPI ``responses`` of an endpoint that may send ``statuses``.
 
     Each with the body schema :data:`STATUS_OF` sends: the one body of the
-    status, or :class:`ErrorBody`, which every body extends, where several
-    errors share a status (``bodies`` narrows one down); and the headers:
+    status, or :class:`ErrorBody` where several errors share it (a command's
+    409; ``bodies`` says which one an endpoint sends); and the headers:
     ``Retry-After`` on 503, ``X-Stale`` on a stale read's 409.
     """
     declared: dict[int | str, dict[str, Any]] = {}

@@ -113,7 +113,7 @@ def test_each_error_has_its_status_and_bad_input_is_never_a_500(api: httpx.Clien
     empty_reason = api.post(f"/orders/{order_id}/cancel", json={"reason": ""})
     assert empty_reason.status_code == 422
     assert empty_reason.json()["detail"] == [
-        {"loc": ["reason"], "msg": "String should have at least 1 character"}
+        {"loc": ["reason"], "msg": "String should have at least 1 character", "type": "value_error"}
     ]
     # 404 for an unknown aggregate (command) and an unknown document (query).
     assert api.post(f"/orders/{uuid4()}/cancel", json={"reason": "x"}).status_code == 404
@@ -199,7 +199,8 @@ def test_with_elasticsearch_stopped_queries_answer_503_fast_and_recover(
             response = api.get(path)
             latencies.append(time.perf_counter() - started)
             assert response.status_code == 503, response.text
-            assert response.headers["Retry-After"] == "1"
+            # Unreachable (1 s), then the breaker open (the seconds until it half-opens).
+            assert 1 <= int(response.headers["Retry-After"]) <= 5
     finally:
         subprocess.run([*ELASTICSEARCH, "start"], check=True, timeout=300)
     latencies.sort()
