@@ -8,7 +8,9 @@
     )
 
 No services are needed: the scenario runs on the in-memory event store
-with the same command bus as production.
+with the same command bus as production. :class:`MemoryBuses` gives an
+API's tests the real command and query buses on in-memory stores, to put in
+place of the services with FastAPI's ``dependency_overrides``.
 """
 
 from __future__ import annotations
@@ -19,16 +21,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cqrskit.adapters.memory.checkpoints import AsyncMemoryCheckpointReader, MemoryCheckpointLog
 from cqrskit.adapters.memory.saga_store import MemorySagaStore
-from cqrskit.commands import Command, CommandBus, CommandHandlers, CommandResult
+from cqrskit.adapters.memory.search import AsyncMemorySearch, MemorySearch
+from cqrskit.checkpoints import Checkpoint
+from cqrskit.commands import AsyncCommandBus, Command, CommandBus, CommandHandlers, CommandResult
 from cqrskit.domain import DomainEvent
 from cqrskit.envelope import Envelope, encode
 from cqrskit.errors import CqrskitError, RuleViolated
 from cqrskit.eventstore import Application
+from cqrskit.projections import Projection, fold
+from cqrskit.queries import AsyncQueryBus, AsyncQueryPorts, Limits, QueryHandlers
 from cqrskit.sagas import ProcessManager, SagaInstance, Step, Trigger, react
+from cqrskit.topology import IndexNames
 
 __all__ = [
     "ExpectedEvent",
+    "MemoryBuses",
     "MemorySagaStore",
     "SagaScenario",
     "Scenario",
@@ -236,3 +245,66 @@ class SagaScenario:
     def deadlines(self, instance_id: str) -> set[str]:
         """Names of the instance's pending deadlines."""
         return set(self.store.deadlines(self.manager.name, instance_id))
+
+
+class MemoryBuses:
+    """An application's command bus and query bus, awaited, on in-memory stores.
+
+    ``application_class`` runs on the in-memory event store; the read models
+    of ``projections`` are folded from its events on :meth:`project` (what
+    the relay and the workers would do), and marked searchable up to the
+    last event, so a read-your-writes query of the test answers at once::
+
+        buses = MemoryBuses(LibraryApp, handlers, queries, Catalogue())
+        app.dependency_overrides[command_bus] = lambda: buses.commands
+        app.dependency_overrides[query_bus] = lambda: buses.queries
+    """
+
+    def __init__(
+        self,
+        application_class: type[Application],
+        commands: CommandHandlers,
+        queries: QueryHandlers,
+        *projections: Projection[Any],
+    ):
+        self.application = application_class(persistence="memory")
+        self.commands = AsyncCommandBus(CommandBus(self.application, commands), threads=4)
+        self.projections = projections
+        self.search = MemorySearch()
+        self.checkpoints = MemoryCheckpointLog()
+        self.names = IndexNames("")
+        ports = AsyncQueryPorts(
+            AsyncMemorySearch(self.search), AsyncMemoryCheckpointReader(self.checkpoints)
+        )
+        self.queries = AsyncQueryBus(queries, ports, self.names, Limits(read_wait=1.0))
+
+    def project(self) -> int:
+        """Fold every projection over every stored event; return the last position."""
+        envelopes = stored_envelopes(self.application)
+        head = envelopes[-1].position if envelopes else 0
+        for projection in self.projections:
+            alias = self.names.alias(projection.name)
+            index = self.names.index(projection.name, 1)
+            documents = {
+                doc_id: view.model_dump(mode="json")
+                for doc_id, view in fold(projection, envelopes).items()
+            }
+            self.search.indices[index] = self.search.indices[alias] = documents
+            self.checkpoints.aliases[alias] = index
+            checkpoint = Checkpoint(
+                projection=projection.name,
+                topic="memory",
+                partition=0,
+                offset=len(envelopes),
+                position=head,
+                partitions=1,
+                topics=("memory",),
+                index=index,
+                searchable=head,
+            )
+            self.checkpoints.checkpoints[checkpoint.doc_id] = checkpoint
+        return head
+
+    def close(self) -> None:
+        """Stop the command bus's threads."""
+        self.commands.close()

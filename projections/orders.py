@@ -8,7 +8,7 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from cqrskit.envelope import Envelope
-from cqrskit.projections import UNCHANGED, Outcome, Projection, handles
+from cqrskit.projections import UNCHANGED, IndexSettings, Outcome, Projection, handles
 
 
 class OrderSummary(BaseModel):
@@ -33,8 +33,15 @@ def _order_of_payment(event: Envelope) -> str:
 class OrderSummaries(Projection[OrderSummary]):
     """Orders with their payment status, for order pages and back-office lists."""
 
+    # --8<-- [start:settings]
     name = "order_summaries"
     view = OrderSummary
+    # Order pages read their own writes: the worker makes what it applied
+    # searchable within 200 ms. The index's own settings: one shard, no
+    # replica (a single node), Elasticsearch's periodic refresh as usual.
+    freshness = 0.2
+    index_settings = IndexSettings(shards=1, replicas=0, refresh_interval="1s")
+    # --8<-- [end:settings]
 
     @handles("Order.Placed")
     def placed(self, event: Envelope, doc: OrderSummary | None) -> Outcome:

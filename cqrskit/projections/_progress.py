@@ -48,7 +48,7 @@ class WorkerCheckpoints:
 
     It also knows which partitions have effects in an index that no refresh
     has made searchable yet, and records each checkpoint's ``searchable``
-    position accordingly (decision 0017): a partition with nothing waiting
+    position accordingly (decision 0020): a partition with nothing waiting
     for a refresh is searchable as far as it is applied.
     """
 

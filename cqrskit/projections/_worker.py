@@ -395,7 +395,7 @@ class ProjectionWorker:
         """Refresh ``index`` if it holds unsearchable effects and ``freshness`` has passed.
 
         The worker refreshes at most once per ``freshness`` seconds per index,
-        whatever the query rate (decision 0017); True if it refreshed now.
+        whatever the query rate (decision 0020); True if it refreshed now.
         """
         if not wrote and index not in self._checkpoints.unrefreshed():
             return False  # nothing in it waits to become searchable

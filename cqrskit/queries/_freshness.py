@@ -7,7 +7,7 @@ partition of every topic it reads is covered up to P. A worker records,
 with each checkpoint, how far that partition's effects were already
 searchable (it refreshes the index itself, at the projection's
 ``freshness``): a query that waits for P waits for *searchable* up to P,
-so it never refreshes the index (decision 0017). The query side reads
+so it never refreshes the index (decision 0020). The query side reads
 those checkpoints through a :class:`CheckpointReader`; it never asks
 PostgreSQL or Kafka.
 """

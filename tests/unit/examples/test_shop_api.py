@@ -110,7 +110,7 @@ class Raising:
         raise self.error
 
 
-def raising(error: Exception, handlers: Any = None) -> Any:  # noqa: ANN401
+def raising(error: Exception, handlers: Any = None) -> Any:
     """A dependency giving a :class:`Raising` bus (no parameters for FastAPI to read)."""
     return lambda: Raising(error, handlers)
 
@@ -150,7 +150,7 @@ def declared(app: FastAPI, method: str, path: str, status: int) -> dict[str, Any
     return {**content["schema"], "components": document.get("components", {})}
 
 
-def check(app: FastAPI, method: str, path: str, response: Any) -> None:  # noqa: ANN401
+def check(app: FastAPI, method: str, path: str, response: Any) -> None:
     schema = declared(app, method, path, response.status_code)
     jsonschema.validate(response.json(), schema)
 

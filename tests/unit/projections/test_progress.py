@@ -1,4 +1,4 @@
-"""How a worker's checkpoints record what is searchable, not only applied (decision 0017)."""
+"""How a worker's checkpoints record what is searchable, not only applied (decision 0020)."""
 
 from __future__ import annotations
 

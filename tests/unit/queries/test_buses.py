@@ -102,7 +102,9 @@ class Store:
         return QueryBus(queries, ports, NAMES, limits or Limits(read_wait=0.05))
 
     def async_bus(self, limits: Limits | None = None) -> AsyncQueryBus:
-        ports = AsyncQueryPorts(AsyncMemorySearch(self.search), AsyncMemoryCheckpointReader(self.log))
+        ports = AsyncQueryPorts(
+            AsyncMemorySearch(self.search), AsyncMemoryCheckpointReader(self.log)
+        )
         return AsyncQueryBus(queries, ports, NAMES, limits or Limits(read_wait=0.05))
 
 
