@@ -206,8 +206,9 @@ class AsyncPositionWatch:
         Raises:
             ServiceUnavailable: the store cannot answer.
         """
-        if self.last.index and self.last.searchable >= position and self._poller is not None:
-            return self.last  # the poll in progress saw it already
+        polling = self._poller is not None and not self._poller.done()
+        if polling and self.last.index and self.last.searchable >= position:
+            return self.last  # the watch's latest look, at most a pause old, has it
         future: asyncio.Future[Reached] = asyncio.get_running_loop().create_future()
         entry = (position, future)
         self._waits.append(entry)
