@@ -7,20 +7,27 @@ worker, and removes what it created. None of it is timed.
 
 from __future__ import annotations
 
+import json
+import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from psycopg.conninfo import conninfo_to_dict
+from elasticsearch import Elasticsearch
+from elasticsearch.helpers import scan
 from psycopg.sql import SQL, Identifier
 from rich.console import Console
 
-from _kit.measure import Watched
+from _kit.measure import RUN_TIMEOUT, BenchmarkError, Watched
 from _kit.product import (
+    METADATA_FIELD,
+    IndexNames,
+    PostgresEventStoreFactory,
     Runtime,
+    Topology,
     es_backend,
     kafka_backend,
     pg_backend,
@@ -29,12 +36,12 @@ from _kit.product import (
 )
 from cqrskit import OutboxRelay, Projection, ProjectionWorker, Settings
 from examples.shop import Order, OrderLine, ShopApp
+from projections.customers import CustomerOrders, CustomerOrdersProjection
 
 P = TypeVar("P", bound=Projection[Any])
+T = TypeVar("T")
 
 APP_NAME = "shop"
-#: Give up on an untimed step (publishing the store, a long rebuild) after this long.
-RUN_TIMEOUT = 3600.0
 
 
 @contextmanager
@@ -101,18 +108,12 @@ def fill_store(
 
 
 def eventsourcing_env(settings: Settings, schema: str, **extra: str) -> dict[str, str]:
-    """The environment of a plain eventsourcing application on the same PostgreSQL."""
-    params = conninfo_to_dict(settings.postgres_dsn)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": str(params.get("dbname", "")),
-        "POSTGRES_HOST": str(params.get("host", "localhost")),
-        "POSTGRES_PORT": str(params.get("port", 5432)),
-        "POSTGRES_USER": str(params.get("user", "")),
-        "POSTGRES_PASSWORD": str(params.get("password", "")),
-        "POSTGRES_SCHEMA": schema,
-        **extra,
-    }
+    """The environment of a plain eventsourcing application in ``schema``: the product's own
+    login (``PostgresEventStoreFactory.environment``) on the library's own persistence."""
+    login = PostgresEventStoreFactory.environment(
+        settings.model_copy(update={"postgres_schema": schema})
+    )
+    return {**login, "PERSISTENCE_MODULE": "eventsourcing.postgres", **extra}
 
 
 # --- the relay and the worker, in a thread of this process --------------------------------
@@ -150,6 +151,55 @@ def projection_named(cls: type[P], name: str) -> P:
     projection = type(f"Bench_{name}", (cls,), {"name": name})()
     assert isinstance(projection, cls)
     return projection
+
+
+# --- a worker of its own, and what its read model holds ------------------------------------
+
+
+def own_worker(
+    settings: Settings, groups: list[str], name: str
+) -> tuple[ProjectionWorker, Watched]:
+    """A customers worker under projection ``name``: a consumer group (noted in ``groups``,
+    for the clean-up) that never committed; and its loop."""
+    groups.append(Topology.of(settings, APP_NAME).projection_group(name))
+    return worker_loop(settings, projection_named(CustomerOrdersProjection, name))
+
+
+def check_caught_up(
+    es: Elasticsearch, settings: Settings, projection: Projection[Any], head: int, docs: int
+) -> None:
+    """Raise unless the projection's status shows no lag, the head applied and ``docs``
+    documents (both its indices refreshed first: the status searches them)."""
+    names = IndexNames.of(settings)
+    es.indices.refresh(index=[names.alias(projection.name), names.checkpoints_index])
+    status = Runtime(settings).projection_status(APP_NAME, projection)
+    if (status.lag, status.position, status.documents) != (0, head, docs):
+        raise BenchmarkError(f"{projection.name} after the run: {status}")
+
+
+def customer_views(es: Elasticsearch, index: str) -> tuple[dict[str, CustomerOrders], float]:
+    """Every live customer document of ``index`` (refreshed first), metadata removed; and
+    the mean size of a stored ``_source`` in bytes (compact JSON)."""
+    es.indices.refresh(index=index)
+    views, sizes = {}, []
+    for hit in scan(es, index=index, size=5000):
+        source = dict(hit["_source"])
+        sizes.append(len(json.dumps(source, separators=(",", ":"))))
+        meta = source.pop(METADATA_FIELD, None)
+        if not (meta and meta.get("deleted")):
+            views[hit["_id"]] = CustomerOrders.model_validate(source)
+    return views, statistics.fmean(sizes) if sizes else 0.0
+
+
+def check_views(found: Mapping[str, T], expected: Mapping[str, T], where: str) -> None:
+    """Raise unless ``found`` holds exactly the expected documents."""
+    different = [k for k in expected.keys() & found.keys() if expected[k] != found[k]]
+    if found.keys() != expected.keys() or different:
+        example = f", e.g. {different[0]}: {found[different[0]]}" if different else ""
+        raise BenchmarkError(
+            f"{where}: {len(expected.keys() - found.keys())} documents missing, "
+            f"{len(found.keys() - expected.keys())} extra, {len(different)} different{example}"
+        )
 
 
 # --- Kafka ----------------------------------------------------------------------------------
