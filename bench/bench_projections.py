@@ -15,7 +15,7 @@ import gc
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,18 +33,14 @@ from _kit.measure import (
     ratios,
     split_run,
 )
-from _kit.product import IndexNames, Topology, consumer_module, es_backend, read_envelopes
+from _kit.product import IndexNames, consumer_module, read_envelopes
 from _kit.stack import (
     APP_NAME,
-    check_caught_up,
+    PublishedOrders,
     check_views,
-    customer_views,
     eventsourcing_env,
-    fill_store,
     fresh_schemas,
     messages_on,
-    own_worker,
-    publish_all,
 )
 from confluent_kafka import Consumer
 from elasticsearch import Elasticsearch
@@ -290,10 +286,10 @@ def run_raw(es: Elasticsearch, index: str, bodies: Sequence[bytes]) -> Timed:
     return Timed(seconds, count, first[0] if first else None, first[1] if first else 0, cpu, cpu)
 
 
-def measure_split(settings: Settings, groups: list[str], events: int) -> dict[str, Any]:
+def measure_split(bench: PublishedOrders, settings: Settings) -> dict[str, Any]:
     """One worker run with every step timed; the wrapping costs a little."""
     timer = StepTimer()
-    worker, loop = own_worker(settings, groups, "customer_orders_split")
+    worker, loop = bench.worker(settings, "customer_orders_split")
     read_model: Any = worker.read_model
 
     class TimedConsumer(Consumer):  # type: ignore[misc]
@@ -313,7 +309,14 @@ def measure_split(settings: Settings, groups: list[str], events: int) -> dict[st
     replaced = [(consumer_module(), "Consumer", TimedConsumer)]
     merged = {"bulk:checkpoints": "checkpoints"}
     run, found = split_run(
-        loop, events, timer, wraps, SPLIT_STEPS, first="consume", replaced=replaced, merged=merged
+        loop,
+        bench.head,
+        timer,
+        wraps,
+        SPLIT_STEPS,
+        first="consume",
+        replaced=replaced,
+        merged=merged,
     )
     note = "exclusive wall time per step of the worker's loop (a step's time excludes the "
     note += "wrapped steps inside it); the wrappers cost about a microsecond per call"
@@ -328,31 +331,22 @@ def measure_split(settings: Settings, groups: list[str], events: int) -> dict[st
 # --- the run ------------------------------------------------------------------------
 
 
-@dataclass
-class Bench:
-    """One run's store, topic, expected documents, and what it creates (to clean up)."""
+class Bench(PublishedOrders):
+    """One run's published store, expected documents and runs of every side."""
 
-    run: cli.Run
-    head: int = 0
-    expected: Expected = field(default_factory=lambda: Expected({}, []))
-    bodies: dict[int, list[bytes]] = field(default_factory=dict)
-    notes: dict[str, float] = field(default_factory=dict)
-    split: dict[str, Any] | None = None
-    profile: list[dict[str, Any]] | None = None
-    profile_path: str | None = None
-
-    def __post_init__(self) -> None:
-        self.settings, self.config = self.run.settings, self.run.config
-        self.es = es_backend.client(self.settings).options(request_timeout=120)
-        self.topic = Topology.of(self.settings, APP_NAME).topic("Order")
+    def __init__(self, run: cli.Run) -> None:
+        super().__init__(run.settings, run.tag, run.groups)
+        self.run, self.config = run, run.config
+        self.expected = Expected({}, [])
+        self.bodies: dict[int, list[bytes]] = {}
+        self.split: dict[str, Any] | None = None
+        self.profile: list[dict[str, Any]] | None = None
+        self.profile_path: str | None = None
 
     def setup(self) -> None:
         """Fill the store, publish it all, compute the expected documents (none timed)."""
         config, console, settings = self.config, self.run.console, self.settings
-        self.notes["fill_seconds_not_timed"], self.head = fill_store(
-            settings, config.events, config.customers, config.fill_chunk, console
-        )
-        self.notes["publish_seconds_not_timed"] = publish_all(settings, self.head)
+        self.publish(config.events, config.customers, config.fill_chunk, console)
         on_topic = messages_on(settings, [self.topic])  # with the relay's watermarks
         if on_topic < self.head:
             raise BenchmarkError(f"{on_topic} messages on {self.topic}, expected {self.head}")
@@ -367,40 +361,33 @@ class Bench:
             f"bodies {raw_bytes / 1e6:.1f} MB ({raw_bytes / self.head:.0f} bytes per event)"
         )
 
-    def settings_for(self, tag: str, batch_size: int | None) -> Settings:
-        """Settings with a fresh index prefix (and the batch size) for one run."""
-        update: dict[str, Any] = {"index_prefix": f"{self.run.tag}-{tag}-"}
-        if batch_size is not None:
-            update["projection_batch_size"] = batch_size
-        return self.settings.model_copy(update=update)
-
     def one(self, v: Variant, tag: str, events: int | None = None) -> tuple[Timed, int | None]:
         """One run of ``v`` on fresh indices, tables or group; checked if it applied all.
 
         With the run, the index operations Elasticsearch counted (ES sides, whole runs).
         """
-        settings, whole = self.settings_for(tag, v.batch_size), events is None
+        whole, final = events is None, self.expected.final
         if v.side == "eventsourcing":
             run, rows = run_library(self.settings, f"es_customer_orders_{tag}", events or self.head)
             if whole:
-                check_views(rows, self.expected.final, f"eventsourcing view {tag}")
+                check_views(rows, final, f"eventsourcing view {tag}")
             return run, None
         if v.side == "raw":
             assert v.batch_size is not None
-            index, bodies = f"{self.run.tag}-raw-{tag}", self.bodies[v.batch_size]
-            run = run_raw(
-                self.es, index, bodies if whole else bodies[: max(1, (events or 0) // v.batch_size)]
-            )
+            index, bodies = f"{self.tag}-raw-{tag}", self.bodies[v.batch_size]
+            if events is not None:
+                bodies = bodies[: max(1, events // v.batch_size)]
+            run = run_raw(self.es, index, bodies)
         else:
-            worker, loop = own_worker(settings, self.run.groups, f"customer_orders_{tag}")
+            settings = self.settings_for(tag, projection_batch_size=v.batch_size)
+            worker, loop = self.worker(settings, f"customer_orders_{tag}")
             run = loop.until(events or self.head, RUN_TIMEOUT)
             index = IndexNames.of(settings).alias(worker.projection.name)
             if whole:
-                docs = len(self.expected.final)
-                check_caught_up(self.es, settings, worker.projection, self.head, docs)
+                self.check_caught_up(settings, worker.projection, len(final))
         if not whole:
             return run, None
-        check_views(customer_views(self.es, index)[0], self.expected.final, index)
+        check_views(self.views(index)[0], final, index)
         return run, index_operations(self.es, index)
 
     def rounds(self, variants: Sequence[Variant]) -> list[Measurement]:
@@ -432,14 +419,14 @@ class Bench:
         gc.collect()
         b = self.config.batch_sizes[0]
         if self.config.split:
-            self.split = measure_split(self.settings_for("split", b), self.run.groups, self.head)
+            self.split = measure_split(self, self.settings_for("split", projection_batch_size=b))
             self.run.console.log(
                 f"instrumented worker run: {self.split['events_per_second']:,.0f} events/s"
             )
         if self.config.profile:
             path = self.run.profile_path()
-            settings = self.settings_for("profile", b)
-            loop = own_worker(settings, self.run.groups, "customer_orders_profile")[1]
+            settings = self.settings_for("profile", projection_batch_size=b)
+            loop = self.worker(settings, "customer_orders_profile")[1]
             self.profile, self.profile_path = loop.profiled(path, self.head), str(path)
 
 

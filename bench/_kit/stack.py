@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from elasticsearch import Elasticsearch
 from elasticsearch.helpers import scan
 from psycopg.sql import SQL, Identifier
 from rich.console import Console
@@ -156,39 +155,54 @@ def projection_named(cls: type[P], name: str) -> P:
 # --- a worker of its own, and what its read model holds ------------------------------------
 
 
-def own_worker(
-    settings: Settings, groups: list[str], name: str
-) -> tuple[ProjectionWorker, Watched]:
-    """A customers worker under projection ``name``: a consumer group (noted in ``groups``,
-    for the clean-up) that never committed; and its loop."""
-    groups.append(Topology.of(settings, APP_NAME).projection_group(name))
-    return worker_loop(settings, projection_named(CustomerOrdersProjection, name))
+class PublishedOrders:
+    """A fresh store of orders published to Kafka once (untimed), for runs that read it into
+    indices and consumer groups of their own (named in the run's ``groups``, for clean-up)."""
 
+    def __init__(self, settings: Settings, tag: str, groups: list[str]) -> None:
+        self.settings, self.tag, self.groups = settings, tag, groups
+        self.es = es_backend.client(settings).options(request_timeout=120)
+        self.topic = Topology.of(settings, APP_NAME).topic("Order")
+        self.head = 0
+        self.notes: dict[str, Any] = {}
 
-def check_caught_up(
-    es: Elasticsearch, settings: Settings, projection: Projection[Any], head: int, docs: int
-) -> None:
-    """Raise unless the projection's status shows no lag, the head applied and ``docs``
-    documents (both its indices refreshed first: the status searches them)."""
-    names = IndexNames.of(settings)
-    es.indices.refresh(index=[names.alias(projection.name), names.checkpoints_index])
-    status = Runtime(settings).projection_status(APP_NAME, projection)
-    if (status.lag, status.position, status.documents) != (0, head, docs):
-        raise BenchmarkError(f"{projection.name} after the run: {status}")
+    def publish(self, events: int, customers: int, chunk: int, console: Console) -> None:
+        """Fill the store and publish it with the shop's relay; both times noted."""
+        fill, self.head = fill_store(self.settings, events, customers, chunk, console)
+        publish = publish_all(self.settings, self.head)
+        self.notes = {"fill_seconds_not_timed": fill, "publish_seconds_not_timed": publish}
 
+    def settings_for(self, tag: str, **update: Any) -> Settings:
+        """The settings of one run: an index prefix of its own (and ``update``)."""
+        return self.settings.model_copy(update={"index_prefix": f"{self.tag}-{tag}-", **update})
 
-def customer_views(es: Elasticsearch, index: str) -> tuple[dict[str, CustomerOrders], float]:
-    """Every live customer document of ``index`` (refreshed first), metadata removed; and
-    the mean size of a stored ``_source`` in bytes (compact JSON)."""
-    es.indices.refresh(index=index)
-    views, sizes = {}, []
-    for hit in scan(es, index=index, size=5000):
-        source = dict(hit["_source"])
-        sizes.append(len(json.dumps(source, separators=(",", ":"))))
-        meta = source.pop(METADATA_FIELD, None)
-        if not (meta and meta.get("deleted")):
-            views[hit["_id"]] = CustomerOrders.model_validate(source)
-    return views, statistics.fmean(sizes) if sizes else 0.0
+    def worker(self, settings: Settings, name: str) -> tuple[ProjectionWorker, Watched]:
+        """A customers worker under projection ``name``, hence a consumer group of its own
+        that never committed; and its loop."""
+        self.groups.append(Topology.of(settings, APP_NAME).projection_group(name))
+        return worker_loop(settings, projection_named(CustomerOrdersProjection, name))
+
+    def check_caught_up(self, settings: Settings, projection: Projection[Any], docs: int) -> None:
+        """Raise unless the projection's status shows no lag, the head applied and ``docs``
+        documents (both its indices refreshed first: the status searches them)."""
+        names = IndexNames.of(settings)
+        self.es.indices.refresh(index=[names.alias(projection.name), names.checkpoints_index])
+        status = Runtime(settings).projection_status(APP_NAME, projection)
+        if (status.lag, status.position, status.documents) != (0, self.head, docs):
+            raise BenchmarkError(f"{projection.name} after the run: {status}")
+
+    def views(self, index: str) -> tuple[dict[str, CustomerOrders], float]:
+        """Every live customer document of ``index`` (refreshed first), metadata removed;
+        and the mean size of a stored ``_source`` in bytes (compact JSON)."""
+        self.es.indices.refresh(index=index)
+        views, sizes = {}, []
+        for hit in scan(self.es, index=index, size=5000):
+            source = dict(hit["_source"])
+            sizes.append(len(json.dumps(source, separators=(",", ":"))))
+            meta = source.pop(METADATA_FIELD, None)
+            if not (meta and meta.get("deleted")):
+                views[hit["_id"]] = CustomerOrders.model_validate(source)
+        return views, statistics.fmean(sizes) if sizes else 0.0
 
 
 def check_views(found: Mapping[str, T], expected: Mapping[str, T], where: str) -> None:
