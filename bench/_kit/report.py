@@ -169,11 +169,6 @@ def ratios_table(console: Console, found: Sequence[Ratio], title: str | None = N
     )
 
 
-def rate_cells(m: Measurement, fmt: str = ",.0f") -> list[str]:
-    """median, min - max, spread: the first cells of a rounds table."""
-    return [cell(m) for _, cell in rate_columns(fmt=fmt)[1:]]
-
-
 def ratio_cells(ratio: Ratio | None, baseline: str = "1.00x (baseline)") -> list[str]:
     """The ratio of the medians, and the per-round ratios."""
     if ratio is None:
