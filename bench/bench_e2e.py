@@ -29,7 +29,7 @@ from _kit import cli, report
 from _kit.harness import ProcessPipeline, Scrape, scrape, wait_until
 from _kit.machine import pipeline_settings
 from _kit.measure import BenchmarkError, quantiles_ms
-from _kit.product import STAGES, Runtime, es_backend, read_status
+from _kit.product import STAGES, IndexNames, Runtime, es_backend, read_status
 from _kit.stack import APP_NAME
 from rich.console import Console
 
@@ -367,7 +367,7 @@ class Bench:
         self.run, self.config = run, run.config
         self.pipeline = ProcessPipeline(run.tag, logs)
         self.settings = self.pipeline.settings
-        self.alias = f"{self.settings.index_prefix}{PROJECTION}"
+        self.alias = IndexNames.of(self.settings).alias(PROJECTION)
         self.endpoints: dict[str, str] = {}
 
     def start(self) -> None:

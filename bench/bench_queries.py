@@ -645,13 +645,13 @@ class Bench:
         rng = random.Random(self.config.seed + 2)
         oid, q = self.items("get", 1, rng)[0], self.items("search", 1, rng)[0]
         got = self.raw.get(index=self.orders.alias, id=oid)
-        same = self.raw_pit_search(q)
+        plain_source, same = got["_source"], self.raw_pit_search(q)
         self.close_pits([same["pit_id"]])
         hits, handlers = same["hits"]["hits"], self.bus.handlers
         query = SearchProductGroup(text=q[0], group=q[1])
 
         def validate_order() -> OrderSummary:
-            source = dict(got["_source"])
+            source = dict(plain_source)
             source.pop(METADATA_FIELD, None)
             return OrderSummary.model_validate(source)
 
