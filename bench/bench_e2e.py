@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,6 @@ class Drive:
     #: How late each command was sent against its due time.
     lateness: list[float]
     sampled: int
-    errors: list[str] = field(default_factory=list)
 
     @property
     def achieved_rate(self) -> float:

@@ -105,11 +105,6 @@ def ratios(measurements: Sequence[Measurement], pairs: Sequence[tuple[str, str]]
     ]
 
 
-def turns(items: Sequence[T], round_no: int) -> list[T]:
-    """``items`` in order in odd rounds, reversed in even ones: no variant always goes first."""
-    return list(items) if round_no % 2 else list(reversed(items))
-
-
 def interleaved(
     measurements: Sequence[Measurement],
     rounds: int,
@@ -117,14 +112,15 @@ def interleaved(
     console: Console,
     unit: str = "events/s",
 ) -> None:
-    """``rounds`` rounds of every measurement, in :func:`turns`; each logged as it ends.
+    """``rounds`` rounds of every measurement, in order in odd rounds and reversed in even ones
+    (no variant always goes first); each logged as it ends.
 
     ``run(m, round_no)`` measures one round: its figure, the round's other
     figures, and a note for the log line (which names the caller's line).
     """
     width = max(len(m.label) for m in measurements)
     for round_no in range(1, rounds + 1):
-        for m in turns(measurements, round_no):
+        for m in measurements if round_no % 2 else reversed(measurements):
             value, extra, note = run(m, round_no)
             m.add(value, **extra)
             console.log(

@@ -63,46 +63,36 @@ def order_line(i: int) -> OrderLine:
     return OrderLine(sku="tea", quantity=1 + i % 3, unit_price=Decimal(f"{1 + i % 7}.25"))
 
 
-def fill_orders(
-    settings: Settings, events: int, customers: int, chunk: int, console: Console
-) -> float:
-    """Append ``events`` new orders for ``customer-0``, ``customer-1``, ... in turn; the seconds.
-
-    One ``Order.Placed`` event per order, ``chunk`` orders per transaction.
-    """
-    started = time.perf_counter()
-    next_report = events // 4
-    with ShopApp(settings) as app:
-        for start in range(0, events, chunk):
-            stop = min(events, start + chunk)
-            app.save(
-                *[
-                    Order(customer_id=f"customer-{i % customers}", lines=[order_line(i)])
-                    for i in range(start, stop)
-                ]
-            )
-            if next_report <= stop < events:
-                console.log(f"  filled {stop:,} / {events:,}")
-                next_report += events // 4
-    return time.perf_counter() - started
-
-
 def fill_store(
     settings: Settings, events: int, customers: int, chunk: int, console: Console
 ) -> tuple[float, int]:
-    """:func:`fill_orders` into a fresh store; its seconds and the store's head.
+    """Append ``events`` new orders for ``customer-0``, ``customer-1``, ... in turn to a fresh
+    store (one ``Order.Placed`` event each, ``chunk`` per transaction); the seconds it took,
+    and the store's head.
 
     Raises:
-        RuntimeError: the store does not hold exactly ``events`` events.
+        BenchmarkError: the store does not hold exactly ``events`` events.
     """
     console.log(
         f"filling schema {settings.postgres_schema} with {events:,} Order.Placed events for "
         f"{customers:,} customers ({chunk} per transaction)"
     )
-    seconds = fill_orders(settings, events, customers, chunk, console)
+    started, next_report = time.perf_counter(), events // 4
+    with ShopApp(settings) as app:
+        for start in range(0, events, chunk):
+            stop = min(events, start + chunk)
+            orders = [
+                Order(customer_id=f"customer-{i % customers}", lines=[order_line(i)])
+                for i in range(start, stop)
+            ]
+            app.save(*orders)
+            if next_report <= stop < events:
+                console.log(f"  filled {stop:,} / {events:,}")
+                next_report += events // 4
+    seconds = time.perf_counter() - started
     head = store_head(settings, APP_NAME)
     if head != events:
-        raise RuntimeError(f"the store holds {head} events, expected {events}")
+        raise BenchmarkError(f"the store holds {head} events, expected {events}")
     return seconds, head
 
 
@@ -137,7 +127,7 @@ def publish_all(settings: Settings, head: int) -> float:
     _relay, loop = relay_loop(settings, "bench")
     seconds = loop.until(head, RUN_TIMEOUT).seconds
     if read_status(settings, APP_NAME, "bench").position < head:
-        raise RuntimeError("the relay did not record the head")
+        raise BenchmarkError("the relay did not record the head")
     return seconds
 
 
