@@ -41,6 +41,8 @@ P = TypeVar("P", bound=Projection[Any])
 T = TypeVar("T")
 
 APP_NAME = "shop"
+#: What a plain eventsourcing application takes of the product's environment: the login.
+LOGIN = ("POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD")
 
 
 @contextmanager
@@ -97,12 +99,16 @@ def fill_store(
 
 
 def eventsourcing_env(settings: Settings, schema: str, **extra: str) -> dict[str, str]:
-    """The environment of a plain eventsourcing application in ``schema``: the product's own
-    login (``PostgresEventStoreFactory.environment``) on the library's own persistence."""
-    login = PostgresEventStoreFactory.environment(
-        settings.model_copy(update={"postgres_schema": schema})
-    )
-    return {**login, "PERSISTENCE_MODULE": "eventsourcing.postgres", **extra}
+    """The environment of a plain eventsourcing application in ``schema``, on the library's
+    own persistence: the login of the product's (``PostgresEventStoreFactory.environment``),
+    the library's defaults for the rest (pool, timeouts), and ``extra``."""
+    login = PostgresEventStoreFactory.environment(settings)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        **{k: v for k, v in login.items() if k in LOGIN},
+        "POSTGRES_SCHEMA": schema,
+        **extra,
+    }
 
 
 # --- the relay and the worker, in a thread of this process --------------------------------
