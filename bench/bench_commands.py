@@ -17,30 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from queue import SimpleQueue
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
-from _kit import cli
-from _kit.cli import Config
-from _kit.machine import machine_info
-from _kit.measure import Measurement, Ratio, StepTimer, interleaved, ratios, split
-from _kit.product import (
-    PostgresEventRecorder,
-    pg_backend,
-)
-from _kit.report import (
-    figure,
-    median_bars,
-    rate_cells,
-    ratio_cells,
-    save_figure,
-    steps_table,
-    table,
-)
+from _kit import cli, report
+from _kit.measure import BenchmarkError, Measurement, Ratio, StepTimer, interleaved, ratios, split
+from _kit.product import PostgresEventRecorder, pg_backend
 from _kit.stack import eventsourcing_env, fresh_schemas
 from eventsourcing.application import Application as PlainApplication
 from eventsourcing.domain import Aggregate as PlainAggregate
@@ -50,7 +36,6 @@ from psycopg.sql import SQL, Identifier
 from cqrskit import CommandBus, Settings
 from examples.shop import RegisterItem, ShopApp, handlers
 
-Side = Literal["cqrskit", "eventsourcing", "raw"]
 #: Sends one command (or saves one aggregate, or inserts rows) identified by a unique token.
 Send = Callable[[str], None]
 
@@ -77,10 +62,19 @@ SPLIT_STEPS = [
     ("store: insert_events (group commit: lock, insert, COMMIT)", "insert_events"),
     ("other (the loop)", "other"),
 ]
-
-
-class BenchmarkError(RuntimeError):
-    """The benchmark saw something other than one event per command."""
+NOTES = {
+    "min_commands_per_writer": MIN_PER_WRITER,
+    "pool_size": "one connection per writer, for every side",
+    "cqrskit_command": "RegisterItem -> InventoryItem.Registered(sku, name, quantity)",
+    "baseline_event": "PlainItem.Registered(sku, name, quantity), app.save per aggregate",
+    "raw_row": f"one row of {len(RAW_STATE % 'sku-r1-w0-17')} bytes of state into a table like "
+    "eventsourcing's events table; INSERT then COMMIT",
+    "raw_batch": f"{RAW_BATCH_ROWS} such rows per INSERT (unnest) and COMMIT; 20x the rows of "
+    "the other variants per batch",
+    "group_commits": "cqrskit rounds: transactions and appends of the recorder's group commit "
+    "during the timed batch (PostgresEventRecorder.group_commits)",
+    "clock": "time.perf_counter",
+}
 
 
 class PlainItem(PlainAggregate):
@@ -102,11 +96,11 @@ class BaselineApp(PlainApplication[UUID]):
 
 @dataclass(frozen=True)
 class Family:
-    """One way of appending: which side, and how."""
+    """One way of appending: which side (cqrskit, eventsourcing, raw), and how."""
 
     key: str
     label: str
-    side: Side
+    side: str
     idempotency_key: bool = False
     #: eventsourcing only: its database functions (POSTGRES_ENABLE_DB_FUNCTIONS=y).
     db_functions: bool = False
@@ -116,23 +110,18 @@ class Family:
     max_writers: int | None = None
 
 
-#: In the order the rounds run them, which interleaves the sides.
+#: In the order the rounds run them, which interleaves the sides; with their colours.
 FAMILIES = [
-    Family("cqrskit", "cqrskit", "cqrskit"),
-    Family("eventsourcing", "eventsourcing", "eventsourcing"),
-    Family("raw", "raw psycopg INSERT+COMMIT", "raw"),
-    Family(
-        "cqrskit-key", "cqrskit + idempotency key", "cqrskit", idempotency_key=True, max_writers=4
-    ),
-    Family("eventsourcing-fn", "eventsourcing, db functions", "eventsourcing", db_functions=True),
-    Family(
-        "raw-batch",
-        f"raw psycopg, {RAW_BATCH_ROWS} rows per COMMIT",
-        "raw",
-        rows_per_call=RAW_BATCH_ROWS,
-        max_writers=4,
-    ),
-]
+    (Family("cqrskit", "cqrskit", "cqrskit"), "#1f77b4"),
+    (Family("eventsourcing", "eventsourcing", "eventsourcing"), "#9e9e9e"),
+    (Family("raw", "raw psycopg INSERT+COMMIT", "raw"), "#2ca02c"),
+    (Family("cqrskit-key", "cqrskit + idempotency key", "cqrskit", True, max_writers=4), "#ff7f0e"),
+    (Family("eventsourcing-fn", "eventsourcing, db functions", "eventsourcing",
+            db_functions=True), "#cfcfcf"),
+    (Family("raw-batch", f"raw psycopg, {RAW_BATCH_ROWS} rows per COMMIT", "raw",
+            rows_per_call=RAW_BATCH_ROWS, max_writers=4), "#98df8a"),
+]  # fmt: skip
+COLOURS = {f.key: colour for f, colour in FAMILIES}
 #: (variant family, baseline family): the ratios the run reports, at equal writers.
 RATIO_PAIRS = [
     ("cqrskit", "eventsourcing"),
@@ -144,14 +133,6 @@ RATIO_PAIRS = [
     ("eventsourcing-fn", "raw"),
     ("cqrskit", "raw-batch"),
 ]
-COLOURS = {
-    "eventsourcing": "#9e9e9e",
-    "eventsourcing-fn": "#cfcfcf",
-    "raw": "#2ca02c",
-    "raw-batch": "#98df8a",
-    "cqrskit": "#1f77b4",
-    "cqrskit-key": "#ff7f0e",
-}
 
 
 @dataclass(frozen=True)
@@ -183,7 +164,7 @@ def variants_for(writer_counts: Sequence[int]) -> list[Variant]:
     return [
         Variant(family, writers)
         for writers in (1, *writer_counts)
-        for family in FAMILIES
+        for family, _ in FAMILIES
         if family.max_writers is None or writers <= family.max_writers
     ]
 
@@ -354,104 +335,54 @@ def run_batch(send: Send, writers: int, count: int, prefix: str) -> float:
         return time.perf_counter() - started
 
 
-@dataclass
-class Outcome:
-    """Everything measured in one run of the script."""
-
-    variants: list[Variant]
-    measurements: dict[str, Measurement]
-    stored: dict[str, int | None] = field(default_factory=dict)
-    split: dict[str, Any] | None = None
-
-
-def measure(settings: Settings, config: Config, stamp: str, session: cli.Session) -> Outcome:
-    """Each number of writers in turn: its variants in interleaved rounds; then the split.
-
-    A variant's writer is opened for its turn in a round and closed after it
-    (pools of 64 connections for every variant at once would pass the
-    server's connection limit); the warm-up batch before each timed batch
-    fills the pool and the caches again.
-    """
-    variants = variants_for(config.writers)
-    schemas = {v.key: f"bench_{stamp.lower()}_{v.key.replace('-', '_')}" for v in variants}
-    outcome = Outcome(variants, {v.key: Measurement(v.key, v.family.label) for v in variants})
-    by_key = {v.key: v for v in variants}
-    with fresh_schemas(settings, *schemas.values()):
-        for writers in (1, *config.writers):
-            group = [v for v in variants if v.writers == writers]
-            interleaved(
-                [outcome.measurements[v.key] for v in group],
-                config.rounds,
-                lambda m, round_no: run_round(
-                    settings,
-                    config,
-                    by_key[m.key],
-                    schemas[m.key],
-                    round_no=round_no,
-                    outcome=outcome,
-                ),
-                session.console,
-            )
-        first = next(v for v in variants if v.key == "cqrskit-seq")
-        outcome.split = measure_split(settings, config, schemas[first.key], first)
-    return outcome
-
-
 def run_round(
-    settings: Settings,
-    config: Config,
-    v: Variant,
-    schema: str,
-    *,
-    round_no: int,
-    outcome: Outcome,
+    run: cli.Run, v: Variant, schema: str, round_no: int, stored: dict[str, int | None]
 ) -> tuple[float, dict[str, Any], str]:
     """Open ``v``, warm it up, time one batch, check what it stored, close it.
 
     Its rate, the round's other figures, and a note for the log.
     """
-    opened = open_variant(settings, v, schema)
+    opened = open_variant(run.settings, v, schema)
     try:
         rows = v.family.rows_per_call
-        warm = v.calls(config.warmup, 1)
-        timed = v.calls(config.commands, MIN_PER_WRITER)
+        warm = v.calls(run.config.warmup, 1)
+        timed = v.calls(run.config.commands, MIN_PER_WRITER)
         run_batch(opened.send, v.writers, warm, f"r{round_no}-warm")
         commits_before = opened.group_commits()
         seconds = run_batch(opened.send, v.writers, timed, f"r{round_no}")
         commits_after = opened.group_commits()
         extra: dict[str, Any] = {"seconds": seconds}
         if commits_before is not None and commits_after is not None:
-            transactions = commits_after[0] - commits_before[0]
-            appends = commits_after[1] - commits_before[1]
-            extra |= {"transactions": transactions, "appends": appends}
-        stored = outcome.stored[v.key] = opened.stored()
+            extra["transactions"] = commits_after[0] - commits_before[0]
+            extra["appends"] = commits_after[1] - commits_before[1]
+        found = stored[v.key] = opened.stored()
         expected = round_no * (warm + timed) * rows
-        if stored != expected:
-            raise BenchmarkError(f"{v.key}: {stored} events stored, expected {expected}")
+        if found != expected:
+            raise BenchmarkError(f"{v.key}: {found} events stored, expected {expected}")
         return timed * rows / seconds, extra, f"{v.writers:>2} writer(s)"
     finally:
         opened.close()
 
 
-def measure_split(settings: Settings, config: Config, schema: str, v: Variant) -> dict[str, Any]:
+def measure_split(run: cli.Run, schema: str, v: Variant) -> dict[str, Any]:
     """One untimed sequential cqrskit batch with its steps timed (a microsecond per call)."""
-    opened = open_variant(settings, v, schema)
-    app = opened.app
+    opened = open_variant(run.settings, v, schema)
+    app, commands = opened.app, run.config.commands
     assert app is not None
     try:
-        run_batch(opened.send, 1, config.warmup, "split-warm")
+        run_batch(opened.send, 1, run.config.warmup, "split-warm")
         timer = StepTimer()
         recorder, mapper = app.recorder, app.mapper
         recorder.insert_events = timer.wrap("insert_events", recorder.insert_events)  # type: ignore[method-assign]
         mapper.to_stored_event = timer.wrap("to_stored_event", mapper.to_stored_event)  # type: ignore[method-assign]
-        seconds = run_batch(timer.wrap("dispatch", opened.send), 1, config.commands, "split")
+        seconds = run_batch(timer.wrap("dispatch", opened.send), 1, commands, "split")
     finally:
         opened.close()
     timer.seconds["other"] = seconds - sum(timer.seconds.values())
     return {
         "seconds": seconds,
-        "events": config.commands,
-        "events_per_second": config.commands / seconds,
+        "events": commands,
+        "events_per_second": commands / seconds,
         "steps": split(timer.seconds, SPLIT_STEPS, seconds),
         "note": "one sequential batch of cqrskit appends after the rounds; exclusive wall time "
         "of CommandBus.dispatch, the mapper's to_stored_event and the recorder's insert_events",
@@ -462,88 +393,82 @@ def measure_split(settings: Settings, config: Config, schema: str, v: Variant) -
 
 
 def print_tables(
-    session: cli.Session, outcome: Outcome, found: Sequence[Ratio], config: Config
+    run: cli.Run, ms: Sequence[Measurement], found: Sequence[Ratio], split: dict[str, Any]
 ) -> None:
     """One row per variant: median rate, range, spread and the ratios to the baselines."""
     by_pair = {(r.variant, r.baseline.rsplit("-", 1)[0]): r for r in found}
-    rows = []
-    for v in outcome.variants:
-        m = outcome.measurements[v.key]
-        vs_raw = by_pair.get((v.key, "raw"))
-        per_commit = [r["appends"] / r["transactions"] for r in m.rounds if r.get("transactions")]
-        rows.append(
-            [
-                v.family.label,
-                str(v.writers),
-                *rate_cells(m),
-                *(
-                    f"{by_pair[(v.key, base)].ratio_of_medians:.2f}x"
-                    if (v.key, base) in by_pair
-                    else ""
-                    for base in ("eventsourcing", "raw")
-                ),
-                ratio_cells(vs_raw)[1] if vs_raw else "",
-                f"{max(per_commit):.1f}" if per_commit else "",
-            ]
+    writers = {m.key: m.key.rsplit("-", 1)[1] for m in ms}
+
+    def vs(base: str, cell: int = 0) -> Callable[[Measurement], str]:
+        return lambda m: (
+            report.ratio_cells(by_pair[(m.key, base)])[cell] if (m.key, base) in by_pair else ""
         )
-    table(
-        session.console,
-        f"Appends on PostgreSQL: {config.commands} commands timed per round (at least "
-        f"{MIN_PER_WRITER} per writer), {config.rounds} rounds, one event each",
-        "variant | writers | median events/s | min - max | spread | vs eventsourcing | "
-        "vs raw commit | per-round vs raw | appends per commit",
-        rows,
+
+    def per_commit(m: Measurement) -> str:
+        found = [r["appends"] / r["transactions"] for r in m.rounds if r.get("transactions")]
+        return f"{max(found):.1f}" if found else ""
+
+    columns = report.rate_columns()
+    columns[1:1] = [("writers", lambda m: "1" if writers[m.key] == "seq" else writers[m.key][:-1])]
+    report.rounds_table(
+        run.console,
+        f"Appends on PostgreSQL: {run.config.commands} commands timed per round (at least "
+        f"{MIN_PER_WRITER} per writer), {run.config.rounds} rounds, one event each",
+        ms,
+        [
+            *columns,
+            ("vs eventsourcing", vs("eventsourcing")),
+            ("vs raw commit", vs("raw")),
+            ("per-round vs raw", vs("raw", 1)),
+            ("appends per commit", per_commit),
+        ],
     )
-    session.console.print(
+    run.console.print(
         "ratio = events/s / the baseline's events/s at the same number of writers; compare "
         "ratios within one run, not absolute figures across runs. Raw batches: rows per second. "
         "appends per commit: cqrskit's group commit, most in a round."
     )
-    if outcome.split:
-        steps_table(
-            session.console,
-            f"Where a sequential append's time goes ({outcome.split['events_per_second']:,.0f} "
-            "appends/s with the timers on)",
-            outcome.split["steps"],
-            outcome.split["events"],
-        )
+    report.steps_table(
+        run.console,
+        f"Where a sequential append's time goes ({split['events_per_second']:,.0f} "
+        "appends/s with the timers on)",
+        split["steps"],
+        split["events"],
+    )
 
 
 def save_chart(
     path: Path,
-    outcome: Outcome,
+    run: cli.Run,
+    variants: Sequence[Variant],
+    ms: dict[str, Measurement],
     found: Sequence[Ratio],
-    config: Config,
-    *,
-    machine: dict[str, Any],
-    stamp: str,
 ) -> None:
     """Grouped bars of median events/s by writers (log scale; whiskers: min and max)."""
-    groups = [1, *config.writers]
-    families = [f for f in FAMILIES if any(v.family == f for v in outcome.variants)]
+    groups = [1, *run.config.writers]
+    families = [f for f, _ in FAMILIES if any(v.family == f for v in variants)]
     by_raw = {
         r.variant: r for r in found if r.baseline.startswith("raw-") and "batch" not in r.baseline
     }
     width = 0.8 / len(families)
-    made = figure(11, 6)
+    made = report.figure(11, 6)
     axes = made.add_subplot()
+
+    def label(m: Measurement) -> str:
+        ratio = by_raw.get(m.key)
+        return f"{m.median:,.0f}" + (f" ({ratio.ratio_of_medians:.2f}x raw)" if ratio else "")
+
     for index, family in enumerate(families):
         chosen = [
             (g, v)
             for g, n in enumerate(groups)
-            for v in outcome.variants
+            for v in variants
             if v.family == family and v.writers == n
         ]
-        ms = [outcome.measurements[v.key] for _, v in chosen]
-
-        def label(m: Measurement) -> str:
-            ratio = by_raw.get(m.key)
-            return f"{m.median:,.0f}" + (f" ({ratio.ratio_of_medians:.2f}x raw)" if ratio else "")
-
-        median_bars(
+        report.median_bars(
             axes,
-            ms,
-            [COLOURS[family.key]] * len(ms),
+            [ms[v.key] for _, v in chosen],
+            [COLOURS[family.key]] * len(chosen),
             label,
             x=[g + (index - (len(families) - 1) / 2) * width for g, _ in chosen],
             width=width,
@@ -558,70 +483,81 @@ def save_chart(
     axes.set_ylabel("events (rows) per second, median of rounds, log scale")
     axes.set_ylim(top=axes.get_ylim()[1] * 8)
     axes.legend(loc="upper left", fontsize=7, ncol=3)
-    postgres = machine["postgres"]
+    postgres = run.machine["postgres"]
     axes.set_title(
         "Appends per second, one event per command: cqrskit vs eventsourcing vs raw psycopg\n"
-        f"{config.commands} timed commands x {config.rounds} interleaved rounds, "
+        f"{run.config.commands} timed commands x {run.config.rounds} interleaved rounds, "
         f"PostgreSQL {postgres['server_version']} (fsync {postgres['fsync']}, "
-        f"synchronous_commit {postgres['synchronous_commit']}), {machine['nproc']} CPUs, "
-        f"run {stamp}\nbar: median; whiskers: min and max; label: median and ratio to the raw "
-        "single-row commit",
+        f"synchronous_commit {postgres['synchronous_commit']}), {run.machine['nproc']} CPUs, "
+        f"run {run.stamp}\nbar: median; whiskers: min and max; label: median and ratio to the "
+        "raw single-row commit",
         fontsize=9,
     )
-    save_figure(made, path)
+    report.save_figure(made, path)
 
 
 # --- entry point --------------------------------------------------------------
 
+OPTIONS = [
+    cli.Opt("--commands", 3000, "timed commands per variant and round", 500, 1),
+    cli.Opt("--warmup", 200, "untimed commands before each", least=0),
+    cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+    cli.Opt(
+        "--writers",
+        "4,16,64",
+        "writer threads of the concurrent runs (1 is always measured)",
+        least=2,
+        ints=True,
+    ),
+]
 
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options."""
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the table and save the JSON and the chart.
+
+    Each number of writers in turn: its variants in interleaved rounds; then
+    the split. A variant's writer is opened for its turn in a round and
+    closed after it (pools of 64 connections for every variant at once would
+    pass the server's connection limit); the warm-up batch before each timed
+    batch fills the pool and the caches again.
+    """
     config = cli.parse(
         __doc__,
         "500 commands per round",
-        [
-            cli.Opt("--commands", 3000, "timed commands per variant and round", 500, 1),
-            cli.Opt("--warmup", 200, "untimed commands before each", least=0),
-            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
-            cli.Opt(
-                "--writers",
-                "4,16,64",
-                "writer threads of the concurrent runs (1 is always measured)",
-                least=2,
-                ints=True,
-            ),
-        ],
+        OPTIONS,
         argv,
         check=lambda a: None if a.writers else "--writers must name at least one count",
     )
     config.writers = tuple(sorted(set(config.writers)))
-    return config
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print the table and save the JSON and the chart."""
-    config = parse_args(argv)
-    session = cli.Session.begin("commands", config.results, 130)
-    settings = Settings.load()
-    machine = machine_info(settings, services=("postgres",))
-    session.console.log(
-        f"PostgreSQL {machine['postgres']['server_version']} at {settings.postgres_address()}, "
-        f"{machine['nproc']} CPUs, Python {machine['python']}; "
-        f"{config.commands} commands x {config.rounds} rounds per variant "
-        f"(+{config.warmup} warm-up each), writers 1 and {', '.join(map(str, config.writers))}"
+    run = cli.Run.start("commands", config, 130, ("postgres",))
+    run.log(
+        f"{config.commands} commands x {config.rounds} rounds per variant (+{config.warmup} "
+        f"warm-up each), writers 1 and {', '.join(map(str, config.writers))}"
     )
-    outcome = measure(settings, config, session.stamp, session)
+    variants = variants_for(config.writers)
+    schemas = {v.key: f"bench_{run.stamp.lower()}_{v.key.replace('-', '_')}" for v in variants}
+    ms = {v.key: Measurement(v.key, v.family.label) for v in variants}
+    by_key, stored = {v.key: v for v in variants}, dict[str, int | None]()
+    with fresh_schemas(run.settings, *schemas.values()):
+        for writers in (1, *config.writers):
+            interleaved(
+                [ms[v.key] for v in variants if v.writers == writers],
+                config.rounds,
+                lambda m, n: run_round(run, by_key[m.key], schemas[m.key], n, stored),
+                run.console,
+            )
+        split = measure_split(run, schemas["cqrskit-seq"], by_key["cqrskit-seq"])
     pairs = [
         (f"{a}-{suffix(n)}", f"{b}-{suffix(n)}")
         for a, b in RATIO_PAIRS
         for n in (1, *config.writers)
     ]
-    found = ratios([outcome.measurements[v.key] for v in outcome.variants], pairs)
-    print_tables(session, outcome, found, config)
-    variants = []
-    for v in outcome.variants:
-        m = outcome.measurements[v.key]
-        variants.append(
+    found = ratios(list(ms.values()), pairs)
+    print_tables(run, list(ms.values()), found, split)
+    run.save(
+        NOTES,
+        lambda path: save_chart(path, run, variants, ms, found),
+        variants=[
             {
                 **{f"family_{k}": value for k, value in asdict(v.family).items()},
                 "key": v.key,
@@ -630,33 +566,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "writers": v.writers,
                 "events_per_round": v.calls(config.commands, MIN_PER_WRITER)
                 * v.family.rows_per_call,
-                "rounds": [
-                    {**r, "events_per_second": x} for r, x in zip(m.rounds, m.values, strict=True)
-                ],
-                **m.summary(),
-                "events_stored": outcome.stored.get(v.key),
+                **report.variant_rows([ms[v.key]])[0],
+                "events_stored": stored.get(v.key),
             }
-        )
-    session.save(
-        {
-            **vars(config),
-            "min_commands_per_writer": MIN_PER_WRITER,
-            "pool_size": "one connection per writer, for every side",
-            "cqrskit_command": "RegisterItem -> InventoryItem.Registered(sku, name, quantity)",
-            "baseline_event": "PlainItem.Registered(sku, name, quantity), app.save per aggregate",
-            "raw_row": f"one row of {len(RAW_STATE % 'sku-r1-w0-17')} bytes of state into a "
-            "table like eventsourcing's events table; INSERT then COMMIT",
-            "raw_batch": f"{RAW_BATCH_ROWS} such rows per INSERT (unnest) and COMMIT; "
-            "20x the rows of the other variants per batch",
-            "group_commits": "cqrskit rounds: transactions and appends of the recorder's "
-            "group commit during the timed batch (PostgresEventRecorder.group_commits)",
-            "clock": "time.perf_counter",
-        },
-        machine,
-        lambda path: save_chart(path, outcome, found, config, machine=machine, stamp=session.stamp),
-        variants=variants,
+            for v in variants
+        ],
         ratios=[asdict(r) for r in found],
-        cqrskit_time_split=outcome.split,
+        cqrskit_time_split=split,
     )
     return 0
 

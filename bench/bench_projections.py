@@ -12,62 +12,38 @@ times: ``bench/README.md``, "Read models". Run from the repository root::
 from __future__ import annotations
 
 import gc
-import statistics
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import orjson
-from _kit import cli
-from _kit.cli import Config
-from _kit.machine import machine_info
+from _kit import cli, report
 from _kit.measure import (
+    RUN_TIMEOUT,
+    BenchmarkError,
     Measurement,
     Ratio,
     StepTimer,
     Timed,
     interleaved,
-    profiled,
     ratios,
-    split,
+    split_run,
 )
-from _kit.product import (
-    METADATA_FIELD,
-    IndexNames,
-    Runtime,
-    Topology,
-    consumer_module,
-    es_backend,
-    read_envelopes,
-)
-from _kit.report import (
-    profile_table,
-    rate_cells,
-    rounds_chart,
-    steps_table,
-    table,
-    variant_rows,
-)
+from _kit.product import IndexNames, consumer_module, read_envelopes
 from _kit.stack import (
     APP_NAME,
-    clean_up,
+    PublishedOrders,
+    check_views,
     eventsourcing_env,
-    fill_store,
     fresh_schemas,
     messages_on,
-    projection_named,
-    publish_all,
-    worker_loop,
 )
 from confluent_kafka import Consumer
 from elasticsearch import Elasticsearch
-from elasticsearch.helpers import scan
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -80,8 +56,6 @@ from cqrskit import Envelope, Settings
 from examples.shop import Order, ShopApp
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
-#: Give up on one timed run after this long.
-RUN_TIMEOUT = 1800.0
 COLOURS = {"cqrskit": "#1f77b4", "eventsourcing": "#ff7f0e", "raw": "#9e9e9e"}
 #: The steps of the worker's loop the instrumented run times (exclusive wall time).
 SPLIT_STEPS = [
@@ -97,10 +71,22 @@ SPLIT_STEPS = [
     ("commit offsets (Kafka)", "commit"),
     ("other: the batch loop (headers, positions)", "other"),
 ]
-
-
-class BenchmarkError(RuntimeError):
-    """A run did not produce exactly the expected read model."""
+NOTES = {
+    "event": "Order.Placed (one new Order per event, one line), customers repeating",
+    "cqrskit_timed": "ProjectionWorker.run in a thread, from the thread's start until "
+    "worker.processed (counted after each batch's offsets are committed) == N; fresh index "
+    "prefix and a projection subclass with its own name (hence its own consumer group, no "
+    "committed offsets) per run; includes creating the indices and joining the group",
+    "eventsourcing_timed": "from constructing eventsourcing.projection.ProjectionRunner "
+    "(creates the view and tracking tables, the application, the subscription) until the "
+    "view's max_tracking_id == head; one transaction per event (tracking insert + upsert of "
+    "the customer's row), eventsourcing.postgres persistence, same schema",
+    "raw_timed": "from the first Elasticsearch bulk request to the last response, one request "
+    "at a time; one index operation per event (the customer's document after that event, "
+    "view fields only, NDJSON encoded beforehand) into a fresh index created beforehand "
+    "with the projection's mapping",
+    "clock": "time.perf_counter",
+}
 
 
 @dataclass(frozen=True)
@@ -114,28 +100,21 @@ class Variant:
     batch_size: int | None = None
 
 
-def variants_for(batch_sizes: Sequence[int]) -> list[Variant]:
+def variants_for(sizes: Sequence[int]) -> list[Variant]:
     """The variants, in an order that interleaves cqrskit and the baselines."""
     return [
-        *(
-            Variant(f"cqrskit-b{b}", f"cqrskit worker, batch {b}", "cqrskit", b)
-            for b in batch_sizes
-        ),
+        *(Variant(f"cqrskit-b{b}", f"cqrskit worker, batch {b}", "cqrskit", b) for b in sizes),
         Variant("eventsourcing", "eventsourcing ProjectionRunner", "eventsourcing"),
-        *(Variant(f"raw-b{b}", f"raw ES bulk, {b} ops/request", "raw", b) for b in batch_sizes),
+        *(Variant(f"raw-b{b}", f"raw ES bulk, {b} ops/request", "raw", b) for b in sizes),
     ]
-
-
-# --- what the read model must hold ------------------------------------------------
 
 
 @dataclass
 class Expected:
     """The read model every side must end with, and the raw side's documents per event."""
 
-    #: customer id -> the view as JSON (what cqrskit's documents hold, metadata aside).
-    final: dict[str, dict[str, Any]]
-    #: (customer id, the customer's document after the event), in commit order.
+    final: dict[str, CustomerOrders]
+    #: (customer id, the customer's document after the event as JSON), in commit order.
     per_event: list[tuple[str, bytes]]
 
 
@@ -155,7 +134,7 @@ def expected_documents(settings: Settings) -> Expected:
         assert isinstance(outcome, CustomerOrders)
         docs[customer] = outcome
         per_event.append((customer, orjson.dumps(outcome.model_dump(mode="json"))))
-    return Expected({k: v.model_dump(mode="json") for k, v in docs.items()}, per_event)
+    return Expected(docs, per_event)
 
 
 def bulk_bodies(expected: Expected, batch_size: int) -> list[bytes]:
@@ -167,37 +146,6 @@ def bulk_bodies(expected: Expected, batch_size: int) -> list[bytes]:
             lines += [orjson.dumps({"index": {"_id": customer}}), document]
         bodies.append(b"\n".join(lines) + b"\n")
     return bodies
-
-
-def check_documents(found: dict[str, dict[str, Any]], expected: Expected, where: str) -> None:
-    """Raise unless ``found`` holds exactly the expected views (amounts compared as Decimals)."""
-
-    def normalised(doc: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: Decimal(str(v)).normalize() if k.startswith("amount") else v for k, v in doc.items()
-        }
-
-    want = {k: normalised(v) for k, v in expected.final.items()}
-    got = {k: normalised(v) for k, v in found.items()}
-    different = [k for k in want.keys() & got.keys() if want[k] != got[k]]
-    if want.keys() != got.keys() or different:
-        example = f", e.g. {different[0]}: {got[different[0]]}" if different else ""
-        raise BenchmarkError(
-            f"{where}: {len(want.keys() - got.keys())} documents missing, "
-            f"{len(got.keys() - want.keys())} extra, {len(different)} different{example}"
-        )
-
-
-def es_documents(es: Elasticsearch, index: str) -> dict[str, dict[str, Any]]:
-    """Every live document of ``index``, metadata removed."""
-    es.indices.refresh(index=index)
-    docs = {}
-    for hit in scan(es, index=index, size=5000):
-        source = dict(hit["_source"])
-        meta = source.pop(METADATA_FIELD, None)
-        if not (meta and meta.get("deleted")):
-            docs[hit["_id"]] = CustomerOrders.model_validate(source).model_dump(mode="json")
-    return docs
 
 
 def index_operations(es: Elasticsearch, index: str) -> int:
@@ -276,8 +224,10 @@ class LibraryCustomerOrders(LibraryProjection[PostgresCustomerOrdersView]):
         self.view.order_placed(domain_event.customer_id, amount, tracking)
 
 
-def run_library(settings: Settings, name: str, events: int) -> tuple[Timed, dict[str, Any]]:
-    """One timed ProjectionRunner run from nothing to ``events`` tracked; (run, the view's rows)."""
+def run_library(
+    settings: Settings, name: str, events: int
+) -> tuple[Timed, dict[str, CustomerOrders]]:
+    """One timed ProjectionRunner run from nothing to ``events`` tracked; the run, the view."""
 
     class RunnerShop(ShopApp):  # as the runner constructs applications: application_class(env)
         name = APP_NAME
@@ -306,7 +256,7 @@ def run_library(settings: Settings, name: str, events: int) -> tuple[Timed, dict
                     raise BenchmarkError(f"the runner did not reach {events} in {RUN_TIMEOUT} s")
                 time.sleep(0.02)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        rows = view.rows()
+        rows = {k: CustomerOrders.model_validate(r) for k, r in view.rows().items()}
     finally:
         view.datastore.close()
     first = timeline[0] if timeline else (None, 0)
@@ -336,81 +286,67 @@ def run_raw(es: Elasticsearch, index: str, bodies: Sequence[bytes]) -> Timed:
     return Timed(seconds, count, first[0] if first else None, first[1] if first else 0, cpu, cpu)
 
 
-def measure_split(settings: Settings, name: str, events: int) -> dict[str, Any]:
+def measure_split(bench: PublishedOrders, settings: Settings) -> dict[str, Any]:
     """One worker run with every step timed; the wrapping costs a little."""
     timer = StepTimer()
-    worker, loop = worker_loop(settings, projection_named(CustomerOrdersProjection, name))
-    read_model = worker.read_model
-    for owner, attribute, key in (
-        (worker.applier, "apply", "apply"),
-        (read_model, "load", "load"),
-        (read_model, "write", "write"),
-        (read_model, "save_checkpoints", "checkpoints"),
-        (read_model.es, "mget", "mget"),
-    ):
-        setattr(owner, attribute, timer.wrap(key, getattr(owner, attribute)))
-    read_model.es.bulk = timer.wrap(lambda: f"bulk:{timer.parent()}", read_model.es.bulk)  # type: ignore[method-assign]
+    worker, loop = bench.worker(settings, "customer_orders_split")
+    read_model: Any = worker.read_model
 
     class TimedConsumer(Consumer):  # type: ignore[misc]
         poll = timer.wrap("consume", Consumer.poll)
         consume = timer.wrap("consume", Consumer.consume)
         commit = timer.wrap("commit", Consumer.commit)
 
-    snapshot: dict[str, float] = {}
-    started = time.perf_counter()
-    with ExitStack() as patches:
-        patches.enter_context(mock.patch.object(consumer_module(), "Consumer", TimedConsumer))
-        patches.enter_context(
-            mock.patch.object(Envelope, "decode", timer.wrap("decode", Envelope.decode))
-        )
-        run = loop.until(events, RUN_TIMEOUT, on_reached=lambda: snapshot.update(timer.seconds))
-    steps = {key: snapshot.get(key, 0.0) for _label, key in SPLIT_STEPS}
-    steps["checkpoints"] += snapshot.get("bulk:checkpoints", 0.0)
-    steps["start"] = timer.first.get("consume", started) - started
-    steps["other"] = run.seconds - sum(v for k, v in steps.items() if k != "other")
+    wraps: list[tuple[Any, str, Any]] = [
+        (worker.applier, "apply", "apply"),
+        (read_model, "load", "load"),
+        (read_model, "write", "write"),
+        (read_model, "save_checkpoints", "checkpoints"),
+        (read_model.es, "mget", "mget"),
+        (read_model.es, "bulk", lambda: f"bulk:{timer.parent()}"),
+        (Envelope, "decode", "decode"),
+    ]
+    replaced = [(consumer_module(), "Consumer", TimedConsumer)]
+    merged = {"bulk:checkpoints": "checkpoints"}
+    run, found = split_run(
+        loop,
+        bench.head,
+        timer,
+        wraps,
+        SPLIT_STEPS,
+        first="consume",
+        replaced=replaced,
+        merged=merged,
+    )
+    note = "exclusive wall time per step of the worker's loop (a step's time excludes the "
+    note += "wrapped steps inside it); the wrappers cost about a microsecond per call"
     return {
-        "seconds": run.seconds,
-        "events_per_second": events / run.seconds,
+        **found,
         "batch_size": settings.projection_batch_size,
         "worker_thread_cpu_seconds": run.thread_cpu_seconds,
-        "process_cpu_seconds": run.process_cpu_seconds,
-        "steps": split(steps, SPLIT_STEPS, run.seconds),
-        "calls": dict(timer.calls),
-        "note": "exclusive wall time per step of the worker's loop (a step's time excludes "
-        "the wrapped steps inside it); the wrappers cost about a microsecond per call",
+        "note": note,
     }
 
 
 # --- the run ------------------------------------------------------------------------
 
 
-@dataclass
-class Bench:
-    """One run's store, topic, expected documents, and what it creates (to clean up)."""
+class Bench(PublishedOrders):
+    """One run's published store, expected documents and runs of every side."""
 
-    settings: Settings
-    config: Config
-    session: cli.Session
-    head: int = 0
-    expected: Expected = field(default_factory=lambda: Expected({}, []))
-    bodies: dict[int, list[bytes]] = field(default_factory=dict)
-    groups: list[str] = field(default_factory=list)
-    notes: dict[str, float] = field(default_factory=dict)
-    split: dict[str, Any] | None = None
-    profile: list[dict[str, Any]] | None = None
-    profile_path: str | None = None
-
-    def __post_init__(self) -> None:
-        self.es = es_backend.client(self.settings).options(request_timeout=120)
-        self.topic = Topology.of(self.settings, APP_NAME).topic("Order")
+    def __init__(self, run: cli.Run) -> None:
+        super().__init__(run.settings, run.tag, run.groups)
+        self.run, self.config = run, run.config
+        self.expected = Expected({}, [])
+        self.bodies: dict[int, list[bytes]] = {}
+        self.split: dict[str, Any] | None = None
+        self.profile: list[dict[str, Any]] | None = None
+        self.profile_path: str | None = None
 
     def setup(self) -> None:
         """Fill the store, publish it all, compute the expected documents (none timed)."""
-        config, console, settings = self.config, self.session.console, self.settings
-        self.notes["fill_seconds_not_timed"], self.head = fill_store(
-            settings, config.events, config.customers, config.fill_chunk, console
-        )
-        self.notes["publish_seconds_not_timed"] = publish_all(settings, self.head)
+        config, console, settings = self.config, self.run.console, self.settings
+        self.publish(config.events, config.customers, config.fill_chunk, console)
         on_topic = messages_on(settings, [self.topic])  # with the relay's watermarks
         if on_topic < self.head:
             raise BenchmarkError(f"{on_topic} messages on {self.topic}, expected {self.head}")
@@ -425,70 +361,47 @@ class Bench:
             f"bodies {raw_bytes / 1e6:.1f} MB ({raw_bytes / self.head:.0f} bytes per event)"
         )
 
-    def settings_for(self, tag: str, batch_size: int | None) -> Settings:
-        """Settings with a fresh index prefix (and the batch size) for one run."""
-        update: dict[str, Any] = {"index_prefix": f"{self.session.tag}-{tag}-"}
-        if batch_size is not None:
-            update["projection_batch_size"] = batch_size
-        return self.settings.model_copy(update=update)
-
-    def run(self, v: Variant, tag: str, events: int | None = None) -> tuple[Timed, int | None]:
+    def one(self, v: Variant, tag: str, events: int | None = None) -> tuple[Timed, int | None]:
         """One run of ``v`` on fresh indices, tables or group; checked if it applied all.
 
         With the run, the index operations Elasticsearch counted (ES sides, whole runs).
         """
-        settings = self.settings_for(tag, v.batch_size)
+        whole, final = events is None, self.expected.final
         if v.side == "eventsourcing":
             run, rows = run_library(self.settings, f"es_customer_orders_{tag}", events or self.head)
-            if events is None:
-                found = {
-                    k: CustomerOrders.model_validate(r).model_dump(mode="json")
-                    for k, r in rows.items()
-                }
-                check_documents(found, self.expected, f"eventsourcing view {tag}")
+            if whole:
+                check_views(rows, final, f"eventsourcing view {tag}")
             return run, None
         if v.side == "raw":
             assert v.batch_size is not None
-            index, bodies = f"{self.session.tag}-raw-{tag}", self.bodies[v.batch_size]
+            index, bodies = f"{self.tag}-raw-{tag}", self.bodies[v.batch_size]
             if events is not None:
                 bodies = bodies[: max(1, events // v.batch_size)]
             run = run_raw(self.es, index, bodies)
         else:
-            projection = projection_named(CustomerOrdersProjection, f"customer_orders_{tag}")
-            self.groups.append(Topology.of(settings, APP_NAME).projection_group(projection.name))
-            _worker, loop = worker_loop(settings, projection)
+            settings = self.settings_for(tag, projection_batch_size=v.batch_size)
+            worker, loop = self.worker(settings, f"customer_orders_{tag}")
             run = loop.until(events or self.head, RUN_TIMEOUT)
-            index, checkpoints = (
-                IndexNames.of(settings).alias(projection.name),
-                IndexNames.of(settings).checkpoints_index,
-            )
-            if events is None:
-                # The status reads checkpoints and counts documents by search: refresh first.
-                self.es.indices.refresh(index=[index, checkpoints])
-                status = Runtime(settings).projection_status(APP_NAME, projection)
-                if (status.lag, status.position, status.documents) != (
-                    0,
-                    self.head,
-                    len(self.expected.final),
-                ):
-                    raise BenchmarkError(f"{projection.name} after the run: {status}")
-        if events is not None:
+            index = IndexNames.of(settings).alias(worker.projection.name)
+            if whole:
+                self.check_caught_up(settings, worker.projection, len(final))
+        if not whole:
             return run, None
-        check_documents(es_documents(self.es, index), self.expected, index)
+        check_views(self.views(index)[0], final, index)
         return run, index_operations(self.es, index)
 
     def rounds(self, variants: Sequence[Variant]) -> list[Measurement]:
         """Each side once on the first events (untimed), then the interleaved rounds."""
-        config, console = self.config, self.session.console
+        config, console = self.config, self.run.console
         if config.warmup:
             warm = min(config.warmup, self.head)
             for side in ("cqrskit", "eventsourcing", "raw"):
-                self.run(next(v for v in variants if v.side == side), f"warmup_{side}", warm)
+                self.one(next(v for v in variants if v.side == side), f"warmup_{side}", warm)
             console.log(f"warm-up done (about {warm:,} events each side, not timed)")
         by_key = {v.key: v for v in variants}
 
         def one(m: Measurement, round_no: int) -> tuple[float, dict[str, Any], str]:
-            run, ops = self.run(by_key[m.key], f"r{round_no}-{m.key}".replace("-", "_"))
+            run, ops = self.one(by_key[m.key], f"r{round_no}-{m.key}".replace("-", "_"))
             cpu = 100 * run.process_cpu_seconds / run.seconds
             note = f"({run.seconds:.2f} s, process CPU {cpu:.0f}%" + (
                 f", {ops:,} index ops)" if ops else ")"
@@ -506,175 +419,126 @@ class Bench:
         gc.collect()
         b = self.config.batch_sizes[0]
         if self.config.split:
-            self.groups.append(
-                Topology.of(self.settings, APP_NAME).projection_group("customer_orders_split")
-            )
-            self.split = measure_split(
-                self.settings_for("split", b), "customer_orders_split", self.head
-            )
-            self.session.console.log(
+            self.split = measure_split(self, self.settings_for("split", projection_batch_size=b))
+            self.run.console.log(
                 f"instrumented worker run: {self.split['events_per_second']:,.0f} events/s"
             )
         if self.config.profile:
-            path = self.session.profile_path()
-            self.groups.append(
-                Topology.of(self.settings, APP_NAME).projection_group("customer_orders_profile")
-            )
-            projection = projection_named(CustomerOrdersProjection, "customer_orders_profile")
-            _worker, loop = worker_loop(self.settings_for("profile", b), projection)
-            wrap, rows = profiled(path)
-            loop.run = wrap(loop.run)
-            loop.until(self.head, RUN_TIMEOUT)
-            self.profile, self.profile_path = rows, str(path)
+            path = self.run.profile_path()
+            settings = self.settings_for("profile", projection_batch_size=b)
+            loop = self.worker(settings, "customer_orders_profile")[1]
+            self.profile, self.profile_path = loop.profiled(path, self.head), str(path)
 
 
 # --- output ---------------------------------------------------------------------------
 
 
-def print_tables(
-    session: cli.Session, bench: Bench, ms: Sequence[Measurement], found: Sequence[Ratio]
-) -> None:
+def print_tables(bench: Bench, ms: Sequence[Measurement], found: Sequence[Ratio]) -> None:
     """The rounds table, the ratios, then the worker's time split and profile if measured."""
-    console = session.console
-    rows = []
-    for m in ms:
-        first, after = m.median_of("first_seconds"), m.median_of("events_per_second_after_first")
-        ops = m.median_of("index_operations")
-        cpu = statistics.median(100 * r["process_cpu_seconds"] / r["seconds"] for r in m.rounds)
-        rows.append(
-            [
-                m.label,
-                *rate_cells(m),
-                f"{m.median_of('seconds'):.2f}",
-                f"{1000 * first:.0f} ms" if first else "-",
-                f"{after:,.0f}" if after else "-",
-                f"{cpu:.0f}%",
-                f"{ops:,.0f}" if ops else "-",
-            ]
-        )
-    table(
+    console = bench.run.console
+
+    def ops(m: Measurement) -> str:
+        found = m.median_of("index_operations")
+        return f"{found:,.0f}" if found else "-"
+
+    report.rounds_table(
         console,
         f"Projecting {bench.head:,} Order.Placed events into {len(bench.expected.final):,} "
         f"customer documents: {bench.config.rounds} interleaved rounds, fresh read model each",
-        "variant | median events/s | min - max | spread | median s | first batch | "
-        "events/s after it | process CPU | ES index ops",
-        rows,
+        ms,
+        [
+            *report.rate_columns(),
+            *report.first_columns("first batch"),
+            ("process CPU", report.share("process_cpu_seconds")),
+            ("ES index ops", ops),
+        ],
     )
-    table(
-        console,
-        "Ratios (events/s over the baseline's, same run)",
-        ["variant", "baseline", "ratio of medians", "per-round ratios"],
-        (
-            [
-                r.variant,
-                r.baseline,
-                f"{r.ratio_of_medians:.2f}x",
-                ", ".join(f"{x:.2f}" for x in r.round_ratios),
-            ]
-            for r in found
-        ),
-    )
+    report.ratios_table(console, found)
     console.print(
         "first batch: from the start to the first progress recorded (cqrskit: first batch "
         "committed; eventsourcing: first tracking row; raw: first bulk response); events/s "
         "after it: the rest over the rest of the time. process CPU: every thread of this "
         "process (100% = one core); Elasticsearch, Kafka and PostgreSQL run on the same CPUs."
     )
-    if bench.split:
-        cpu = bench.split["worker_thread_cpu_seconds"] / bench.split["seconds"]
-        steps_table(
+    if split := bench.split:
+        cpu = 100 * split["worker_thread_cpu_seconds"] / split["seconds"]
+        report.steps_table(
             console,
-            f"Where the worker's time goes (one instrumented run, batch "
-            f"{bench.split['batch_size']}, {bench.split['events_per_second']:,.0f} events/s, "
-            f"worker thread CPU {100 * cpu:.0f}%)",
-            bench.split["steps"],
+            f"Where the worker's time goes (one instrumented run, batch {split['batch_size']}, "
+            f"{split['events_per_second']:,.0f} events/s, worker thread CPU {cpu:.0f}%)",
+            split["steps"],
             bench.head,
         )
     if bench.profile:
-        profile_table(console, "cProfile of the worker thread", bench.profile)
+        report.profile_table(console, "cProfile of the worker thread", bench.profile)
 
 
-def save_chart(
-    path: Path, bench: Bench, ms: Sequence[Measurement], found: Sequence[Ratio], title: str
-) -> None:
+def save_chart(path: Path, bench: Bench, ms: Sequence[Measurement], found: Sequence[Ratio]) -> None:
     """Bars of median events/s (whiskers: min and max), and the worker's time split."""
     sides = {v.key: v.side for v in variants_for(bench.config.batch_sizes)}
-    split = bench.split and (
-        bench.split["steps"],
-        "seconds (one instrumented worker run)",
-        f"Where the worker's wall time goes (batch {bench.split['batch_size']}, "
-        f"{bench.split['events_per_second']:,.0f} events/s with the timers on)",
-    )
 
     def label(m: Measurement) -> str:
         mine = [r for r in found if r.variant == m.key]
-        short = {
-            r.baseline: "eventsourcing" if r.baseline == "eventsourcing" else "raw" for r in mine
-        }
-        return (
-            f"{m.median:,.0f}"
-            + "".join(f"\n{r.ratio_of_medians:.2f}x {short[r.baseline]}" for r in mine)
-            + ("" if mine else "\nbaseline")
-        )
+        short = {"eventsourcing": "eventsourcing"}
+        ratio = [f"\n{r.ratio_of_medians:.2f}x {short.get(r.baseline, 'raw')}" for r in mine]
+        return f"{m.median:,.0f}" + "".join(ratio) + ("" if mine else "\nbaseline")
 
+    title = (
+        f"Read model from {bench.head:,} events ({len(bench.expected.final):,} customers): "
+        "cqrskit worker (Kafka -> ES) vs eventsourcing runner (PG -> PG) vs raw ES bulk\n"
+        f"{bench.config.rounds} interleaved rounds, {bench.run.versions()}, run {bench.run.stamp}\n"
+        "bar: median; whiskers: min and max; label: median and ratios"
+    )
     colours = [COLOURS[sides[m.key]] for m in ms]
     ticks = [m.label.replace(", ", ",\n") for m in ms]
-    rounds_chart(path, (11, 5.8), split, ms, colours, label, title, ticks=ticks, fontsize=8)
+    detail = f"batch {bench.split['batch_size']}, " if bench.split else ""
+    report.rounds_chart(
+        path,
+        (11, 5.8),
+        bench.split,
+        "worker",
+        ms,
+        colours,
+        label,
+        title,
+        ticks=ticks,
+        fontsize=8,
+        detail=detail,
+    )
 
 
 # --- entry point ----------------------------------------------------------------------
 
-
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options."""
-    return cli.parse(
-        __doc__,
-        "30000 events instead of 200000",
-        [
-            cli.Opt("--events", 200_000, "Order.Placed events (each run applies all)", 30_000, 1),
-            cli.Opt("--customers", 1000, "distinct customers", least=1),
-            cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
-            cli.Opt(
-                "--batch-sizes",
-                "1000,5000",
-                "projection_batch_size values (and raw bulk sizes) to measure",
-                least=1,
-                ints=True,
-            ),
-            cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
-            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
-        ],
-        argv,
-        split="worker",
-    )
+OPTIONS = [
+    cli.Opt("--events", 200_000, "Order.Placed events (each run applies all)", 30_000, 1),
+    cli.Opt("--customers", 1000, "distinct customers", least=1),
+    cli.Opt("--rounds", 3, "interleaved rounds per variant", least=1),
+    cli.Opt(
+        "--batch-sizes",
+        "1000,5000",
+        "projection_batch_size values (and raw bulk sizes) to measure",
+        least=1,
+        ints=True,
+    ),
+    cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
+    cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config = parse_args(argv)
-    session = cli.Session.begin("projections", config.results, 150)
-    settings = Settings.load().model_copy(
-        update={"postgres_schema": session.tag.replace("-", "_"), "topic_prefix": session.tag}
+    config = cli.parse(__doc__, "30000 events instead of 200000", OPTIONS, argv, split="worker")
+    run = cli.Run.start("projections", config, 150, own=["schema", "topics"])
+    run.log(
+        f"{config.events:,} events x {config.rounds} rounds per variant; batch sizes "
+        f"{list(config.batch_sizes)}, {run.settings.topic_partitions} partitions"
     )
-    machine = machine_info(settings)
-    session.console.log(
-        f"PostgreSQL {machine['postgres']['server_version']}, Kafka "
-        f"{machine['kafka']['version']}, Elasticsearch {machine['elasticsearch']['version']}, "
-        f"{machine['nproc']} CPUs, Python {machine['python']}; {config.events:,} events x "
-        f"{config.rounds} rounds per variant; batch sizes {list(config.batch_sizes)}, "
-        f"{settings.topic_partitions} partitions"
-    )
-    bench = Bench(settings, config, session)
+    bench = Bench(run)
     variants = variants_for(config.batch_sizes)
-    try:
-        with fresh_schemas(settings):
-            bench.setup()
-            ms = bench.rounds(variants)
-            bench.extras()
-    finally:
-        clean_up(
-            settings, session.console, indices=session.tag, topics=session.tag, groups=bench.groups
-        )
+    with run.cleaning(indices=True, topics=True), fresh_schemas(run.settings):
+        bench.setup()
+        ms = bench.rounds(variants)
+        bench.extras()
     pairs = [
         (v.key, base)
         for v in variants
@@ -682,44 +546,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for base in ("eventsourcing", f"raw-b{v.batch_size}")
     ]
     found = ratios(ms, pairs)
-    print_tables(session, bench, ms, found)
-    title = (
-        f"Read model from {bench.head:,} events ({len(bench.expected.final):,} customers): "
-        "cqrskit worker (Kafka -> ES) vs eventsourcing runner (PG -> PG) vs raw ES bulk\n"
-        f"{config.rounds} interleaved rounds, PostgreSQL {machine['postgres']['server_version']}"
-        f", Kafka {machine['kafka']['version']}, Elasticsearch "
-        f"{machine['elasticsearch']['version']}, {machine['nproc']} CPUs, run {session.stamp}\n"
-        "bar: median; whiskers: min and max; label: median and ratios"
-    )
-    session.save(
+    print_tables(bench, ms, found)
+    run.save(
         {
-            **vars(config),
             "events": bench.head,
             "customers": len(bench.expected.final),
-            "event": "Order.Placed (one new Order per event, one line), customers repeating",
+            **NOTES,
             "topic": bench.topic,
-            "topic_partitions": settings.topic_partitions,
+            "topic_partitions": run.settings.topic_partitions,
             **bench.notes,
-            "cqrskit_timed": "ProjectionWorker.run in a thread, from the thread's start until "
-            "worker.processed (counted after each batch's offsets are committed) == N; fresh "
-            "index prefix and a projection subclass with its own name (hence its own consumer "
-            "group, no committed offsets) per run; includes creating the indices and joining "
-            "the group",
-            "eventsourcing_timed": "from constructing eventsourcing.projection.ProjectionRunner "
-            "(creates the view and tracking tables, the application, the subscription) until "
-            "the view's max_tracking_id == head; one transaction per event (tracking insert + "
-            "upsert of the customer's row), eventsourcing.postgres persistence, same schema",
-            "raw_timed": "from the first Elasticsearch bulk request to the last response, one "
-            "request at a time; one index operation per event (the customer's document after "
-            "that event, view fields only, NDJSON encoded beforehand) into a fresh index "
-            "created beforehand with the projection's mapping",
-            "clock": "time.perf_counter",
         },
-        machine,
-        lambda path: save_chart(path, bench, ms, found, title),
+        lambda path: save_chart(path, bench, ms, found),
         variants=[
             {**row, **{k: v for k, v in asdict(variant).items() if k not in ("key", "label")}}
-            for row, variant in zip(variant_rows(ms), variants, strict=True)
+            for row, variant in zip(report.variant_rows(ms), variants, strict=True)
         ],
         ratios=[asdict(r) for r in found],
         worker_time_split=bench.split,

@@ -28,15 +28,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-from _kit import cli
-from _kit.cli import Config
-from _kit.machine import machine_info
-from _kit.measure import gc_timed, percentile, profile_rows
+from _kit import cli, report
+from _kit.measure import BenchmarkError, gc_timed, profile_rows, quantiles_ms
 from _kit.product import (
     METADATA_FIELD,
+    NOT_DELETED,
     DocState,
     ElasticsearchCheckpointReader,
     ElasticsearchSearch,
@@ -50,31 +49,31 @@ from _kit.product import (
     es_backend,
     read_model_for,
 )
-from _kit.report import figure, profile_table, save_figure, table
-from _kit.stack import clean_up
 from elasticsearch import Elasticsearch
+from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from pydantic import Field
-from rich.console import Console
 
-from cqrskit import Settings
 from examples.shop.queries import OrderById, order_by_id
 from projections import OrderSummaries, OrderSummary, Product, ProductSearch
 
 PAGE_SIZE = 20
-#: What ``Search`` adds to every query (cqrskit/queries/_search.py).
-NOT_DELETED = {"bool": {"must_not": {"term": {f"{METADATA_FIELD}.deleted": True}}}}
 PIT_KEEP_ALIVE = "2m"
-
-Workload = Literal["get", "search"]
-Side = Literal["cqrskit", "raw"]
-
-
-class BenchmarkError(RuntimeError):
-    """The read models do not hold what was written, or the sides disagree."""
-
-
-# --- the search query, registered here ----------------------------------------------
+WORKLOADS = ("get", "search")
+NOTES = {
+    "page_size": PAGE_SIZE,
+    "fill": "untimed: read_model_for(settings, Projection()).ensure(), then bulk create of "
+    "DocState(id, view, sources, position).body(), refresh",
+    "search_texts": "a group's noun (30%), adjective + noun (40%), origin + noun (30%); filter: "
+    "sku in the group's keyword range",
+    "timed": "each query's latency with time.perf_counter around the call (query object built "
+    "inside for cqrskit); q/s: queries / wall time of the variant's blocks of a round",
+    "gc": "gc.freeze() after the fill (the benchmark's own data out of full collections); "
+    "gc.collect() before each block; time in collections during a block measured with "
+    "gc.callbacks",
+    "pits": "points in time left open by a block (cqrskit's page cursor, the raw PIT variant) "
+    "are closed after the block, untimed",
+}
 
 
 class SearchProductGroup(Query):
@@ -92,10 +91,10 @@ def group_bounds(group: str) -> dict[str, str]:
 
 
 def search_product_group(query: SearchProductGroup, search: Search[Product]) -> Page[Product]:
-    bounds = group_bounds(query.group)
+    """The search through cqrskit: text in the name, the group's SKU range, one page."""
     return (
         search.text(query.text, "name")
-        .range("sku", gte=bounds["gte"], lt=bounds["lt"])
+        .range("sku", **group_bounds(query.group))
         .page(query.page_size, query.cursor)
     )
 
@@ -109,7 +108,8 @@ def bench_handlers() -> QueryHandlers:
 
 
 def raw_query(text: str, group: str) -> dict[str, Any]:
-    """The query ``search_product_group`` sends, built by hand."""
+    """The query ``search_product_group`` sends, built by hand (``NOT_DELETED``: the
+    product's own filter, which every ``Search`` adds)."""
     return {
         "bool": {
             "filter": [{"range": {"sku": group_bounds(group)}}, NOT_DELETED],
@@ -146,12 +146,16 @@ STATUSES = [("placed", 50), ("paid", 40), ("cancelled", 10)]
 CANCEL_REASONS = ["changed my mind", "found it cheaper", "ordered twice", "too slow"]
 
 
+def new_id(rng: random.Random) -> str:
+    """A random UUID4 from ``rng`` (the same run after run)."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
 def product_documents(count: int, rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, stored document) of ``count`` products, names from the vocabulary."""
     groups = list(GROUPS)
     for n in range(count):
-        group = groups[n % len(groups)]
-        item_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        group, item_id = groups[n % len(groups)], new_id(rng)
         name = (
             f"{rng.choice(ADJECTIVES).title()} {rng.choice(ORIGINS).title()} "
             f"{rng.choice(GROUPS[group])} {rng.choice(SIZES)}"
@@ -164,25 +168,22 @@ def order_documents(
     count: int, rng: random.Random, skus: Sequence[str]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, stored document) of ``count`` order summaries: placed, paid or cancelled."""
-    statuses = [s for s, _ in STATUSES]
-    weights = [w for _, w in STATUSES]
+    statuses, weights = zip(*STATUSES, strict=True)
     start = datetime(2026, 8, 1, tzinfo=UTC)
     for n in range(count):
-        order_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        order_id = new_id(rng)
         status = rng.choices(statuses, weights)[0]
         lines = [
             (rng.choice(skus), rng.randint(1, 4), Decimal(rng.randint(150, 4999)) / 100)
             for _ in range(rng.randint(1, 5))
         ]
-        sources = {order_id: 1}
-        update: dict[str, Any] = {}
+        sources, update = {order_id: 1}, dict[str, Any]()
         if status == "paid":
-            payment_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            payment_id = new_id(rng)
             sources = {order_id: 2, payment_id: 2}
             update = {"payment_id": payment_id, "payment_status": "captured"}
         elif status == "cancelled":
-            sources = {order_id: 2}
-            update = {"cancel_reason": rng.choice(CANCEL_REASONS)}
+            sources, update = {order_id: 2}, {"cancel_reason": rng.choice(CANCEL_REASONS)}
         view = OrderSummary(
             order_id=order_id,
             customer_id=f"customer-{rng.randrange(20_000):05d}",
@@ -204,7 +205,7 @@ def bulk_fill(
     operations: list[bytes] = []
 
     def flush() -> None:
-        response = es.bulk(operations=operations)
+        response = es.bulk(operations=operations)  # type: ignore[arg-type]
         if response["errors"]:
             first = next(
                 next(iter(item.values())) for item in response["items"] if "error" in str(item)
@@ -223,7 +224,7 @@ def bulk_fill(
     return ids
 
 
-# --- variants and measurements ------------------------------------------------------
+# --- variants, batches and ratios ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -232,8 +233,8 @@ class Variant:
 
     key: str
     label: str
-    workload: Workload
-    side: Side
+    workload: str
+    side: str
     #: HTTP requests to Elasticsearch per query.
     requests: int
     what: str
@@ -260,16 +261,10 @@ VARIANTS = [
          "the requests Search.page sends, without the framework"),
     )
 ]  # fmt: skip
-BASELINES: dict[Workload, str] = {"get": "raw-get", "search": "raw-search"}
+BASELINES = {"get": "raw-get", "search": "raw-search"}
 #: A second reference for the search: the framework's requests, without the framework.
 SAME_REQUESTS = "raw-search-pit"
-
-
-def latencies(ms: Sequence[float], points: Sequence[float]) -> dict[str, float]:
-    """``p50_ms`` ... (``p99_9_ms`` for 99.9), ``max_ms``, ``mean_ms`` of latencies in ms."""
-    ordered = sorted(ms)
-    found = {f"p{p:g}_ms".replace(".", "_"): percentile(ordered, p) for p in points}
-    return {**found, "max_ms": ordered[-1], "mean_ms": statistics.fmean(ordered)}
+COLOURS = {"cqrskit": "#1f77b4", "raw": "#9e9e9e", SAME_REQUESTS: "#ff7f0e"}
 
 
 @dataclass
@@ -288,28 +283,25 @@ class Batch:
     #: Seconds of each block the batch was run in (interleaved with the other variants).
     block_seconds: list[float] = field(default_factory=list)
 
-    @property
-    def qps(self) -> float:
-        return self.queries / self.seconds
-
     @staticmethod
     def merge(blocks: Sequence[Batch]) -> Batch:
         """One batch of a variant's blocks of one round."""
         return Batch(
-            threads=blocks[0].threads,
-            queries=sum(b.queries for b in blocks),
-            seconds=sum(b.seconds for b in blocks),
-            cpu_seconds=sum(b.cpu_seconds for b in blocks),
-            latencies_ms=[x for b in blocks for x in b.latencies_ms],
-            gc_seconds=sum(b.gc_seconds for b in blocks),
-            gc_collections=sum(b.gc_collections for b in blocks),
-            block_seconds=[b.seconds for b in blocks],
+            blocks[0].threads,
+            sum(b.queries for b in blocks),
+            sum(b.seconds for b in blocks),
+            sum(b.cpu_seconds for b in blocks),
+            [x for b in blocks for x in b.latencies_ms],
+            sum(b.gc_seconds for b in blocks),
+            sum(b.gc_collections for b in blocks),
+            [b.seconds for b in blocks],
         )
 
     def summary(self) -> dict[str, float]:
+        """q/s, latencies, and the client's CPU and collector time per query."""
         return {
-            "qps": self.qps,
-            **latencies(self.latencies_ms, (50, 90, 99)),
+            "qps": self.queries / self.seconds,
+            **quantiles_ms(self.latencies_ms, (50, 90, 99), scale=1.0, count=None),
             "client_cpu_us_per_query": 1e6 * self.cpu_seconds / self.queries,
             "gc_us_per_query": 1e6 * self.gc_seconds / self.queries,
             "gc_collections": self.gc_collections,
@@ -318,43 +310,24 @@ class Batch:
 
 @dataclass
 class Measurement:
-    """A variant's timed batches over the rounds."""
+    """A variant's timed batches over the rounds: with one thread, and with several."""
 
     variant: Variant
     sequential: list[Batch] = field(default_factory=list)
     threaded: list[Batch] = field(default_factory=list)
 
-    def median(self, metric: str, threaded: bool = False) -> float:
-        batches = self.threaded if threaded else self.sequential
-        return statistics.median(b.summary()[metric] for b in batches)
-
     def values(self, metric: str, threaded: bool = False) -> list[float]:
-        batches = self.threaded if threaded else self.sequential
-        return [b.summary()[metric] for b in batches]
+        """``metric`` of every round's batch."""
+        return [b.summary()[metric] for b in (self.threaded if threaded else self.sequential)]
+
+    def median(self, metric: str, threaded: bool = False) -> float:
+        """The median of ``metric`` over the rounds."""
+        return statistics.median(self.values(metric, threaded))
 
     def pooled(self) -> dict[str, float]:
         """Percentiles over every sequential query of every round."""
         ordered = [x for b in self.sequential for x in b.latencies_ms]
-        return {"queries": len(ordered), **latencies(ordered, (50, 90, 99, 99.9))}
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """cqrskit over a raw baseline: queries per second and latency."""
-
-    variant: str
-    baseline: str
-    #: Median q/s over the rounds, mine / the baseline's.
-    qps: float
-    qps_rounds: list[float]
-    #: Per block (the same queries, run one right after the other): quartiles of the ratios.
-    qps_blocks: tuple[float, float, float]
-    p50: float
-    p99: float
-    mean: float
-    qps_threaded: float | None
-    qps_threaded_rounds: list[float]
-    qps_threaded_blocks: tuple[float, float, float] | None
+        return quantiles_ms(ordered, (50, 90, 99, 99.9), scale=1.0, count="queries")
 
 
 def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
@@ -365,56 +338,43 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return (q1, q2, q3)
 
 
-def ratio_of(mine: Measurement, base: Measurement) -> Ratio:
-    def per_round(threaded: bool = False) -> list[float]:
-        return [
-            a / b
-            for a, b in zip(mine.values("qps", threaded), base.values("qps", threaded), strict=True)
+def ratio_of(mine: Measurement, base: Measurement) -> dict[str, Any]:
+    """cqrskit over a raw baseline: queries per second (of the medians, per round, and the
+    quartiles per block: the same queries, one right after the other) and latency."""
+
+    def qps(threaded: bool) -> dict[str, Any]:
+        pairs = zip(*(m.threaded if threaded else m.sequential for m in (mine, base)), strict=True)
+        blocks = [
+            theirs / ours  # the same queries: the ratio of the rates is that of the times
+            for a, b in pairs
+            for ours, theirs in zip(a.block_seconds, b.block_seconds, strict=True)
         ]
+        rounds = [
+            a / b for a, b in zip(*(m.values("qps", threaded) for m in (mine, base)), strict=True)
+        ]
+        ratio = mine.median("qps", threaded) / base.median("qps", threaded)
+        return {"": ratio, "_rounds": rounds, "_blocks": quartiles(blocks)}
 
-    def per_block(threaded: bool = False) -> tuple[float, float, float]:
-        pairs = zip(
-            mine.threaded if threaded else mine.sequential,
-            base.threaded if threaded else base.sequential,
-            strict=True,
-        )
-        return quartiles(
-            [
-                theirs / ours  # the same queries: the ratio of the rates is that of the times
-                for a, b in pairs
-                for ours, theirs in zip(a.block_seconds, b.block_seconds, strict=True)
-            ]
-        )
-
-    threaded = bool(mine.threaded and base.threaded)
-    return Ratio(
-        variant=mine.variant.key,
-        baseline=base.variant.key,
-        qps=mine.median("qps") / base.median("qps"),
-        qps_rounds=per_round(),
-        qps_blocks=per_block(),
-        p50=mine.median("p50_ms") / base.median("p50_ms"),
-        p99=mine.median("p99_ms") / base.median("p99_ms"),
-        mean=mine.median("mean_ms") / base.median("mean_ms"),
-        qps_threaded=(mine.median("qps", True) / base.median("qps", True) if threaded else None),
-        qps_threaded_rounds=per_round(True) if threaded else [],
-        qps_threaded_blocks=per_block(True) if threaded else None,
+    latency = {k: mine.median(f"{k}_ms") / base.median(f"{k}_ms") for k in ("p50", "p99", "mean")}
+    one = {f"qps{k}": v for k, v in qps(False).items()}
+    several = (
+        qps(True) if mine.threaded and base.threaded else {"": None, "_rounds": [], "_blocks": None}
     )
+    return {"variant": mine.variant.key, "baseline": base.variant.key, "qps": one["qps"],
+            "qps_rounds": one["qps_rounds"], "qps_blocks": one["qps_blocks"], **latency,
+            **{f"qps_threaded{k}": v for k, v in several.items()}}  # fmt: skip
 
 
-def ratios_of(measurements: Sequence[Measurement]) -> list[Ratio]:
-    """cqrskit over the plain raw call; the search also over the framework's own requests."""
-    by_key = {m.variant.key: m for m in measurements}
-    ratios = []
-    for m in measurements:
-        if m.variant.side != "cqrskit":
-            continue
-        ratios.append(ratio_of(m, by_key[BASELINES[m.variant.workload]]))
-        if m.variant.workload == "search" and SAME_REQUESTS in by_key:
-            ratios.append(ratio_of(m, by_key[SAME_REQUESTS]))
-    if SAME_REQUESTS in by_key:  # what the point in time and the sort cost, raw
-        ratios.append(ratio_of(by_key[SAME_REQUESTS], by_key[BASELINES["search"]]))
-    return ratios
+def ratios_of(ms: Sequence[Measurement]) -> list[dict[str, Any]]:
+    """cqrskit over the plain raw call; the search also over the framework's own requests,
+    and those requests raw over the plain call (what the point in time and the sort cost)."""
+    by_key = {m.variant.key: m for m in ms}
+    pairs = [
+        (m.variant.key, BASELINES[m.variant.workload]) for m in ms if m.variant.side == "cqrskit"
+    ]
+    pairs.insert(2, ("cqrskit-search", SAME_REQUESTS))
+    pairs.append((SAME_REQUESTS, BASELINES["search"]))
+    return [ratio_of(by_key[a], by_key[b]) for a, b in pairs]
 
 
 # --- the run ------------------------------------------------------------------------
@@ -429,15 +389,13 @@ def open_contexts(es: Elasticsearch) -> int:
 class Bench:
     """One run's read models, clients, query lists and the calls of every variant."""
 
-    def __init__(self, settings: Settings, config: Config, console: Console):
-        self.settings = settings
-        self.config = config
-        self.console = console
+    def __init__(self, run: cli.Run):
+        self.run, self.config, self.console = run, run.config, run.console
+        settings = self.settings = run.settings
         self.admin = es_backend.client(settings).options(request_timeout=120)
         self.orders = read_model_for(settings, OrderSummaries())
         self.products = read_model_for(settings, ProductSearch())
         self.order_ids: list[str] = []
-        self.product_skus: list[str] = []
         # Each side has its own client, configured as the framework's (es_backend.client).
         self.bus = Runtime(settings).query_bus(bench_handlers())
         self.raw = Elasticsearch(
@@ -450,9 +408,9 @@ class Bench:
                 self.bus.ask(SearchProductGroup(text=q[0], group=q[1])).value
             ),
             "raw-search": lambda q: self.raw.search(
-                index=self.products.alias, query=raw_query(q[0], q[1]), size=PAGE_SIZE
+                index=self.products.alias, query=raw_query(*q), size=PAGE_SIZE
             )["hits"],
-            "raw-search-pit": self._raw_pit_search,
+            "raw-search-pit": self.raw_pit_search,
         }
         self.contexts_seen: dict[str, int] = {}
         # The point in time a page's cursor holds open is the one its search answered
@@ -468,57 +426,47 @@ class Bench:
 
         self.bus.views.es.search = noting  # type: ignore[attr-defined]
 
-    def _raw_pit_search(self, q: tuple[str, str]) -> Any:
+    def raw_pit_search(self, q: tuple[str, str]) -> Any:
+        """The requests ``Search.page`` sends, by hand: a point in time, then its search."""
         pit = self.raw.open_point_in_time(index=self.products.alias, keep_alive=PIT_KEEP_ALIVE)
         return self.raw.search(
             pit={"id": pit["id"], "keep_alive": PIT_KEEP_ALIVE},
-            query=raw_query(q[0], q[1]),
+            query=raw_query(*q),
             size=PAGE_SIZE,
             sort=[{"_shard_doc": "asc"}],
             track_total_hits=True,
         )
 
-    # -- setup and teardown ----------------------------------------------------------
-
     def fill(self) -> dict[str, Any]:
         """Create both read models the framework's way, bulk-fill them, refresh."""
-        config, console = self.config, self.console
+        config, console, es = self.config, self.console, self.admin
         rng = random.Random(config.seed)
         started = time.perf_counter()
         self.orders.ensure()
         self.products.ensure()
-        fill_es = self.admin
         console.log(f"filling {self.products.alias} with {config.docs:,} products")
-        bulk_fill(
-            fill_es, self.products.alias, product_documents(config.docs, rng), config.fill_chunk
-        )
-        self.product_skus = [
-            f"{g}-{n:06d}" for g in GROUPS for n in range(min(200, config.docs // len(GROUPS)))
-        ]
+        products = product_documents(config.docs, rng)
+        bulk_fill(es, self.products.alias, products, config.fill_chunk)
+        skus = [f"{g}-{n:06d}" for g in GROUPS for n in range(min(200, config.docs // len(GROUPS)))]
         console.log(f"filling {self.orders.alias} with {config.docs:,} order summaries")
-        self.order_ids = bulk_fill(
-            fill_es,
-            self.orders.alias,
-            order_documents(config.docs, rng, self.product_skus),
-            config.fill_chunk,
-        )
-        for alias in (self.orders.alias, self.products.alias):
-            fill_es.indices.refresh(index=alias)
+        orders = order_documents(config.docs, rng, skus)
+        self.order_ids = bulk_fill(es, self.orders.alias, orders, config.fill_chunk)
+        aliases = (self.orders.alias, self.products.alias)
+        for alias in aliases:
+            es.indices.refresh(index=alias)
         seconds = time.perf_counter() - started
-        counts = {
-            "order_summaries": self.orders.count(),
-            "products": self.products.count(),
-        }
+        counts = {"order_summaries": self.orders.count(), "products": self.products.count()}
         if counts != {"order_summaries": config.docs, "products": config.docs}:
             raise BenchmarkError(f"the read models hold {counts}, expected {config.docs} each")
         indices = {}
-        for alias in (self.orders.alias, self.products.alias):
-            stats = fill_es.indices.stats(index=alias, metric="docs,store,segments")
+        for alias in aliases:
+            stats = es.indices.stats(index=alias, metric="docs,store,segments")
             for name, index in stats["indices"].items():
+                primaries = index["primaries"]
                 indices[name] = {
-                    "docs": index["primaries"]["docs"]["count"],
-                    "store_bytes": index["primaries"]["store"]["size_in_bytes"],
-                    "segments": index["primaries"]["segments"]["count"],
+                    "docs": primaries["docs"]["count"],
+                    "store_bytes": primaries["store"]["size_in_bytes"],
+                    "segments": primaries["segments"]["count"],
                 }
         console.log(
             f"filled and refreshed in {seconds:.1f} s (not timed): "
@@ -530,17 +478,14 @@ class Bench:
         )
         return {"fill_seconds": seconds, "indices": indices}
 
-    # -- the queries -----------------------------------------------------------------
-
-    def items(self, workload: Workload, count: int, rng: random.Random) -> list[Any]:
+    def items(self, workload: str, count: int, rng: random.Random) -> list[Any]:
         """``count`` random order ids, or (text, group) searches."""
         if workload == "get":
             return [rng.choice(self.order_ids) for _ in range(count)]
         searches = []
         for _ in range(count):
             group = rng.choice(list(GROUPS))
-            noun = rng.choice(GROUPS[group])
-            shape = rng.random()
+            noun, shape = rng.choice(GROUPS[group]), rng.random()
             if shape < 0.3:
                 text = noun
             elif shape < 0.7:
@@ -593,18 +538,16 @@ class Bench:
             "checked_searches": 200,
         }
 
-    def close_pits(self, pits: Sequence[str]) -> None:
+    def close_pits(self, pits: Sequence[str | None]) -> None:
         """Close points in time left open (the next page would have used them)."""
-        for pit in pits:
+        for pit in filter(None, pits):
             self.raw.options(ignore_status=404).close_point_in_time(id=pit)
 
-    def left_open(self, variant: Variant, answer: Any) -> str | None:
+    def left_open(self, key: str, answer: Any) -> str | None:
         """The point in time an answer holds open, if any."""
-        if variant.key == "cqrskit-search":
+        if key == "cqrskit-search":
             return str(self.pit.last) if answer.cursor else None
-        if variant.key == "raw-search-pit":
-            return str(answer["pit_id"])
-        return None
+        return str(answer["pit_id"]) if key == SAME_REQUESTS else None
 
     def run_batch(self, variant: Variant, items: Sequence[Any], threads: int) -> Batch:
         """Time ``items`` through ``variant``'s call: one thread, or ``threads`` sharing.
@@ -612,8 +555,7 @@ class Bench:
         Answers are dropped at once, as a server would (only the id of a point in
         time left open is kept, outside the timed call, to close it afterwards).
         """
-        call = self.calls[variant.key]
-        keep = variant.workload == "search"
+        call, keep = self.calls[variant.key], variant.workload == "search"
         shares = [list(items[n::threads]) for n in range(threads)]
         latencies: list[list[float]] = [[] for _ in shares]
         pits: list[str | None] = []
@@ -630,16 +572,14 @@ class Bench:
                     answer = call(item)
                     mine.append(time.perf_counter() - t0)
                     if keep:
-                        pits.append(self.left_open(variant, answer))
+                        pits.append(self.left_open(variant.key, answer))
             except BaseException as exc:  # raised below
                 errors.append(exc)
 
-        workers = (
-            [threading.Thread(target=loop, args=(n,), name=f"query-{n}") for n in range(threads)]
-            if barrier
-            else []
-        )
-        for w in workers:
+        workers = [
+            threading.Thread(target=loop, args=(n,), name=f"query-{n}") for n in range(threads)
+        ]
+        for w in workers if barrier else []:
             w.start()
         gc.collect()
         with gc_timed() as pauses:
@@ -647,7 +587,7 @@ class Bench:
             if barrier is not None:
                 barrier.wait()
             started = time.perf_counter()
-            if workers:
+            if barrier is not None:
                 for w in workers:
                     w.join()
             else:
@@ -657,36 +597,28 @@ class Bench:
         if errors:
             raise BenchmarkError(f"{variant.key}: a query failed: {errors[0]!r}") from errors[0]
         if keep:
-            self.contexts_seen[variant.key] = max(
-                self.contexts_seen.get(variant.key, 0), open_contexts(self.admin)
-            )
-            self.close_pits([p for p in pits if p])
-        return Batch(
-            threads,
-            len(items),
-            seconds,
-            cpu,
-            [1000 * x for share in latencies for x in share],
-            gc_seconds=pauses.seconds,
-            gc_collections=sum(pauses.collections),
-        )
+            seen = max(self.contexts_seen.get(variant.key, 0), open_contexts(self.admin))
+            self.contexts_seen[variant.key] = seen
+            self.close_pits(pits)
+        latencies_ms = [1000 * x for share in latencies for x in share]
+        return Batch(threads, len(items), seconds, cpu, latencies_ms, pauses.seconds,
+                     sum(pauses.collections))  # fmt: skip
 
     def run_rounds(self) -> list[Measurement]:
         """Interleaved rounds: per workload, the variants take turns block by block."""
-        config, console = self.config, self.console
+        config = self.config
         measurements = {v.key: Measurement(v) for v in VARIANTS}
         modes = [1] + ([config.threads] if config.threads > 1 else [])
         for round_no in range(1, config.rounds + 1):
             rng = random.Random(config.seed * 1000 + round_no)
-            for workload in ("get", "search"):
+            for workload in WORKLOADS:
                 variants = [v for v in VARIANTS if v.workload == workload]
                 warm = self.items(workload, config.warmup, rng)
                 timed = self.items(workload, config.queries, rng)
                 size = math.ceil(len(timed) / config.blocks)
                 blocks = [timed[i : i + size] for i in range(0, len(timed), size)]
-                for v in variants:
-                    if warm:
-                        self.run_batch(v, warm, 1)
+                for v in variants if warm else []:
+                    self.run_batch(v, warm, 1)
                 for threads in modes:
                     parts: dict[str, list[Batch]] = {v.key: [] for v in variants}
                     for n, block in enumerate(blocks):
@@ -698,11 +630,11 @@ class Bench:
                         batch = Batch.merge(parts[v.key])
                         m = measurements[v.key]
                         (m.threaded if threads > 1 else m.sequential).append(batch)
-                        summary = batch.summary()
-                        console.log(
+                        s = batch.summary()
+                        self.console.log(
                             f"round {round_no}/{config.rounds}  {v.label:<30} {threads} "
-                            f"thread{'s' if threads > 1 else ' '} {batch.qps:>7,.0f} q/s  "
-                            f"p50 {summary['p50_ms']:.2f} ms  p99 {summary['p99_ms']:.2f} ms"
+                            f"thread{'s' if threads > 1 else ' '} {s['qps']:>7,.0f} q/s  "
+                            f"p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms"
                         )
         return [measurements[v.key] for v in VARIANTS]
 
@@ -711,14 +643,11 @@ class Bench:
     def python_costs(self) -> dict[str, Any]:
         """Untimed by the rounds: the framework's Python steps, each timed alone (us)."""
         rng = random.Random(self.config.seed + 2)
-        oid = self.items("get", 1, rng)[0]
-        q = self.items("search", 1, rng)[0]
+        oid, q = self.items("get", 1, rng)[0], self.items("search", 1, rng)[0]
         got = self.raw.get(index=self.orders.alias, id=oid)
-        plain_source = got["_source"]
-        same = self._raw_pit_search(q)
+        plain_source, same = got["_source"], self.raw_pit_search(q)
         self.close_pits([same["pit_id"]])
-        hits = same["hits"]["hits"]
-        handlers = self.bus.handlers
+        hits, handlers = same["hits"]["hits"], self.bus.handlers
         query = SearchProductGroup(text=q[0], group=q[1])
 
         def validate_order() -> OrderSummary:
@@ -738,7 +667,15 @@ class Bench:
         page = self.calls["cqrskit-search"](q)  # a real cursor, its point in time closed
         self.close_pits([self.pit.last] if page.cursor else [])
         cursor = page.cursor or "c" * 200
-
+        # The whole of cqrskit's side at once: the bus, with a client that answers at once.
+        stub, names = StubElasticsearch(got.body, same.body), IndexNames.of(self.settings)
+        stub_bus = QueryBus(
+            self.bus.handlers,
+            ElasticsearchSearch(stub, "stub"),  # type: ignore[arg-type]
+            ElasticsearchCheckpointReader(stub, names.checkpoints_index, "stub"),  # type: ignore[arg-type]
+            names,
+            read_wait=self.settings.read_wait,
+        )
         steps: dict[str, dict[str, Callable[[], Any]]] = {
             "get": {
                 "OrderById(order_id=str)": lambda: OrderById(order_id=oid),
@@ -747,6 +684,9 @@ class Bench:
                     self.bus.search("order_summaries", OrderSummary),
                 ),
                 "copy source, pop metadata, OrderSummary.model_validate": validate_order,
+                "whole QueryBus.ask, stub client (no HTTP)": lambda: stub_bus.ask(
+                    OrderById(order_id=oid)
+                ),
             },
             "search": {
                 "SearchProductGroup(text, group)": lambda: SearchProductGroup(
@@ -763,56 +703,37 @@ class Bench:
                 "Page[V](items, total, cursor)": lambda: Page[Product](
                     items=products, total=100, cursor=cursor
                 ),
+                "whole QueryBus.ask, stub client (no HTTP)": lambda: stub_bus.ask(
+                    SearchProductGroup(text=q[0], group=q[1])
+                ),
             },
         }
-        # The whole of cqrskit's side at once: the bus, with a client that answers at once.
-        stub = StubElasticsearch(got.body, same.body)
-        names = IndexNames.of(self.settings)
-        stub_bus = QueryBus(
-            self.bus.handlers,
-            ElasticsearchSearch(stub, "stub"),  # type: ignore[arg-type]
-            ElasticsearchCheckpointReader(stub, names.checkpoints_index, "stub"),  # type: ignore[arg-type]
-            names,
-            read_wait=self.settings.read_wait,
-        )
-        steps["get"]["whole QueryBus.ask, stub client (no HTTP)"] = lambda: stub_bus.ask(
-            OrderById(order_id=oid)
-        )
-        steps["search"]["whole QueryBus.ask, stub client (no HTTP)"] = lambda: stub_bus.ask(
-            SearchProductGroup(text=q[0], group=q[1])
-        )
-        costs: dict[str, Any] = {}
-        for workload, named in steps.items():
-            costs[workload] = []
-            for name, step in named.items():
-                number = 2000
-                best = min(timeit.repeat(step, number=number, repeat=5)) / number
-                costs[workload].append({"step": name, "us": 1e6 * best})
+        costs: dict[str, Any] = {
+            workload: [
+                {"step": name, "us": 1e6 * min(timeit.repeat(step, number=2000, repeat=5)) / 2000}
+                for name, step in named.items()
+            ]
+            for workload, named in steps.items()
+        }
         # Server time of each search form (Elasticsearch's own "took"), over the same queries.
-        took: dict[str, list[int]] = {"raw-search": [], "raw-search-pit": []}
+        took: dict[str, list[int]] = {"raw-search": [], SAME_REQUESTS: []}
         for item in self.items("search", 300, rng):
             plain = self.raw.search(
                 index=self.products.alias, query=raw_query(*item), size=PAGE_SIZE
             )
+            same = self.raw_pit_search(item)
             took["raw-search"].append(int(plain["took"]))
-            same = self._raw_pit_search(item)
-            took["raw-search-pit"].append(int(same["took"]))
+            took[SAME_REQUESTS].append(int(same["took"]))
             self.close_pits([same["pit_id"]])
-        costs["search_took_ms"] = {
-            k: {"median": statistics.median(v), "mean": statistics.fmean(v)}
-            for k, v in took.items()
-        }
+        costs["search_took_ms"] = {k: median_mean(v) for k, v in took.items()}
         # The point in time alone: open and close, one after the other.
         opens = []
         for _ in range(300):
             t0 = time.perf_counter()
             pit = self.raw.open_point_in_time(index=self.products.alias, keep_alive="1m")["id"]
-            opens.append(time.perf_counter() - t0)
+            opens.append(1000 * (time.perf_counter() - t0))
             self.close_pits([pit])
-        costs["open_point_in_time_ms"] = {
-            "median": 1000 * statistics.median(opens),
-            "mean": 1000 * statistics.fmean(opens),
-        }
+        costs["open_point_in_time_ms"] = median_mean(opens)
         return costs
 
     def profile(self, path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -820,34 +741,33 @@ class Bench:
         rng = random.Random(self.config.seed + 3)
         tops: dict[str, list[dict[str, Any]]] = {}
         combined: pstats.Stats | None = None
-        for workload, key in (("get", "cqrskit-get"), ("search", "cqrskit-search")):
+        for workload in WORKLOADS:
+            key = f"cqrskit-{workload}"
             items = self.items(workload, min(self.config.queries, 2000), rng)
-            call, pits = self.calls[key], []
-            profiler = cProfile.Profile()
+            call, pits, profiler = self.calls[key], [], cProfile.Profile()
             for item in items:
                 profiler.enable()
                 answer = call(item)
                 profiler.disable()
-                pits.append(self.left_open(self.variant(key), answer))
-            self.close_pits([p for p in pits if p])
+                pits.append(self.left_open(key, answer))
+            self.close_pits(pits)
             combined = pstats.Stats(profiler) if combined is None else combined.add(profiler)
             tops[workload] = profile_rows(profiler, top=20, per=len(items), cumulative=False)
         if combined is not None:
             combined.dump_stats(str(path))
         return tops
 
-    @staticmethod
-    def variant(key: str) -> Variant:
-        """The variant of ``key``."""
-        return next(v for v in VARIANTS if v.key == key)
+
+def median_mean(values: Sequence[float]) -> dict[str, float]:
+    """``{"median": ..., "mean": ...}``."""
+    return {"median": statistics.median(values), "mean": statistics.fmean(values)}
 
 
 class StubElasticsearch:
     """Answers the calls ``Search`` makes at once, with recorded responses: no HTTP."""
 
     def __init__(self, get_body: dict[str, Any], search_body: dict[str, Any]):
-        self.get_body = get_body
-        self.search_body = search_body
+        self.get_body, self.search_body = get_body, search_body
 
     def get(self, **_: Any) -> dict[str, Any]:
         return self.get_body
@@ -873,7 +793,7 @@ class Outcome:
     """Everything measured in one run of the script."""
 
     measurements: list[Measurement]
-    ratios: list[Ratio]
+    ratios: list[dict[str, Any]]
     fill: dict[str, Any]
     check: dict[str, Any]
     costs: dict[str, Any]
@@ -882,207 +802,105 @@ class Outcome:
     profile_path: str | None = None
 
 
-def print_tables(console: Console, outcome: Outcome, config: Config) -> None:
+def print_tables(run: cli.Run, outcome: Outcome) -> None:
     """The latency table, the ratios, and where cqrskit's time goes."""
-    threaded = config.threads > 1
-    rows = []
-    for m in outcome.measurements:
-        qps = m.values("qps")
-        rows.append(
-            [
-                m.variant.label,
-                str(m.variant.requests),
-                f"{m.median('qps'):,.0f}",
-                f"{min(qps):,.0f} - {max(qps):,.0f}",
-                *(f"{m.median(k):.2f}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
-                f"{m.median('client_cpu_us_per_query'):,.0f}",
-                f"{m.median('gc_us_per_query'):,.0f}",
-                *(
-                    [f"{m.median('qps', True):,.0f}", f"{m.median('p50_ms', True):.2f}"]
-                    if threaded
-                    else []
-                ),
-            ]
-        )
-    table(
+    config, console = run.config, run.console
+    threads = config.threads if config.threads > 1 else None
+    latency = ("p50_ms", "p90_ms", "p99_ms", "mean_ms")
+    report.table(
         console,
         f"Query latency over {config.docs:,} documents per read model: {config.queries:,} "
         f"queries per variant and round in {config.blocks} interleaved blocks, "
         f"{config.rounds} rounds (medians of the rounds)",
-        [
-            "variant",
-            "req",
-            "q/s 1 thread",
-            "min - max",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "mean ms",
-            "client CPU us/q",
-            "GC us/q",
-            *(
-                [f"q/s {config.threads} threads", f"p50 ms {config.threads} thr"]
-                if threaded
-                else []
-            ),
-        ],
-        rows,
+        "variant | req | q/s 1 thread | min - max | p50 ms | p90 ms | p99 ms | mean ms | "
+        "client CPU us/q | GC us/q"
+        + (f" | q/s {threads} threads | p50 ms {threads} thr" if threads else ""),
+        (
+            [
+                m.variant.label,
+                str(m.variant.requests),
+                f"{m.median('qps'):,.0f}",
+                f"{min(m.values('qps')):,.0f} - {max(m.values('qps')):,.0f}",
+                *(f"{m.median(k):.2f}" for k in latency),
+                f"{m.median('client_cpu_us_per_query'):,.0f}",
+                f"{m.median('gc_us_per_query'):,.0f}",
+                *(
+                    [f"{m.median('qps', True):,.0f}", f"{m.median('p50_ms', True):.2f}"]
+                    if threads
+                    else []
+                ),
+            ]
+            for m in outcome.measurements
+        ),
     )
     labels = {v.key: v.label for v in VARIANTS}
 
-    def blocks(q: tuple[float, float, float] | None) -> str:
+    def blocks(q: Sequence[float] | None) -> str:
         return f"{q[1]:.2f} ({q[0]:.2f}-{q[2]:.2f})" if q else "-"
 
-    def ratio_row(r: Ratio) -> list[str]:
-        row = [
-            labels[r.variant],
-            labels[r.baseline],
-            f"{r.qps:.2f}x",
-            ", ".join(f"{x:.2f}" for x in r.qps_rounds),
-            blocks(r.qps_blocks),
-            f"{r.p50:.2f}x",
-            f"{r.p99:.2f}x",
-        ]
-        if threaded:
-            row += [
-                f"{r.qps_threaded:.2f}x" if r.qps_threaded else "-",
-                ", ".join(f"{x:.2f}" for x in r.qps_threaded_rounds),
-                blocks(r.qps_threaded_blocks),
-            ]
-        return row
+    def qps(r: dict[str, Any], threaded: str = "") -> list[str]:
+        median = r[f"qps{threaded}"]
+        rounds = ", ".join(f"{x:.2f}" for x in r[f"qps{threaded}_rounds"])
+        return [f"{median:.2f}x" if median else "-", rounds, blocks(r[f"qps{threaded}_blocks"])]
 
-    table(
+    report.table(
         console,
         "Ratios (cqrskit / raw, medians of the rounds; q/s: higher is better)",
-        [
-            "variant",
-            "over",
-            "q/s 1 thread",
-            "per round",
-            "per block",
-            "p50 latency",
-            "p99 latency",
-            *([f"q/s {config.threads} threads", "per round", "per block"] if threaded else []),
-        ],
-        (ratio_row(r) for r in outcome.ratios),
+        "variant | over | q/s 1 thread | per round | per block | p50 latency | p99 latency"
+        + (f" | q/s {threads} threads | per round | per block" if threads else ""),
+        (
+            [
+                labels[r["variant"]],
+                labels[r["baseline"]],
+                *qps(r),
+                f"{r['p50']:.2f}x",
+                f"{r['p99']:.2f}x",
+                *(qps(r, "_threaded") if threads else []),
+            ]
+            for r in outcome.ratios
+        ),
     )
-    print_explanations(console, outcome)
-
-
-def print_explanations(console: Console, outcome: Outcome) -> None:
-    """The notes, the Python steps' costs, the server's time and the profile."""
     console.print(
         "per block: median (quartiles) of the q/s ratios of the blocks, each block's same "
         "queries run by the two variants one right after the other (steadier than rounds on "
-        "a busy machine). "
-        "req: HTTP requests to Elasticsearch per query. client CPU: CPU of this process per "
-        "query (Python, JSON, HTTP) during the sequential batches; GC: of which in the cyclic "
-        "garbage collector. Latency ratios: above 1 "
-        "means slower. Compare ratios within one run, not absolute figures across runs."
+        "a busy machine). req: HTTP requests to Elasticsearch per query. client CPU: CPU of "
+        "this process per query (Python, JSON, HTTP) during the sequential batches; GC: of "
+        "which in the cyclic garbage collector. Latency ratios: above 1 means slower. Compare "
+        "ratios within one run, not absolute figures across runs."
     )
-
-    table(
+    report.table(
         console,
         "cqrskit's Python steps, each timed alone (best of 5 x 2000 calls)",
-        ["query", "step", "us"],
-        (
-            [w, step["step"], f"{step['us']:.1f}"]
-            for w in ("get", "search")
-            for step in outcome.costs[w]
-        ),
+        "query | step | us",
+        ([w, s["step"], f"{s['us']:.1f}"] for w in WORKLOADS for s in outcome.costs[w]),
     )
     took = outcome.costs["search_took_ms"]
     console.print(
-        f"Elasticsearch's own time (took, mean over 300 queries, whole ms each): plain "
-        f"search {took['raw-search']['mean']:.2f} ms, PIT search sorted by _shard_doc "
-        f"{took['raw-search-pit']['mean']:.2f} ms; open_point_in_time round trip "
-        f"{outcome.costs['open_point_in_time_ms']['median']:.2f} ms (median). "
-        f"Most search contexts open on the node after a block or warm-up (the points in "
-        f"time it left open, closed by the benchmark afterwards): {outcome.contexts_seen}"
+        f"Elasticsearch's own time (took, mean over 300 queries, whole ms each): plain search "
+        f"{took['raw-search']['mean']:.2f} ms, PIT search sorted by _shard_doc "
+        f"{took[SAME_REQUESTS]['mean']:.2f} ms; open_point_in_time round trip "
+        f"{outcome.costs['open_point_in_time_ms']['median']:.2f} ms (median). Most search "
+        "contexts open on the node after a block or warm-up (the points in time it left open, "
+        f"closed by the benchmark afterwards): {outcome.contexts_seen}"
     )
     for workload, rows in (outcome.profile or {}).items():
-        profile_table(console, f"cProfile of cqrskit {workload}", rows, 12)
+        report.profile_table(console, f"cProfile of cqrskit {workload}", rows, 12)
 
 
-def results(
-    config: Config, settings: Settings, outcome: Outcome
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The result's configuration, and what it measured."""
-    return {
-        **vars(config),
-        "index_prefix": settings.index_prefix,
-        "page_size": PAGE_SIZE,
-        "fill": "untimed: read_model_for(settings, Projection()).ensure(), then bulk "
-        "create of DocState(id, view, sources, position).body(), refresh",
-        "groups": list(GROUPS),
-        "search_texts": "a group's noun (30%), adjective + noun (40%), origin + noun (30%); "
-        "filter: sku in the group's keyword range",
-        "timed": "each query's latency with time.perf_counter around the call (query "
-        "object built inside for cqrskit); q/s: queries / wall time of the variant's "
-        "blocks of a round",
-        "interleaving": f"per round and workload, the queries are cut in {config.blocks} "
-        "blocks; each block runs through every variant, one after the other, the order "
-        "rotating from block to block; warm-up of every variant before the first block",
-        "threaded": f"the same queries split over {config.threads} threads sharing one "
-        "client (and one QueryBus)",
-        "gc": "gc.freeze() after the fill (the benchmark's own data out of full "
-        "collections); gc.collect() before each block; time in collections during a "
-        "block measured with gc.callbacks",
-        "pits": "points in time left open by a block (cqrskit's page cursor, the raw PIT "
-        "variant) are closed after the block, untimed",
-    }, {
-        "fill": outcome.fill,
-        "check": outcome.check,
-        "variants": [
-            {
-                **asdict(m.variant),
-                "sequential_rounds": [b.summary() for b in m.sequential],
-                "threaded_rounds": [{**b.summary(), "threads": b.threads} for b in m.threaded],
-                "median_qps": m.median("qps"),
-                "median_p50_ms": m.median("p50_ms"),
-                "median_p99_ms": m.median("p99_ms"),
-                "median_mean_ms": m.median("mean_ms"),
-                "median_client_cpu_us_per_query": m.median("client_cpu_us_per_query"),
-                "median_gc_us_per_query": m.median("gc_us_per_query"),
-                "median_qps_threaded": m.median("qps", True) if m.threaded else None,
-                "pooled_sequential": m.pooled(),
-            }
-            for m in outcome.measurements
-        ],
-        "ratios": [asdict(r) for r in outcome.ratios],
-        "python_costs_us": {k: outcome.costs[k] for k in ("get", "search")},
-        "search_took_ms": outcome.costs["search_took_ms"],
-        "open_point_in_time_ms": outcome.costs["open_point_in_time_ms"],
-        "max_open_search_contexts_after_batch": outcome.contexts_seen,
-        "profile_top": outcome.profile,
-        "profile_file": outcome.profile_path,
-    }
+def colour(v: Variant) -> str:
+    """The variant's colour in the charts."""
+    return COLOURS.get(v.key, COLOURS[v.side])
 
 
-COLOURS = {
-    "cqrskit-get": "#1f77b4",
-    "raw-get": "#9e9e9e",
-    "cqrskit-search": "#1f77b4",
-    "raw-search": "#9e9e9e",
-    "raw-search-pit": "#ff7f0e",
-}
-
-
-def plot_latency(cdf: Any, ms: Sequence[Measurement], title: str) -> None:
+def plot_latency(cdf: Axes, ms: Sequence[Measurement], title: str) -> None:
     """The distribution of the sequential latencies of ``ms``, every round pooled."""
     for m in ms:
         ordered = sorted(x for b in m.sequential for x in b.latencies_ms)
         ys = [(n + 1) / len(ordered) for n in range(len(ordered))]
-        cdf.plot(ordered, ys, color=COLOURS[m.variant.key], label=m.variant.label, lw=1.5)
+        cdf.plot(ordered, ys, color=colour(m.variant), label=m.variant.label, lw=1.5)
         pooled = m.pooled()
-        for q, style in (("p50_ms", "o"), ("p99_ms", "^")):
-            cdf.plot(
-                pooled[q],
-                0.5 if q == "p50_ms" else 0.99,
-                style,
-                color=COLOURS[m.variant.key],
-                ms=5,
-            )
+        cdf.plot(pooled["p50_ms"], 0.5, "o", color=colour(m.variant), ms=5)
+        cdf.plot(pooled["p99_ms"], 0.99, "^", color=colour(m.variant), ms=5)
     cdf.set_xscale("log")
     cdf.xaxis.set_major_locator(FixedLocator([0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200]))
     cdf.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
@@ -1095,173 +913,158 @@ def plot_latency(cdf: Any, ms: Sequence[Measurement], title: str) -> None:
     cdf.set_title(f"{title}: latency (o p50, ^ p99)", fontsize=9)
 
 
-def save_chart(
-    path: Path, *, outcome: Outcome, config: Config, machine: dict[str, Any], stamp: str
-) -> None:
-    """Per query: latency distributions (left) and queries per second (right)."""
-    made = figure(12, 8.5)
-    grid = made.add_gridspec(2, 2, width_ratios=[1.15, 1])
+def plot_rates(bars: Axes, run: cli.Run, outcome: Outcome, workload: str, title: str) -> None:
+    """Queries per second of each variant of ``workload``, with one and several threads."""
     by_key = {m.variant.key: m for m in outcome.measurements}
-    ratio_for = {
-        (r.variant, r.baseline): r for r in outcome.ratios if r.variant.startswith("cqrskit")
-    }
+    ms, base = (
+        [m for m in outcome.measurements if m.variant.workload == workload],
+        BASELINES[workload],
+    )
+    ratio = {(r["variant"], r["baseline"]): r for r in outcome.ratios}
+    groups = [("1 thread", "")] + (
+        [(f"{run.config.threads} threads", "_threaded")] * (run.config.threads > 1)
+    )
+    width, top = 0.8 / len(ms), 0.0
+    for g, (_name, threaded) in enumerate(groups):
+        for n, m in enumerate(ms):
+            values, v = m.values("qps", bool(threaded)), m.variant
+            median, x = statistics.median(values), g + (n - (len(ms) - 1) / 2) * width
+            bars.bar(x, median, width * 0.92, yerr=[[median - min(values)], [max(values) - median]],
+                     capsize=3, color=colour(v), label=v.label if g == 0 else None)  # fmt: skip
+            if v.side == "cqrskit":
+                text = f"{ratio[(v.key, base)][f'qps{threaded}'] or 0:.2f}x"
+                if same := ratio.get((v.key, SAME_REQUESTS)):
+                    text += f"\n({same[f'qps{threaded}'] or 0:.2f}x PIT)"
+            elif v.key == base:
+                text = "base"
+            else:
+                text = f"{median / by_key[base].median('qps', bool(threaded)):.2f}x"
+            bars.annotate(f"{median:,.0f}\n{text}", (x, max(values)), xytext=(0, 3), fontsize=7,
+                          textcoords="offset points", ha="center", va="bottom")  # fmt: skip
+            top = max(top, *values)
+    bars.set_xticks(range(len(groups)), [name for name, _ in groups], fontsize=9)
+    bars.set_ylim(0, top * 1.3)
+    bars.set_ylabel("queries per second (median of rounds)")
+    bars.legend(fontsize=7, loc="upper left")
+    bars.set_title(f"{title}: q/s, ratio to {base}", fontsize=9)
+
+
+def save_chart(path: Path, run: cli.Run, outcome: Outcome) -> None:
+    """Per query: latency distributions (left) and queries per second (right)."""
+    config = run.config
+    made = report.figure(12, 8.5)
+    grid = made.add_gridspec(2, 2, width_ratios=[1.15, 1])
     titles = {
         "get": "get by id (OrderById vs es.get)",
         "search": f"full-text search in a group, {PAGE_SIZE} per page",
     }
-    for row, workload in enumerate(("get", "search")):
-        ms = [by_key[v.key] for v in VARIANTS if v.workload == workload]
-        base = BASELINES[workload]
+    for row, workload in enumerate(WORKLOADS):
+        ms = [m for m in outcome.measurements if m.variant.workload == workload]
         plot_latency(made.add_subplot(grid[row, 0]), ms, titles[workload])
-        bars = made.add_subplot(grid[row, 1])
-        groups = [("1 thread", False)]
-        if config.threads > 1:
-            groups.append((f"{config.threads} threads", True))
-        width = 0.8 / len(ms)
-        top = 0.0
-        for g, (_name, threaded) in enumerate(groups):
-            for n, m in enumerate(ms):
-                values = m.values("qps", threaded)
-                median = statistics.median(values)
-                x = g + (n - (len(ms) - 1) / 2) * width
-                bars.bar(
-                    x,
-                    median,
-                    width * 0.92,
-                    yerr=[[median - min(values)], [max(values) - median]],
-                    capsize=3,
-                    color=COLOURS[m.variant.key],
-                    label=m.variant.label if g == 0 else None,
-                )
-                if m.variant.side == "cqrskit":
-                    r = ratio_for[(m.variant.key, base)]
-                    text = f"{(r.qps_threaded if threaded else r.qps) or 0:.2f}x"
-                    same = ratio_for.get((m.variant.key, SAME_REQUESTS))
-                    if same:
-                        text += f"\n({(same.qps_threaded if threaded else same.qps) or 0:.2f}x PIT)"
-                elif m.variant.key == base:
-                    text = "base"
-                else:
-                    text = f"{median / by_key[base].median('qps', threaded):.2f}x"
-                bars.annotate(
-                    f"{median:,.0f}\n{text}",
-                    (x, max(values)),
-                    xytext=(0, 3),
-                    textcoords="offset points",
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                )
-                top = max(top, *values)
-        bars.set_xticks(range(len(groups)), [name for name, _ in groups], fontsize=9)
-        bars.set_ylim(0, top * 1.3)
-        bars.set_ylabel("queries per second (median of rounds)")
-        bars.legend(fontsize=7, loc="upper left")
-        bars.set_title(f"{titles[workload]}: q/s, ratio to {base}", fontsize=9)
+        plot_rates(made.add_subplot(grid[row, 1]), run, outcome, workload, titles[workload])
     made.suptitle(
         f"cqrskit QueryBus vs raw elasticsearch client: {config.docs:,} docs per read model, "
         f"{config.queries:,} queries x {config.rounds} rounds in {config.blocks} interleaved "
-        "blocks, Elasticsearch "
-        f"{machine['elasticsearch']['version']}, {machine['nproc']} CPUs, run {stamp}\n"
-        "whiskers: slowest and fastest round; label: median q/s and ratio to the raw baseline "
-        "(search: and to the raw PIT + search, the framework's own requests)",
+        f"blocks, Elasticsearch {run.machine['elasticsearch']['version']}, "
+        f"{run.machine['nproc']} CPUs, run {run.stamp}\nwhiskers: slowest and fastest round; "
+        "label: median q/s and ratio to the raw baseline (search: and to the raw PIT + search, "
+        "the framework's own requests)",
         fontsize=9,
     )
-    save_figure(made, path)
+    report.save_figure(made, path)
 
 
 # --- entry point --------------------------------------------------------------------
 
 
-def measure(settings: Settings, config: Config, session: cli.Session) -> Outcome:
-    """Fill the read models, check, run the rounds and the extras; delete the indices."""
-    bench = Bench(settings, config, session.console)
+def measure(run: cli.Run) -> Outcome:
+    """Fill the read models, check, run the rounds and the extras."""
+    bench = Bench(run)
+    fill, check = bench.fill(), bench.check()
+    # The benchmark's own data (100,000s of ids, the query lists) is nothing a server
+    # would hold: keep it out of the garbage collector's full passes.
+    gc.collect()
+    gc.freeze()
     try:
-        fill = bench.fill()
-        check = bench.check()
-        # The benchmark's own data (100,000s of ids, the query lists) is nothing a
-        # server would hold: keep it out of the garbage collector's full passes.
-        gc.collect()
-        gc.freeze()
-        try:
-            measurements = bench.run_rounds()
-        finally:
-            gc.unfreeze()
-        session.console.log("timing cqrskit's Python steps and the server's time")
-        costs = bench.python_costs()
-        outcome = Outcome(
-            measurements, ratios_of(measurements), fill, check, costs, bench.contexts_seen
-        )
-        if config.profile:
-            path = session.profile_path()
-            outcome.profile, outcome.profile_path = bench.profile(path), str(path)
-            session.console.log(f"profile saved to {path}")
+        measurements = bench.run_rounds()
     finally:
-        clean_up(settings, session.console, indices=settings.index_prefix)
+        gc.unfreeze()
+    run.console.log("timing cqrskit's Python steps and the server's time")
+    costs = bench.python_costs()
+    outcome = Outcome(
+        measurements, ratios_of(measurements), fill, check, costs, bench.contexts_seen
+    )
+    if run.config.profile:
+        path = run.profile_path()
+        outcome.profile, outcome.profile_path = bench.profile(path), str(path)
+        run.console.log(f"profile saved to {path}")
     return outcome
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options."""
-    config = cli.parse(
-        __doc__,
-        "1000 queries per round, not 5000",
-        [
-            cli.Opt("--docs", 100_000, "documents in each read model", least=1000),
-            cli.Opt("--queries", 5000, "timed queries per variant and round", 1000, 1),
-            cli.Opt("--warmup", 300, "untimed queries per variant before a round", least=0),
-            cli.Opt("--rounds", 3, "interleaved rounds", least=1),
-            cli.Opt(
-                "--blocks",
-                10,
-                "blocks a round's queries are cut in; the variants take turns block by block",
-                least=1,
-            ),
-            cli.Opt("--threads", 4, "threads of the concurrent batches (1: skip them)", least=1),
-            cli.Opt("--fill-chunk", 5000, "documents per bulk request", least=1),
-            cli.Opt("--seed", 7, "seed of the documents and queries"),
-            cli.Opt("--profile", False, "cProfile the cqrskit calls (saves .prof)"),
-        ],
-        argv,
-    )
-    config.blocks = min(config.blocks, config.queries)
-    return config
+OPTIONS = [
+    cli.Opt("--docs", 100_000, "documents in each read model", least=1000),
+    cli.Opt("--queries", 5000, "timed queries per variant and round", 1000, 1),
+    cli.Opt("--warmup", 300, "untimed queries per variant before a round", least=0),
+    cli.Opt("--rounds", 3, "interleaved rounds", least=1),
+    cli.Opt("--blocks", 10, "blocks a round's queries are cut in; the variants take turns "
+            "block by block", least=1),
+    cli.Opt("--threads", 4, "threads of the concurrent batches (1: skip them)", least=1),
+    cli.Opt("--fill-chunk", 5000, "documents per bulk request", least=1),
+    cli.Opt("--seed", 7, "seed of the documents and queries"),
+    cli.Opt("--profile", False, "cProfile the cqrskit calls (saves .prof)"),
+]  # fmt: skip
+MEDIANS = ("qps", "p50_ms", "p99_ms", "mean_ms", "client_cpu_us_per_query", "gc_us_per_query")
+PACKAGES = ("cqrskit", "elasticsearch", "elastic-transport", "urllib3", "pydantic")
+PACKAGES += ("pydantic-core", "orjson")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config = parse_args(argv)
-    session = cli.Session.begin("queries", config.results, 180)
-    settings = Settings.load().model_copy(update={"index_prefix": f"{session.tag}-"})
-    machine = machine_info(
-        settings,
-        services=("elasticsearch",),
-        packages=(
-            "cqrskit",
-            "elasticsearch",
-            "elastic-transport",
-            "urllib3",
-            "pydantic",
-            "pydantic-core",
-            "orjson",
-        ),
+    config = cli.parse(__doc__, "1000 queries per round, not 5000", OPTIONS, argv)
+    config.blocks = min(config.blocks, config.queries)
+    run = cli.Run.start("queries", config, 180, ("elasticsearch",), ["indices"], packages=PACKAGES)
+    es = run.machine["elasticsearch"]
+    run.log(
+        f"Elasticsearch at {run.settings.elasticsearch_url} ({es['detail']}); {config.docs:,} "
+        f"documents per read model, {config.queries:,} queries x {config.rounds} rounds per "
+        f"variant, index prefix {run.settings.index_prefix}"
     )
-    session.console.log(
-        f"Elasticsearch {machine['elasticsearch']['version']} at {settings.elasticsearch_url} "
-        f"({machine['elasticsearch']['detail']}), {machine['nproc']} CPUs, Python "
-        f"{machine['python']}; {config.docs:,} documents per read model, {config.queries:,} "
-        f"queries x {config.rounds} rounds per variant, index prefix {settings.index_prefix}"
-    )
-    outcome = measure(settings, config, session)
-    print_tables(session.console, outcome, config)
-    configuration, measured = results(config, settings, outcome)
-    session.save(
-        configuration,
-        machine,
-        lambda path: save_chart(
-            path, outcome=outcome, config=config, machine=machine, stamp=session.stamp
-        ),
-        **measured,
+    with run.cleaning(indices=True):
+        outcome = measure(run)
+    print_tables(run, outcome)
+    notes = {
+        "index_prefix": run.settings.index_prefix,
+        **NOTES,
+        "groups": list(GROUPS),
+        "interleaving": f"per round and workload, the queries are cut in {config.blocks} blocks; "
+        "each block runs through every variant, one after the other, the order rotating from "
+        "block to block; warm-up of every variant before the first block",
+        "threaded": f"the same queries split over {config.threads} threads sharing one client "
+        "(and one QueryBus)",
+    }
+    run.save(
+        notes,
+        lambda path: save_chart(path, run, outcome),
+        fill=outcome.fill,
+        check=outcome.check,
+        variants=[
+            {
+                **asdict(m.variant),
+                "sequential_rounds": [b.summary() for b in m.sequential],
+                "threaded_rounds": [{**b.summary(), "threads": b.threads} for b in m.threaded],
+                **{f"median_{k}": m.median(k) for k in MEDIANS},
+                "median_qps_threaded": m.median("qps", True) if m.threaded else None,
+                "pooled_sequential": m.pooled(),
+            }
+            for m in outcome.measurements
+        ],
+        ratios=outcome.ratios,
+        python_costs_us={k: outcome.costs[k] for k in WORKLOADS},
+        search_took_ms=outcome.costs["search_took_ms"],
+        open_point_in_time_ms=outcome.costs["open_point_in_time_ms"],
+        max_open_search_contexts_after_batch=outcome.contexts_seen,
+        profile_top=outcome.profile,
+        profile_file=outcome.profile_path,
     )
     return 0
 

@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import bisect
 import gc
-import json
 import statistics
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from _kit import cli
-from _kit.cli import Config
-from _kit.machine import ServiceCpu, machine_info, other_benchmarks
+from _kit import cli, report
+from _kit.machine import ServiceCpu, other_benchmarks
 from _kit.measure import (
-    GcPauses,
+    RUN_TIMEOUT,
+    BenchmarkError,
     Measurement,
     Ratio,
     StepTimer,
@@ -39,43 +38,27 @@ from _kit.measure import (
     profiled,
 )
 from _kit.product import (
-    METADATA_FIELD,
     Applier,
     ElasticsearchReadModel,
     IndexNames,
     Runtime,
     Topology,
-    es_backend,
     kafka_backend,
     read_model_for,
 )
-from _kit.report import (
-    figure,
-    profile_table,
-    rounds_bars,
-    save_figure,
-    split_bar,
-    steps_table,
-    table,
-)
 from _kit.stack import (
     APP_NAME,
-    RUN_TIMEOUT,
-    clean_up,
-    fill_store,
+    PublishedOrders,
+    check_views,
     fresh_schemas,
     order_line,
     partition_ends,
     projection_named,
-    publish_all,
-    worker_loop,
 )
 from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import Elasticsearch
-from elasticsearch.helpers import scan
 from rich.markup import escape
 
-from cqrskit import Settings
 from projections.customers import CustomerOrders, CustomerOrdersProjection
 
 #: Points of each progress curve kept in the JSON.
@@ -105,37 +88,65 @@ REPLAY_STEPS = [
     ("ES bulk (request)", "replay:bulk"),
     ("save progress (ES index, per batch)", "replay:state"),
 ]
+#: What the timed rebuild wraps, as each replay step (the product's public classes).
+WRAPPED = [
+    (Applier, "apply", "fold"),
+    (ElasticsearchReadModel, "load", "load"),
+    (ElasticsearchReadModel, "write", "write"),
+    (ElasticsearchReadModel, "swap", "swap"),
+    (Elasticsearch, "mget", "mget"),
+    (Elasticsearch, "bulk", "bulk"),
+    (Elasticsearch, "index", "state"),
+]
+NOTES = {
+    "event": "Order.Placed (one new Order per event, one line), customers repeating",
+    "projection": "projections.customers:CustomerOrdersProjection",
+    "rebuild_timed": "rebuild(settings, 'shop', CustomerOrdersProjection()) called in the main "
+    "thread, from the call to its return: create the v2 index, note the live group's offsets, "
+    "replay the store from PostgreSQL, catch up from Kafka, swap the alias, catch up after the "
+    "swap. Before it (not timed): read_model_for(...).ensure() makes an empty v1 behind the "
+    "alias; the live group <topic_prefix>.projection.customer_orders was committed at the end "
+    "of the topic once after publishing (cold variant: a projection subclass whose group "
+    "never committed). Fresh index prefix per run.",
+    "live_timed": "ProjectionWorker.run in a thread, from the thread's start until "
+    "worker.processed (counted after each batch's offsets are committed) == N; fresh index "
+    "prefix and a projection subclass with its own name (hence its own consumer group, nothing "
+    "committed) per run; includes creating the indices and joining the group; polled every "
+    "20 ms",
+    "phases": "from the rebuild's own progress reports (first and last report of each phase); "
+    "replay steps are exclusive times of Applier.apply, ElasticsearchReadModel.load/write, "
+    "Elasticsearch.mget/bulk/index (the progress saved) inside the replay ('read' = the rest "
+    "of the replay: read_envelopes' SQL, encode and Envelope.decode, and the loop); wrappers "
+    "once per batch",
+    "clock": "time.perf_counter",
+}
+SETTINGS = ["topic_partitions", "projection_batch_size", "rebuild_batch_size"]
+SETTINGS += ["projection_retries"]
 
 
-class BenchmarkError(RuntimeError):
-    """A run did not produce exactly the expected read model."""
-
-
-# --- what the read model must hold --------------------------------------------------
-
-
-def expected_views(config: Config) -> dict[str, tuple[int, Decimal]]:
-    """customer id -> (orders placed, amount ordered), from the orders the fill made."""
+def expected_views(config: cli.Config) -> dict[str, CustomerOrders]:
+    """customer id -> the view, from the orders the fill made."""
     counts: dict[str, int] = defaultdict(int)
     amounts: dict[str, Decimal] = defaultdict(Decimal)
     for i in range(config.events):
-        customer = f"customer-{i % config.customers}"
-        line = order_line(i)
+        customer, line = f"customer-{i % config.customers}", order_line(i)
         counts[customer] += 1
         amounts[customer] += line.unit_price * line.quantity
-    return {c: (counts[c], amounts[c].normalize()) for c in counts}
+    return {
+        c: CustomerOrders(customer_id=c, orders_placed=n, amount_ordered=amounts[c])
+        for c, n in counts.items()
+    }
 
 
-def commit_at_end(settings: Settings, group: str, topic: str) -> int:
+def commit_at_end(settings: Any, group: str, topic: str) -> int:
     """Commit ``group``'s offsets at the end of every partition; the messages behind them.
 
     This is where a caught-up live worker of the projection stands: a
     rebuild notes these offsets and catches up from them.
     """
     ends = partition_ends(settings, topic)
-    consumer = Consumer(
-        {**kafka_backend.base_config(settings), "group.id": group, "enable.auto.commit": False}
-    )
+    config = {**kafka_backend.base_config(settings), "group.id": group}
+    consumer = Consumer({**config, "enable.auto.commit": False})
     try:
         offsets = [TopicPartition(topic, p, high) for p, (_low, high) in ends.items()]
         consumer.commit(offsets=offsets, asynchronous=False)
@@ -145,38 +156,6 @@ def commit_at_end(settings: Settings, group: str, topic: str) -> int:
     if any(tp.offset != ends[tp.partition][1] for tp in committed):
         raise BenchmarkError(f"could not commit {group} at the end of {topic}: {committed}")
     return sum(high - low for low, high in ends.values())
-
-
-def es_views(es: Elasticsearch, index: str) -> tuple[dict[str, tuple[int, Decimal]], float]:
-    """customer id -> (orders placed, amount ordered) of every live document in ``index``;
-    and the mean size of a document's ``_source`` in bytes (JSON as stored)."""
-    es.indices.refresh(index=index)
-    views: dict[str, tuple[int, Decimal]] = {}
-    sizes: list[int] = []
-    for hit in scan(es, index=index, size=2000):
-        source = dict(hit["_source"])
-        sizes.append(len(json.dumps(source, separators=(",", ":"))))
-        meta = source.pop(METADATA_FIELD, None)
-        if not (meta and meta.get("deleted")):
-            view = CustomerOrders.model_validate(source)
-            views[hit["_id"]] = (view.orders_placed, view.amount_ordered.normalize())
-    return views, statistics.fmean(sizes) if sizes else 0.0
-
-
-def check_views(
-    found: dict[str, tuple[int, Decimal]], expected: dict[str, tuple[int, Decimal]], where: str
-) -> None:
-    """Raise unless ``found`` holds exactly the expected views."""
-    different = [k for k in expected.keys() & found.keys() if expected[k] != found[k]]
-    if found.keys() != expected.keys() or different:
-        example = f", e.g. {different[0]}: {found[different[0]]}" if different else ""
-        raise BenchmarkError(
-            f"{where}: {len(expected.keys() - found.keys())} documents missing, "
-            f"{len(found.keys() - expected.keys())} extra, {len(different)} different{example}"
-        )
-
-
-# --- the two sides ------------------------------------------------------------------------
 
 
 def phase_key(phase: str) -> str:
@@ -208,197 +187,125 @@ def phases_of(
     }
 
 
-def sampled(
-    run: dict[str, Any], services: ServiceCpu, before: dict[str, float | None], pauses: GcPauses
-) -> dict[str, Any]:
-    """A round's figures with the services' CPU and the collector's pauses during it."""
-    return {
-        **run,
-        "service_cpu_seconds": ServiceCpu.used(before, services.sample()),
-        "gc_seconds": pauses.seconds,
-        "gc_collections": pauses.collections,
-    }
+class Bench(PublishedOrders):
+    """One run's published store, expected documents, and the runs of both sides."""
 
-
-def run_rebuild(settings: Settings, projection: CustomerOrdersProjection) -> dict[str, Any]:
-    """One timed ``rebuild`` (an empty v1 made beforehand); its round's figures.
-
-    Phases are read from the rebuild's own progress reports; the replay's
-    steps are the exclusive times of the product's public classes it calls
-    (once per batch: the wrappers cost nothing measurable).
-    """
-    read_model_for(settings, projection).ensure()  # the live model to swap from: not timed
-    timer, spans, timeline = StepTimer(), {}, []
-    clock = time.perf_counter
-
-    def progress(phase: str, done: int, _total: int) -> None:
-        now, key = clock(), phase_key(phase)
-        spans.setdefault(key, [now, now])[1] = now
-        timer.phase = key
-        if key == "replay":
-            timeline.append((now - started, done))
-
-    services = ServiceCpu()
-    with ExitStack() as patches, gc_timed() as pauses:
-        for owner, name, key in (
-            (Applier, "apply", "fold"),
-            (ElasticsearchReadModel, "load", "load"),
-            (ElasticsearchReadModel, "write", "write"),
-            (ElasticsearchReadModel, "swap", "swap"),
-            (Elasticsearch, "mget", "mget"),
-            (Elasticsearch, "bulk", "bulk"),
-            (Elasticsearch, "index", "state"),
-        ):
-            patches.enter_context(
-                mock.patch.object(owner, name, timer.wrap(key, getattr(owner, name)))
-            )
-        before = services.sample()
-        cpu_started, thread_started = time.process_time(), time.thread_time()
-        started = clock()
-        result = Runtime(settings).rebuild(APP_NAME, projection, progress=progress)
-        ended = clock()
-        thread_cpu, process_cpu = (
-            time.thread_time() - thread_started,
-            time.process_time() - cpu_started,
-        )
-        run = sampled({}, services, before, pauses)
-    return {
-        "seconds": ended - started,
-        "events": result.replayed,
-        "process_cpu_seconds": process_cpu,
-        "thread_cpu_seconds": thread_cpu,
-        **run,
-        "timeline": timeline,
-        "partial": False,
-        "phases": phases_of(timer, spans, started, ended),
-        "result": asdict(result),
-    }
-
-
-def run_live(
-    settings: Settings, projection: CustomerOrdersProjection, events: int, timeout: float
-) -> dict[str, Any]:
-    """One live worker run until it applied ``events`` (or, partial, until ``timeout``)."""
-    _worker, loop = worker_loop(settings, projection)
-    services = ServiceCpu()
-    before = services.sample()
-    with gc_timed() as pauses:
-        run = loop.until(events, RUN_TIMEOUT, partial_after=timeout)
-    if run.count == 0:
-        raise BenchmarkError(f"the worker applied nothing in {timeout:.0f} s")
-    figures = {
-        "seconds": run.seconds,
-        "events": run.count,
-        "process_cpu_seconds": run.process_cpu_seconds,
-        "thread_cpu_seconds": run.thread_cpu_seconds,
-    }
-    return {
-        **sampled(figures, services, before, pauses),
-        "timeline": run.timeline,
-        "partial": run.partial,
-    }
-
-
-# --- the run ------------------------------------------------------------------------------
-
-
-@dataclass
-class Bench:
-    """One run's store, topic, expected documents, and what it creates (to clean up)."""
-
-    settings: Settings
-    config: Config
-    session: cli.Session
-    head: int = 0
-    on_topic: int = 0
-    expected: dict[str, tuple[int, Decimal]] = field(default_factory=dict)
-    groups: list[str] = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
-    document_bytes: list[float] = field(default_factory=list)
-    profile: list[dict[str, Any]] | None = None
-    profile_path: str | None = None
-
-    def __post_init__(self) -> None:
-        self.es = es_backend.client(self.settings).options(request_timeout=120)
-        self.topic = Topology.of(self.settings, APP_NAME).topic("Order")
+    def __init__(self, run: cli.Run) -> None:
+        super().__init__(run.settings, run.tag, run.groups)
+        self.run, self.config = run, run.config
+        self.on_topic = 0
+        self.expected: dict[str, CustomerOrders] = {}
+        self.document_bytes: list[float] = []
+        self.profile: list[dict[str, Any]] | None = None
+        self.profile_path: str | None = None
 
     def setup(self) -> None:
         """Fill the store, publish it, put the live group at the end (none timed)."""
-        config, console, settings = self.config, self.session.console, self.settings
-        fill, self.head = fill_store(
-            settings, config.events, config.customers, config.fill_chunk, console
-        )
-        publish = publish_all(settings, self.head)
+        config, console = self.config, self.run.console
+        self.publish(config.events, config.customers, config.fill_chunk, console)
         # The relay also writes watermark messages: at least N, and a few more.
-        live_group = Topology.of(settings, APP_NAME).projection_group(CustomerOrdersProjection.name)
-        self.groups.append(live_group)
-        self.on_topic = commit_at_end(settings, live_group, self.topic)
+        live = Topology.of(self.settings, APP_NAME).projection_group(CustomerOrdersProjection.name)
+        self.groups.append(live)
+        self.on_topic = commit_at_end(self.settings, live, self.topic)
         if self.on_topic < self.head:
             raise BenchmarkError(f"{self.on_topic} messages on {self.topic}, expected {self.head}")
         self.expected = expected_views(config)
         gc.collect()
-        self.notes = {
-            "fill_seconds_not_timed": fill,
-            "publish_seconds_not_timed": publish,
-            "tracked_objects": len(gc.get_objects()),
-        }
+        self.notes["tracked_objects"] = len(gc.get_objects())
         console.log(
-            f"filled in {fill:.1f} s, published in {publish:.1f} s ({self.on_topic:,} messages "
-            f"with the relay's watermarks, not timed); group {live_group} committed at the end, "
-            f"as a caught-up live worker leaves it"
+            f"filled in {self.notes['fill_seconds_not_timed']:.1f} s, published in "
+            f"{self.notes['publish_seconds_not_timed']:.1f} s ({self.on_topic:,} messages with "
+            f"the relay's watermarks, not timed); group {live} committed at the end, as a "
+            "caught-up live worker leaves it"
         )
-
-    def settings_for(self, tag: str) -> Settings:
-        """Settings with a fresh index prefix for one run (same topics, same store)."""
-        return self.settings.model_copy(update={"index_prefix": f"{self.session.tag}-{tag}-"})
 
     def rebuild(self, tag: str, cold_group: bool) -> dict[str, Any]:
-        """One rebuild into fresh indices; checked."""
+        """One timed ``rebuild`` into fresh indices (an empty v1 made beforehand), checked.
+
+        Phases are read from the rebuild's own progress reports; the replay's
+        steps are the exclusive times of the product's public classes it calls
+        (once per batch: the wrappers cost nothing measurable).
+        """
         settings = self.settings_for(tag)
-        projection = (
-            projection_named(CustomerOrdersProjection, f"customer_orders_{tag}")
-            if cold_group
-            else CustomerOrdersProjection()
-        )
-        group = Topology.of(settings, APP_NAME).projection_group(projection.name)
-        self.groups += [group, f"{group}.rebuild"]
-        run = run_rebuild(settings, projection)
-        alias, _ = (
-            IndexNames.of(settings).alias(projection.name),
-            IndexNames.of(settings).checkpoints_index,
-        )
-        serving = read_model_for(settings, projection).serving()
-        result = run["result"]
-        if (result["replayed"], result["failures"], result["previous"], serving) != (
-            self.head,
-            0,
-            f"{alias}-v1",
-            f"{alias}-v2",
-        ):
+        projection = CustomerOrdersProjection()
+        if cold_group:
+            projection = projection_named(CustomerOrdersProjection, f"customer_orders_{tag}")
+        topology = Topology.of(settings, APP_NAME)
+        self.groups += [topology.projection_group(projection.name)]
+        self.groups += [topology.rebuild_group(projection.name)]
+        read_model_for(settings, projection).ensure()  # the live model to swap from: not timed
+        timer, spans, timeline = StepTimer(), dict[str, list[float]](), []
+        clock = time.perf_counter
+
+        def progress(phase: str, done: int, _total: int) -> None:
+            now, key = clock(), phase_key(phase)
+            spans.setdefault(key, [now, now])[1] = now
+            timer.phase = key
+            if key == "replay":
+                timeline.append((now - started, done))
+
+        services = ServiceCpu()
+        with ExitStack() as patches, gc_timed() as pauses:
+            for owner, name, key in WRAPPED:
+                wrapped = timer.wrap(key, getattr(owner, name))
+                patches.enter_context(mock.patch.object(owner, name, wrapped))
+            before = services.sample()
+            cpu_started, thread_started = time.process_time(), time.thread_time()
+            started = clock()
+            result = Runtime(settings).rebuild(APP_NAME, projection, progress=progress)
+            ended = clock()
+            thread_cpu = time.thread_time() - thread_started
+            process_cpu = time.process_time() - cpu_started
+            service_cpu = ServiceCpu.used(before, services.sample())
+        names, name = IndexNames.of(settings), projection.name
+        alias, serving = names.alias(name), read_model_for(settings, projection).serving()
+        expected = (self.head, 0, names.index(name, 1), names.index(name, 2))
+        if (result.replayed, result.failures, result.previous, serving) != expected:
             raise BenchmarkError(f"unexpected rebuild: {result}, serving {serving}")
-        views, size = es_views(self.es, alias)
+        views, size = self.views(alias)
         check_views(views, self.expected, f"rebuild of {alias}")
         self.document_bytes.append(size)
-        return run
+        return {
+            "seconds": ended - started,
+            "events": result.replayed,
+            "process_cpu_seconds": process_cpu,
+            "thread_cpu_seconds": thread_cpu,
+            "service_cpu_seconds": service_cpu,
+            "gc_seconds": pauses.seconds,
+            "gc_collections": pauses.collections,
+            "timeline": timeline,
+            "partial": False,
+            "phases": phases_of(timer, spans, started, ended),
+            "result": asdict(result),
+        }
 
     def live(self, tag: str, events: int | None = None) -> dict[str, Any]:
-        """One worker run with a fresh consumer group and fresh indices; checked if whole."""
+        """One worker run (a fresh consumer group and indices) until it applied ``events``
+        or, partial, until --live-timeout; checked if whole."""
         settings = self.settings_for(tag)
-        projection = projection_named(CustomerOrdersProjection, f"customer_orders_{tag}")
-        self.groups.append(Topology.of(settings, APP_NAME).projection_group(projection.name))
+        worker, loop = self.worker(settings, f"customer_orders_{tag}")
         timeout = self.config.live_timeout if events is None else RUN_TIMEOUT
-        run = run_live(settings, projection, events or self.head, timeout)
-        if events is None and not run["partial"]:
-            alias, checkpoints = (
-                IndexNames.of(settings).alias(projection.name),
-                IndexNames.of(settings).checkpoints_index,
-            )
-            self.es.indices.refresh(index=[alias, checkpoints])
-            status = Runtime(settings).projection_status(APP_NAME, projection)
-            if status.lag != 0 or status.position != self.head:
-                raise BenchmarkError(f"{projection.name}: lag {status.lag}, at {status.position}")
-            check_views(es_views(self.es, alias)[0], self.expected, f"live worker into {alias}")
-        return run
+        services = ServiceCpu()
+        before = services.sample()
+        with gc_timed() as pauses:
+            run = loop.until(events or self.head, RUN_TIMEOUT, partial_after=timeout)
+        if run.count == 0:
+            raise BenchmarkError(f"the worker applied nothing in {timeout:.0f} s")
+        if events is None and not run.partial:
+            alias = IndexNames.of(settings).alias(worker.projection.name)
+            self.check_caught_up(settings, worker.projection, len(self.expected))
+            check_views(self.views(alias)[0], self.expected, f"live worker into {alias}")
+        return {
+            "seconds": run.seconds,
+            "events": run.count,
+            "process_cpu_seconds": run.process_cpu_seconds,
+            "thread_cpu_seconds": run.thread_cpu_seconds,
+            "service_cpu_seconds": ServiceCpu.used(before, services.sample()),
+            "gc_seconds": pauses.seconds,
+            "gc_collections": pauses.collections,
+            "timeline": run.timeline,
+            "partial": run.partial,
+        }
 
     def warm_up(self) -> None:
         """Each side once on a few events, untimed (imports, connections, ES caches)."""
@@ -409,14 +316,14 @@ class Bench:
         Runtime(settings).rebuild(APP_NAME, projection, from_position=self.head - warm)
         seconds = time.perf_counter() - started
         live = self.live("warmup_live", warm)
-        self.session.console.log(
+        self.run.console.log(
             f"warm-up done (the last {warm:,} events rebuilt in {seconds:.1f} s; the first "
             f"{live['events']:,} consumed live in {live['seconds']:.1f} s; not timed)"
         )
 
-    def run_rounds(self) -> list[Measurement]:
+    def rounds(self) -> list[Measurement]:
         """The timed rounds, alternating the order of the variants."""
-        config, console = self.config, self.session.console
+        config = self.config
         chosen = [v for v in VARIANTS if config.cold_group or not v[3]]
         kinds = {key: (is_rebuild, cold) for key, _, is_rebuild, cold in chosen}
 
@@ -427,31 +334,27 @@ class Bench:
             run["others_running"] = sorted(others | other_benchmarks())
             note = f" PARTIAL: first {run['events']:,} of {self.head:,}" if run["partial"] else ""
             if run["others_running"]:
-                note += (
-                    f" [yellow](other benchmarks running: {escape(str(run['others_running']))})[/]"
-                )
+                others_text = escape(str(run["others_running"]))
+                note += f" [yellow](other benchmarks running: {others_text})[/]"
             cpu = 100 * run["process_cpu_seconds"] / run["seconds"]
-            return (
-                run["events"] / run["seconds"],
-                run,
-                f"({run['seconds']:.1f} s, process CPU {cpu:.0f}%{note})",
-            )
+            note = f"({run['seconds']:.1f} s, process CPU {cpu:.0f}%{note})"
+            return run["events"] / run["seconds"], run, note
 
         measurements = [Measurement(key, label) for key, label, _, _ in chosen]
-        interleaved(measurements, config.rounds, one, console)
+        interleaved(measurements, config.rounds, one, self.run.console)
         return measurements
 
     def run_profile(self) -> None:
         """One more rebuild under cProfile, untimed."""
-        path = self.session.profile_path()
-        group = Topology.of(self.settings, APP_NAME).projection_group(CustomerOrdersProjection.name)
-        self.groups.append(f"{group}.rebuild")
+        path = self.run.profile_path()
+        topology = Topology.of(self.settings, APP_NAME)
+        self.groups.append(topology.rebuild_group(CustomerOrdersProjection.name))
         settings, projection = self.settings_for("profile"), CustomerOrdersProjection()
         read_model_for(settings, projection).ensure()
         wrap, rows = profiled(path, top=30)
         wrap(lambda: Runtime(settings).rebuild(APP_NAME, projection))()
         self.profile, self.profile_path = rows, str(path)
-        self.session.console.log(f"profiled rebuild saved to {path}")
+        self.run.console.log(f"profiled rebuild saved to {path}")
 
 
 def ratios_of(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
@@ -463,11 +366,10 @@ def ratios_of(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
     """
     by_key = {m.key: m for m in measurements}
     base = by_key[BASELINE]
+    like = min(r["events"] for r in base.rounds) if any(r["partial"] for r in base.rounds) else None
     found = []
-    for m in measurements:
-        if m.key == BASELINE:
-            continue
-        if not any(r["partial"] for r in base.rounds):
+    for m in (m for m in measurements if m.key != BASELINE):
+        if like is None:
             found.append({**asdict(Ratio.of(m, base)), "like_for_like_events": None})
             continue
         per_round = []
@@ -484,7 +386,7 @@ def ratios_of(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
                 "baseline": BASELINE,
                 "ratio_of_medians": statistics.median(per_round),
                 "round_ratios": per_round,
-                "like_for_like_events": min(r["events"] for r in base.rounds),
+                "like_for_like_events": like,
             }
         )
     return found
@@ -514,61 +416,54 @@ def phase_steps(m: Measurement) -> list[dict[str, Any]]:
 def thinned(timeline: Sequence[tuple[float, int]]) -> list[tuple[float, int]]:
     """At most TIMELINE_POINTS points of a progress curve (the last one kept)."""
     step = max(1, len(timeline) // TIMELINE_POINTS)
-    return (
-        [*timeline[::step], *timeline[-1:]] if len(timeline) > TIMELINE_POINTS else list(timeline)
-    )
+    if len(timeline) <= TIMELINE_POINTS:
+        return list(timeline)
+    return [*timeline[::step], *timeline[-1:]]
 
 
 # --- output -------------------------------------------------------------------------------
 
 
-def print_tables(
-    session: cli.Session, bench: Bench, ms: Sequence[Measurement], found: Sequence[dict[str, Any]]
-) -> None:
+def print_tables(bench: Bench, ms: Sequence[Measurement], found: Sequence[dict[str, Any]]) -> None:
     """The rounds table, the rebuild's phases, and the profile if measured."""
-    by_variant = {r["variant"]: r for r in found}
+    console = bench.run.console
+    ratios = [
+        Ratio(r["variant"], BASELINE, r["ratio_of_medians"], r["round_ratios"]) for r in found
+    ]
 
-    def cpu(m: Measurement, service: str) -> str:
-        known = [
-            100 * r["service_cpu_seconds"][service] / r["seconds"]
-            for r in m.rounds
-            if r["service_cpu_seconds"].get(service) is not None
-        ]
-        return f"{statistics.median(known):.0f}%" if known else "-"
-
-    def share(m: Measurement, name: str) -> float:
-        return statistics.median(100 * r[name] / r["seconds"] for r in m.rounds)
-
-    rows = []
-    for m in ms:
-        ratio = by_variant.get(m.key)
-        partial = any(r["partial"] for r in m.rounds)
-        rows.append(
-            [
-                m.label,
-                f"{m.median:,.0f}",
-                f"{min(m.values):,.0f} - {max(m.values):,.0f}",
-                f"{m.median_of('seconds'):.1f}",
-                ", ".join(f"{e:,}" for e in sorted({r["events"] for r in m.rounds}))
-                + (" (partial)" if partial else ""),
-                f"{share(m, 'process_cpu_seconds'):.0f}%",
-                f"{share(m, 'gc_seconds'):.1f}%",
-                cpu(m, "elasticsearch"),
-                cpu(m, "postgres"),
-                f"{ratio['ratio_of_medians']:.2f}x" if ratio else "1.00x (baseline)",
-                ", ".join(f"{r:.2f}" for r in ratio["round_ratios"]) if ratio else "",
+    def cpu(header: str, service: str) -> report.Column:
+        def cell(m: Measurement) -> str:
+            known = [
+                100 * r["service_cpu_seconds"][service] / r["seconds"]
+                for r in m.rounds
+                if r["service_cpu_seconds"].get(service) is not None
             ]
-        )
-    table(
-        session.console,
+            return f"{statistics.median(known):.0f}%" if known else "-"
+
+        return header, cell
+
+    def events(m: Measurement) -> str:
+        partial = " (partial)" if any(r["partial"] for r in m.rounds) else ""
+        return ", ".join(f"{e:,}" for e in sorted({r["events"] for r in m.rounds})) + partial
+
+    report.rounds_table(
+        console,
         f"Read-model rebuild vs live consumption: {bench.head:,} Order.Placed events, "
         f"{len(bench.expected):,} customers, {bench.config.rounds} interleaved round(s)",
-        "variant | median events/s | min - max | median wall s | events | bench CPU | GC | "
-        "ES CPU | PG CPU | vs live (median) | per-round ratios",
-        rows,
+        ms,
+        [
+            *report.rate_columns()[:3],
+            ("median wall s", lambda m: f"{m.median_of('seconds'):.1f}"),
+            ("events", events),
+            ("bench CPU", report.share("process_cpu_seconds")),
+            ("GC", report.share("gc_seconds", 1)),
+            cpu("ES CPU", "elasticsearch"),
+            cpu("PG CPU", "postgres"),
+            *report.ratio_columns(ratios, "vs live (median)"),
+        ],
     )
     like = [r for r in found if r["like_for_like_events"]]
-    session.console.print(
+    console.print(
         "ratio = rebuild events/s / live worker events/s in the same round; compare ratios, not "
         "absolute figures across runs. CPU: % of one core over the run (bench: this process, "
         "every thread; ES, PG: the services' processes, whatever else ran on them). GC: wall "
@@ -580,24 +475,19 @@ def print_tables(
             else ""
         )
     )
-    for m in ms:
-        if m.key != BASELINE:
-            steps_table(
-                session.console,
-                f"Where the time of '{m.label}' goes (median of rounds)",
-                phase_steps(m),
-                bench.head,
-            )
+    for m in (m for m in ms if m.key != BASELINE):
+        title = f"Where the time of '{m.label}' goes (median of rounds)"
+        report.steps_table(console, title, phase_steps(m), bench.head)
     if bench.profile:
-        profile_table(session.console, "cProfile of one rebuild", bench.profile)
+        report.profile_table(console, "cProfile of one rebuild", bench.profile)
 
 
 def save_chart(
-    path: Path, bench: Bench, ms: Sequence[Measurement], found: Sequence[dict[str, Any]], title: str
+    path: Path, bench: Bench, ms: Sequence[Measurement], found: Sequence[dict[str, Any]]
 ) -> None:
     """Bars of median events/s, the rebuild's time split, and the progress curves."""
     by_variant = {r["variant"]: r for r in found}
-    made = figure(11, 11)
+    made = report.figure(11, 11)
     grid = made.add_gridspec(3, 1, height_ratios=[3, 1.3, 2.4])
     axes, curves = made.add_subplot(grid[0]), made.add_subplot(grid[2])
 
@@ -609,8 +499,14 @@ def save_chart(
         partial = [r["events"] for r in m.rounds if r["partial"]]
         return text + (f"\n(first {min(partial):,} events)" if partial else "")
 
-    rounds_bars(axes, ms, [COLOURS[m.key] for m in ms], label, title)
-    split_bar(
+    title = (
+        "Read-model rebuild vs live consumption, CustomerOrdersProjection\n"
+        f"{bench.head:,} events, {len(bench.expected):,} customers x {bench.config.rounds} "
+        f"interleaved round(s), {bench.run.versions()}, run {bench.run.stamp}\n"
+        "bar: median; whiskers: min and max; label: median, wall time, ratio to live"
+    )
+    report.rounds_bars(axes, ms, [COLOURS[m.key] for m in ms], label, title)
+    report.split_bar(
         made.add_subplot(grid[1]),
         phase_steps(ms[0]),
         "seconds (median of the rebuild's rounds)",
@@ -620,22 +516,12 @@ def save_chart(
     for m in ms:
         for n, run in enumerate(m.rounds):
             points, colour, alpha = thinned(run["timeline"]), COLOURS[m.key], 0.45 if n else 1.0
-            curves.plot(
-                [0.0] + [t for t, _ in points],
-                [0] + [e for _, e in points],
-                color=colour,
-                alpha=alpha,
-                label=None if n else m.label,
-            )
+            xs, ys = [0.0] + [t for t, _ in points], [0] + [e for _, e in points]
+            curves.plot(xs, ys, color=colour, alpha=alpha, label=None if n else m.label)
             if points and run["seconds"] > points[-1][0] + 0.05:
                 # A rebuild's catch-up and swap come after its replay's last report.
-                curves.plot(
-                    [points[-1][0], run["seconds"]],
-                    [points[-1][1], run["events"]],
-                    color=colour,
-                    alpha=alpha,
-                    linestyle=":",
-                )
+                xs, ys = [points[-1][0], run["seconds"]], [points[-1][1], run["events"]]
+                curves.plot(xs, ys, color=colour, alpha=alpha, linestyle=":")
                 curves.plot([run["seconds"]], [run["events"]], "o", color=colour, alpha=alpha)
     curves.set_xlabel("seconds since the start of the run")
     curves.set_ylabel("events applied")
@@ -646,140 +532,88 @@ def save_chart(
     )
     curves.legend(fontsize=8, loc="lower right")
     curves.grid(alpha=0.3)
-    save_figure(made, path)
+    report.save_figure(made, path)
 
 
 # --- entry point --------------------------------------------------------------------------
 
-
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Command-line options."""
-    return cli.parse(
-        __doc__,
-        "100000 events and 3 rounds instead of 1000000 and 1",
-        [
-            cli.Opt(
-                "--events", 1_000_000, "events in the store (each run applies all)", 100_000, 1
-            ),
-            cli.Opt("--customers", 5000, "distinct customers (documents)", least=1),
-            cli.Opt("--rounds", 1, "interleaved rounds", 3, 1),
-            cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
-            cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
-            cli.Opt(
-                "--live-timeout",
-                600.0,
-                "seconds after which a live run stops and reports its rate so far",
-                least=1e-9,
-            ),
-            cli.Opt(
-                "--cold-group",
-                False,
-                "also a rebuild whose live consumer group never "
-                "committed (catches up the whole topic)",
-            ),
-            cli.Opt("--profile", False, "one more rebuild under cProfile (saves .prof)"),
-        ],
-        argv,
-        check=lambda a: "--warmup must be below --events" if a.warmup >= a.events else None,
-    )
+OPTIONS = [
+    cli.Opt("--events", 1_000_000, "events in the store (each run applies all)", 100_000, 1),
+    cli.Opt("--customers", 5000, "distinct customers (documents)", least=1),
+    cli.Opt("--rounds", 1, "interleaved rounds", 3, 1),
+    cli.Opt("--warmup", 5000, "events each side applies untimed first", least=0),
+    cli.Opt("--fill-chunk", 2000, "new orders saved per transaction", least=1),
+    cli.Opt(
+        "--live-timeout",
+        600.0,
+        "seconds after which a live run stops and reports its rate so far",
+        least=1e-9,
+    ),
+    cli.Opt(
+        "--cold-group",
+        False,
+        "also a rebuild whose live consumer group never committed (catches up the whole topic)",
+    ),
+    cli.Opt("--profile", False, "one more rebuild under cProfile (saves .prof)"),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables and save the JSON and the chart."""
-    config = parse_args(argv)
-    session = cli.Session.begin("rebuild", config.results, 150)
-    tag = session.tag
-    settings = Settings.load().model_copy(
-        update={
-            "postgres_schema": tag.replace("-", "_"),
-            "topic_prefix": tag,
-            "index_prefix": f"{tag}-",
-        }
+    config = cli.parse(
+        __doc__,
+        "100000 events and 3 rounds instead of 1000000 and 1",
+        OPTIONS,
+        argv,
+        check=lambda a: "--warmup must be below --events" if a.warmup >= a.events else None,
     )
-    machine = machine_info(settings)
-    session.console.log(
-        f"PostgreSQL {machine['postgres']['server_version']}, Kafka {machine['kafka']['version']}"
-        f", Elasticsearch {machine['elasticsearch']['version']}, {machine['nproc']} CPUs, Python "
-        f"{machine['python']}; {config.events:,} events, {config.customers:,} customers, "
-        f"{config.rounds} round(s); batches of {settings.projection_batch_size} (rebuild: "
-        f"{settings.rebuild_batch_size}), {settings.topic_partitions} partitions"
+    run = cli.Run.start("rebuild", config, 150, own=["schema", "topics", "indices"])
+    settings = run.settings
+    run.log(
+        f"{config.events:,} events, {config.customers:,} customers, {config.rounds} round(s); "
+        f"batches of {settings.projection_batch_size} (rebuild: {settings.rebuild_batch_size}), "
+        f"{settings.topic_partitions} partitions"
     )
-    bench = Bench(settings, config, session)
-    try:
-        with fresh_schemas(settings):
-            bench.setup()
-            if config.warmup:
-                bench.warm_up()
-            ms = bench.run_rounds()
-            if config.profile:
-                bench.run_profile()
-    finally:
-        clean_up(settings, session.console, indices=tag, topics=tag, groups=bench.groups)
+    bench = Bench(run)
+    with run.cleaning(indices=True, topics=True), fresh_schemas(settings):
+        bench.setup()
+        if config.warmup:
+            bench.warm_up()
+        ms = bench.rounds()
+        if config.profile:
+            bench.run_profile()
     found = ratios_of(ms)
-    print_tables(session, bench, ms, found)
-    title = (
-        "Read-model rebuild vs live consumption, CustomerOrdersProjection\n"
-        f"{bench.head:,} events, {len(bench.expected):,} customers x {config.rounds} interleaved "
-        f"round(s), PostgreSQL {machine['postgres']['server_version']}, Kafka "
-        f"{machine['kafka']['version']}, Elasticsearch {machine['elasticsearch']['version']}, "
-        f"{machine['nproc']} CPUs, run {session.stamp}\n"
-        "bar: median; whiskers: min and max; label: median, wall time, ratio to live"
-    )
-    variants = []
+    print_tables(bench, ms, found)
     kinds = {key: (is_rebuild, cold) for key, _label, is_rebuild, cold in VARIANTS}
-    for m in ms:
-        is_rebuild, cold = kinds[m.key]
-        variants.append(
-            {
-                "key": m.key,
-                "label": m.label,
-                "side": "rebuild" if is_rebuild else "live",
-                "cold_group": cold,
-                "rounds": [
-                    {**r, "events_per_second": v, "timeline": thinned(r["timeline"])}
-                    for r, v in zip(m.rounds, m.values, strict=True)
-                ],
-                **m.summary(),
-                "median_seconds": m.median_of("seconds"),
-                "partial": any(r["partial"] for r in m.rounds),
-                "median_phases": median_phases(m) if is_rebuild else None,
-            }
-        )
-    session.save(
+    variants = [
         {
-            **vars(config),
-            "event": "Order.Placed (one new Order per event, one line), customers repeating",
-            "projection": "projections.customers:CustomerOrdersProjection",
+            "key": m.key,
+            "label": m.label,
+            "side": "rebuild" if kinds[m.key][0] else "live",
+            "cold_group": kinds[m.key][1],
+            "rounds": [
+                {**r, "events_per_second": v, "timeline": thinned(r["timeline"])}
+                for r, v in zip(m.rounds, m.values, strict=True)
+            ],
+            **m.summary(),
+            "median_seconds": m.median_of("seconds"),
+            "partial": any(r["partial"] for r in m.rounds),
+            "median_phases": median_phases(m) if kinds[m.key][0] else None,
+        }
+        for m in ms
+    ]
+    run.save(
+        {
+            "event": NOTES["event"],
+            "projection": NOTES["projection"],
             "topic": bench.topic,
             "messages_on_topic": bench.on_topic,
-            "topic_partitions": settings.topic_partitions,
-            "projection_batch_size": settings.projection_batch_size,
-            "rebuild_batch_size": settings.rebuild_batch_size,
-            "projection_retries": settings.projection_retries,
+            **{k: getattr(settings, k) for k in SETTINGS},
             "document_bytes_mean_after_rebuild": statistics.fmean(bench.document_bytes),
             **bench.notes,
-            "rebuild_timed": "rebuild(settings, 'shop', CustomerOrdersProjection()) called in "
-            "the main thread, from the call to its return: create the v2 index, note the live "
-            "group's offsets, replay the store from PostgreSQL, catch up from Kafka, swap the "
-            "alias, catch up after the swap. Before it (not timed): read_model_for(...).ensure() "
-            "makes an empty v1 behind the alias; the live group "
-            "<topic_prefix>.projection.customer_orders was committed at the end of the topic "
-            "once after publishing (cold variant: a projection subclass whose group never "
-            "committed). Fresh index prefix per run.",
-            "live_timed": "ProjectionWorker.run in a thread, from the thread's start until "
-            "worker.processed (counted after each batch's offsets are committed) == N; fresh "
-            "index prefix and a projection subclass with its own name (hence its own consumer "
-            "group, nothing committed) per run; includes creating the indices and joining the "
-            "group; polled every 20 ms",
-            "phases": "from the rebuild's own progress reports (first and last report of each "
-            "phase); replay steps are exclusive times of Applier.apply, "
-            "ElasticsearchReadModel.load/write, Elasticsearch.mget/bulk/index (the progress "
-            "saved) inside the replay ('read' = the rest of the replay: read_envelopes' SQL, "
-            "encode and Envelope.decode, and the loop); wrappers once per batch",
-            "clock": "time.perf_counter",
+            **NOTES,
         },
-        machine,
-        lambda path: save_chart(path, bench, ms, found, title),
+        lambda path: save_chart(path, bench, ms, found),
         variants=variants,
         ratios=found,
         rebuild_profile_top=bench.profile,

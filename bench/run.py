@@ -35,56 +35,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from _kit import REPO_ROOT, RESULTS_DIR
+from _kit import REPO_ROOT, RESULTS_DIR, report
 from _kit.machine import machine_info, pipeline_settings
 from _kit.measure import limited_by, spread
-from _kit.report import figure, save_figure, table, utc_stamp, wide_console, write_json
+from matplotlib.axes import Axes
 from matplotlib.ticker import NullFormatter
 from rich.console import Console
 
 from cqrskit import Settings
 
 README = REPO_ROOT / "README.md"
-README_START = "<!-- bench:start -->"
-README_END = "<!-- bench:end -->"
-
-
-@dataclass(frozen=True)
-class Script:
-    """One benchmark script and the options it gets."""
-
-    name: str
-    file: str
-    quick: tuple[str, ...]
-    full: tuple[str, ...] = ()
-
-    def arguments(self, quick: bool) -> list[str]:
-        """The command line of this script."""
-        return [sys.executable, str(Path(__file__).parent / self.file), *self.argv(quick)]
-
-    def argv(self, quick: bool) -> list[str]:
-        """Its options."""
-        return list(self.quick if quick else self.full)
-
-
-#: In the order they run. Quick options keep the quick suite near five minutes.
-SCRIPTS = [
-    Script("commands", "bench_commands.py", ("--quick", "--rounds", "2")),
-    Script("relay", "bench_relay.py", ("--quick", "--rounds", "2")),
-    Script(
-        "projections",
-        "bench_projections.py",
-        ("--quick", "--rounds", "1", "--batch-sizes", "1000", "--events", "20000"),
-    ),
-    Script("rebuild", "bench_rebuild.py", ("--quick", "--rounds", "1", "--events", "50000")),
-    Script(
-        "queries",
-        "bench_queries.py",
-        ("--quick", "--rounds", "1", "--docs", "20000", "--queries", "500", "--threads", "1"),
-    ),
-    Script("e2e", "bench_e2e.py", ("--quick",)),
-    Script("memory", "bench_memory.py", ("--quick",)),
-]
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+#: Each script, in the order they run, and its options in the quick suite (which they keep
+#: near five minutes); the full suite runs each with its own defaults.
+SCRIPTS = {
+    "commands": ("--quick", "--rounds", "2"),
+    "relay": ("--quick", "--rounds", "2"),
+    "projections": ("--quick", "--rounds", "1", "--batch-sizes", "1000", "--events", "20000"),
+    "rebuild": ("--quick", "--rounds", "1", "--events", "50000"),
+    "queries": ("--quick", "--rounds", "1", "--docs", "20000", "--queries", "500",
+                "--threads", "1"),
+    "e2e": ("--quick",),
+    "memory": ("--quick",),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,35 +135,53 @@ def variant(document: dict[str, Any], key: str) -> dict[str, Any]:
     raise KeyError(f"no variant {key!r} in the {document['benchmark']} result")
 
 
-def runs_of(v: dict[str, Any]) -> dict[str, Any]:
-    """Runs, min, median and max of a variant's events per second."""
+def rate(doc: dict[str, Any], key: str) -> float:
+    """A variant's median events per second."""
+    return float(variant(doc, key)["median_events_per_second"])
+
+
+def rate_figure(doc: dict[str, Any], key: str, workload: str) -> dict[str, Any]:
+    """A variant's events/s as a headline's fields, with its runs' min, median and max."""
+    v = variant(doc, key)
     return {
-        "runs": len(v["rounds"]),
-        **{k: v[f"{k}_events_per_second"] for k in ("min", "median", "max")},
+        "workload": workload,
+        "figure": "events/s",
+        "value": v["median_events_per_second"],
+        "unit": "events/s",
+        "runs": {
+            "runs": len(v["rounds"]),
+            **{k: v[f"{k}_events_per_second"] for k in ("min", "median", "max")},
+        },
     }
 
 
-def append_limit(doc: dict[str, Any], n: int) -> str:
+def against(
+    common: dict[str, Any], limit: str, rows: Sequence[tuple[str, float, Target | None]]
+) -> list[Headline]:
+    """One figure (``common``) against each (baseline, baseline's figure, target)."""
+    return [
+        Headline(**common, baseline=name, baseline_value=base, ratio=common["value"] / base,
+                 target=target, limited_by=limit)
+        for name, base, target in rows
+    ]  # fmt: skip
+
+
+def append_limit(doc: dict[str, Any], n: int, suffix: str) -> str:
     """What limits appends with ``n`` writers, from the run itself: the largest steps of
     the instrumented sequential batch, the group commit's appends per transaction at ``n``
     writers, and how far the library's recorder alone is from the raw commit."""
-    suffix = "seq" if n == 1 else f"{n}w"
     parts = []
-    split = doc.get("cqrskit_time_split")
-    if split:
+    if split := doc.get("cqrskit_time_split"):
         parts.append(f"{limited_by(split['steps'], per=split['events'])} of a sequential append")
     mine = variant(doc, f"cqrskit-{suffix}")
-    transactions = sum(r.get("transactions") or 0 for r in mine["rounds"])
-    if transactions:
+    if transactions := sum(r.get("transactions") or 0 for r in mine["rounds"]):
         per = sum(r["appends"] for r in mine["rounds"]) / transactions
         commits = mine["median_events_per_second"] / per
         parts.append(
             f"{n} writer{'s' if n > 1 else ''}: {per:.1f} appends per transaction, "
             f"{commits:,.0f} transactions/s"
         )
-    es, raw = (
-        variant(doc, f"{k}-{suffix}")["median_events_per_second"] for k in ("eventsourcing", "raw")
-    )
+    es, raw = rate(doc, f"eventsourcing-{suffix}"), rate(doc, f"raw-{suffix}")
     parts.append(f"eventsourcing's recorder alone {es / raw:.2f}x raw")
     return "; ".join(parts)
 
@@ -200,41 +191,21 @@ def commands_headlines(doc: dict[str, Any]) -> list[Headline]:
     rows = []
     for n in [1, *doc["config"]["writers"]]:
         suffix = "seq" if n == 1 else f"{n}w"
-
-        def rate(family: str, suffix: str = suffix) -> float:
-            return float(variant(doc, f"{family}-{suffix}")["median_events_per_second"])
-
-        mine = variant(doc, f"cqrskit-{suffix}")
-        common = {
-            "workload": f"append, {'sequential' if n == 1 else f'{n} writers'}",
-            "figure": "events/s",
-            "value": mine["median_events_per_second"],
-            "unit": "events/s",
-            "runs": runs_of(mine),
-        }
-        limit = append_limit(doc, n)
-        target = Target("≥0.8x raw commit", 0.8, on="ratio") if n in (1, 4) else None
-        rows += against_targets(
-            common,
-            limit,
-            [
-                ("raw psycopg INSERT+COMMIT", rate("raw"), target),
-                ("eventsourcing", rate("eventsourcing"), None),
-                ("eventsourcing, db functions", rate("eventsourcing-fn"), None),
-            ],
+        workload = f"append, {'sequential' if n == 1 else f'{n} writers'}"
+        common, limit = (
+            rate_figure(doc, f"cqrskit-{suffix}", workload),
+            append_limit(doc, n, suffix),
         )
+        target = Target("≥0.8x raw commit", 0.8, on="ratio") if n in (1, 4) else None
+        bases = [
+            ("raw psycopg INSERT+COMMIT", rate(doc, f"raw-{suffix}"), target),
+            ("eventsourcing", rate(doc, f"eventsourcing-{suffix}"), None),
+            ("eventsourcing, db functions", rate(doc, f"eventsourcing-fn-{suffix}"), None),
+        ]
         if n == 64:
-            rows += against_targets(
-                common,
-                limit,
-                [
-                    (
-                        "raw, 100 rows per COMMIT (4 connections)",
-                        rate("raw-batch", "4w"),
-                        Target("≥20,000 events/s", 20_000),
-                    )
-                ],
-            )
+            batch = ("raw, 100 rows per COMMIT (4 connections)", rate(doc, "raw-batch-4w"))
+            bases.append((*batch, Target("≥20,000 events/s", 20_000)))
+        rows += against(common, limit, bases)
     return rows
 
 
@@ -244,40 +215,14 @@ def one_thread_rate(
     """A variant's events/s as a headline's fields, and what limits it: the largest steps
     of the run's instrumented run (``split``, the key of its time split), and how busy the
     thread was (``cpu``, the key of its CPU seconds)."""
-    mine = variant(doc, key)
-    events = doc["config"]["events"]
-    steps = doc.get(split)
+    events, steps = doc["config"]["events"], doc.get(split)
     limit = "no instrumented run"
     if steps:
         limit = (
             f"{limited_by(steps['steps'], per=events)} of the instrumented run; its thread on "
             f"CPU {100 * steps[cpu] / steps['seconds']:.0f}% of the wall time"
         )
-    common = {
-        "workload": f"{workload}, {events:,} events",
-        "figure": "events/s",
-        "value": mine["median_events_per_second"],
-        "unit": "events/s",
-        "runs": runs_of(mine),
-    }
-    return common, limit
-
-
-def against_targets(
-    common: dict[str, Any], limit: str, rows: Sequence[tuple[str, float, Target | None]]
-) -> list[Headline]:
-    """One figure (``common``) against each (baseline, baseline's figure, target)."""
-    return [
-        Headline(
-            **common,
-            baseline=name,
-            baseline_value=base,
-            ratio=common["value"] / base,
-            target=target,
-            limited_by=limit,
-        )
-        for name, base, target in rows
-    ]
+    return rate_figure(doc, key, f"{workload}, {events:,} events"), limit
 
 
 def relay_headlines(doc: dict[str, Any]) -> list[Headline]:
@@ -285,18 +230,9 @@ def relay_headlines(doc: dict[str, Any]) -> list[Headline]:
     common, limit = one_thread_rate(
         doc, "cqrskit", "relay", "relay_time_split", "relay_thread_cpu_seconds"
     )
-    base = (
-        "raw: the relay's KafkaPublisher fed directly",
-        variant(doc, "raw")["median_events_per_second"],
-    )
-    return against_targets(
-        common,
-        limit,
-        [
-            (*base, Target("≥100,000 events/s", 100_000)),
-            (*base, Target("≥0.5x raw producer", 0.5, on="ratio")),
-        ],
-    )
+    base = ("raw: the relay's KafkaPublisher fed directly", rate(doc, "raw"))
+    targets = [Target("≥100,000 events/s", 100_000), Target("≥0.5x raw producer", 0.5, "ratio")]
+    return against(common, limit, [(*base, t) for t in targets])
 
 
 def projections_headlines(doc: dict[str, Any]) -> list[Headline]:
@@ -304,14 +240,14 @@ def projections_headlines(doc: dict[str, Any]) -> list[Headline]:
     common, limit = one_thread_rate(
         doc, "cqrskit-b1000", "projection", "worker_time_split", "worker_thread_cpu_seconds"
     )
-    bulk = ("raw ES bulk, 1000 ops/request", variant(doc, "raw-b1000")["median_events_per_second"])
-    runner = variant(doc, "eventsourcing")["median_events_per_second"]
-    return against_targets(
+    bulk = ("raw ES bulk, 1000 ops/request", rate(doc, "raw-b1000"))
+    runner = ("eventsourcing ProjectionRunner", rate(doc, "eventsourcing"))
+    return against(
         common,
         limit,
         [
             (*bulk, Target("≥10,000 events/s", 10_000)),
-            ("eventsourcing ProjectionRunner", runner, Target("≥6x ProjectionRunner", 6, "ratio")),
+            (*runner, Target("≥6x ProjectionRunner", 6, "ratio")),
             (*bulk, Target("≥0.7x raw bulk", 0.7, on="ratio")),
         ],
     )
@@ -320,30 +256,26 @@ def projections_headlines(doc: dict[str, Any]) -> list[Headline]:
 def rebuild_headlines(doc: dict[str, Any]) -> list[Headline]:
     """Rebuild: wall time, scaled to 1,000,000 events if the run had fewer."""
     mine, live = variant(doc, "rebuild"), variant(doc, "live")
-    events = doc["config"]["events"]
-    seconds = mine["median_seconds"]
-    per_million = seconds * 1_000_000 / events
-    phases = mine.get("median_phases") or {}
+    events, seconds = doc["config"]["events"], mine["median_seconds"]
+    scale = 1_000_000 / events
     steps = [
         {"step": key, "key": key, "seconds": value, "share": value / seconds}
-        for key, value in phases.items()
+        for key, value in (mine.get("median_phases") or {}).items()
         if key != "replay"
     ]
-    limit = f"{limited_by(steps, per=events)} of the rebuild's wall time (median of rounds)"
-    scale = 1_000_000 / events
-    seconds_values = [r["seconds"] * scale for r in mine["rounds"]]
     return [
         Headline(
             workload=f"rebuild, {events:,} events",
             figure="wall s per 1M events" if events != 1_000_000 else "wall s",
-            value=per_million,
+            value=seconds * 1_000_000 / events,
             unit="s",
-            runs=spread(seconds_values),
+            runs=spread([r["seconds"] * scale for r in mine["rounds"]]),
             baseline="live worker from Kafka, same events",
             baseline_value=live["median_seconds"] * 1_000_000 / events,
             ratio=live["median_seconds"] / seconds,
             target=Target("1M events in <100 s", 100, below=True),
-            limited_by=limit,
+            limited_by=f"{limited_by(steps, per=events)} of the rebuild's wall time "
+            "(median of rounds)",
             note=None
             if events == 1_000_000
             else f"scaled to 1M from {seconds:.1f} s for {events:,} events",
@@ -360,14 +292,13 @@ def queries_headlines(doc: dict[str, Any]) -> list[Headline]:
         ("cqrskit-search", "raw-search", "query, search"),
     ):
         mine, raw = variant(doc, key), variant(doc, base)
-        qps = [r["qps"] for r in mine["sequential_rounds"]]
         rows.append(
             Headline(
                 workload=label,
                 figure="queries/s, 1 thread",
                 value=mine["median_qps"],
                 unit="q/s",
-                runs=spread(qps),
+                runs=spread([r["qps"] for r in mine["sequential_rounds"]]),
                 baseline=raw["label"],
                 baseline_value=raw["median_qps"],
                 ratio=ratios[(key, base)]["qps"],
@@ -384,40 +315,28 @@ def e2e_headlines(doc: dict[str, Any]) -> list[Headline]:
         phases = [p for p in doc["phases"] if p["label"] == row["label"]]
         means = phases[-1]["limited_by"].get("means_ms") or {}
         is_target = row["target_rate"] == 500 and row["refresh_interval"].startswith("1s")
-        value = p99["median"] if p99 else None
         stage_text = ", ".join(f"{k} {v:.0f} ms" for k, v in means.items())
+        stage = max(means, key=lambda k: means[k]) if means else None
+        limit = "no stage measured"
+        if stage:
+            share = 100 * means[stage] / sum(means.values())
+            limit = f"{stage} {share:.0f}% of the stages' means ({stage_text}); read model "
+            limit += f"refresh_interval {row['refresh_interval']}"
+        note = f"p50 {row['p50_ms']['median']:.0f} ms, p95 {row['p95_ms']['median']:.0f} ms; "
+        note += f"{row['samples']} samples" + (f", {row['lost']} lost" if row["lost"] else "")
         rows.append(
             Headline(
                 workload=f"e2e, {row['label']}, achieved {row['achieved_rate']:,.0f}/s",
                 figure="p99 accepted→searchable",
-                value=value,
+                value=p99["median"] if p99 else None,
                 unit="ms",
                 runs={"runs": row["runs"], **p99} if p99 else None,
-                baseline=None,
                 target=Target("p99 <250 ms", 250, below=True) if is_target else None,
-                limited_by=stage_limit(means, row["refresh_interval"]),
-                note=(
-                    f"p50 "
-                    f"{row['p50_ms']['median']:.0f} ms, p95 {row['p95_ms']['median']:.0f} ms; "
-                    f"{row['samples']} samples"
-                    + (f", {row['lost']} lost" if row["lost"] else "")
-                    + (f"; stage means {stage_text}" if stage_text else "")
-                ),
+                limited_by=limit,
+                note=note + (f"; stage means {stage_text}" if stage_text else ""),
             )
         )
     return rows
-
-
-def stage_limit(means: dict[str, float], refresh: str) -> str:
-    """The stage with the largest mean of the worker's own histograms, and its share."""
-    if not means:
-        return "no stage measured"
-    stage = max(means, key=lambda k: means[k])
-    return (
-        f"{stage} {100 * means[stage] / sum(means.values()):.0f}% of the stages' means ("
-        + ", ".join(f"{k} {v:.0f} ms" for k, v in means.items())
-        + f"); read model refresh_interval {refresh}"
-    )
 
 
 def memory_headlines(doc: dict[str, Any]) -> list[Headline]:
@@ -429,10 +348,6 @@ def memory_headlines(doc: dict[str, Any]) -> list[Headline]:
         rises = [time_to_peak(r[name]["memory"]["timeline_mb"]) for r in doc["rounds"]]
         seconds = max(r[name]["seconds"] for r in doc["rounds"])
         first = max(r[name]["memory"]["first_rss_mb"] or 0 for r in doc["rounds"])
-        limit = (
-            f"{first:.0f} MB resident at the first sample after start, {peak['max']:.0f} MB at "
-            f"the peak; 90% of the peak {max(rises):.1f} s into a {seconds:.0f} s run"
-        )
         rows.append(
             Headline(
                 workload=f"memory, {label}, {doc['config']['events']:,} events",
@@ -441,7 +356,9 @@ def memory_headlines(doc: dict[str, Any]) -> list[Headline]:
                 unit="MB",
                 runs=peak,
                 target=Target("<200 MB", 200, below=True),
-                limited_by=limit,
+                limited_by=f"{first:.0f} MB resident at the first sample after start, "
+                f"{peak['max']:.0f} MB at the peak; 90% of the peak {max(rises):.1f} s into a "
+                f"{seconds:.0f} s run",
                 note=f"max of the rounds; RSS at the end {entry['last_rss_mb']:.0f} MB",
             )
         )
@@ -465,32 +382,26 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[Headline]]] = {
 }
 
 
-# --- running ------------------------------------------------------------------------------
+# --- running, and the summary -------------------------------------------------------------
 
 
-def run_script(script: Script, quick: bool, results: Path, console: Console) -> ScriptRun:
+def run_script(name: str, quick: bool, results: Path, console: Console) -> ScriptRun:
     """Run one script to its end (its output goes straight through); read what it wrote."""
-    pattern = f"{script.name}-*.json"
-    before = set(results.glob(pattern))
-    command = script.arguments(quick)
-    shown = shlex.join(["bench/" + script.file, *script.argv(quick)])
-    console.rule(f"[bold]{script.name}[/bold]: {shown}")
+    before = set(results.glob(f"{name}-*.json"))
+    argv = list(SCRIPTS[name] if quick else ())
+    shown = shlex.join([f"bench/bench_{name}.py", *argv])
+    console.rule(f"[bold]{name}[/bold]: {shown}")
     started = time.monotonic()
-    done = subprocess.run(command, cwd=REPO_ROOT, check=False)
-    seconds = time.monotonic() - started
-    written = sorted(set(results.glob(pattern)) - before)
-    run = ScriptRun(
-        script.name,
-        shown,
-        seconds,
-        done.returncode,
-        str(written[-1].relative_to(REPO_ROOT)) if written else None,
-    )
+    script = str(Path(__file__).parent / f"bench_{name}.py")
+    done = subprocess.run([sys.executable, script, *argv], cwd=REPO_ROOT, check=False)
+    written = sorted(set(results.glob(f"{name}-*.json")) - before)
+    result = str(written[-1].relative_to(REPO_ROOT)) if written else None
+    run = ScriptRun(name, shown, time.monotonic() - started, done.returncode, result)
     if done.returncode != 0 or not written:
         run.error = f"exit code {done.returncode}, result file {'found' if written else 'missing'}"
         return run
     try:
-        run.headlines = HEADLINES[script.name](json.loads(written[-1].read_text()))
+        run.headlines = HEADLINES[name](json.loads(written[-1].read_text()))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         run.error = f"could not read the result: {type(exc).__name__}: {exc}"
     return run
@@ -505,7 +416,7 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 
 def met_text(met: bool | None) -> str:
-    """met / MISSED / blank."""
+    """met / missed / blank."""
     return "" if met is None else ("met" if met else "missed")
 
 
@@ -532,7 +443,7 @@ def print_table(console: Console, runs: Sequence[ScriptRun], title: str) -> None
                     f"[{colour}]{met}[/{colour}]" if colour else "",
                 ]
             )
-    table(
+    report.table(
         console,
         title,
         "workload | cqrskit | runs (min-max) | baseline | baseline figure | ratio | target | met?",
@@ -543,8 +454,15 @@ def print_table(console: Console, runs: Sequence[ScriptRun], title: str) -> None
         console.print(f"[red]missed[/red] {h.workload} ({target}): limited by {h.limited_by}")
 
 
-def log_axis(axes: Any, values: Sequence[float], label: str) -> None:
-    """A horizontal log axis with plain tick labels (0.2x, 1x, 10x) spanning ``values``."""
+def ratio_bars(
+    axes: Axes, values: Sequence[float], labels: Sequence[str], texts: Sequence[str], **bar: Any
+) -> None:
+    """Horizontal bars on a log axis (0.2x, 1x, 10x) spanning ``values``, each annotated."""
+    axes.barh(range(len(values)), values, **bar)
+    for y, (value, text) in enumerate(zip(values, texts, strict=True)):
+        axes.annotate(text, (value, y), xytext=(3, 0), textcoords="offset points", va="center",
+                      fontsize=6)  # fmt: skip
+    axes.set_yticks(range(len(values)), labels, fontsize=6)
     axes.set_xscale("log")
     positive = [v for v in values if v > 0] or [1.0]
     low, high = min(0.5, min(positive) / 1.5), max(2.0, max(positive) * 3)
@@ -555,7 +473,6 @@ def log_axis(axes: Any, values: Sequence[float], label: str) -> None:
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlim(low, high)
     axes.axvline(1.0, color="#555555", linewidth=1)
-    axes.set_xlabel(label)
     axes.invert_yaxis()
 
 
@@ -566,56 +483,56 @@ def save_chart(path: Path, runs: Sequence[ScriptRun], title: str) -> None:
     for h in headlines:
         if h.ratio is not None and h.baseline:
             ratio_rows.setdefault((h.workload, h.baseline), h)
-    target_rows = [h for h in headlines if h.target and h.met is not None]
-    rows = max(len(ratio_rows), len(target_rows))
-    made = figure(15, max(5.0, 0.3 * rows + 1.8))
+    targets = [h for h in headlines if h.target and h.met is not None]
+    made = report.figure(15, max(5.0, 0.3 * max(len(ratio_rows), len(targets)) + 1.8))
     left, right = made.subplots(1, 2)
     ratios = [h.ratio or 0.0 for h in ratio_rows.values()]
-    left.barh(range(len(ratios)), ratios, color="#1f77b4")
-    for y, value in enumerate(ratios):
-        left.annotate(
-            f"{value:.2f}x",
-            (value, y),
-            xytext=(3, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=6,
-        )
-    left.set_yticks(range(len(ratios)), [f"{w} / {b}" for w, b in ratio_rows], fontsize=6)
-    log_axis(left, ratios, "cqrskit / baseline, medians of the rounds (1x = the same)")
+    labels = [f"{w} / {b}" for w, b in ratio_rows]
+    ratio_bars(left, ratios, labels, [f"{v:.2f}x" for v in ratios], color="#1f77b4")
+    left.set_xlabel("cqrskit / baseline, medians of the rounds (1x = the same)")
     left.set_title("ratios to the baselines", fontsize=9)
-    attainment = [h.attainment() or 0.0 for h in target_rows]
-    right.barh(
-        range(len(target_rows)),
-        attainment,
-        color=["#2ca02c" if h.met else "#d62728" for h in target_rows],
+    texts = [
+        fmt(h.value, h.unit) if h.target and h.target.on == "value"
+        else (f"{h.ratio:.2f}x" if h.ratio is not None else "-")
+        for h in targets
+    ]  # fmt: skip
+    ratio_bars(
+        right,
+        [h.attainment() or 0.0 for h in targets],
+        [f"{h.workload}: {h.target.text if h.target else ''}" for h in targets],
+        texts,
+        color=["#2ca02c" if h.met else "#d62728" for h in targets],
     )
-    for y, (h, value) in enumerate(zip(target_rows, attainment, strict=True)):
-        figure_text = (
-            fmt(h.value, h.unit)
-            if h.target and h.target.on == "value"
-            else (f"{h.ratio:.2f}x" if h.ratio is not None else "-")
-        )
-        right.annotate(
-            figure_text,
-            (value, y),
-            xytext=(3, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=6,
-        )
-    right.set_yticks(
-        range(len(target_rows)),
-        [f"{h.workload}: {h.target.text if h.target else ''}" for h in target_rows],
-        fontsize=6,
-    )
-    log_axis(right, attainment, "figure / target (target / figure for upper bounds); ≥1x: met")
+    right.set_xlabel("figure / target (target / figure for upper bounds); ≥1x: met")
     right.set_title("targets (green: met, red: missed)", fontsize=9)
     made.suptitle(title, fontsize=10)
-    save_figure(made, path)
+    report.save_figure(made, path)
 
 
-# --- the README ---------------------------------------------------------------------------------
+def save_summary(
+    json_path: Path, summary: dict[str, Any], runs: Sequence[ScriptRun], console: Console
+) -> None:
+    """Print the table; write the summary with the runs' headlines, and its chart."""
+    title = (
+        f"cqrskit benchmark suite{' (quick)' if summary['quick'] else ''}, {json_path.stem}: "
+        f"{summary['wall_seconds'] / 60:.1f} min, {summary['machine']['nproc']} CPUs"
+    )
+    console.rule("[bold]summary[/bold]")
+    print_table(console, runs, title)
+    headlines = [asdict(h) for run in runs for h in run.headlines]
+    summary["scripts"] = [{k: v for k, v in asdict(r).items() if k != "headlines"} for r in runs]
+    summary["headlines"] = headlines
+    summary["missed"] = [
+        {"workload": h["workload"], "target": h["target"]["text"], "limited_by": h["limited_by"]}
+        for h in headlines
+        if h["met"] is False
+    ]
+    report.write_json(json_path, summary)
+    save_chart(json_path.with_suffix(".png"), runs, title)
+    console.print(f"saved {json_path} and {json_path.with_suffix('.png')}")
+
+
+# --- the README and a saved run ------------------------------------------------------------
 
 
 def readme_table(summary: dict[str, Any]) -> str:
@@ -632,15 +549,15 @@ def readme_table(summary: dict[str, Any]) -> str:
         "| workload | cqrskit | against the baseline | target |",
         "|---|---|---|---|",
     ]
+    targeted = {(h["workload"], h["value"]) for h in summary["headlines"] if h["target"]}
     rows: dict[tuple[str, Any], dict[str, list[str]]] = {}
-    for h in summary["headlines"]:
-        key = (h["workload"], h["value"])
-        if not any(g["target"] for g in summary["headlines"] if (g["workload"], g["value"]) == key):
-            continue
+    for h in (h for h in summary["headlines"] if (h["workload"], h["value"]) in targeted):
         figure = fmt(h["value"], h["unit"])
         if h["unit"] != "events/s":
             figure = f"{h['figure']}: {figure}"
-        row = rows.setdefault(key, {"figure": [figure], "base": [], "t": []})
+        row = rows.setdefault(
+            (h["workload"], h["value"]), {"figure": [figure], "base": [], "t": []}
+        )
         if h["baseline"] and h["ratio"] is not None:
             text = f"{h['ratio']:.2f}x {h['baseline']} ({fmt(h['baseline_value'], h['unit'])})"
             if text not in row["base"]:
@@ -648,81 +565,20 @@ def readme_table(summary: dict[str, Any]) -> str:
         if h["target"]:
             row["t"].append(f"{h['target']['text']}: **{met_text(h['met'])}**")
     for (workload, _), row in rows.items():
-        lines.append(
-            f"| {workload} | {row['figure'][0]} | {'; '.join(row['base'])} | "
-            f"{'; '.join(row['t'])} |"
-        )
+        base, targets = "; ".join(row["base"]), "; ".join(row["t"])
+        lines.append(f"| {workload} | {row['figure'][0]} | {base} | {targets} |")
     return "\n".join(lines)
 
 
 def update_readme(summary_path: Path) -> None:
     """Write the table of a saved summary between the README's markers."""
-    summary = json.loads(summary_path.read_text())
-    summary["file"] = summary_path.name
+    summary = {**json.loads(summary_path.read_text()), "file": summary_path.name}
     text = README.read_text()
     if README_START not in text or README_END not in text:
         raise SystemExit(f"README.md has no {README_START} ... {README_END} block")
     head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
+    tail = rest.split(README_END, 1)[1]
     README.write_text(f"{head}{README_START}\n{readme_table(summary)}\n{README_END}{tail}")
-
-
-# --- entry point ----------------------------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="the short suite (a few minutes)")
-    parser.add_argument(
-        "--only", help=f"comma-separated benchmarks to run, of {', '.join(HEADLINES)}"
-    )
-    parser.add_argument(
-        "--readme-from", type=Path, help="write a saved summary's table into README.md and exit"
-    )
-    parser.add_argument(
-        "--resummarise",
-        type=Path,
-        help="read a saved summary's headlines again from its result files and exit",
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_DIR, help="where the scripts save their results"
-    )
-    args = parser.parse_args(argv)
-    if args.only:
-        unknown = set(args.only.split(",")) - set(HEADLINES)
-        if unknown:
-            parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
-    return args
-
-
-def title_of(summary: dict[str, Any], stamp: str) -> str:
-    """The title of the summary's table and chart."""
-    return (
-        f"cqrskit benchmark suite{' (quick)' if summary['quick'] else ''}, {stamp}: "
-        f"{summary['wall_seconds'] / 60:.1f} min, {summary['machine']['nproc']} CPUs"
-    )
-
-
-def save_summary(
-    json_path: Path, summary: dict[str, Any], runs: Sequence[ScriptRun], console: Console
-) -> None:
-    """Print the table; write the summary with the runs' headlines, and its chart."""
-    title = title_of(summary, json_path.stem)
-    console.rule("[bold]summary[/bold]")
-    print_table(console, runs, title)
-    headlines = [asdict(h) for run in runs for h in run.headlines]
-    summary["scripts"] = [{k: v for k, v in asdict(r).items() if k != "headlines"} for r in runs]
-    summary["headlines"] = headlines
-    summary["missed"] = [
-        {"workload": h["workload"], "target": h["target"]["text"], "limited_by": h["limited_by"]}
-        for h in headlines
-        if h["met"] is False
-    ]
-    write_json(json_path, summary)
-    png_path = json_path.with_suffix(".png")
-    save_chart(png_path, runs, title)
-    console.print(f"saved {json_path} and {png_path}")
 
 
 def resummarise(path: Path, console: Console) -> None:
@@ -743,10 +599,28 @@ def resummarise(path: Path, console: Console) -> None:
     save_summary(path, summary, runs, console)
 
 
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add = parser.add_argument
+    add("--quick", action="store_true", help="the short suite (a few minutes)")
+    add("--only", help=f"comma-separated benchmarks to run, of {', '.join(SCRIPTS)}")
+    add("--readme-from", type=Path, help="write a saved summary's table into README.md and exit")
+    add("--resummarise", type=Path, help="read a saved summary's headlines again and exit")
+    add("--results", type=Path, default=RESULTS_DIR, help="where the scripts save their results")
+    args = parser.parse_args(argv)
+    if args.only and (unknown := set(args.only.split(",")) - set(SCRIPTS)):
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite; print the table; save the summary and its chart."""
     args = parse_args(argv)
-    console = wide_console(170)
+    console = report.wide_console(170)
     if args.readme_from:
         update_readme(args.readme_from)
         return 0
@@ -754,16 +628,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         resummarise(args.resummarise, console)
         return 0
     started = datetime.now(UTC)
-    stamp = utc_stamp(started) + ("-quick" if args.quick else "")
     settings = Settings.load()
     machine = machine_info(settings)
-    chosen = [s for s in SCRIPTS if not args.only or s.name in args.only.split(",")]
+    chosen = [name for name in SCRIPTS if not args.only or name in args.only.split(",")]
     command = "make bench QUICK=1" if args.quick else "make bench"
     if args.only:
-        command = shlex.join(
-            ["python", "bench/run.py", *(["--quick"] if args.quick else []), "--only", args.only]
-        )
-    runs = [run_script(script, args.quick, args.results, console) for script in chosen]
+        quick = ["--quick"] if args.quick else []
+        command = shlex.join(["python", "bench/run.py", *quick, "--only", args.only])
+    runs = [run_script(name, args.quick, args.results, console) for name in chosen]
     finished = datetime.now(UTC)
     summary = {
         "suite": "cqrskit benchmarks",
@@ -775,9 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
         "settings": pipeline_settings(settings),
     }
+    stamp = report.utc_stamp(started) + ("-quick" if args.quick else "")
     save_summary(args.results / f"{stamp}.json", summary, runs, console)
-    failed = [run.name for run in runs if run.error]
-    if failed:
+    if failed := [run.name for run in runs if run.error]:
         console.print(f"[red]failed: {', '.join(failed)}[/red]")
         return 1
     return 0

@@ -1,18 +1,25 @@
-"""The frame of every script: its options, its time stamp, and where its files go."""
+"""The frame of every script: its options, its run (settings, machine, clean-up) and its files."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
 from _kit import RESULTS_DIR
+from _kit.machine import machine_info
 from _kit.report import save_document, utc_stamp, wide_console
+from _kit.stack import clean_up
+from cqrskit import Settings
+
+#: The services a result can record, as ``machine_info`` names them, and as they are shown.
+SERVICES = (("postgres", "PostgreSQL"), ("kafka", "Kafka"), ("elasticsearch", "Elasticsearch"))
 
 #: The options a script was given: one attribute per option (``--fill-chunk``: ``fill_chunk``).
 Config = argparse.Namespace
@@ -87,18 +94,47 @@ def parse(
     return args
 
 
+#: What a script may own for the length of its run, named after its tag (see :meth:`Run.start`).
+Owned = Literal["schema", "topics", "indices"]
+
+
 @dataclass
-class Session:
-    """One run of one script: when it started, its console, its result files."""
+class Run:
+    """One run of one script: its options, console, settings, machine and result files."""
 
     benchmark: str
-    results: Path
+    config: Config
     started: datetime
     console: Console
+    settings: Settings
+    machine: dict[str, Any]
+    #: Consumer groups the run made, removed by :meth:`cleaning`.
+    groups: list[str] = field(default_factory=list)
 
     @classmethod
-    def begin(cls, benchmark: str, results: Path, width: int = 150) -> Session:
-        return cls(benchmark, results, datetime.now(UTC), wide_console(width))
+    def start(
+        cls,
+        benchmark: str,
+        config: Config,
+        width: int,
+        services: Sequence[str] = ("postgres", "kafka", "elasticsearch"),
+        own: Sequence[Owned] = (),
+        **machine: Any,
+    ) -> Run:
+        """Begin: ``own`` names what the run's settings take from its tag (a schema, a topic
+        and an index prefix of its own); ``machine`` goes to :func:`machine_info`."""
+        made = cls(benchmark, config, datetime.now(UTC), wide_console(width), Settings.load(), {})
+        tag = made.tag
+        update = {
+            "schema": {"postgres_schema": tag.replace("-", "_")},
+            "topics": {"topic_prefix": tag},
+            "indices": {"index_prefix": f"{tag}-"},
+        }
+        made.settings = made.settings.model_copy(
+            update={k: v for o in own for k, v in update[o].items()}
+        )
+        made.machine = machine_info(made.settings, services, **machine)
+        return made
 
     @property
     def stamp(self) -> str:
@@ -112,7 +148,7 @@ class Session:
 
     def path(self, suffix: str) -> Path:
         """``<results>/<benchmark>-<stamp><suffix>``."""
-        return self.results / f"{self.benchmark}-{self.stamp}{suffix}"
+        return Path(self.config.results) / f"{self.benchmark}-{self.stamp}{suffix}"
 
     def profile_path(self) -> Path:
         """Where a profiled run's ``.prof`` goes (the folder made)."""
@@ -120,15 +156,43 @@ class Session:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def versions(self) -> str:
+        """``PostgreSQL 15.18, Kafka 4.3, Elasticsearch 8.19.21, 2 CPUs``: what the run asked."""
+        m = self.machine
+        names = [
+            f"{label} {m[key]['server_version' if key == 'postgres' else 'version']}"
+            for key, label in SERVICES
+            if key in m
+        ]
+        return ", ".join([*names, f"{m['nproc']} CPUs"])
+
+    def log(self, what: str) -> None:
+        """Log the versions, the CPUs and Python, then ``what`` the run is about to do."""
+        self.console.log(
+            f"{self.versions()}, Python {self.machine['python']}; {what}", _stack_offset=2
+        )
+
+    @contextmanager
+    def cleaning(self, *, indices: bool = False, topics: bool = False) -> Iterator[None]:
+        """On the way out, remove the run's consumer groups and (if asked) its indices and
+        topics: those named after its tag."""
+        try:
+            yield
+        finally:
+            clean_up(
+                self.settings,
+                self.console,
+                indices=self.tag if indices else None,
+                topics=self.tag if topics else None,
+                groups=self.groups,
+            )
+
     def save(
-        self,
-        config: Mapping[str, Any],
-        machine: Mapping[str, Any],
-        chart: Callable[[Path], None],
-        **measured: Any,
+        self, notes: Mapping[str, Any], chart: Callable[[Path], None], **measured: Any
     ) -> None:
-        """Write the result's JSON and its chart; say where."""
+        """Write the JSON (its config: the options and ``notes``) and the chart; say where."""
         json_path, png_path = self.path(".json"), self.path(".png")
-        save_document(json_path, self.benchmark, self.started, config, machine, **measured)
+        config = {**vars(self.config), **notes}
+        save_document(json_path, self.benchmark, self.started, config, self.machine, **measured)
         chart(png_path)
         self.console.print(f"saved {json_path} and {png_path}")

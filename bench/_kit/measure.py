@@ -16,10 +16,11 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 from rich.console import Console
 
@@ -28,6 +29,12 @@ from _kit.product import (
 )
 
 T = TypeVar("T")
+#: Give up on an untimed step (publishing the store, a long rebuild, a split run) after this long.
+RUN_TIMEOUT = 3600.0
+
+
+class BenchmarkError(RuntimeError):
+    """A run did not do what it measures: a count, a document or an answer is not as expected."""
 
 
 @dataclass
@@ -98,11 +105,6 @@ def ratios(measurements: Sequence[Measurement], pairs: Sequence[tuple[str, str]]
     ]
 
 
-def turns(items: Sequence[T], round_no: int) -> list[T]:
-    """``items`` in order in odd rounds, reversed in even ones: no variant always goes first."""
-    return list(items) if round_no % 2 else list(reversed(items))
-
-
 def interleaved(
     measurements: Sequence[Measurement],
     rounds: int,
@@ -110,14 +112,15 @@ def interleaved(
     console: Console,
     unit: str = "events/s",
 ) -> None:
-    """``rounds`` rounds of every measurement, in :func:`turns`; each logged as it ends.
+    """``rounds`` rounds of every measurement, in order in odd rounds and reversed in even ones
+    (no variant always goes first); each logged as it ends.
 
     ``run(m, round_no)`` measures one round: its figure, the round's other
     figures, and a note for the log line (which names the caller's line).
     """
     width = max(len(m.label) for m in measurements)
     for round_no in range(1, rounds + 1):
-        for m in turns(measurements, round_no):
+        for m in measurements if round_no % 2 else reversed(measurements):
             value, extra, note = run(m, round_no)
             m.add(value, **extra)
             console.log(
@@ -144,14 +147,22 @@ def percentile(values: Sequence[float], q: float) -> float:
     return found
 
 
-def quantiles_ms(seconds: Sequence[float], points: Sequence[int] = (50, 95, 99)) -> dict[str, Any]:
-    """Percentiles (nearest rank) of latencies given in seconds, in milliseconds."""
-    ordered = sorted(seconds)
-    found: dict[str, Any] = {"samples": len(ordered)}
+def quantiles_ms(
+    values: Sequence[float],
+    points: Sequence[float] = (50, 95, 99),
+    *,
+    scale: float = 1000.0,
+    count: str | None = "samples",
+) -> dict[str, Any]:
+    """``count``, then percentiles (nearest rank; ``p99_9_ms`` for 99.9), max and mean of
+    latencies, in milliseconds: ``values`` times ``scale`` (seconds by default)."""
+    ordered = sorted(values)
+    found: dict[str, Any] = {count: len(ordered)} if count else {}
     for point in points:
-        found[f"p{point}_ms"] = 1000 * percentile(ordered, point) if ordered else None
-    found["max_ms"] = 1000 * ordered[-1] if ordered else None
-    found["mean_ms"] = 1000 * statistics.fmean(ordered) if ordered else None
+        name = f"p{point:g}_ms".replace(".", "_")
+        found[name] = scale * percentile(ordered, point) if ordered else None
+    found["max_ms"] = scale * ordered[-1] if ordered else None
+    found["mean_ms"] = scale * statistics.fmean(ordered) if ordered else None
     return found
 
 
@@ -272,6 +283,13 @@ class Watched:
         first = timeline[0] if timeline else (None, 0)
         return Timed(seconds, done, first[0], first[1], own_cpu, process_cpu, timeline, partial)
 
+    def profiled(self, path: Path, count: int) -> list[dict[str, Any]]:
+        """One untimed run until ``count`` under cProfile, saved to ``path``; the top rows."""
+        wrap, rows = profiled(path)
+        self.run = wrap(self.run)
+        self.until(count, RUN_TIMEOUT)
+        return rows
+
 
 # --- where the time goes -------------------------------------------------------------------
 
@@ -279,8 +297,8 @@ class Watched:
 class StepTimer:
     """Exclusive wall time of wrapped calls: a step's time leaves out the steps inside it.
 
-    ``phase`` prefixes the steps' names while set (see :meth:`phase_of`), so
-    that one step can be counted apart in each phase of a run.
+    ``phase`` prefixes the steps' names while set, so that one step can be
+    counted apart in each phase of a run.
     """
 
     def __init__(self) -> None:
@@ -288,8 +306,6 @@ class StepTimer:
         self.calls: dict[str, int] = defaultdict(int)
         #: perf_counter when each step was first entered.
         self.first: dict[str, float] = {}
-        #: (phase, entered, left) of each call wrapped by :meth:`phase_of`.
-        self.spans: list[tuple[str, float, float]] = []
         self.phase = ""
         self._open: list[list[float]] = []  # per open step: [seconds of its children]
         self._names: list[str] = []
@@ -322,21 +338,6 @@ class StepTimer:
         """The innermost open step's name (without the phase)."""
         return self._names[-1].rpartition(":")[2] if self._names else ""
 
-    def phase_of(self, function: Callable[..., T], phase: Callable[..., str]) -> Callable[..., T]:
-        """``function`` as a phase named by ``phase(*args)``; its own time is step ``self``."""
-        step = self.wrap("self", function)
-
-        def timed(*args: Any, **kwargs: Any) -> T:
-            outer, self.phase = self.phase, phase(*args, **kwargs)
-            started = time.perf_counter()
-            try:
-                return step(*args, **kwargs)
-            finally:
-                self.spans.append((self.phase, started, time.perf_counter()))
-                self.phase = outer
-
-        return timed
-
 
 def split(
     seconds: Mapping[str, float], labels: Sequence[tuple[str, str]], total: float
@@ -347,6 +348,49 @@ def split(
          "share": seconds.get(key, 0.0) / total}
         for label, key in labels
     ]  # fmt: skip
+
+
+def split_run(
+    loop: Watched,
+    count: int,
+    timer: StepTimer,
+    wraps: Sequence[tuple[Any, str, str | Callable[[], str]]],
+    labels: Sequence[tuple[str, str]],
+    *,
+    first: str,
+    replaced: Sequence[tuple[Any, str, Any]] = (),
+    merged: Mapping[str, str] | None = None,
+) -> tuple[Timed, dict[str, Any]]:
+    """One untimed run of ``loop`` until ``count`` with steps timed: the run, and its split.
+
+    Each ``(owner, attribute, step)`` of ``wraps`` is timed as that step and
+    each of ``replaced`` patched in, for the run only; the steps' seconds
+    are read when the count is reached (``merged`` adds a step's into
+    another's); ``start`` is the time to the first call of step ``first``
+    and ``other`` what the timers did not see. The wrappers cost about a
+    microsecond per call.
+    """
+    snapshot: dict[str, float] = {}
+    with ExitStack() as patches:
+        for owner, name, step in wraps:
+            wrapped = timer.wrap(step, getattr(owner, name))
+            patches.enter_context(mock.patch.object(owner, name, wrapped))
+        for owner, name, value in replaced:
+            patches.enter_context(mock.patch.object(owner, name, value))
+        started = time.perf_counter()
+        run = loop.until(count, RUN_TIMEOUT, on_reached=lambda: snapshot.update(timer.seconds))
+    steps = {key: snapshot.get(key, 0.0) for _label, key in labels}
+    for source, target in (merged or {}).items():
+        steps[target] += snapshot.get(source, 0.0)
+    steps["start"] = timer.first.get(first, started) - started
+    steps["other"] = run.seconds - sum(v for k, v in steps.items() if k != "other")
+    return run, {
+        "seconds": run.seconds,
+        "events_per_second": count / run.seconds,
+        "process_cpu_seconds": run.process_cpu_seconds,
+        "steps": split(steps, labels, run.seconds),
+        "calls": dict(timer.calls),
+    }
 
 
 def limited_by(steps: Sequence[Mapping[str, Any]], per: int | None = None, count: int = 3) -> str:

@@ -5,7 +5,9 @@ here (and ``cqrskit`` itself), so that when the product moves a name (a
 driver into ``cqrskit.adapters``, a name into ``cqrskit.topology``) one file
 is re-pointed. The instrumented runs also wrap two names the product does
 not export, both module-level names bound by ``from ... import`` in the
-module that uses them: :func:`relay_module` and :func:`consumer_module`.
+module that uses them: :func:`relay_module` and :func:`consumer_module`;
+and the raw query baseline sends the filter every ``Search`` adds
+(``NOT_DELETED``), the product's own rather than a copy.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, re
 from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
 from cqrskit.adapters.kafka import _group
 from cqrskit.adapters.kafka.publisher import KafkaPublisher
-from cqrskit.adapters.postgres.event_store import PostgresEventRecorder
+from cqrskit.adapters.postgres.event_store import PostgresEventRecorder, PostgresEventStoreFactory
 from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
 from cqrskit.adapters.postgres.reader import read_envelopes, store_head
 from cqrskit.envelope import Seal
@@ -30,12 +32,14 @@ from cqrskit.projections._applier import Applier
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.projections._ports import DocState
 from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
+from cqrskit.queries._search import _NOT_DELETED as NOT_DELETED
 from cqrskit.relay import OutboxRelay
 from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames, Topology
 
 __all__ = [
     "METADATA_FIELD",
+    "NOT_DELETED",
     "STAGES",
     "Applier",
     "DocState",
@@ -46,6 +50,7 @@ __all__ = [
     "KafkaPublisher",
     "Page",
     "PostgresEventRecorder",
+    "PostgresEventStoreFactory",
     "PostgresOutbox",
     "Query",
     "QueryBus",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,13 +104,69 @@ def table(
     console.print(shown)
 
 
-def rate_cells(m: Measurement, fmt: str = ",.0f") -> list[str]:
-    """median, min - max, spread: the first cells of a rounds table."""
+#: A column of a rounds table: its header, and its cell for a measurement.
+Column = tuple[str, Callable[[Measurement], str]]
+
+
+def rounds_table(
+    console: Console, title: str, ms: Sequence[Measurement], columns: Sequence[Column]
+) -> None:
+    """One row per measurement, a cell per column."""
+    table(console, title, [h for h, _ in columns], ([cell(m) for _, cell in columns] for m in ms))
+
+
+def rate_columns(rate: str = "median events/s", fmt: str = ",.0f") -> list[Column]:
+    """The variant, its median, its min - max, its spread."""
     return [
-        f"{m.median:{fmt}}",
-        f"{min(m.values):{fmt}} - {max(m.values):{fmt}}",
-        f"{m.spread_percent:.0f}%",
+        ("variant", lambda m: m.label),
+        (rate, lambda m: f"{m.median:{fmt}}"),
+        ("min - max", lambda m: f"{min(m.values):{fmt}} - {max(m.values):{fmt}}"),
+        ("spread", lambda m: f"{m.spread_percent:.0f}%"),
     ]
+
+
+def ratio_columns(found: Sequence[Ratio], header: str = "vs baseline") -> list[Column]:
+    """The ratio of the medians to the measurement's baseline, and the per-round ratios."""
+    by_variant = {r.variant: r for r in found}
+    return [
+        (header, lambda m: ratio_cells(by_variant.get(m.key))[0]),
+        ("per-round ratios", lambda m: ratio_cells(by_variant.get(m.key))[1]),
+    ]
+
+
+def share(name: str, digits: int = 0) -> Callable[[Measurement], str]:
+    """A cell: the median over the rounds of ``name`` as a percentage of the round's seconds."""
+    return lambda m: (
+        f"{statistics.median(100 * r[name] / r['seconds'] for r in m.rounds):.{digits}f}%"
+    )
+
+
+def first_columns(first: str) -> list[Column]:
+    """The median seconds, the time to the first progress and the rate after it."""
+
+    def ms(m: Measurement) -> str:
+        found = m.median_of("first_seconds")
+        return f"{1000 * found:.0f} ms" if found else "-"
+
+    def after(m: Measurement) -> str:
+        found = m.median_of("events_per_second_after_first")
+        return f"{found:,.0f}" if found else "-"
+
+    return [
+        ("median s", lambda m: f"{m.median_of('seconds'):.2f}"),
+        (first, ms),
+        ("events/s after it", after),
+    ]
+
+
+def ratios_table(console: Console, found: Sequence[Ratio], title: str | None = None) -> None:
+    """Each ratio: variant, baseline, the ratio of the medians, the per-round ratios."""
+    table(
+        console,
+        title or "Ratios (events/s over the baseline's, same run)",
+        "variant | baseline | ratio of medians | per-round ratios",
+        ([r.variant, r.baseline, *ratio_cells(r)] for r in found),
+    )
 
 
 def ratio_cells(ratio: Ratio | None, baseline: str = "1.00x (baseline)") -> list[str]:
@@ -262,15 +319,25 @@ def rounds_bars(
 def rounds_chart(
     path: Path,
     size: tuple[float, float],
-    split: tuple[Sequence[Mapping[str, Any]], str, str] | None,
+    split: Mapping[str, Any] | None,
+    who: str,
     *bars: Any,
+    detail: str = "",
     **options: Any,
 ) -> None:
-    """:func:`rounds_bars` (``bars``, ``options``) over, if measured, a :func:`split_bar`
-    (``split``: steps, x label, title); ``size`` is the figure's without the split."""
+    """:func:`rounds_bars` (``bars``, ``options``) over, if measured, a :func:`split_bar` of
+    the instrumented run of the ``who`` (``detail`` goes before its rate in the title);
+    ``size`` is the figure's without the split."""
     made = figure(size[0], size[1] + (3.2 if split else 0))
     grid = made.add_gridspec(2 if split else 1, 1, height_ratios=[3, 1.3] if split else None)
     rounds_bars(made.add_subplot(grid[0]), *bars, **options)
     if split:
-        split_bar(made.add_subplot(grid[1]), *split)
+        rate = f"{detail}{split['events_per_second']:,.0f} events/s with the timers on"
+        xlabel = f"seconds (one instrumented {who} run)"
+        split_bar(
+            made.add_subplot(grid[1]),
+            split["steps"],
+            xlabel,
+            f"Where the {who}'s wall time goes ({rate})",
+        )
     save_figure(made, path)

@@ -7,20 +7,26 @@ worker, and removes what it created. None of it is timed.
 
 from __future__ import annotations
 
+import json
+import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from psycopg.conninfo import conninfo_to_dict
+from elasticsearch.helpers import scan
 from psycopg.sql import SQL, Identifier
 from rich.console import Console
 
-from _kit.measure import Watched
+from _kit.measure import RUN_TIMEOUT, BenchmarkError, Watched
 from _kit.product import (
+    METADATA_FIELD,
+    IndexNames,
+    PostgresEventStoreFactory,
     Runtime,
+    Topology,
     es_backend,
     kafka_backend,
     pg_backend,
@@ -29,12 +35,14 @@ from _kit.product import (
 )
 from cqrskit import OutboxRelay, Projection, ProjectionWorker, Settings
 from examples.shop import Order, OrderLine, ShopApp
+from projections.customers import CustomerOrders, CustomerOrdersProjection
 
 P = TypeVar("P", bound=Projection[Any])
+T = TypeVar("T")
 
 APP_NAME = "shop"
-#: Give up on an untimed step (publishing the store, a long rebuild) after this long.
-RUN_TIMEOUT = 3600.0
+#: What a plain eventsourcing application takes of the product's environment: the login.
+LOGIN = ("POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD")
 
 
 @contextmanager
@@ -57,59 +65,47 @@ def order_line(i: int) -> OrderLine:
     return OrderLine(sku="tea", quantity=1 + i % 3, unit_price=Decimal(f"{1 + i % 7}.25"))
 
 
-def fill_orders(
-    settings: Settings, events: int, customers: int, chunk: int, console: Console
-) -> float:
-    """Append ``events`` new orders for ``customer-0``, ``customer-1``, ... in turn; the seconds.
-
-    One ``Order.Placed`` event per order, ``chunk`` orders per transaction.
-    """
-    started = time.perf_counter()
-    next_report = events // 4
-    with ShopApp(settings) as app:
-        for start in range(0, events, chunk):
-            stop = min(events, start + chunk)
-            app.save(
-                *[
-                    Order(customer_id=f"customer-{i % customers}", lines=[order_line(i)])
-                    for i in range(start, stop)
-                ]
-            )
-            if next_report <= stop < events:
-                console.log(f"  filled {stop:,} / {events:,}")
-                next_report += events // 4
-    return time.perf_counter() - started
-
-
 def fill_store(
     settings: Settings, events: int, customers: int, chunk: int, console: Console
 ) -> tuple[float, int]:
-    """:func:`fill_orders` into a fresh store; its seconds and the store's head.
+    """Append ``events`` new orders for ``customer-0``, ``customer-1``, ... in turn to a fresh
+    store (one ``Order.Placed`` event each, ``chunk`` per transaction); the seconds it took,
+    and the store's head.
 
     Raises:
-        RuntimeError: the store does not hold exactly ``events`` events.
+        BenchmarkError: the store does not hold exactly ``events`` events.
     """
     console.log(
         f"filling schema {settings.postgres_schema} with {events:,} Order.Placed events for "
         f"{customers:,} customers ({chunk} per transaction)"
     )
-    seconds = fill_orders(settings, events, customers, chunk, console)
+    started, next_report = time.perf_counter(), events // 4
+    with ShopApp(settings) as app:
+        for start in range(0, events, chunk):
+            stop = min(events, start + chunk)
+            orders = [
+                Order(customer_id=f"customer-{i % customers}", lines=[order_line(i)])
+                for i in range(start, stop)
+            ]
+            app.save(*orders)
+            if next_report <= stop < events:
+                console.log(f"  filled {stop:,} / {events:,}")
+                next_report += events // 4
+    seconds = time.perf_counter() - started
     head = store_head(settings, APP_NAME)
     if head != events:
-        raise RuntimeError(f"the store holds {head} events, expected {events}")
+        raise BenchmarkError(f"the store holds {head} events, expected {events}")
     return seconds, head
 
 
 def eventsourcing_env(settings: Settings, schema: str, **extra: str) -> dict[str, str]:
-    """The environment of a plain eventsourcing application on the same PostgreSQL."""
-    params = conninfo_to_dict(settings.postgres_dsn)
+    """The environment of a plain eventsourcing application in ``schema``, on the library's
+    own persistence: the login of the product's (``PostgresEventStoreFactory.environment``),
+    the library's defaults for the rest (pool, timeouts), and ``extra``."""
+    login = PostgresEventStoreFactory.environment(settings)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": str(params.get("dbname", "")),
-        "POSTGRES_HOST": str(params.get("host", "localhost")),
-        "POSTGRES_PORT": str(params.get("port", 5432)),
-        "POSTGRES_USER": str(params.get("user", "")),
-        "POSTGRES_PASSWORD": str(params.get("password", "")),
+        **{k: v for k, v in login.items() if k in LOGIN},
         "POSTGRES_SCHEMA": schema,
         **extra,
     }
@@ -137,7 +133,7 @@ def publish_all(settings: Settings, head: int) -> float:
     _relay, loop = relay_loop(settings, "bench")
     seconds = loop.until(head, RUN_TIMEOUT).seconds
     if read_status(settings, APP_NAME, "bench").position < head:
-        raise RuntimeError("the relay did not record the head")
+        raise BenchmarkError("the relay did not record the head")
     return seconds
 
 
@@ -150,6 +146,70 @@ def projection_named(cls: type[P], name: str) -> P:
     projection = type(f"Bench_{name}", (cls,), {"name": name})()
     assert isinstance(projection, cls)
     return projection
+
+
+# --- a worker of its own, and what its read model holds ------------------------------------
+
+
+class PublishedOrders:
+    """A fresh store of orders published to Kafka once (untimed), for runs that read it into
+    indices and consumer groups of their own (named in the run's ``groups``, for clean-up)."""
+
+    def __init__(self, settings: Settings, tag: str, groups: list[str]) -> None:
+        self.settings, self.tag, self.groups = settings, tag, groups
+        self.es = es_backend.client(settings).options(request_timeout=120)
+        self.topic = Topology.of(settings, APP_NAME).topic("Order")
+        self.head = 0
+        self.notes: dict[str, Any] = {}
+
+    def publish(self, events: int, customers: int, chunk: int, console: Console) -> None:
+        """Fill the store and publish it with the shop's relay; both times noted."""
+        fill, self.head = fill_store(self.settings, events, customers, chunk, console)
+        publish = publish_all(self.settings, self.head)
+        self.notes = {"fill_seconds_not_timed": fill, "publish_seconds_not_timed": publish}
+
+    def settings_for(self, tag: str, **update: Any) -> Settings:
+        """The settings of one run: an index prefix of its own (and ``update``)."""
+        return self.settings.model_copy(update={"index_prefix": f"{self.tag}-{tag}-", **update})
+
+    def worker(self, settings: Settings, name: str) -> tuple[ProjectionWorker, Watched]:
+        """A customers worker under projection ``name``, hence a consumer group of its own
+        that never committed; and its loop."""
+        self.groups.append(Topology.of(settings, APP_NAME).projection_group(name))
+        return worker_loop(settings, projection_named(CustomerOrdersProjection, name))
+
+    def check_caught_up(self, settings: Settings, projection: Projection[Any], docs: int) -> None:
+        """Raise unless the projection's status shows no lag, the head applied and ``docs``
+        documents (both its indices refreshed first: the status searches them)."""
+        names = IndexNames.of(settings)
+        self.es.indices.refresh(index=[names.alias(projection.name), names.checkpoints_index])
+        status = Runtime(settings).projection_status(APP_NAME, projection)
+        if (status.lag, status.position, status.documents) != (0, self.head, docs):
+            raise BenchmarkError(f"{projection.name} after the run: {status}")
+
+    def views(self, index: str) -> tuple[dict[str, CustomerOrders], float]:
+        """Every live customer document of ``index`` (refreshed first), metadata removed;
+        and the mean size of a stored ``_source`` in bytes (compact JSON)."""
+        self.es.indices.refresh(index=index)
+        views, sizes = {}, []
+        for hit in scan(self.es, index=index, size=5000):
+            source = dict(hit["_source"])
+            sizes.append(len(json.dumps(source, separators=(",", ":"))))
+            meta = source.pop(METADATA_FIELD, None)
+            if not (meta and meta.get("deleted")):
+                views[hit["_id"]] = CustomerOrders.model_validate(source)
+        return views, statistics.fmean(sizes) if sizes else 0.0
+
+
+def check_views(found: Mapping[str, T], expected: Mapping[str, T], where: str) -> None:
+    """Raise unless ``found`` holds exactly the expected documents."""
+    different = [k for k in expected.keys() & found.keys() if expected[k] != found[k]]
+    if found.keys() != expected.keys() or different:
+        example = f", e.g. {different[0]}: {found[different[0]]}" if different else ""
+        raise BenchmarkError(
+            f"{where}: {len(expected.keys() - found.keys())} documents missing, "
+            f"{len(found.keys() - expected.keys())} extra, {len(different)} different{example}"
+        )
 
 
 # --- Kafka ----------------------------------------------------------------------------------
