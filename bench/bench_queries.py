@@ -40,10 +40,13 @@ from _kit.product import (
     ElasticsearchCheckpointReader,
     ElasticsearchSearch,
     IndexNames,
+    Limits,
     Page,
     Query,
     QueryBus,
     QueryHandlers,
+    QueryPorts,
+    Read,
     Runtime,
     Search,
     es_backend,
@@ -90,7 +93,7 @@ def group_bounds(group: str) -> dict[str, str]:
     return {"gte": f"{group}-", "lt": f"{group}."}  # "." sorts right after "-"
 
 
-def search_product_group(query: SearchProductGroup, search: Search[Product]) -> Page[Product]:
+def search_product_group(query: SearchProductGroup, search: Search[Product]) -> Read[Page[Product]]:
     """The search through cqrskit: text in the name, the group's SKU range, one page."""
     return (
         search.text(query.text, "name")
@@ -109,11 +112,12 @@ def bench_handlers() -> QueryHandlers:
 
 def raw_query(text: str, group: str) -> dict[str, Any]:
     """The query ``search_product_group`` sends, built by hand (``NOT_DELETED``: the
-    product's own filter, which every ``Search`` adds)."""
+    product's own clause, which every search excludes)."""
     return {
         "bool": {
-            "filter": [{"range": {"sku": group_bounds(group)}}, NOT_DELETED],
+            "filter": [{"range": {"sku": group_bounds(group)}}],
             "must": [{"match": {"name": {"query": text, "operator": "and"}}}],
+            "must_not": [NOT_DELETED],
         }
     }
 
@@ -669,19 +673,16 @@ class Bench:
         cursor = page.cursor or "c" * 200
         # The whole of cqrskit's side at once: the bus, with a client that answers at once.
         stub, names = StubElasticsearch(got.body, same.body), IndexNames.of(self.settings)
-        stub_bus = QueryBus(
-            self.bus.handlers,
+        ports = QueryPorts(
             ElasticsearchSearch(stub, "stub"),  # type: ignore[arg-type]
             ElasticsearchCheckpointReader(stub, names.checkpoints_index, "stub"),  # type: ignore[arg-type]
-            names,
-            read_wait=self.settings.read_wait,
         )
+        stub_bus = QueryBus(self.bus.handlers, ports, names, Limits(self.settings.read_wait))
         steps: dict[str, dict[str, Callable[[], Any]]] = {
             "get": {
                 "OrderById(order_id=str)": lambda: OrderById(order_id=oid),
-                "registration + QueryBus.search (a Search)": lambda: (
-                    handlers.registration(OrderById(order_id=oid)),
-                    self.bus.search("order_summaries", OrderSummary),
+                "registration + handler (the Read, no I/O)": lambda: handlers.read(
+                    OrderById(order_id=oid)
                 ),
                 "copy source, pop metadata, OrderSummary.model_validate": validate_order,
                 "whole QueryBus.ask, stub client (no HTTP)": lambda: stub_bus.ask(
@@ -692,8 +693,8 @@ class Bench:
                 "SearchProductGroup(text, group)": lambda: SearchProductGroup(
                     text=q[0], group=q[1]
                 ),
-                "QueryBus.search + .text().range()": lambda: (
-                    self.bus.search("products", Product)
+                "Search + .text().range()": lambda: (
+                    Search(Product)
                     .text(query.text, "name")
                     .range("sku", **group_bounds(query.group))
                 ),
@@ -763,8 +764,18 @@ def median_mean(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "mean": statistics.fmean(values)}
 
 
+@dataclass
+class Recorded:
+    """A recorded response, as the client gives one (``elasticsearch.dsl`` reads ``.body``)."""
+
+    body: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.body[key]
+
+
 class StubElasticsearch:
-    """Answers the calls ``Search`` makes at once, with recorded responses: no HTTP."""
+    """Answers the calls the search adapter makes at once, with recorded responses: no HTTP."""
 
     def __init__(self, get_body: dict[str, Any], search_body: dict[str, Any]):
         self.get_body, self.search_body = get_body, search_body
@@ -775,8 +786,8 @@ class StubElasticsearch:
     def open_point_in_time(self, **_: Any) -> dict[str, Any]:
         return {"id": self.search_body["pit_id"]}
 
-    def search(self, **_: Any) -> dict[str, Any]:
-        return self.search_body
+    def search(self, **_: Any) -> Recorded:
+        return Recorded(self.search_body)
 
     def options(self, **_: Any) -> StubElasticsearch:
         return self

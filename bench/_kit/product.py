@@ -6,8 +6,8 @@ driver into ``cqrskit.adapters``, a name into ``cqrskit.topology``) one file
 is re-pointed. The instrumented runs also wrap two names the product does
 not export, both module-level names bound by ``from ... import`` in the
 module that uses them: :func:`relay_module` and :func:`consumer_module`;
-and the raw query baseline sends the filter every ``Search`` adds
-(``NOT_DELETED``), the product's own rather than a copy.
+and the raw query baseline excludes deleted documents with the product's
+own clause (``NOT_DELETED``, what every search excludes), not a copy.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
 from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
 from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, read_model_for
-from cqrskit.adapters.elasticsearch.search import ElasticsearchSearch
+from cqrskit.adapters.elasticsearch.search import DELETED, ElasticsearchSearch
 from cqrskit.adapters.kafka import _group
 from cqrskit.adapters.kafka.publisher import KafkaPublisher
 from cqrskit.adapters.postgres.event_store import PostgresEventRecorder, PostgresEventStoreFactory
@@ -31,11 +31,13 @@ from cqrskit.observability import STAGES, quantile
 from cqrskit.projections._applier import Applier
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.projections._ports import DocState
-from cqrskit.queries import Page, Query, QueryBus, QueryHandlers, Search
-from cqrskit.queries._search import _NOT_DELETED as NOT_DELETED
+from cqrskit.queries import Limits, Page, Query, QueryBus, QueryHandlers, QueryPorts, Read, Search
 from cqrskit.relay import OutboxRelay
 from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames, Topology
+
+#: The clause every search excludes deleted documents with, as the request body holds it.
+NOT_DELETED = DELETED.to_dict()
 
 __all__ = [
     "METADATA_FIELD",
@@ -48,6 +50,7 @@ __all__ = [
     "ElasticsearchSearch",
     "IndexNames",
     "KafkaPublisher",
+    "Limits",
     "Page",
     "PostgresEventRecorder",
     "PostgresEventStoreFactory",
@@ -55,6 +58,8 @@ __all__ = [
     "Query",
     "QueryBus",
     "QueryHandlers",
+    "QueryPorts",
+    "Read",
     "Runtime",
     "Seal",
     "Search",

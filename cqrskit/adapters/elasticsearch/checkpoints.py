@@ -57,6 +57,8 @@ class ElasticsearchCheckpointStore:
 
     def __init__(self, es: Elasticsearch, address: str, index: str, projection: str):
         self.es = es
+        #: The client that answers 404 instead of raising (``options()`` builds a client per call).
+        self._lenient = es.options(ignore_status=404)
         self.address = address
         self.index = index
         self.projection = projection
@@ -112,7 +114,7 @@ class ElasticsearchCheckpointStore:
         if not wanted:
             return []
         with self._translated("read checkpoints"):
-            found = self.es.options(ignore_status=404).mget(index=self.index, ids=wanted)
+            found = self._lenient.mget(index=self.index, ids=wanted)
         return [checkpoint_of(d["_source"]) for d in found.get("docs", []) if d.get("found")]
 
     @contextmanager
@@ -184,13 +186,15 @@ class ElasticsearchCheckpointReader(_ReaderBase):
     def __init__(self, es: Elasticsearch, index: str, address: str = "the cluster"):
         super().__init__()
         self.es = es
+        #: The client that answers 404 instead of raising (``options()`` builds a client per call).
+        self._lenient = es.options(ignore_status=404)
         self.index = index
         self.address = address
 
     def serving(self, alias: str) -> str | None:
         """The physical index behind ``alias`` (None before the first build)."""
         try:
-            found = self.es.options(ignore_status=404).indices.get_alias(name=alias)
+            found = self._lenient.indices.get_alias(name=alias)
         except (ApiError, TransportError) as exc:
             raise self._unavailable(exc) from exc
         if found.meta.status == 404:
@@ -202,9 +206,9 @@ class ElasticsearchCheckpointReader(_ReaderBase):
         try:
             ids = self._ids.get((projection, index))
             if ids is not None:
-                found = self.es.options(ignore_status=404).mget(index=self.index, ids=ids)
+                found = self._lenient.mget(index=self.index, ids=ids)
                 return self._learn(projection, index, _docs(found))
-            searched = self.es.options(ignore_status=404).search(
+            searched = self._lenient.search(
                 index=self.index, query=_applied_query(projection, index), size=10_000
             )
         except ApiError as exc:
@@ -222,13 +226,15 @@ class AsyncElasticsearchCheckpointReader(_ReaderBase):
     def __init__(self, es: AsyncElasticsearch, index: str, address: str = "the cluster"):
         super().__init__()
         self.es = es
+        #: The client that answers 404 instead of raising (``options()`` builds a client per call).
+        self._lenient = es.options(ignore_status=404)
         self.index = index
         self.address = address
 
     async def serving(self, alias: str) -> str | None:
         """The physical index behind ``alias`` (None before the first build)."""
         try:
-            found = await self.es.options(ignore_status=404).indices.get_alias(name=alias)
+            found = await self._lenient.indices.get_alias(name=alias)
         except (ApiError, TransportError) as exc:
             raise self._unavailable(exc) from exc
         if found.meta.status == 404:
@@ -240,9 +246,9 @@ class AsyncElasticsearchCheckpointReader(_ReaderBase):
         try:
             ids = self._ids.get((projection, index))
             if ids is not None:
-                found = await self.es.options(ignore_status=404).mget(index=self.index, ids=ids)
+                found = await self._lenient.mget(index=self.index, ids=ids)
                 return self._learn(projection, index, _docs(found))
-            searched = await self.es.options(ignore_status=404).search(
+            searched = await self._lenient.search(
                 index=self.index, query=_applied_query(projection, index), size=10_000
             )
         except ApiError as exc:

@@ -72,6 +72,8 @@ class ElasticsearchReadModel:
         mapping: dict[str, Any],
     ):
         self.es = es
+        #: The client that answers 404 instead of raising (``options()`` builds a client per call).
+        self._lenient = es.options(ignore_status=404)
         self.settings = settings
         self.name = name
         self.view = view
@@ -156,7 +158,7 @@ class ElasticsearchReadModel:
     def serving(self) -> str | None:
         """The index the alias points at (None before the first build)."""
         with self._translated("read the alias"):
-            found = self.es.options(ignore_status=404).indices.get_alias(name=self.alias)
+            found = self._lenient.indices.get_alias(name=self.alias)
         if found.meta.status == 404:
             return None
         return next(iter(found.body), None)
@@ -178,7 +180,7 @@ class ElasticsearchReadModel:
         if index == self.serving():
             raise PermanentError(f"{index} is behind the alias {self.alias}; it cannot be deleted")
         with self._translated("delete an index"):
-            self.es.options(ignore_status=404).indices.delete(index=index)
+            self._lenient.indices.delete(index=index)
 
     def refresh(self, index: str | None = None) -> None:
         """Make every write acknowledged so far visible to searches and scans."""

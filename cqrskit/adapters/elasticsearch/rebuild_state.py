@@ -24,6 +24,8 @@ class ElasticsearchRebuildStates:
 
     def __init__(self, es: Elasticsearch, address: str, index: str):
         self.es = es
+        #: The client that answers 404 instead of raising (``options()`` builds a client per call).
+        self._lenient = es.options(ignore_status=404)
         self.address = address
         self.index = index
 
@@ -44,7 +46,7 @@ class ElasticsearchRebuildStates:
     def read(self, projection: str) -> dict[str, Any] | None:
         """The recorded progress of ``projection``'s rebuild, read in real time (None if none)."""
         with translated(self.address, f"read the rebuild state of {projection!r}"):
-            found = self.es.options(ignore_status=404).get(index=self.index, id=projection)
+            found = self._lenient.get(index=self.index, id=projection)
         if not found.get("found"):
             return None
         return {k: v for k, v in found["_source"].items() if k != "updated_at"}

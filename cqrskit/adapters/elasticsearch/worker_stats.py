@@ -37,6 +37,8 @@ class ElasticsearchWorkerStats:
 
     def __init__(self, es: Elasticsearch, index: str, address: str = "the cluster"):
         self.es = es
+        #: The client that answers 404 instead of raising (``options()`` builds a client per call).
+        self._lenient = es.options(ignore_status=404)
         self.index = index
         self.address = address
         self._ready = False
@@ -79,7 +81,7 @@ class ElasticsearchWorkerStats:
             ServiceUnavailable: the cluster cannot answer.
         """
         with translated(self.address, f"reading the stage samples of {projection!r}"):
-            found = self.es.options(ignore_status=404).search(
+            found = self._lenient.search(
                 index=self.index,
                 query={
                     "bool": {
