@@ -98,12 +98,22 @@ class Variant:
     side: str
     #: Events per batch (cqrskit: projection_batch_size; raw: operations per bulk request).
     batch_size: int | None = None
+    #: The projection's freshness (cqrskit: seconds between the worker's refreshes); None:
+    #: the projection's own (1 s).
+    freshness: float | None = None
+
+
+#: The freshness of the variant that refreshes often: what read-your-writes costs the worker.
+FRESH = 0.05
 
 
 def variants_for(sizes: Sequence[int]) -> list[Variant]:
     """The variants, in an order that interleaves cqrskit and the baselines."""
+    b = sizes[0]
+    fresh = f"cqrskit worker, batch {b}, refreshing every {FRESH:g} s (freshness)"
     return [
         *(Variant(f"cqrskit-b{b}", f"cqrskit worker, batch {b}", "cqrskit", b) for b in sizes),
+        Variant(f"cqrskit-b{b}-fresh", fresh, "cqrskit", b, FRESH),
         Variant("eventsourcing", "eventsourcing ProjectionRunner", "eventsourcing"),
         *(Variant(f"raw-b{b}", f"raw ES bulk, {b} ops/request", "raw", b) for b in sizes),
     ]
@@ -380,7 +390,8 @@ class Bench(PublishedOrders):
             run = run_raw(self.es, index, bodies)
         else:
             settings = self.settings_for(tag, projection_batch_size=v.batch_size)
-            worker, loop = self.worker(settings, f"customer_orders_{tag}")
+            fresh = {} if v.freshness is None else {"freshness": v.freshness}
+            worker, loop = self.worker(settings, f"customer_orders_{tag}", **fresh)
             run = loop.until(events or self.head, RUN_TIMEOUT)
             index = IndexNames.of(settings).alias(worker.projection.name)
             if whole:
@@ -542,9 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs = [
         (v.key, base)
         for v in variants
-        if v.side == "cqrskit"
+        if v.side == "cqrskit" and v.freshness is None
         for base in ("eventsourcing", f"raw-b{v.batch_size}")
     ]
+    # What refreshing for read-your-writes costs: the same worker at its own freshness.
+    b = config.batch_sizes[0]
+    pairs.append((f"cqrskit-b{b}-fresh", f"cqrskit-b{b}"))
     found = ratios(ms, pairs)
     print_tables(bench, ms, found)
     run.save(

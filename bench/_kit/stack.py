@@ -137,13 +137,14 @@ def publish_all(settings: Settings, head: int) -> float:
     return seconds
 
 
-def projection_named(cls: type[P], name: str) -> P:
-    """``cls`` under another name, hence another consumer group that never committed.
+def projection_named(cls: type[P], name: str, **attributes: Any) -> P:
+    """``cls`` under another name, hence another consumer group that never committed
+    (and with ``attributes`` set on it: its ``freshness``, say).
 
     A projection's group is ``<topic prefix>.projection.<name>``, and the
     topic prefix must stay the one of the pre-filled topic.
     """
-    projection = type(f"Bench_{name}", (cls,), {"name": name})()
+    projection = type(f"Bench_{name}", (cls,), {"name": name, **attributes})()
     assert isinstance(projection, cls)
     return projection
 
@@ -172,11 +173,14 @@ class PublishedOrders:
         """The settings of one run: an index prefix of its own (and ``update``)."""
         return self.settings.model_copy(update={"index_prefix": f"{self.tag}-{tag}-", **update})
 
-    def worker(self, settings: Settings, name: str) -> tuple[ProjectionWorker, Watched]:
+    def worker(
+        self, settings: Settings, name: str, **attributes: Any
+    ) -> tuple[ProjectionWorker, Watched]:
         """A customers worker under projection ``name``, hence a consumer group of its own
-        that never committed; and its loop."""
+        that never committed (``attributes`` set on the projection); and its loop."""
         self.groups.append(Topology.of(settings, APP_NAME).projection_group(name))
-        return worker_loop(settings, projection_named(CustomerOrdersProjection, name))
+        projection = projection_named(CustomerOrdersProjection, name, **attributes)
+        return worker_loop(settings, projection)
 
     def check_caught_up(self, settings: Settings, projection: Projection[Any], docs: int) -> None:
         """Raise unless the projection's status shows no lag, the head applied and ``docs``
