@@ -56,6 +56,7 @@ SCRIPTS = {
     "queries": ("--quick", "--rounds", "1", "--docs", "20000", "--queries", "500",
                 "--threads", "1"),
     "e2e": ("--quick",),
+    "api": ("--quick",),
     "memory": ("--quick",),
 }  # fmt: skip
 
@@ -339,6 +340,42 @@ def e2e_headlines(doc: dict[str, Any]) -> list[Headline]:
     return rows
 
 
+def api_headlines(doc: dict[str, Any]) -> list[Headline]:
+    """The API: a plain GET's p99 with read-your-writes waits pending, async against the
+    blocking baseline; read-your-writes p99 and refreshes per second at the asked rate."""
+    alone, found = doc["isolation"]["async"], doc["isolation"]["blocking"]
+    waiters = doc["config"]["waiters"]
+    mine, base = alone["with_waiters"]["p99_ms"], found["with_waiters"]["p99_ms"]
+    rows = [
+        Headline(
+            workload=f"API, plain GET with {waiters} read-your-writes waits pending",
+            figure="p99",
+            value=mine,
+            unit="ms",
+            baseline="blocking API (def on QueryBus, FastAPI's threads)",
+            baseline_value=base,
+            ratio=base / mine,
+            note=f"alone: p99 {alone['alone']['p99_ms']:.1f} ms async, "
+            f"{found['alone']['p99_ms']:.1f} ms blocking",
+        )
+    ]
+    for row in doc["freshness"]:
+        latency = row["accepted_to_answered"]
+        rows.append(
+            Headline(
+                workload=f"API read-your-writes, {row['asked_commands_per_second']} cmd/s "
+                f"asked ({row['achieved_commands_per_second']:,.0f} achieved), "
+                f"{row['readers']} readers + {row['loopers']} loopers",
+                figure="p99 accepted→answered",
+                value=latency["p99_ms"],
+                unit="ms",
+                note=f"p50 {latency['p50_ms']:.0f} ms; {row['queries_per_second']:,.0f} "
+                f"read-your-writes queries/s, {row['refreshes_per_second']:.1f} refreshes/s",
+            )
+        )
+    return rows
+
+
 def memory_headlines(doc: dict[str, Any]) -> list[Headline]:
     """Memory: peak RSS of the relay and the worker processes."""
     rows = []
@@ -378,6 +415,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[Headline]]] = {
     "rebuild": rebuild_headlines,
     "queries": queries_headlines,
     "e2e": e2e_headlines,
+    "api": api_headlines,
     "memory": memory_headlines,
 }
 
