@@ -10,14 +10,14 @@ and bulkheads (:mod:`cqrskit.queries._guard`), and answer an :class:`Answer`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cqrskit.errors import (
-    CqrskitError,
     FieldError,
     QueryRejected,
     ServiceUnavailable,
@@ -219,9 +219,24 @@ class _Bus:
         return None, max(0, position - reached.searchable)
 
 
-def _outcome(guard: Guard, exc: BaseException | None) -> None:
-    """Tell the breaker how a read went: only the store's failure to answer counts."""
-    guard.breaker.record(not isinstance(exc, ServiceUnavailable))
+@contextmanager
+def _breaker(guard: Guard) -> Iterator[None]:
+    """Let the block through the read model's breaker, and tell it how the block went.
+
+    Only the store's failure to answer counts against it; whatever else
+    ends the block (a bad cursor, a cancelled task) is an outcome too, so a
+    half-open breaker's trial is always settled.
+
+    Raises:
+        CircuitOpen: the breaker refuses the read.
+    """
+    guard.breaker.admit()
+    try:
+        yield
+    except BaseException as exc:
+        guard.breaker.record(not isinstance(exc, ServiceUnavailable))
+        raise
+    guard.breaker.record(True)
 
 
 class QueryBus(_Bus):
@@ -271,34 +286,17 @@ class QueryBus(_Bus):
         behind = 0
         if min_position:
             timeout = self.timeout(wait)
-            with guard.waits.slot():
-                reached = self._guarded(
-                    guard,
-                    lambda: wait_for_position(
-                        self.checkpoints, self.names, view, min_position, timeout=timeout
-                    ),
+            with guard.waits.slot(), _breaker(guard):
+                reached = wait_for_position(
+                    self.checkpoints, self.names, view, min_position, timeout=timeout
                 )
             index, behind = self.judged(view, min_position, reached, on_stale, timeout)
         # The index that has the position, not the alias: a swap in between
         # may put an index in service that lacks it yet.
         target = index or self.names.alias(view)
-        with guard.reads.slot():
-            value = self._guarded(guard, lambda: run(self.views, target, read))
+        with guard.reads.slot(), _breaker(guard):
+            value = run(self.views, target, read)
         return Answer(value, fresh=behind == 0, behind=behind)
-
-    @staticmethod
-    def _guarded(guard: Guard, call: Callable[[], T]) -> T:
-        guard.breaker.admit()
-        try:
-            result = call()
-        except CqrskitError as exc:
-            _outcome(guard, exc)
-            raise
-        except BaseException:
-            _outcome(guard, None)
-            raise
-        _outcome(guard, None)
-        return result
 
     def close(self) -> None:
         """Close the clients the bus was built with (if it owns them)."""
@@ -348,29 +346,13 @@ class AsyncQueryBus(_Bus):
         behind = 0
         if min_position:
             timeout = self.timeout(wait)
-            with guard.waits.slot():
-                reached = await self._guarded(
-                    guard, lambda: self.watch(view).wait(min_position, timeout)
-                )
+            with guard.waits.slot(), _breaker(guard):
+                reached = await self.watch(view).wait(min_position, timeout)
             index, behind = self.judged(view, min_position, reached, on_stale, timeout)
         target = index or self.names.alias(view)
-        with guard.reads.slot():
-            value = await self._guarded(guard, lambda: arun(self.views, target, read))
+        with guard.reads.slot(), _breaker(guard):
+            value = await arun(self.views, target, read)
         return Answer(value, fresh=behind == 0, behind=behind)
-
-    @staticmethod
-    async def _guarded(guard: Guard, call: Callable[[], Awaitable[T]]) -> T:
-        guard.breaker.admit()
-        try:
-            result = await call()
-        except CqrskitError as exc:
-            _outcome(guard, exc)
-            raise
-        except BaseException:
-            _outcome(guard, None)
-            raise
-        _outcome(guard, None)
-        return result
 
     async def aclose(self) -> None:
         """Close the clients the bus was built with (if it owns them)."""
