@@ -1,23 +1,30 @@
-"""The checkpoint ports' contract: CheckpointStore and CheckpointReader.
+"""The checkpoint ports' contract: CheckpointStore and CheckpointReader (blocking and awaited).
 
-Each behaviour runs against the in-memory adapter (no services) and the
-Elasticsearch one (real cluster, a fresh index prefix per test).
+Each behaviour runs against the in-memory adapters (no services) and the
+Elasticsearch ones (real cluster, a fresh index prefix per test); the
+reader's, blocking and awaited alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
 
+from cqrskit import Settings
+from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters.elasticsearch.checkpoints import (
     CHECKPOINT_MAPPING,
+    AsyncElasticsearchCheckpointReader,
     ElasticsearchCheckpointReader,
     ElasticsearchCheckpointStore,
 )
 from cqrskit.adapters.memory.checkpoints import (
+    AsyncMemoryCheckpointReader,
     MemoryCheckpointLog,
     MemoryCheckpointReader,
     MemoryCheckpointStore,
@@ -41,21 +48,49 @@ class Checkpoints:
     prefix: str = ""
 
 
-def _memory() -> Checkpoints:
+class Awaited:
+    """An awaited reader behind the blocking interface, on one event loop of its own."""
+
+    def __init__(self, make: Callable[[], object]):
+        self.loop = asyncio.new_event_loop()
+        self.reader: Any = self.loop.run_until_complete(self._made(make))
+
+    @staticmethod
+    async def _made(make: Callable[[], object]) -> object:
+        return make()  # inside the loop: an asyncio client binds to it
+
+    def serving(self, alias: str) -> str | None:
+        found: str | None = self.loop.run_until_complete(self.reader.serving(alias))
+        return found
+
+    def applied(self, projection: str, index: str) -> list[Checkpoint]:
+        found: list[Checkpoint] = self.loop.run_until_complete(
+            self.reader.applied(projection, index)
+        )
+        return found
+
+    def close(self) -> None:
+        es = getattr(self.reader, "es", None)
+        if es is not None:
+            self.loop.run_until_complete(es.close())
+        self.loop.close()
+
+
+def _memory(awaited: bool) -> Checkpoints:
     log = MemoryCheckpointLog()
 
     def point(alias: str, index: str) -> None:
         log.aliases[alias] = index
 
-    return Checkpoints(
-        lambda name: MemoryCheckpointStore(log, name),
-        MemoryCheckpointReader(log),
-        point,
-        lambda: None,
-    )
+    reader: CheckpointReader = MemoryCheckpointReader(log)
+    if awaited:
+        reader = Awaited(lambda: AsyncMemoryCheckpointReader(log))
+    return Checkpoints(lambda name: MemoryCheckpointStore(log, name), reader, point, lambda: None)
 
 
-def _elasticsearch(es: Elasticsearch, prefix: str) -> Checkpoints:
+def _elasticsearch(
+    es: Elasticsearch, prefix: str, settings: Settings, awaited: bool
+) -> Checkpoints:
     index = f"{prefix}checkpoints"
     es.indices.create(
         index=index,
@@ -68,22 +103,39 @@ def _elasticsearch(es: Elasticsearch, prefix: str) -> Checkpoints:
         es.indices.create(index=target, settings=settings)
         es.indices.put_alias(index=target, name=alias)
 
+    def async_reader() -> object:
+        return AsyncElasticsearchCheckpointReader(es_backend.async_client(settings), index, "test")
+
+    reader: CheckpointReader = ElasticsearchCheckpointReader(es, index, "test")
+    if awaited:
+        reader = Awaited(async_reader)
     return Checkpoints(
         lambda name: ElasticsearchCheckpointStore(es, "test", index, name),
-        ElasticsearchCheckpointReader(es, index, "test"),
+        reader,
         point,
         lambda: es.indices.refresh(index=index),
         prefix,
     )
 
 
-@pytest.fixture(params=["memory", pytest.param("elasticsearch", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "memory-async",
+        pytest.param("elasticsearch", marks=pytest.mark.integration),
+        pytest.param("elasticsearch-async", marks=pytest.mark.integration),
+    ]
+)
 def checkpoints(request: pytest.FixtureRequest) -> Iterator[Checkpoints]:
-    if request.param == "memory":
-        yield _memory()
+    awaited = request.param.endswith("-async")
+    if request.param.startswith("memory"):
+        made = _memory(awaited)
     else:
-        es = request.getfixturevalue("es")
-        yield _elasticsearch(es, request.getfixturevalue("es_prefix"))
+        es, prefix = request.getfixturevalue("es"), request.getfixturevalue("es_prefix")
+        made = _elasticsearch(es, prefix, request.getfixturevalue("settings"), awaited)
+    yield made
+    if isinstance(made.reader, Awaited):
+        made.reader.close()
 
 
 def checkpoint(
@@ -160,3 +212,19 @@ def test_the_reader_sees_an_index_s_checkpoints(checkpoints: Checkpoints) -> Non
     checkpoints.settle()
     assert [c.index for c in checkpoints.reader.applied("orders", "orders-v1")] == ["orders-v1"]
     assert checkpoints.reader.applied("stock", "orders-v1") == []
+
+
+def test_the_reader_sees_a_checkpoint_s_update_at_once_and_how_far_it_is_searchable(
+    checkpoints: Checkpoints,
+) -> None:
+    """Read-your-writes waits on these reads: once the reader knows an index's
+    checkpoints, a newer save shows without waiting for any refresh."""
+    store = checkpoints.store("orders")
+    first = checkpoint("orders-v1", 0, position=100)
+    store.save([first, checkpoint("orders-v1", 1, position=100)])
+    checkpoints.settle()
+    assert {c.position for c in checkpoints.reader.applied("orders", "orders-v1")} == {100}
+    moved = Checkpoint(**{**first.__dict__, "position": 150, "searchable": 120})
+    store.save([moved])  # no settle: the next look must see it
+    found = {c.partition: c for c in checkpoints.reader.applied("orders", "orders-v1")}
+    assert (found[0].position, found[0].searchable) == (150, 120)
