@@ -324,6 +324,9 @@ class Settings(BaseSettings):
         default="auto",
         description="Log lines as JSON, as text, or auto: text on a terminal, JSON otherwise.",
     )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least severe log lines written."
+    )
     connect_timeout: float = Field(
         default=5.0,
         gt=0,

@@ -125,8 +125,9 @@ def projection_classes(
 
 
 def configure_logging(settings: Settings) -> None:
-    """Log lines to stderr (JSON or text, by ``CQRSKIT_LOG_FORMAT``), one per change of state."""
-    observability.configure_logging(settings.log_format)
+    """Log lines to stderr (JSON or text, by ``CQRSKIT_LOG_FORMAT``, from
+    ``CQRSKIT_LOG_LEVEL`` up), one per change of state."""
+    observability.configure_logging(settings.log_format, settings.log_level)
 
 
 def start_metrics(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -26,8 +27,17 @@ __all__ = ["main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cqrskit")
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default=None,
+    help="The least severe log lines written (default: CQRSKIT_LOG_LEVEL, or info).",
+)
+def main(log_level: str | None) -> None:
     """cqrskit: CQRS and event sourcing on PostgreSQL, Kafka and Elasticsearch."""
+    if log_level is not None:
+        # Every command loads its settings from the environment: this one wins.
+        os.environ[variable_for("log_level")] = log_level.lower()
 
 
 @main.command()
