@@ -9,8 +9,20 @@ end in ``_total`` when exposed, durations are in seconds.
 from __future__ import annotations
 
 import logging
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Enum, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    make_wsgi_app,
+)
 
 from cqrskit.errors import ConfigurationError
 
@@ -30,6 +42,7 @@ __all__ = [
     "query_breaker_state",
     "query_in_flight",
     "query_refused",
+    "readiness",
     "relay_errors",
     "relay_kafka_ack_seconds",
     "relay_lag_events",
@@ -148,20 +161,83 @@ stage_seconds = Histogram(
 )
 
 
-def serve_metrics(port: int, address: str = "0.0.0.0") -> int:
-    """Serve ``/metrics`` on ``address:port`` from a daemon thread; return the port.
+#: The states in which a relay or a worker does its job: the process is ready.
+READY_STATES = {
+    "cqrskit_relay_state": {"leading", "standby"},
+    "cqrskit_projection_state": {"running"},
+}
 
-    Port 0 picks a free port (logged, and returned).
+
+def readiness(registry: CollectorRegistry = REGISTRY) -> tuple[bool, str]:
+    """Whether every relay and worker of the process is doing its job, and what each does.
+
+    Ready when there is at least one, and each relay leads or stands by and
+    each worker runs; the text names each one's state.
+    """
+    states: list[tuple[str, str, str]] = []
+    for family in registry.collect():
+        wanted = READY_STATES.get(family.name)
+        if wanted is None:
+            continue
+        for sample in family.samples:
+            if sample.value == 1:
+                who = sample.labels.get("application") or sample.labels.get("projection", "?")
+                states.append((family.name, who, sample.labels[family.name]))
+    if not states:
+        return False, "no relay or worker has started yet"
+    ready = all(state in READY_STATES[name] for name, _, state in states)
+    return ready, ", ".join(f"{who}: {state}" for _, who, state in sorted(states))
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Probes every few seconds are not log lines."""
+
+
+def _with_probes(metrics: Any, registry: CollectorRegistry) -> Any:  # noqa: ANN401
+    """``/healthz`` (the process answers), ``/readyz`` (it does its job), then the metrics."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:  # noqa: ANN401
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            ready, text = (True, "ok") if path == "/healthz" else readiness(registry)
+            status = "200 OK" if ready else "503 Service Unavailable"
+            body = f"{text}\n".encode()
+            start_response(
+                status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        result: list[bytes] = metrics(environ, start_response)
+        return result
+
+    return app
+
+
+def serve_metrics(
+    port: int, address: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+) -> int:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``address:port`` from a daemon
+    thread; return the port.
+
+    Port 0 picks a free port (logged, and returned). ``/readyz`` answers 503
+    until every relay and worker of the process does its job (see
+    :func:`readiness`), with each one's state in the body.
 
     Raises:
         ConfigurationError: the port cannot be bound (taken, or not allowed).
     """
+    app = _with_probes(make_wsgi_app(registry), registry)
     try:
-        server, _thread = start_http_server(port, addr=address)
+        server = make_server(address, port, app, _Server, handler_class=_Quiet)
     except OSError as exc:
         raise ConfigurationError("CQRSKIT_METRICS_PORT", port, f"cannot listen: {exc}") from exc
+    threading.Thread(target=server.serve_forever, name="cqrskit-metrics", daemon=True).start()
     bound = int(server.server_port)
-    log.info("metrics at http://%s:%d/metrics", address, bound)
+    log.info("metrics at http://%s:%d/metrics (probes: /healthz, /readyz)", address, bound)
     return bound
 
 
