@@ -11,6 +11,7 @@ naming the variable.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from typing import Any, Literal
@@ -30,6 +31,24 @@ from cqrskit.errors import ConfigurationError
 __all__ = ["ENV_PREFIX", "SECRET_FIELDS", "Settings", "mask"]
 
 ENV_PREFIX = "CQRSKIT_"
+#: ``CQRSKIT_*`` variables that are not settings: the secrets folder, and those of
+#: the local services' scripts (``scripts/*.sh``).
+_OTHER_VARIABLES = {
+    f"{ENV_PREFIX}{name}"
+    for name in (
+        "SECRETS_DIR",
+        "SERVICES_DIR",
+        "CACHE_DIR",
+        "MAVEN_REPO",
+        "POSTGRES_PORT",
+        "KAFKA_PORT",
+        "KAFKA_CONTROLLER_PORT",
+        "KAFKA_HEAP",
+        "KAFKA_START_TIMEOUT",
+        "ES_HEAP",
+        "ES_START_TIMEOUT",
+    )
+}
 
 
 class Settings(BaseSettings):
@@ -339,8 +358,11 @@ class Settings(BaseSettings):
         """Read defaults, then the environment, then ``overrides``.
 
         Raises:
-            ConfigurationError: a value is malformed; names the variable.
+            ConfigurationError: a value is malformed, or a ``CQRSKIT_*`` variable
+                names no setting (a misspelling would be ignored otherwise);
+                names the variable.
         """
+        cls._refuse_unknown_variables()
         secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
         values: dict[str, Any] = dict(overrides)  # validated by the model itself
         try:
@@ -357,6 +379,15 @@ class Settings(BaseSettings):
             if field in SECRET_FIELDS and value is not None:
                 value = mask(str(value)) if field in _ADDRESS_FIELDS else "***"
             raise ConfigurationError(where, value, first["msg"]) from exc
+
+    @classmethod
+    def _refuse_unknown_variables(cls) -> None:
+        known = {variable_for(name) for name in cls.model_fields} | _OTHER_VARIABLES
+        for variable in sorted(os.environ):
+            if variable.startswith(ENV_PREFIX) and variable not in known:
+                close = difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.75)
+                hint = f"did you mean {close[0]}?" if close else "see `cqrskit --help` or the docs"
+                raise ConfigurationError(variable, os.environ[variable], f"no such setting; {hint}")
 
     @field_validator("postgres_dsn")
     @classmethod

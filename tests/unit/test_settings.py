@@ -72,3 +72,17 @@ def test_a_bad_value_in_pyproject_names_the_table(
         Settings.load()
     assert "pyproject.toml [tool.cqrskit] topic_partitions" in str(caught.value)
     assert "'six'" in str(caught.value)
+
+
+def test_a_misspelt_variable_is_refused_with_the_setting_it_means(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CQRSKIT_RELAY_PAGESIZE", "5")
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.load()
+    message = str(refused.value)
+    assert "CQRSKIT_RELAY_PAGESIZE" in message
+    assert "did you mean CQRSKIT_RELAY_PAGE_SIZE?" in message
+    monkeypatch.delenv("CQRSKIT_RELAY_PAGESIZE")
+    monkeypatch.setenv("CQRSKIT_KAFKA_HEAP", "512m")  # the local services' own: not a setting
+    assert Settings.load().relay_page_size > 0
