@@ -269,13 +269,17 @@ class LeaseLost(TransientError):
 
 
 class ConfigurationError(PermanentError):
-    """A setting is malformed; the message names the variable and the value."""
+    """A setting is malformed; the message names the variable and the value.
+
+    A file that cannot be read as settings (``value`` None) is named alone.
+    """
 
     def __init__(self, variable: str, value: object, reason: str):
         self.variable = variable
         self.value = value
         self.reason = reason
-        super().__init__(f"{variable}={value!r} is invalid: {reason}")
+        shown = variable if value is None else f"{variable}={value!r}"
+        super().__init__(f"{shown} is invalid: {reason}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Values come from the defaults below (the local services that
 ``make services`` starts), then from the ``[tool.cqrskit]`` table of the
-``pyproject.toml`` in the current directory, then from ``CQRSKIT_*``
+nearest ``pyproject.toml`` (the current directory or one above it), then from ``CQRSKIT_*``
 environment variables, then from explicit arguments, each overriding the
 one before. A malformed
 value fails at start-up with a :class:`~cqrskit.errors.ConfigurationError`
@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import tomllib
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +33,8 @@ from cqrskit.errors import ConfigurationError
 __all__ = ["ENV_PREFIX", "SECRET_FIELDS", "Settings", "mask"]
 
 ENV_PREFIX = "CQRSKIT_"
+#: How many folders above the current one the settings look for a pyproject.toml.
+_PYPROJECT_DEPTH = 8
 #: ``CQRSKIT_*`` variables that are not settings: the secrets folder, and those of
 #: the local services' scripts (``scripts/*.sh``).
 _OTHER_VARIABLES = {
@@ -63,6 +67,8 @@ class Settings(BaseSettings):
         frozen=True,
         extra="forbid",
         pyproject_toml_table_header=("tool", "cqrskit"),
+        # The nearest pyproject.toml: in the current folder or one above it.
+        pyproject_toml_depth=_PYPROJECT_DEPTH,
     )
 
     @classmethod
@@ -369,6 +375,9 @@ class Settings(BaseSettings):
             if secrets_dir:
                 return cls(_secrets_dir=secrets_dir, **values)
             return cls(**values)
+        except tomllib.TOMLDecodeError as exc:
+            where = _nearest_pyproject() or "pyproject.toml"
+            raise ConfigurationError(str(where), None, f"not valid TOML: {exc}") from None
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
@@ -472,6 +481,15 @@ def mask(value: str) -> str:
         masked = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
         return urlunsplit(parts._replace(netloc=masked))
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", value)
+
+
+def _nearest_pyproject() -> Path | None:
+    """The pyproject.toml settings are read from, as pydantic-settings looks for it."""
+    here = Path.cwd()
+    for folder in [here, *here.parents][: _PYPROJECT_DEPTH + 1]:
+        if (folder / "pyproject.toml").is_file():
+            return folder / "pyproject.toml"
+    return None
 
 
 def variable_for(field: str) -> str:

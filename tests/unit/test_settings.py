@@ -86,3 +86,20 @@ def test_a_misspelt_variable_is_refused_with_the_setting_it_means(
     monkeypatch.delenv("CQRSKIT_RELAY_PAGESIZE")
     monkeypatch.setenv("CQRSKIT_KAFKA_HEAP", "512m")  # the local services' own: not a setting
     assert Settings.load().relay_page_size > 0
+
+
+def test_settings_come_from_the_nearest_pyproject_and_a_malformed_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nested = tmp_path / "src" / "shop"
+    nested.mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text("[tool.cqrskit]\nrelay_page_size = 77\n")
+    monkeypatch.chdir(nested)
+    assert Settings.load().relay_page_size == 77
+    (tmp_path / "pyproject.toml").write_text("[tool.cqrskit\nrelay_page_size = 77\n")
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.load()
+    assert str(refused.value).startswith(
+        f"{tmp_path / 'pyproject.toml'} is invalid: not valid TOML"
+    )
+    assert "line 1" in str(refused.value)
