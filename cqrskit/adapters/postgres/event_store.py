@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg_pool
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -35,7 +36,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from cqrskit.adapters.postgres._client import connection_options
+from cqrskit.adapters.postgres._client import connect, connection_options
 from cqrskit.adapters.postgres._errors import first_line, unavailable
 from cqrskit.errors import ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
@@ -423,6 +424,16 @@ class _GroupCommit:
 _UNRETRIED_SELECT = inspect.unwrap(PostgresApplicationRecorder.select_events)
 
 
+def _timed_out_in_pool(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is, or was raised from, the pool's time-out (the library wraps it)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, psycopg_pool.PoolTimeout):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 class PostgresEventStoreFactory(PostgresFactory):
     """eventsourcing's PostgreSQL factory, building :class:`PostgresEventRecorder`."""
 
@@ -448,7 +459,17 @@ class PostgresEventStoreFactory(PostgresFactory):
 
     @classmethod
     def unavailable(cls, settings: Settings, exc: Exception) -> ServiceUnavailable:
-        """The driver error ``exc`` as a ServiceUnavailable naming the database."""
+        """The driver error ``exc`` as a ServiceUnavailable naming the database.
+
+        The pool only says that no connection came in time; one connection
+        of our own then says why (a refused login, an unknown database), so
+        the message names the cause rather than the wait.
+        """
+        if _timed_out_in_pool(exc):
+            try:
+                connect(settings).close()
+            except ServiceUnavailable as cause:
+                return cause
         return unavailable(settings.postgres_address(), first_line(exc))
 
     def prepare(self, settings: Settings) -> None:
