@@ -7,6 +7,7 @@ a dead-letter replay from the dead-letter topic.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,22 @@ class _Step:
     handlers: tuple[Callable[[Envelope, Any], Any], ...]
     envelope: Envelope
     stream: str
+
+
+#: How much of a handler's traceback a failure keeps (its last lines: where it broke).
+_TRACEBACK_CHARS = 3000
+
+
+def _reason(exc: Exception) -> str:
+    """Why a handler failed: one line, then its traceback (the last frames, if long).
+
+    The first line is what tables and messages show; a log line and a dead
+    letter keep the rest.
+    """
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    if len(trace) > _TRACEBACK_CHARS:
+        trace = "…" + trace[-_TRACEBACK_CHARS:]
+    return f"{type(exc).__name__}: {exc}\n{trace}"
 
 
 def _by_event(failures: Iterable[Failure]) -> list[Failure]:
@@ -190,7 +207,7 @@ class Applier:
             try:
                 result = handler(step.envelope, view)
             except Exception as exc:  # a handler's bug must not stop the worker
-                return None, name, f"{type(exc).__name__}: {exc}"
+                return None, name, _reason(exc)
             if result is DELETE:
                 view, outcome = None, DELETE
             elif result is not UNCHANGED and result is not None:

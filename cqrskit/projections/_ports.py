@@ -149,8 +149,16 @@ class DeadLetter:
 
     @property
     def error(self) -> str:
-        """Why the handler failed."""
-        return self.headers.get("dlq.error", b"").decode(errors="replace")
+        """Why the handler failed, in one line."""
+        return self.headers.get("dlq.error", b"").decode(errors="replace").partition("\n")[0]
+
+    @property
+    def traceback(self) -> str:
+        """The handler's traceback, when it raised (empty otherwise)."""
+        kept = self.headers.get("dlq.traceback")
+        if kept is not None:
+            return kept.decode(errors="replace")
+        return self.headers.get("dlq.error", b"").decode(errors="replace").partition("\n")[2]
 
     @property
     def source(self) -> str:
@@ -416,3 +424,16 @@ class TopicOffsets(Protocol):
             ServiceUnavailable: the cluster did not answer in time.
         """
         ...
+
+
+def reason_headers(handler: str, error: str) -> dict[str, bytes]:
+    """The headers a dead letter carries for why it failed.
+
+    ``error`` is one line, then possibly the handler's traceback: the line
+    goes to ``dlq.error``, the traceback to ``dlq.traceback``.
+    """
+    reason, _, trace = error.partition("\n")
+    headers = {"dlq.handler": handler.encode(), "dlq.error": reason[:4000].encode()}
+    if trace:
+        headers["dlq.traceback"] = trace[-8000:].encode()
+    return headers

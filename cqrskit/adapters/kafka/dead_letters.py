@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.envelope import HEADER_POSITION
 from cqrskit.errors import DeadLetterRefused
-from cqrskit.projections._ports import DeadLetter
+from cqrskit.projections._ports import DeadLetter, reason_headers
 from cqrskit.settings import Settings
 from cqrskit.subscription import Message as Delivered
 from cqrskit.topology import Topology
@@ -94,11 +94,8 @@ class KafkaDeadLetters:
                 self._refused.append((at, source, error))
 
         all_headers: list[tuple[str, str | bytes | None]] = list(headers.items())
-        all_headers += [
-            ("dlq.projection", self.projection_name.encode()),
-            ("dlq.handler", handler.encode()),
-            ("dlq.error", error[:4000].encode()),
-        ]
+        all_headers += [("dlq.projection", self.projection_name.encode())]
+        all_headers += list(reason_headers(handler, error).items())
         self._producer.produce(
             self.topic, value=value, key=key, headers=all_headers, on_delivery=delivered
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cqrskit.envelope import HEADER_POSITION
 from cqrskit.errors import DeadLetterRefused
-from cqrskit.projections._ports import DeadLetter
+from cqrskit.projections._ports import DeadLetter, reason_headers
 from cqrskit.subscription import Message
 
 __all__ = ["MemoryDeadLetters"]
@@ -38,15 +38,16 @@ class MemoryDeadLetters:
             "dlq.partition": b"%d" % message.partition,
             "dlq.offset": b"%d" % message.offset,
         }
-        reason = {"dlq.handler": handler.encode(), "dlq.error": error[:4000].encode()}
+        reason = reason_headers(handler, error)
         self._queue(message.key, message.value, {**message.headers, **origin, **reason})
 
     def resend(self, letter: DeadLetter, handler: str, error: str) -> None:
         """Queue a dead letter again, with the new reason."""
         origin = {k: v for k, v in letter.headers.items() if k in _ORIGIN}
         headers = {k: v for k, v in letter.headers.items() if not k.startswith("dlq.")}
-        reason = {"dlq.handler": handler.encode(), "dlq.error": error[:4000].encode()}
-        self._queue(letter.key, letter.value, {**headers, **origin, **reason})
+        self._queue(
+            letter.key, letter.value, {**headers, **origin, **reason_headers(handler, error)}
+        )
 
     def _queue(self, key: bytes | None, value: bytes, headers: dict[str, bytes]) -> None:
         headers = {**headers, "dlq.projection": self.projection_name.encode()}

@@ -178,6 +178,11 @@ def test_an_event_no_handler_can_apply_is_dead_lettered_and_the_rest_goes_on(
     assert {k: v.orders_placed for k, v in running.views().items()} == {"c0": 1, "c1": 1}
     (letter,) = running.dead_letters.letters
     assert letter.error.startswith("KeyError"), letter.error
+    assert "\n" not in letter.error  # one line, for tables
+    # The handler's traceback is kept, down to the handler's own frame.
+    assert letter.traceback.startswith("Traceback (most recent call last):")
+    assert "projections/customers.py" in letter.traceback
+    assert letter.traceback.rstrip().endswith("KeyError: 'lines'")
     assert letter.headers[HEADER_POSITION] == b"2"
     partition = Partition(running.topic, int(letter.source.split("[")[1].split("]")[0]))
     assert partition in running.broker.partitions_of(running.topic)
