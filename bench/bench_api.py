@@ -127,14 +127,22 @@ async def plain_latencies(client: httpx.AsyncClient, path: str, count: int) -> l
 
 
 async def isolation(url: str, order_path: str, config: cli.Config) -> dict[str, Any]:
-    """Plain GET latency alone, then with ``waiters`` read-your-writes requests waiting."""
+    """Plain GET latency alone, then with ``waiters`` read-your-writes requests waiting.
+
+    The waiters have a client of their own, as other users would: a shared
+    client's pool would make the plain requests queue on the client side.
+    """
     limits = httpx.Limits(max_connections=config.waiters + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=config.wait * 20, limits=limits) as client:
+    timeout = config.wait * 20
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=timeout) as client,
+        httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as others,
+    ):
         await plain_latencies(client, order_path, 20)  # warm the connections
         alone = await plain_latencies(client, order_path, config.plain)
         far = {"min_position": 10**12, "wait": config.wait, "stale": "flag"}
         waiting = [
-            asyncio.create_task(client.get(order_path, params=far)) for _ in range(config.waiters)
+            asyncio.create_task(others.get(order_path, params=far)) for _ in range(config.waiters)
         ]
         await asyncio.sleep(0.5)  # the waits are sent and pending (a benchmark, not a test)
         started = time.perf_counter()
