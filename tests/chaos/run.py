@@ -250,13 +250,33 @@ class Chaos:
 
     # -- the faults that no process kill shows ---------------------------------------------
 
-    def leader(self) -> CliProcess:
-        """The shop relay that leads now."""
-        active = read_status(self.settings, "shop").active_instance or ""
-        for relay in self.relays:
-            if relay.proc is not None and active.endswith(relay.instance_suffix()):
-                return relay
-        raise RuntimeError(f"no relay of this run leads (the relay table says {active!r})")
+    def leader(self, timeout: float = 60) -> CliProcess:
+        """The shop relay that leads now, once one of this run's does.
+
+        Right after a fault killed the leader, the table may still name it
+        until its lease runs out (the store may be caught up before that):
+        this waits for a live relay of the run to lead, up to ``timeout``.
+        """
+        found: list[CliProcess] = []
+        seen: list[str] = []
+
+        def leading() -> bool:
+            active = read_status(self.settings, "shop").active_instance or ""
+            seen[:] = [active]
+            for relay in self.relays:
+                if relay.proc is not None and active.endswith(relay.instance_suffix()):
+                    found[:] = [relay]
+                    return True
+            return False
+
+        try:
+            wait_until(leading, timeout, "a relay of this run to lead", interval=0.2)
+        except TimeoutError:
+            raise RuntimeError(
+                f"no relay of this run leads after {timeout:.0f}s "
+                f"(the relay table says {seen[0] if seen else ''!r})"
+            ) from None
+        return found[0]
 
     def kill_leader(self) -> None:
         # Named before any fault struck: PostgreSQL may be down by now.
