@@ -10,7 +10,7 @@ side counts it only once a rebuild's or rollback's fill joins it (decision
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from cqrskit.checkpoints import WORKER_WRITER, Checkpoint
@@ -84,24 +84,32 @@ class WorkerCheckpoints:
         partitions: Mapping[str, int],
         *,
         written: Iterable[tuple[str, int]] = (),
-        refreshed: bool = False,
+        refreshed: bool | Callable[[], bool] = False,
     ) -> list[Checkpoint]:
         """The checkpoints of ``index`` once ``spans`` are applied there.
 
         ``written`` are the partitions whose events of these spans wrote to
         the index; ``refreshed`` says the index was refreshed after they
-        were applied. After a refresh, every run of the index whose
-        searchable position lags is returned too, brought up to date.
+        were applied. As a function, it refreshes the index if due and says
+        whether it did; it is called after the stored runs are read, since a
+        refresh covers only the writes made before it: a run another member
+        extended after our refresh (one replaced but still working) holds
+        writes the refresh did not make searchable.
+        After a refresh, every run of the index whose searchable position
+        lags is returned too, brought up to date.
 
         Raises:
-            ServiceUnavailable: a stored checkpoint could not be read.
+            ServiceUnavailable: a stored checkpoint could not be read, or
+                the refresh failed.
         """
         self._unrefreshed.update((index, t, p) for t, p in written)
-        if refreshed:
-            self._unrefreshed = {u for u in self._unrefreshed if u[0] != index}
         ids = [checkpoint_id(index, s.topic, s.partition, WORKER_WRITER) for s in spans]
         unknown = [i for i, s in zip(ids, spans, strict=True) if not _joins(self._runs.get(i), s)]
         stored = {c.doc_id: c for c in self.read_model.stored_checkpoints(unknown)}
+        if callable(refreshed):
+            refreshed = refreshed()
+        if refreshed:
+            self._unrefreshed = {u for u in self._unrefreshed if u[0] != index}
         recorded: list[Checkpoint] = []
         for doc_id, span in zip(ids, spans, strict=True):
             run = ours = self._runs.get(doc_id)

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -379,10 +380,14 @@ class ProjectionWorker:
                         envelopes, streams=streams, index=index, dead_letter=dead_letter
                     )
                     written = {(m.topic, m.partition) for m in origin.values()}
-                    refreshed = self._refresh_if_due(index, bool(written))
+                    # The refresh comes after the stored runs are read (see record).
                     self.read_model.save_checkpoints(
                         self._checkpoints.record(
-                            index, batch, self._partitions, written=written, refreshed=refreshed
+                            index,
+                            batch,
+                            self._partitions,
+                            written=written,
+                            refreshed=partial(self._refresh_if_due, index, bool(written)),
                         )
                     )
         except RetryError:
