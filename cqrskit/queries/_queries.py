@@ -17,7 +17,6 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cqrskit.errors import (
-    CqrskitError,
     FieldError,
     QueryRejected,
     ServiceUnavailable,
@@ -219,9 +218,17 @@ class _Bus:
         return None, max(0, position - reached.searchable)
 
 
-def _outcome(guard: Guard, exc: BaseException | None) -> None:
-    """Tell the breaker how a read went: only the store's failure to answer counts."""
-    guard.breaker.record(not isinstance(exc, ServiceUnavailable))
+def _outcome(guard: Guard, ticket: int, exc: BaseException | None) -> None:
+    """Tell the breaker how a read went: only the store's failure to answer counts.
+
+    Any other error means the store answered (a bad cursor, a bug in a
+    step). A read cancelled or interrupted (not an ``Exception``) heard
+    nothing from the store: it is released, neither a success nor a failure.
+    """
+    if exc is None or isinstance(exc, Exception):
+        guard.breaker.record(not isinstance(exc, ServiceUnavailable), ticket)
+    else:
+        guard.breaker.release(ticket)
 
 
 class QueryBus(_Bus):
@@ -288,16 +295,13 @@ class QueryBus(_Bus):
 
     @staticmethod
     def _guarded(guard: Guard, call: Callable[[], T]) -> T:
-        guard.breaker.admit()
+        ticket = guard.breaker.admit()
         try:
             result = call()
-        except CqrskitError as exc:
-            _outcome(guard, exc)
+        except BaseException as exc:
+            _outcome(guard, ticket, exc)
             raise
-        except BaseException:
-            _outcome(guard, None)
-            raise
-        _outcome(guard, None)
+        _outcome(guard, ticket, None)
         return result
 
     def close(self) -> None:
@@ -360,16 +364,13 @@ class AsyncQueryBus(_Bus):
 
     @staticmethod
     async def _guarded(guard: Guard, call: Callable[[], Awaitable[T]]) -> T:
-        guard.breaker.admit()
+        ticket = guard.breaker.admit()
         try:
             result = await call()
-        except CqrskitError as exc:
-            _outcome(guard, exc)
+        except BaseException as exc:
+            _outcome(guard, ticket, exc)
             raise
-        except BaseException:
-            _outcome(guard, None)
-            raise
-        _outcome(guard, None)
+        _outcome(guard, ticket, None)
         return result
 
     async def aclose(self) -> None:
