@@ -67,6 +67,11 @@ class WorkerCheckpoints:
         }
         self._unrefreshed = {u for u in self._unrefreshed if (u[1], u[2]) not in gone}
 
+    def forget_index(self, index: str) -> None:
+        """``index`` was deleted: none of its runs is written again, none waits for a refresh."""
+        self._runs = {i: run for i, run in self._runs.items() if run.index != index}
+        self._unrefreshed = {u for u in self._unrefreshed if u[0] != index}
+
     def unrefreshed(self) -> set[str]:
         """The indices whose checkpoints do not yet say searchable as far as applied.
 

@@ -39,7 +39,7 @@ from cqrskit.envelope import (
     Envelope,
     Seal,
 )
-from cqrskit.errors import ServiceUnavailable, TransientError
+from cqrskit.errors import PermanentError, ServiceUnavailable, TransientError
 from cqrskit.observability import instance_name
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
@@ -427,6 +427,11 @@ class ProjectionWorker:
                     )
             except TransientError as exc:
                 log.debug("projection %s: refresh not done: %s", self.projection.name, exc)
+            except PermanentError:
+                if index in self.read_model.versions():
+                    raise
+                # Deleted (a rebuild's --drop-old, prune): nothing left to make searchable.
+                self._checkpoints.forget_index(index)
 
     def _commit(self, batch: list[Span]) -> None:
         offsets = {Partition(s.topic, s.partition): s.offset for s in batch}

@@ -255,3 +255,28 @@ def test_a_run_another_member_extended_after_our_refresh_is_not_called_searchabl
 
 def _partitions_of_events(run: Running) -> set[int]:
     return {p.partition for p in run.broker.partitions_of(run.topic) if run.broker.end(p) > 0}
+
+
+def test_an_index_deleted_with_writes_not_yet_refreshed_does_not_stop_the_worker() -> None:
+    """Regression: the worker kept an old index's unrefreshed writes to refresh
+    once idle; a rebuild with --drop-old (or prune) deleted that index first,
+    the refresh failed for good, and the worker stopped."""
+    run = Running()
+    worker, model = run.worker, run.read_model
+    worker._prepare()
+    old = model.serving()
+    assert old is not None
+    for n in range(2):  # the first batch is refreshed at once; the second waits its turn
+        run.relay.order_placed(f"c{n}")
+        worker._process(worker.subscription.poll(100, 0.1))
+    assert worker._checkpoints.unrefreshed() == {old}
+    new = model.next_version()
+    model.create_index(new, alias=True)  # a rebuild swaps ...
+    model.delete_index(old)  # ... and drops the index it replaced
+    worker._refreshed_at -= worker.projection.freshness  # a refresh is due
+    worker._refresh_trailing()
+    assert worker._checkpoints.unrefreshed() == set()
+    run.relay.order_placed("c9")
+    run.relay.watermark()
+    worker._process(worker.subscription.poll(100, 0.1))
+    assert {c.index for c in model.checkpoints()} >= {new}
