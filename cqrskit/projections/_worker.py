@@ -379,7 +379,10 @@ class ProjectionWorker:
                     failures = self.applier.apply(
                         envelopes, streams=streams, index=index, dead_letter=dead_letter
                     )
-                    written = {(m.topic, m.partition) for m in origin.values()}
+                    written: dict[tuple[str, int], int] = {}  # the lowest position, per partition
+                    for position, m in origin.items():
+                        key = (m.topic, m.partition)
+                        written[key] = min(position, written.get(key, position))
                     # The refresh comes after the stored runs are read (see record).
                     self.read_model.save_checkpoints(
                         self._checkpoints.record(
