@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from cqrskit.projections import ProjectionWorker
 from cqrskit.projections import _worker as worker_module
 from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.projections._worker import WorkerPorts
+from cqrskit.subscription import Partition
 from cqrskit.topology import partition_key
 from projections.customers import CustomerOrders
 
@@ -82,6 +84,17 @@ def _applied(body: dict[str, Any] | None, stream: str) -> int:
     return int((sources.get("applied") or {}).get(stream, 0))
 
 
+class FencedSubscription(MemorySubscription):
+    """A member whose offset commits the group refuses once another member replaced it
+    (Kafka's generation check): a replaced member may still write, never commit."""
+
+    latest: FencedSubscription | None = None
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        if FencedSubscription.latest is self:
+            super().commit(offsets)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -93,16 +106,21 @@ class Clock:
         return int(self.now * 1e9)
 
 
-@pytest.mark.parametrize("seed", range(100))
-def test_recorded_searchable_positions_are_true_of_the_index(
-    seed: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rng = random.Random(seed)
-    clock = Clock()
-    monkeypatch.setattr(worker_module, "time", clock)
-    run = Running()
+class Scenario:
+    """One projection's partitions, members of its group, and its read model, run by a seed."""
 
-    def offset_of(position: int) -> int:
+    def __init__(self, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.rng = random.Random(seed)
+        ids = random.Random(seed)  # the relay's aggregate ids, so their partitions, by the seed
+        monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=ids.getrandbits(128), version=4))
+        self.clock = Clock()
+        monkeypatch.setattr(worker_module, "time", self.clock)
+        self.run = Running()
+        self.model = SearchableReadModel(self.run.projection.name, self.offset_of)
+        self.workers = [self.member()]
+
+    def offset_of(self, position: int) -> int:
+        run = self.run
         for partition in run.broker.partitions_of(run.topic):
             for message in run.broker.read({partition: 0}, 10_000):
                 headers = message.headers
@@ -113,44 +131,86 @@ def test_recorded_searchable_positions_are_true_of_the_index(
                     return message.offset
         raise AssertionError(f"no event at position {position}")
 
-    model = SearchableReadModel(run.projection.name, offset_of)
-
-    def member() -> ProjectionWorker:
+    def member(self) -> ProjectionWorker:
+        run = self.run
+        subscription = FencedSubscription(run.broker, run.group, [run.topic])
+        FencedSubscription.latest = subscription
         ports = WorkerPorts(
-            read_model=model,
+            read_model=self.model,
             dead_letters=MemoryDeadLetters(run.projection.name),
-            subscription=MemorySubscription(run.broker, run.group, [run.topic]),
+            subscription=subscription,
             stats=MemoryWorkerStats(),
         )
         worker = ProjectionWorker(run.settings, "shop", run.projection, ports)
         worker._prepare()
         return worker
 
-    workers = [member()]
-    for _ in range(300):
-        action = rng.random()
-        if action < 0.3:
-            for _ in range(rng.randint(1, 5)):
-                run.relay.order_placed(f"c{rng.randint(0, 5)}")
-        elif action < 0.4:
-            run.relay.watermark()
-        elif action < 0.7:
-            worker = rng.choice(workers)
-            messages = worker.subscription.poll(rng.randint(1, 6), 0)
-            if messages:
-                worker._process(messages)
-            else:
-                worker._commit_skipped()
-                worker._refresh_trailing()
-        elif action < 0.8:
-            clock.now += rng.choice([0.1, 0.5, 1.0, 2.0])
-        elif action < 0.87:
-            workers = [member()]  # a crash: the new member resumes from the committed offsets
-        elif action < 0.93 and len(workers) < 2:
-            workers.append(member())  # the old one, replaced, keeps working for a while
-        elif action < 0.96:
-            workers = workers[-1:]
+    # -- what may happen, each with its weight ------------------------------------
+
+    def events(self) -> None:
+        for _ in range(self.rng.randint(1, 5)):
+            self.run.relay.order_placed(f"c{self.rng.randint(0, 5)}")
+
+    def watermark(self) -> None:
+        self.run.relay.watermark()
+
+    def batch(self) -> None:
+        worker = self.rng.choice(self.workers)
+        messages = worker.subscription.poll(self.rng.randint(1, 6), 0)
+        if messages:
+            worker._process(messages)
         else:
-            new = model.next_version()
-            model.create_index(new, alias=True)
-        assert not model.violations, model.violations[:3]
+            worker._commit_skipped()
+            worker._refresh_trailing()
+
+    def time_passes(self) -> None:
+        self.clock.now += self.rng.choice([0.1, 0.5, 1.0, 2.0])
+
+    def crash(self) -> None:
+        self.workers = [self.member()]  # the new member resumes from the committed offsets
+
+    def replaced(self) -> None:
+        if len(self.workers) < 2:  # the old member, replaced, keeps writing for a while
+            self.workers.append(self.member())
+
+    def replaced_one_stops(self) -> None:
+        self.workers = self.workers[-1:]
+
+    def rebalance(self) -> None:
+        worker = self.rng.choice(self.workers)  # a partition taken away, then given back
+        gone = Partition(self.run.topic, self.rng.randrange(3))
+        worker._revoked([gone])
+        committed = self.run.broker.committed(self.run.group, gone)
+        worker.subscription._positions[gone] = committed or 0  # type: ignore[attr-defined]
+
+    def swap_back(self) -> None:
+        self.model.swap(self.rng.choice(self.model.versions()))  # a rollback, say
+
+    def swap(self) -> None:
+        self.model.create_index(self.model.next_version(), alias=True)
+
+    def step(self) -> None:
+        actions = [
+            (self.events, 30),
+            (self.watermark, 10),
+            (self.batch, 30),
+            (self.time_passes, 10),
+            (self.crash, 7),
+            (self.replaced, 6),
+            (self.replaced_one_stops, 2),
+            (self.rebalance, 2),
+            (self.swap_back, 1.5),
+            (self.swap, 1.5),
+        ]
+        action = self.rng.choices([a for a, _ in actions], [w for _, w in actions])[0]
+        action()
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_recorded_searchable_positions_are_true_of_the_index(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = Scenario(seed, monkeypatch)
+    for _ in range(300):
+        scenario.step()
+        assert not scenario.model.violations, scenario.model.violations[:3]
