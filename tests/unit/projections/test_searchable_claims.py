@@ -183,6 +183,17 @@ class Scenario:
         committed = self.run.broker.committed(self.run.group, gone)
         worker.subscription._positions[gone] = committed or 0  # type: ignore[attr-defined]
 
+    def revoked_mid_batch(self) -> None:
+        worker = self.rng.choice(self.workers)  # the consumer replaced under a batch in hand
+        messages = worker.subscription.poll(self.rng.randint(1, 6), 0)
+        if not messages:
+            return
+        gone = Partition(self.run.topic, messages[0].partition)
+        worker._revoked([gone])
+        committed = self.run.broker.committed(self.run.group, gone)
+        worker.subscription._positions[gone] = committed or 0  # type: ignore[attr-defined]
+        worker._process(messages)
+
     def swap_back(self) -> None:
         self.model.swap(self.rng.choice(self.model.versions()))  # a rollback, say
 
@@ -199,6 +210,7 @@ class Scenario:
             (self.replaced, 6),
             (self.replaced_one_stops, 2),
             (self.rebalance, 2),
+            (self.revoked_mid_batch, 2),
             (self.swap_back, 1.5),
             (self.swap, 1.5),
         ]
