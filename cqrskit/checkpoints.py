@@ -67,7 +67,8 @@ class Checkpoint:
     from_offset: int = 0
     #: Every effect of this partition up to this position was searchable
     #: (refreshed) when the checkpoint was written; None when not recorded
-    #: (checkpoints of older versions), taken as ``position``.
+    #: (checkpoints of older versions, whose writers never refreshed), taken
+    #: as nothing known searchable.
     searchable: int | None = None
 
     @property
@@ -81,14 +82,13 @@ def coverage(checkpoints: Iterable[Checkpoint], *, searchable: bool = False) -> 
 
     ``checkpoints`` are the checkpoints of one index. With ``searchable``,
     each position is how far the partition's effects are searchable, not
-    only applied. Pure; the rule every reader of checkpoints uses (queries,
-    status, rollback).
+    only applied; a checkpoint of an older version, which records no
+    searchable position, shows nothing searchable: its writer wrote it right
+    after its writes and left the refresh to the reader. Pure; the rule
+    every reader of checkpoints uses (queries, status, rollback).
     """
     if searchable:
-        checkpoints = [
-            replace(c, position=c.position if c.searchable is None else c.searchable)
-            for c in checkpoints
-        ]
+        checkpoints = [replace(c, position=c.searchable or 0) for c in checkpoints]
     fills: dict[tuple[str, int], Checkpoint] = {}
     runs: dict[tuple[str, int], Checkpoint] = {}
     for checkpoint in checkpoints:

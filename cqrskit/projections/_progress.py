@@ -10,7 +10,7 @@ side counts it only once a rebuild's or rollback's fill joins it (decision
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from cqrskit.checkpoints import WORKER_WRITER, Checkpoint
@@ -56,8 +56,9 @@ class WorkerCheckpoints:
         self.read_model = read_model
         self.topics = tuple(topics)
         self._runs: dict[str, Checkpoint] = {}
-        #: (index, topic, partition) with applied effects no refresh has covered yet.
-        self._unrefreshed: set[tuple[str, str, int]] = set()
+        #: (index, topic, partition) with applied effects no refresh has covered
+        #: yet -> the lowest position among them.
+        self._unrefreshed: dict[tuple[str, str, int], int] = {}
 
     def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Partitions no longer assigned: their runs are another worker's to extend now."""
@@ -65,7 +66,14 @@ class WorkerCheckpoints:
         self._runs = {
             i: run for i, run in self._runs.items() if (run.topic, run.partition) not in gone
         }
-        self._unrefreshed = {u for u in self._unrefreshed if (u[1], u[2]) not in gone}
+        self._unrefreshed = {
+            u: low for u, low in self._unrefreshed.items() if (u[1], u[2]) not in gone
+        }
+
+    def forget_index(self, index: str) -> None:
+        """``index`` was deleted: none of its runs is written again, none waits for a refresh."""
+        self._runs = {i: run for i, run in self._runs.items() if run.index != index}
+        self._unrefreshed = {u: low for u, low in self._unrefreshed.items() if u[0] != index}
 
     def unrefreshed(self) -> set[str]:
         """The indices whose checkpoints do not yet say searchable as far as applied.
@@ -83,25 +91,35 @@ class WorkerCheckpoints:
         spans: Sequence[Span],
         partitions: Mapping[str, int],
         *,
-        written: Iterable[tuple[str, int]] = (),
-        refreshed: bool = False,
+        written: Mapping[tuple[str, int], int] | None = None,
+        refreshed: bool | Callable[[], bool] = False,
     ) -> list[Checkpoint]:
         """The checkpoints of ``index`` once ``spans`` are applied there.
 
         ``written`` are the partitions whose events of these spans wrote to
-        the index; ``refreshed`` says the index was refreshed after they
-        were applied. After a refresh, every run of the index whose
-        searchable position lags is returned too, brought up to date.
+        the index, each with the lowest position it wrote; ``refreshed`` says
+        the index was refreshed after they were applied. As a function, it
+        refreshes the index if due and says whether it did; it is called
+        after the stored runs are read, since a refresh covers only the
+        writes made before it: a run another member extended after our
+        refresh (one replaced but still working) holds writes the refresh
+        did not make searchable. After a refresh, every run of the index whose searchable position
+        lags is returned too, brought up to date.
 
         Raises:
-            ServiceUnavailable: a stored checkpoint could not be read.
+            ServiceUnavailable: a stored checkpoint could not be read, or
+                the refresh failed.
         """
-        self._unrefreshed.update((index, t, p) for t, p in written)
-        if refreshed:
-            self._unrefreshed = {u for u in self._unrefreshed if u[0] != index}
+        for (topic, partition), low in (written or {}).items():
+            key = (index, topic, partition)
+            self._unrefreshed[key] = min(low, self._unrefreshed.get(key, low))
         ids = [checkpoint_id(index, s.topic, s.partition, WORKER_WRITER) for s in spans]
         unknown = [i for i, s in zip(ids, spans, strict=True) if not _joins(self._runs.get(i), s)]
         stored = {c.doc_id: c for c in self.read_model.stored_checkpoints(unknown)}
+        if callable(refreshed):
+            refreshed = refreshed()
+        if refreshed:
+            self._unrefreshed = {u: low for u, low in self._unrefreshed.items() if u[0] != index}
         recorded: list[Checkpoint] = []
         for doc_id, span in zip(ids, spans, strict=True):
             run = ours = self._runs.get(doc_id)
@@ -148,13 +166,21 @@ class WorkerCheckpoints:
         As far as it is applied after a refresh of ours; or when its partition
         has nothing unrefreshed and our own run was searchable as far as it
         was applied (a watermark moved it on, say). Otherwise no further than
-        it was: a run taken from the store may hold another worker's writes
-        that no refresh has covered.
+        it was (a run taken from the store may hold another worker's writes
+        that no refresh has covered), and below the lowest position this
+        worker wrote there since its last refresh: a batch that extends a run
+        backwards (resumed from an offset before the run's first) writes
+        effects below the position the run had searchable.
         """
-        clean = (run.index, run.topic, run.partition) not in self._unrefreshed
-        if refreshed or (clean and ours is not None and ours.searchable == ours.position):
+        if refreshed:
             return replace(run, searchable=run.position)
-        return replace(run, searchable=min(run.searchable or 0, run.position))
+        low = self._unrefreshed.get((run.index, run.topic, run.partition))
+        if low is None and ours is not None and ours.searchable == ours.position:
+            return replace(run, searchable=run.position)
+        searchable = min(run.searchable or 0, run.position)
+        if low is not None:
+            searchable = max(0, min(searchable, low - 1))
+        return replace(run, searchable=searchable)
 
 
 def _lags(run: Checkpoint) -> bool:

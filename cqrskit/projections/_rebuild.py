@@ -233,24 +233,26 @@ class _Rebuilder:
         Every event up to ``head`` (replayed from the store) and every
         message below ``offsets`` is in the index once this is called. The
         index is refreshed first, so what the checkpoints claim is searchable
-        as well (a fill's checkpoints record no separate searchable position).
+        as well, and they say so (``searchable`` is their position).
         """
         self.read_model.refresh(index)
         counts: dict[str, int] = {}
         parsed = {key: parse_partition_key(key) for key in offsets}
         for topic, _ in parsed.values():
             counts[topic] = counts.get(topic, 0) + 1
+        positions = {key: max(head, seen.get(key, 0)) for key in offsets}
         self.read_model.save_checkpoints(
             Checkpoint(
                 projection=self.projection.name,
                 topic=parsed[key][0],
                 partition=parsed[key][1],
                 offset=offset,
-                position=max(head, seen.get(key, 0)),
+                position=positions[key],
                 partitions=counts[parsed[key][0]],
                 topics=tuple(self.topics),
                 index=index,
                 writer=FILL_WRITER,
+                searchable=positions[key],
             )
             for key, offset in offsets.items()
         )

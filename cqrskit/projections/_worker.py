@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ from cqrskit.envelope import (
     Envelope,
     Seal,
 )
-from cqrskit.errors import ServiceUnavailable, TransientError
+from cqrskit.errors import PermanentError, ServiceUnavailable, TransientError
 from cqrskit.observability import instance_name
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
@@ -378,11 +379,18 @@ class ProjectionWorker:
                     failures = self.applier.apply(
                         envelopes, streams=streams, index=index, dead_letter=dead_letter
                     )
-                    written = {(m.topic, m.partition) for m in origin.values()}
-                    refreshed = self._refresh_if_due(index, bool(written))
+                    written: dict[tuple[str, int], int] = {}  # the lowest position, per partition
+                    for position, m in origin.items():
+                        key = (m.topic, m.partition)
+                        written[key] = min(position, written.get(key, position))
+                    # The refresh comes after the stored runs are read (see record).
                     self.read_model.save_checkpoints(
                         self._checkpoints.record(
-                            index, batch, self._partitions, written=written, refreshed=refreshed
+                            index,
+                            batch,
+                            self._partitions,
+                            written=written,
+                            refreshed=partial(self._refresh_if_due, index, bool(written)),
                         )
                     )
         except RetryError:
@@ -422,6 +430,11 @@ class ProjectionWorker:
                     )
             except TransientError as exc:
                 log.debug("projection %s: refresh not done: %s", self.projection.name, exc)
+            except PermanentError:
+                if index in self.read_model.versions():
+                    raise
+                # Deleted (a rebuild's --drop-old, prune): nothing left to make searchable.
+                self._checkpoints.forget_index(index)
 
     def _commit(self, batch: list[Span]) -> None:
         offsets = {Partition(s.topic, s.partition): s.offset for s in batch}

@@ -8,6 +8,13 @@ and lets ``half_open_calls`` reads through; if they all succeed it closes,
 and one failure opens it again. Errors of the caller's own making (a bad
 cursor, a refused request) are not the store's failures and do not count.
 
+Each read gets a ticket from :meth:`Breaker.admit` and hands it back with
+its outcome: a read let through before the breaker half-opened is not one
+of its trials, whatever it says; a read that ends with no word from the
+store (cancelled) frees its trial place and counts for nothing; and trials
+still out a whole ``open_for`` after they were let through (hung) no longer
+hold the places, so the breaker is never stuck half-open.
+
 The bulkheads bound what one read model may hold at a time: reads in
 flight, and read-your-writes waits. A full one refuses at once with
 :class:`Overloaded`, so a slow store or a flood of waits cannot take every
@@ -70,6 +77,9 @@ class Breaker:
         self._opened_at = 0.0
         self._trials = 0  # reads let through while half-open
         self._passed = 0  # of which succeeded
+        #: Changes each time trials start afresh; a ticket of another round is no trial.
+        self._round = 0
+        self._trials_at = 0.0  # when the current round of trials began
         metrics.query_breaker_state.labels(view).state("closed")
 
     @property
@@ -79,8 +89,8 @@ class Breaker:
             self._maybe_half_open()
             return self._state
 
-    def admit(self) -> None:
-        """Let one read through, or refuse it.
+    def admit(self) -> int:
+        """Let one read through, or refuse it; the ticket to give :meth:`record` or :meth:`release`.
 
         Raises:
             CircuitOpen: the breaker is open, or half-open with its trials taken.
@@ -88,20 +98,31 @@ class Breaker:
         with self._lock:
             self._maybe_half_open()
             if self._state == "closed":
-                return
-            if self._state == "half-open" and self._trials < self.policy.half_open_calls:
-                self._trials += 1
-                return
+                return self._round
+            if self._state == "half-open":
+                if (
+                    self._trials >= self.policy.half_open_calls
+                    and self._clock() - self._trials_at >= self.policy.open_for
+                ):
+                    self._new_round()  # the trials out hung: let others try
+                if self._trials < self.policy.half_open_calls:
+                    self._trials += 1
+                    return self._round
             failures = self._outcomes.count(False)
             calls = len(self._outcomes)
             retry = max(0.0, self._opened_at + self.policy.open_for - self._clock())
         metrics.query_refused.labels(self.view, "open").inc()
         raise CircuitOpen(self.view, failures, calls, retry or 1.0)
 
-    def record(self, ok: bool) -> None:
-        """The outcome of a read :meth:`admit` let through."""
+    def record(self, ok: bool, ticket: int | None = None) -> None:
+        """The outcome of a read :meth:`admit` let through with ``ticket``.
+
+        Without a ticket the read counts as one of the current trials.
+        """
         with self._lock:
             if self._state == "half-open":
+                if ticket is not None and ticket != self._round:
+                    return  # let through before these trials began: not one of them
                 if not ok:
                     self._open("a trial read failed")
                     return
@@ -118,10 +139,25 @@ class Breaker:
             if calls >= self.policy.min_calls and failures >= self.policy.failure_rate * calls:
                 self._open(f"{failures} of the last {calls} reads failed")
 
+    def release(self, ticket: int) -> None:
+        """A read let through with ``ticket`` ended with no word from the store (cancelled).
+
+        It says nothing of the store: a trial's place is free again, and it
+        counts neither way.
+        """
+        with self._lock:
+            if self._state == "half-open" and ticket == self._round and self._trials > 0:
+                self._trials -= 1
+
     def _maybe_half_open(self) -> None:
         if self._state == "open" and self._clock() - self._opened_at >= self.policy.open_for:
-            self._trials = self._passed = 0
+            self._new_round()
             self._set("half-open", f"{self.policy.open_for:g}s passed")
+
+    def _new_round(self) -> None:
+        self._round += 1
+        self._trials = self._passed = 0
+        self._trials_at = self._clock()
 
     def _open(self, why: str) -> None:
         self._opened_at = self._clock()

@@ -223,20 +223,25 @@ class _Bus:
 def _breaker(guard: Guard) -> Iterator[None]:
     """Let the block through the read model's breaker, and tell it how the block went.
 
-    Only the store's failure to answer counts against it; whatever else
-    ends the block (a bad cursor, a cancelled task) is an outcome too, so a
-    half-open breaker's trial is always settled.
+    Only the store's failure to answer counts against it. Any other error
+    means the store answered (a bad cursor, a bug in a step). A block
+    cancelled or interrupted (not an ``Exception``) heard nothing from the
+    store: its ticket is released, neither a success nor a failure, so a
+    half-open breaker's trials are always settled.
 
     Raises:
         CircuitOpen: the breaker refuses the read.
     """
-    guard.breaker.admit()
+    ticket = guard.breaker.admit()
     try:
         yield
-    except BaseException as exc:
-        guard.breaker.record(not isinstance(exc, ServiceUnavailable))
+    except Exception as exc:
+        guard.breaker.record(not isinstance(exc, ServiceUnavailable), ticket)
         raise
-    guard.breaker.record(True)
+    except BaseException:
+        guard.breaker.release(ticket)
+        raise
+    guard.breaker.record(True, ticket)
 
 
 class QueryBus(_Bus):

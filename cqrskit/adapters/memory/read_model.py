@@ -107,7 +107,12 @@ class MemoryIndexedReadModel:
         self.indices.pop(index, None)
 
     def refresh(self, index: str | None = None) -> None:
-        """Counted only: in memory every write is visible at once."""
+        """Counted only: in memory every write is visible at once.
+
+        Raises:
+            PermanentError: there is no such index (as Elasticsearch answers 404).
+        """
+        self._name(index)
         self.refreshes += 1
 
     # -- documents -------------------------------------------------------------

@@ -26,7 +26,7 @@ from cqrskit.adapters.memory.dead_letters import MemoryDeadLetters
 from cqrskit.adapters.memory.read_model import MemoryIndexedReadModel
 from cqrskit.adapters.memory.subscription import MemorySubscription, MemoryTopics
 from cqrskit.adapters.memory.worker_stats import MemoryWorkerStats
-from cqrskit.checkpoints import coverage
+from cqrskit.checkpoints import Checkpoint, coverage
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_POSITION,
@@ -207,3 +207,81 @@ def test_checkpoints_say_searchable_only_after_a_refresh_which_the_worker_paces(
     for checkpoint in running.read_model.checkpoints():
         assert checkpoint.searchable is not None
         assert checkpoint.searchable <= checkpoint.position
+
+
+class ZombieWritesDuringRefresh(MemoryIndexedReadModel):
+    """A read model where another member of the group, replaced but still working
+    (a "zombie"), writes to a partition and records its checkpoint while this
+    worker's refresh runs: those writes come after the refresh, so it does not
+    make them searchable."""
+
+    def __init__(self, name: str, view: type[CustomerOrders], topic: str) -> None:
+        super().__init__(name, view)
+        self.topic = topic
+        self.zombie: Checkpoint | None = None
+
+    def refresh(self, index: str | None = None) -> None:
+        super().refresh(index)
+        if self.zombie is None:
+            assert index is not None
+            self.zombie = Checkpoint(
+                projection=self.name,
+                topic=self.topic,
+                partition=0,
+                offset=50,
+                position=500,
+                partitions=PARTITIONS,
+                topics=(self.topic,),
+                index=index,
+                from_offset=0,
+                searchable=0,  # its own writes up to 500: not refreshed by anyone yet
+            )
+            self.save_checkpoints([self.zombie])
+
+
+def test_a_run_another_member_extended_after_our_refresh_is_not_called_searchable() -> None:
+    """Regression: the worker refreshed, then read the stored run it had none for,
+    and called everything in it searchable."""
+    run = Running()
+    model = ZombieWritesDuringRefresh(run.projection.name, CustomerOrders, run.topic)
+    run.worker.read_model = run.worker._checkpoints.read_model = model
+    run.worker.applier.read_model = model
+    run.worker.barrier.read_model = model
+    run.worker._prepare()
+    while not any(p == 0 for p in _partitions_of_events(run)):
+        run.relay.order_placed("c0")
+    run.worker._process(run.worker.subscription.poll(100, 0.1))
+    assert model.zombie is not None, "the worker refreshed"
+    stored = {c.partition: c for c in model.checkpoints(model.serving())}
+    # Our refresh came before the zombie's writes: whichever run the stored
+    # checkpoint now is, it must not call them searchable.
+    assert (stored[0].searchable or 0) < 500, stored[0]
+
+
+def _partitions_of_events(run: Running) -> set[int]:
+    return {p.partition for p in run.broker.partitions_of(run.topic) if run.broker.end(p) > 0}
+
+
+def test_an_index_deleted_with_writes_not_yet_refreshed_does_not_stop_the_worker() -> None:
+    """Regression: the worker kept an old index's unrefreshed writes to refresh
+    once idle; a rebuild with --drop-old (or prune) deleted that index first,
+    the refresh failed for good, and the worker stopped."""
+    run = Running()
+    worker, model = run.worker, run.read_model
+    worker._prepare()
+    old = model.serving()
+    assert old is not None
+    for n in range(2):  # the first batch is refreshed at once; the second waits its turn
+        run.relay.order_placed(f"c{n}")
+        worker._process(worker.subscription.poll(100, 0.1))
+    assert worker._checkpoints.unrefreshed() == {old}
+    new = model.next_version()
+    model.create_index(new, alias=True)  # a rebuild swaps ...
+    model.delete_index(old)  # ... and drops the index it replaced
+    worker._refreshed_at -= worker.projection.freshness  # a refresh is due
+    worker._refresh_trailing()
+    assert worker._checkpoints.unrefreshed() == set()
+    run.relay.order_placed("c9")
+    run.relay.watermark()
+    worker._process(worker.subscription.poll(100, 0.1))
+    assert {c.index for c in model.checkpoints()} >= {new}

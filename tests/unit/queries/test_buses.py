@@ -136,10 +136,16 @@ def test_a_position_applied_but_not_yet_searchable_is_stale_and_says_by_how_much
         assert answer.behind == 0
 
 
-def test_a_checkpoint_that_records_no_searchable_position_counts_as_applied() -> None:
+def test_a_worker_checkpoint_of_an_older_version_does_not_make_an_answer_fresh() -> None:
+    """Regression: a checkpoint with no searchable position counted as searchable
+    up to its position. Older workers wrote it right after their bulk writes and
+    never refreshed (their queries did): with one still running, a fresh answer
+    lacked the write the checkpoint covered."""
     store = Store()
-    store.checkpointed(applied=40, searchable=None)  # written by an older worker
-    assert all(a.fresh for a in both(store, Shelf(), min_position=40))
+    store.checkpointed(applied=40, searchable=None)  # an older worker applied b3 at 40
+    # b3 is in the index but no refresh has made it searchable: the search lacks it.
+    for answer in both(store, Shelf(), min_position=40, on_stale="flag"):
+        assert answer.stale or "Fall" in answer.value, answer
 
 
 class FailingSearch(MemorySearch):
@@ -195,3 +201,37 @@ def test_awaited_waits_share_one_look_at_the_checkpoints_and_all_wake() -> None:
     assert all(a.fresh for a in answers)
     assert len(answers) == 100
     assert checkpoints.looks < 100, f"{checkpoints.looks} looks for 100 waits"
+
+
+class AsyncHangingSearch(AsyncMemorySearch):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+
+    async def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        if self.failing:
+            raise ServiceUnavailable("Elasticsearch", "memory", "stopped")
+        await asyncio.Event().wait()  # no answer, ever
+        raise AssertionError("unreachable")
+
+
+def test_cancelled_trial_reads_do_not_close_the_breaker() -> None:
+    """Regression: a half-open trial cancelled by its caller (a client that gave
+    up on a store that does not answer) counted as a success."""
+    search = AsyncHangingSearch()
+    policy = BreakerPolicy(window=4, min_calls=4, failure_rate=0.5, open_for=0.05)
+    ports = AsyncQueryPorts(search, AsyncMemoryCheckpointReader(MemoryCheckpointLog()))
+    bus = AsyncQueryBus(queries, ports, NAMES, Limits(breaker=policy))
+
+    async def scenario() -> str:
+        for _ in range(4):
+            with pytest.raises(ServiceUnavailable):
+                await bus.ask(BookById(book_id="b1"))
+        search.failing = False  # now it hangs instead
+        await asyncio.sleep(0.06)
+        for _ in range(policy.half_open_calls):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(bus.ask(BookById(book_id="b1")), 0.01)
+        return bus.guard("books").breaker.state
+
+    assert asyncio.run(scenario()) != "closed"

@@ -104,3 +104,51 @@ def test_a_bulkhead_refuses_past_its_limit_and_frees_its_places() -> None:
     with pytest.raises(RuntimeError), bulkhead.slot():
         raise RuntimeError("the read failed")
     assert bulkhead.in_use == 0
+
+
+def test_reads_admitted_before_it_opened_are_not_counted_as_its_trials() -> None:
+    """Regression: a slow read let through while closed, ending once half-open,
+    passed for a trial, so the breaker closed on no trial at all."""
+    clock = Clock()
+    b = breaker(clock)
+    slow = [b.admit(), b.admit()]  # two slow reads, let through while closed
+    outcomes(b, False, False, False, False)
+    clock.now += 3.0
+    assert b.state == "half-open"
+    for ticket in slow:
+        b.record(True, ticket)  # they end now, their store calls made before it opened
+    assert b.state == "half-open"
+    outcomes(b, True, True)  # the trials themselves
+    assert b.state == "closed"
+
+
+def test_a_trial_that_ends_without_a_verdict_frees_its_place_and_passes_for_nothing() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    outcomes(b, False, False, False, False)
+    clock.now += 3.0
+    first, second = b.admit(), b.admit()
+    b.release(first)  # cancelled: the store said nothing
+    b.release(second)
+    assert b.state == "half-open"
+    outcomes(b, True, True)
+    assert b.state == "closed"
+
+
+def test_trials_that_never_end_do_not_hold_it_half_open_for_ever() -> None:
+    """Regression: two trials hung (a blocking call with no end) took every trial
+    place, and every read after them was refused, whatever the store did."""
+    clock = Clock()
+    b = breaker(clock)
+    outcomes(b, False, False, False, False)
+    clock.now += 3.0
+    b.admit()
+    b.admit()  # both hang
+    with pytest.raises(CircuitOpen):
+        b.admit()
+    clock.now += 3.0  # a whole wait more: new trials may go
+    ticket = b.admit()
+    b.record(True, ticket)
+    ticket = b.admit()
+    b.record(True, ticket)
+    assert b.state == "closed"
