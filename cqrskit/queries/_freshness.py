@@ -30,7 +30,6 @@ __all__ = [
     "Coverage",
     "Reached",
     "applied_position",
-    "await_position",
     "coverage",
     "covered_position",
     "serving_index",
@@ -149,31 +148,6 @@ def wait_for_position(
         if pause is None:
             return Reached(None, reached)
         time.sleep(pause)  # polling a remote condition, with backoff
-
-
-async def await_position(
-    checkpoints: AsyncCheckpointReader,
-    names: IndexNames,
-    projection: str,
-    position: int,
-    *,
-    timeout: float,
-) -> Reached:
-    """:func:`wait_for_position`, awaiting: the wait holds no thread."""
-    alias = names.alias(projection)
-    pauses = _Pauses(timeout)
-    while True:
-        reached = 0
-        index = await checkpoints.serving(alias)
-        if index:
-            hits = await checkpoints.applied(projection, index)
-            reached = covered_position(hits, searchable=True)
-            if reached >= position:
-                return Reached(index, reached)
-        pause = pauses.next()
-        if pause is None:
-            return Reached(None, reached)
-        await asyncio.sleep(pause)  # polling a remote condition, with backoff
 
 
 class AsyncPositionWatch:
