@@ -31,6 +31,7 @@ whether trying again can help::
         ├── IdempotencyKeyReused      a key came back with a different command
         ├── PositionBeyondHead        a position past the event store's last event
         ├── AmbiguousRelayPosition    an old relay position could be several apps'
+        ├── SchemaNotReady            the schema is missing, behind, or newer than the code
         ├── QueryRejected             a query failed validation (field paths)
         ├── UnknownQuery              no handler is registered for a query type
         ├── NotFound                  a query for one document found none
@@ -75,6 +76,7 @@ __all__ = [
     "ReadRefused",
     "RuleViolated",
     "SagaConflict",
+    "SchemaNotReady",
     "ServiceUnavailable",
     "StaleRead",
     "TransientError",
@@ -396,6 +398,23 @@ class AmbiguousRelayPosition(PermanentError):
             f"whose relay recorded it: UPDATE {table} SET application = '<application>' {row}; "
             "or drop it, and every application's relay publishes from the start (consumers "
             f"skip what they already applied): DELETE FROM {table} {row}"
+        )
+
+
+class SchemaNotReady(PermanentError):
+    """The application's schema is missing, has migrations pending, or is newer than the code.
+
+    Raised by every running process at start (the command side, the relay,
+    the workers, the saga runners), which never create or migrate tables
+    themselves: ``cqrskit db init`` does (or its ``--sql``, applied by a DBA).
+    """
+
+    def __init__(self, schema: str, application: str, reason: str, remedy: str):
+        self.schema = schema
+        self.application = application
+        self.reason = reason
+        super().__init__(
+            f"schema {schema!r} of application {application!r} is not ready: {reason}; {remedy}"
         )
 
 

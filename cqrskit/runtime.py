@@ -10,6 +10,7 @@ find a service (decision 0016)::
     relay = runtime.relay(ShopApp.name)                    # OutboxRelay
     worker = runtime.worker(ShopApp.name, OrderSummary())  # ProjectionWorker
     result = runtime.rebuild(ShopApp.name, OrderSummary())
+    runtime.init_schema(ShopApp)                           # what 'cqrskit db init' runs
     runner = runtime.saga_runner(ShopApp(settings=settings), Checkout())
     commands = runtime.command_bus(ShopApp(settings=settings), handlers)
     queries = runtime.query_bus(query_handlers)
@@ -17,11 +18,13 @@ find a service (decision 0016)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from cqrskit.adapters import elasticsearch as es_backend
+from cqrskit.adapters.elasticsearch import teardown as es_teardown
 from cqrskit.adapters.elasticsearch.checkpoints import (
     AsyncElasticsearchCheckpointReader,
     ElasticsearchCheckpointReader,
@@ -30,17 +33,21 @@ from cqrskit.adapters.elasticsearch.read_model import ElasticsearchReadModel, re
 from cqrskit.adapters.elasticsearch.rebuild_state import ElasticsearchRebuildStates
 from cqrskit.adapters.elasticsearch.search import AsyncElasticsearchSearch, ElasticsearchSearch
 from cqrskit.adapters.elasticsearch.worker_stats import ElasticsearchWorkerStats
+from cqrskit.adapters.kafka import teardown as kafka_teardown
 from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters
 from cqrskit.adapters.kafka.offsets import KafkaOffsets
 from cqrskit.adapters.kafka.publisher import KafkaPublisher
 from cqrskit.adapters.kafka.subscription import PROJECTION_CONFIG, KafkaSubscription
 from cqrskit.adapters.kafka.topics import topic_partitions
+from cqrskit.adapters.postgres import teardown as pg_teardown
 from cqrskit.adapters.postgres.layouts import layout_status, request_repartition
 from cqrskit.adapters.postgres.outbox import PostgresOutbox, read_status
 from cqrskit.adapters.postgres.reader import PostgresStoredEvents
 from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
+from cqrskit.adapters.postgres.schema import PostgresSchema
 from cqrskit.commands import CommandBus, CommandHandlers
 from cqrskit.envelope import Seal
+from cqrskit.errors import ServiceUnavailable
 from cqrskit.eventstore import Application
 from cqrskit.projections import (
     Projection,
@@ -76,10 +83,14 @@ from cqrskit.queries import (
 )
 from cqrskit.relay import LayoutStatus, OutboxRelay, RelayOptions, RelayStatus
 from cqrskit.sagas import ProcessManager, SagaRunner, SagaStore
+from cqrskit.schema import Part, PendingMigration, SchemaStatus
 from cqrskit.settings import Settings
+from cqrskit.teardown import TeardownPlan
 from cqrskit.topology import IndexNames, Topology
 
 __all__ = ["Runtime"]
+
+log = logging.getLogger("cqrskit.runtime")
 
 
 class Runtime:
@@ -91,6 +102,64 @@ class Runtime:
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
+
+    # -- the schema ------------------------------------------------------------------
+
+    def schema_parts(
+        self, application: type[Application], *, sagas: bool | None = None
+    ) -> tuple[Part, ...]:
+        """The parts of the schema ``application`` needs: the store; snapshots when the
+        class takes them; the sagas' tables when ``sagas`` (default: ``CQRSKIT_SAGAS`` is set)."""
+        parts: list[Part] = ["store"]
+        if application.is_snapshotting_enabled or application.snapshotting_intervals:
+            parts.append("snapshots")
+        if self.settings.sagas is not None if sagas is None else sagas:
+            parts.append("sagas")
+        return tuple(parts)
+
+    def _schema(self, application: type[Application], sagas: bool | None) -> PostgresSchema:
+        return PostgresSchema(
+            self.settings, application.name, self.schema_parts(application, sagas=sagas)
+        )
+
+    def init_schema(
+        self, application: type[Application], *, sagas: bool | None = None
+    ) -> list[PendingMigration]:
+        """Create or migrate every table ``application`` uses; what it applied.
+
+        What ``cqrskit db init`` runs: the pending migrations of the needed
+        parts (:meth:`schema_parts`), in one transaction under an advisory
+        lock. Idempotent, safe to run concurrently, never drops anything.
+
+        Raises:
+            SchemaNotReady: the schema is newer than this code.
+            PermanentError: PostgreSQL refused a statement (a role without CREATE).
+            ServiceUnavailable: PostgreSQL cannot be reached.
+        """
+        return self._schema(application, sagas).apply()
+
+    def schema_sql(self, application: type[Application], *, sagas: bool | None = None) -> str:
+        """:meth:`init_schema` as one idempotent SQL script, for a DBA; connects to nothing."""
+        return self._schema(application, sagas).script()
+
+    def schema_status(
+        self, application: type[Application], *, sagas: bool | None = None
+    ) -> SchemaStatus:
+        """The migrations applied to ``application``'s schema, and those pending; reads only.
+
+        Raises:
+            ServiceUnavailable: PostgreSQL cannot be reached.
+        """
+        return self._schema(application, sagas).status()
+
+    def require_schema(self, application_name: str, parts: Sequence[Part] = ("store",)) -> None:
+        """Refuse unless ``parts`` of the application's schema are up to date; no DDL.
+
+        Raises:
+            SchemaNotReady: missing, behind, or newer than this code.
+            ServiceUnavailable: PostgreSQL cannot be reached.
+        """
+        PostgresSchema(self.settings, application_name, parts).require()
 
     # -- the command side ----------------------------------------------------------
 
@@ -126,8 +195,8 @@ class Runtime:
 
     def layout_status(self, application_name: str) -> list[LayoutStatus]:
         """Each of the application's topics: partitions used by the relay, and in Kafka."""
-        start = Topology.of(self.settings, application_name).topic_start
-        return layout_status(self.settings, start, partial(topic_partitions, self.settings))
+        in_kafka = partial(topic_partitions, self.settings)
+        return layout_status(self.settings, application_name, in_kafka)
 
     def request_repartition(
         self, application_name: str, topics: tuple[str, ...] = ()
@@ -136,15 +205,27 @@ class Runtime:
 
         Idempotent; see :func:`cqrskit.adapters.postgres.layouts.request_repartition`.
         """
-        start = Topology.of(self.settings, application_name).topic_start
         in_kafka = partial(topic_partitions, self.settings)
-        return request_repartition(self.settings, start, topics, in_kafka=in_kafka)
+        return request_repartition(self.settings, application_name, topics, in_kafka=in_kafka)
 
     # -- projections ---------------------------------------------------------------
 
     def worker(self, application_name: str, projection: Projection[Any]) -> ProjectionWorker:
-        """A worker applying ``projection``'s events to its Elasticsearch read model."""
+        """A worker applying ``projection``'s events to its Elasticsearch read model.
 
+        Refuses to build one against a schema that is not up to date; a
+        worker needs nothing else of PostgreSQL, so when it cannot be reached
+        the check is skipped, with a warning.
+
+        Raises:
+            SchemaNotReady: the application's schema is missing, behind, or newer.
+        """
+        try:
+            self.require_schema(application_name)
+        except ServiceUnavailable as exc:
+            log.warning(
+                "projection %s: the schema's version was not checked: %s", projection.name, exc
+            )
         topology = Topology.of(self.settings, application_name)
         read_model = self.read_model(projection)
         ports = WorkerPorts(
@@ -336,10 +417,9 @@ class Runtime:
     def saga_runner(self, application: Application, manager: ProcessManager[Any]) -> SagaRunner:
         """A runner of ``manager``, its instances kept in ``application``'s database.
 
-        Creates the store's tables (idempotent); the runner creates nothing.
-
         Raises:
-            ServiceUnavailable: PostgreSQL did not answer creating the tables.
+            SchemaNotReady: the store's or the sagas' tables are not up to date.
+            ServiceUnavailable: PostgreSQL did not answer.
         """
 
         topology = Topology.of(self.settings, application.name)
@@ -353,12 +433,42 @@ class Runtime:
         return SagaRunner(manager, bus, self.saga_store(application.name), subscription)
 
     def saga_store(self, application_name: str) -> SagaStore:
-        """The store of ``application_name``'s process managers, its tables created.
+        """The store of ``application_name``'s process managers, once its tables are found ready.
 
         Raises:
-            ServiceUnavailable: PostgreSQL did not answer creating the tables.
+            SchemaNotReady: the store's or the sagas' tables are not up to date
+                (``cqrskit db init`` with ``CQRSKIT_SAGAS`` set creates them).
+            ServiceUnavailable: PostgreSQL did not answer.
         """
+        self.require_schema(application_name, ("store", "sagas"))
+        return PostgresSagaStore(self.settings, application_name)
 
-        store = PostgresSagaStore(self.settings, application_name)
-        store.create_tables()
-        return store
+    # -- teardown --------------------------------------------------------------------
+
+    def teardown_plan(self, application_name: str, projections: Sequence[str]) -> TeardownPlan:
+        """Everything :meth:`teardown` would remove of the application; reads only.
+
+        Its schema (or its tables, in a schema it shares), its topics and
+        consumer groups, and the read models of ``projections`` (names).
+
+        Raises:
+            ServiceUnavailable: a service did not answer.
+        """
+        tables, kept = pg_teardown.removals(self.settings, application_name)
+        topics = kafka_teardown.removals(self.settings, application_name)
+        indices = es_teardown.removals(self.settings, projections)
+        return TeardownPlan(
+            application_name, tuple(projections), (*tables, *topics, *indices), tuple(kept)
+        )
+
+    def teardown(self, plan: TeardownPlan) -> None:
+        """Remove what ``plan`` lists, nothing else; idempotent.
+
+        Raises:
+            ServiceUnavailable: a service did not answer (what was removed stays removed;
+                run it again).
+            PermanentError: a service refused.
+        """
+        es_teardown.remove(self.settings, plan.projections, plan.of(es_backend.SERVICE))
+        kafka_teardown.remove(self.settings, plan.of("Kafka"))
+        pg_teardown.remove(self.settings, plan.application, plan.of("PostgreSQL"))

@@ -7,6 +7,8 @@ that reads the worker's index agree by construction::
     PostgreSQL (schema ``postgres_schema``)
         <app>_events                 the stored events, positions gap-free
         <app>_idempotency            outcomes of commands sent with a key
+        <app>_snapshots              snapshots, when the application takes them
+        cqrskit_migrations           the migrations applied, per application
         cqrskit_relay                each relay's position and lease
         cqrskit_topic_layout         partitions each topic is published over
         cqrskit_topic_moves          repartitions asked for and done
@@ -32,6 +34,7 @@ it (documents' guards, saga positions, rebuild offsets); see
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAYOUT_TABLE",
+    "MIGRATIONS_TABLE",
     "MOVES_TABLE",
     "RELAY_TABLE",
     "IndexNames",
@@ -51,6 +55,8 @@ __all__ = [
     "version_number",
 ]
 
+#: The schema migrations applied, one row per (application, part, number).
+MIGRATIONS_TABLE = "cqrskit_migrations"
 #: Each relay's position and lease, one row per (application, relay name).
 RELAY_TABLE = "cqrskit_relay"
 #: The partition count each topic is published over, and since which position.
@@ -62,6 +68,11 @@ _CHECKPOINTS = "cqrskit-checkpoints"
 _REBUILDS = "cqrskit-rebuilds"
 _STATS = "cqrskit-stats"
 _SAGA_PARTS = ("instances", "history", "deadlines", "handled", "positions", "pending")
+#: What follows ``<prefix>.`` in the name of a topic cqrskit creates: an aggregate
+#: type's (or ``events``), or a projection's dead letters (``<name>.dlq``).
+_OWN_TOPIC = re.compile(r"[^.]+(\.dlq)?")
+#: ... and in the name of a consumer group it joins.
+_OWN_GROUP = re.compile(r"(projection\.[^.]+(\.rebuild)?|saga\.[^.]+|[^.]+\.dlq\.replay)")
 
 
 def partition_key(topic: str, partition: int | str) -> str:
@@ -180,6 +191,21 @@ class Topology:
         """Outcomes of commands sent with an idempotency key."""
         return f"{self.application.lower()}_idempotency"
 
+    @property
+    def snapshots_table(self) -> str:
+        """Snapshots of aggregates, when the application takes them."""
+        return f"{self.application.lower()}_snapshots"
+
+    @property
+    def own_tables(self) -> list[str]:
+        """Every table of this application alone (not those applications share)."""
+        return [
+            self.events_table,
+            self.idempotency_table,
+            self.snapshots_table,
+            *(self.saga_table(part) for part in _SAGA_PARTS),
+        ]
+
     def saga_table(self, part: str) -> str:
         """One of the tables of process managers (``instances``, ``history``...)."""
         if part not in _SAGA_PARTS:
@@ -206,6 +232,20 @@ class Topology:
     def is_event_topic(self, topic: str) -> bool:
         """True for a topic of this prefix that carries events (not dead letters)."""
         return topic.startswith(self.topic_start) and not topic.endswith(".dlq")
+
+    def owns_topic(self, topic: str) -> bool:
+        """True for a topic named as cqrskit names this application's: events, dead letters.
+
+        A topic of a longer prefix (``shop.eu.order`` beside the prefix
+        ``shop``) is not this application's.
+        """
+        rest = topic.removeprefix(self.topic_start)
+        return rest != topic and _OWN_TOPIC.fullmatch(rest) is not None
+
+    def owns_group(self, group: str) -> bool:
+        """True for a consumer group named as cqrskit names this application's."""
+        rest = group.removeprefix(self.topic_start)
+        return rest != group and _OWN_GROUP.fullmatch(rest) is not None
 
     def projection_group(self, projection: str) -> str:
         """The consumer group of a projection's workers."""

@@ -28,6 +28,7 @@ __all__ = [
     "JSON_OPTION",
     "METRICS_OPTION",
     "PROJECTIONS_OPTION",
+    "SAGAS_OPTION",
     "YES_OPTION",
     "application_name",
     "configure_logging",
@@ -52,6 +53,12 @@ PROJECTIONS_OPTION = click.option(
     "projections_module",
     metavar="MODULE",
     help="Module of the projections (default: CQRSKIT_PROJECTIONS, or [tool.cqrskit]).",
+)
+SAGAS_OPTION = click.option(
+    "--sagas",
+    "sagas_module",
+    metavar="MODULE",
+    help="Module of the process managers (default: CQRSKIT_SAGAS, or [tool.cqrskit]).",
 )
 METRICS_OPTION = click.option(
     "--metrics-port",

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cqrskit._loading import load_application_class
 from cqrskit._version import __version__
-from cqrskit.cli._common import APP_OPTION, errors_as_messages, load_settings
+from cqrskit.cli._common import load_settings
+from cqrskit.cli._db import db, teardown
 from cqrskit.cli._projections import projections
 from cqrskit.cli._relay import relay
 from cqrskit.cli._sagas import sagas
@@ -66,29 +66,8 @@ def doctor(as_json: bool) -> None:
         sys.exit(1)
 
 
-@main.group()
-def db() -> None:
-    """The event store's schema in PostgreSQL."""
-
-
-@db.command("init")
-@APP_OPTION
-def db_init(app_spec: str | None) -> None:
-    """Create or migrate the event store's tables; idempotent, never drops data."""
-    settings = load_settings(app=app_spec)
-    with errors_as_messages():
-        app_class = load_application_class(settings.app)
-        app = app_class(settings, env={"CREATE_TABLE": "false"})
-        try:
-            app.create_tables()
-        finally:
-            app.close()
-    click.echo(
-        f"event store of {app_class.name!r} is ready in schema "
-        f"{settings.postgres_schema!r} at {settings.postgres_address()}"
-    )
-
-
+main.add_command(db)
+main.add_command(teardown)
 main.add_command(relay)
 main.add_command(projections)
 main.add_command(status)

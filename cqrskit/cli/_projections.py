@@ -115,7 +115,9 @@ def projections_run(
     )
     app_name = application_name(settings)
     runtime = Runtime(settings)
-    workers = [runtime.worker(app_name, cls()) for cls in projection_classes(settings, names)]
+    classes = projection_classes(settings, names)
+    with errors_as_messages():
+        workers = [runtime.worker(app_name, cls()) for cls in classes]
     configure_logging(settings)
     start_metrics(settings)
 

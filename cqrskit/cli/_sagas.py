@@ -13,6 +13,7 @@ from cqrskit.cli._common import (
     APP_OPTION,
     JSON_OPTION,
     METRICS_OPTION,
+    SAGAS_OPTION,
     configure_logging,
     echo_json,
     errors_as_messages,
@@ -24,13 +25,6 @@ from cqrskit.cli._common import (
 from cqrskit.runtime import Runtime
 from cqrskit.sagas import ProcessManager, SagaStore
 from cqrskit.settings import Settings
-
-SAGAS_OPTION = click.option(
-    "--sagas",
-    "sagas_module",
-    metavar="MODULE",
-    help="Module of the process managers (default: CQRSKIT_SAGAS, or [tool.cqrskit]).",
-)
 
 
 def _saga(settings: Settings, name: str) -> type[ProcessManager[Any]]:

@@ -8,14 +8,12 @@ from uuid import UUID
 from eventsourcing.application import Application as _LibraryApplication
 from eventsourcing.persistence import (
     InfrastructureFactory,
-    InterfaceError,
     Mapper,
-    OperationalError,
     PersistenceError,
 )
 from eventsourcing.utils import Environment, resolve_topic
 
-from cqrskit.errors import PermanentError, ServiceUnavailable
+from cqrskit.errors import ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
 from cqrskit.eventstore._mapper import OrjsonTranscoder, PydanticMapper, Upcasters
 from cqrskit.eventstore._ports import EventRecorder, EventStoreFactory
@@ -63,7 +61,12 @@ class Application(_LibraryApplication[UUID]):
             raise self.unavailable(exc) from exc
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
-        """The library's factory; for PostgreSQL, after making sure the schema exists."""
+        """The library's factory, prepared; for PostgreSQL, once the schema is found ready.
+
+        Raises:
+            SchemaNotReady: the tables are missing or not up to date (run
+                ``cqrskit db init``).
+        """
         factory = super().construct_factory(env)
         if isinstance(factory, EventStoreFactory):
             factory.prepare(self.settings)
@@ -83,23 +86,6 @@ class Application(_LibraryApplication[UUID]):
     def find_idempotency(self, key: str) -> IdempotencyRecord | None:
         """The first outcome recorded for ``key``, if any."""
         return self.event_recorder.select_idempotency(key)
-
-    def create_tables(self) -> None:
-        """Create the event store's tables if missing; never drops anything.
-
-        Idempotent: safe to run on every deployment.
-        """
-        try:
-            if isinstance(self.factory, EventStoreFactory):
-                self.factory.create_schema()
-            for recorder in (self.recorder, getattr(self.snapshots, "recorder", None)):
-                create = getattr(recorder, "create_table", None)
-                if create is not None:
-                    create()
-        except (OperationalError, InterfaceError) as exc:
-            raise self.unavailable(exc) from exc
-        except PersistenceError as exc:
-            raise PermanentError(f"cannot create the event store's tables: {exc}") from exc
 
     def unavailable(self, exc: Exception) -> ServiceUnavailable:
         """The driver error ``exc`` in cqrskit's tree: for PostgreSQL, a

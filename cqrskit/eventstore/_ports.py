@@ -33,11 +33,11 @@ class EventStoreFactory(Protocol):
         ...
 
     def prepare(self, settings: Settings) -> None:
-        """Finish what the environment cannot say (connection options, the schema)."""
-        ...
+        """Finish what the environment cannot say (connection options); check the tables.
 
-    def create_schema(self) -> None:
-        """Create the namespace the tables live in, if the technology has one; idempotent."""
+        Raises:
+            SchemaNotReady: the storage's tables are missing or not up to date.
+        """
         ...
 
 

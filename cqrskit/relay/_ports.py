@@ -63,10 +63,6 @@ class RelayStatus:
 class TopicLayouts(Protocol):
     """Each topic's pinned partition layout, read and written on the leader's session."""
 
-    def ensure_table(self) -> None:
-        """Create the layouts' storage if missing; idempotent, also concurrently."""
-        ...
-
     def load_all(self, start: str) -> dict[str, TopicLayout]:
         """The recorded layout of every topic beginning with ``start``."""
         ...

@@ -340,7 +340,6 @@ class OutboxRelay:
         window = options.pages_in_flight
         topology = self.topology
         self._layouts = self.outbox.layouts()
-        self._layouts.ensure_table()
         self._topics = {}  # layouts are read again on the leader's session
         boundaries = self._boundaries(topology.topic_start, after)
         marked, marked_at = -1, float("-inf")

@@ -25,6 +25,7 @@ from cqrskit.adapters.postgres.outbox import PostgresOutbox
 from cqrskit.errors import LostSession, PermanentError
 from cqrskit.eventstore import Application
 from cqrskit.relay import BEFORE_FIRST, Outbox
+from cqrskit.runtime import Runtime
 from cqrskit.topology import Topology
 
 APP = "contract"
@@ -62,7 +63,7 @@ class _ContractApp(Application):
 class _PostgresStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        _ContractApp(settings=settings).create_tables()
+        Runtime(settings).init_schema(_ContractApp)  # what 'cqrskit db init' runs
         self.table = Identifier(settings.postgres_schema, Topology.of(settings, APP).events_table)
 
     def outbox(self, relay_name: str = "default") -> Outbox:
@@ -201,7 +202,6 @@ class OutboxContract:
         topology = Topology.of(Settings(), APP)
         topic = topology.topic("Order")
         layouts = outbox.layouts()
-        layouts.ensure_table()
         assert layouts.pin(topic, 3).partitions == 3
         assert layouts.pin(topic, 5).partitions == 3  # kept whatever Kafka has now
         with pytest.raises(PermanentError):

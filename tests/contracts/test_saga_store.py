@@ -19,9 +19,15 @@ from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.errors import SagaConflict
 from cqrskit.sagas import HistoryEntry, PlannedReaction, SagaStore, StepRecord
 from cqrskit.testing import MemorySagaStore
-from tests.integration.conftest import postgres_up, schema_settings, settings, unique_name
+from tests.integration.conftest import (
+    empty_schema_settings,
+    postgres_up,
+    schema_settings,
+    settings,
+    unique_name,
+)
 
-__all__ = ["postgres_up", "schema_settings", "settings", "unique_name"]
+__all__ = ["empty_schema_settings", "postgres_up", "schema_settings", "settings", "unique_name"]
 
 SAGA = "checkout"
 
@@ -184,6 +190,4 @@ class TestMemorySagaStore(SagaStoreContract):
 class TestPostgresSagaStore(SagaStoreContract):
     @pytest.fixture
     def store(self, schema_settings: Settings) -> SagaStore:
-        store = PostgresSagaStore(schema_settings, "shop")
-        store.create_tables()
-        return store
+        return PostgresSagaStore(schema_settings, "shop")

@@ -21,9 +21,14 @@ from cqrskit.adapters.postgres.reader import PostgresStoredEvents
 from cqrskit.envelope import Envelope, EnvelopeMetadata
 from cqrskit.projections._ports import StoredEvents
 from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
-from tests.integration.conftest import postgres_up, schema_settings, unique_name
+from tests.integration.conftest import (
+    empty_schema_settings,
+    postgres_up,
+    schema_settings,
+    unique_name,
+)
 
-__all__ = ["postgres_up", "schema_settings", "unique_name"]
+__all__ = ["empty_schema_settings", "postgres_up", "schema_settings", "unique_name"]
 
 
 @dataclass
@@ -63,8 +68,6 @@ def _memory() -> Store:
 
 def _postgres(settings: Settings) -> Store:
     line = OrderLine(sku="tea", quantity=1, unit_price=Decimal("2.00"))
-    with ShopApp(settings):
-        pass  # the event store's tables
 
     def append(n: int) -> list[int]:
         with ShopApp(settings) as app:

@@ -19,6 +19,9 @@ from cqrskit import Settings, check_services
 from cqrskit.adapters import elasticsearch as es_backend
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.eventstore import Application
+from cqrskit.runtime import Runtime
+from examples.shop import ShopApp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,8 +129,23 @@ def es_index(es: Elasticsearch, unique_name: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def schema_settings(settings: Settings, unique_name: str, postgres_up: None) -> Iterator[Settings]:
-    """Settings whose event store lives in a fresh schema, dropped afterwards."""
+def empty_schema_settings(
+    settings: Settings, unique_name: str, postgres_up: None
+) -> Iterator[Settings]:
+    """Settings naming a schema that does not exist yet; dropped afterwards if created."""
     yield settings.model_copy(update={"postgres_schema": unique_name})
     with pg_backend.connect(settings) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
+
+
+def init_schema(settings: Settings, application: type[Application] = ShopApp) -> None:
+    """What ``cqrskit db init`` runs, with the sagas' tables: the schema of ``application``."""
+    Runtime(settings).init_schema(application, sagas=True)
+
+
+@pytest.fixture
+def schema_settings(empty_schema_settings: Settings) -> Settings:
+    """Settings whose event store lives in a fresh schema, the shop's tables created by the
+    init ``cqrskit db init`` runs (sagas' included); dropped afterwards."""
+    init_schema(empty_schema_settings)
+    return empty_schema_settings

@@ -63,7 +63,4 @@ class MemoryEventStoreFactory(POPOFactory):
         return unavailable("process memory", str(exc) or type(exc).__name__)
 
     def prepare(self, settings: Settings) -> None:
-        """Nothing to prepare."""
-
-    def create_schema(self) -> None:
-        """Memory has no schema."""
+        """Nothing to prepare: memory has no tables."""

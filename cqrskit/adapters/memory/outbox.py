@@ -196,10 +196,6 @@ class MemoryTopicLayouts:
         self._outbox = outbox
         self._events = outbox.events
 
-    def ensure_table(self) -> None:
-        """Nothing to create."""
-        self._outbox._live()
-
     def load_all(self, start: str) -> dict[str, TopicLayout]:
         """Every recorded layout of a topic beginning with ``start``."""
         with self._events.changed:

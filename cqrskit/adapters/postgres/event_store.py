@@ -38,8 +38,11 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from cqrskit.adapters.postgres._client import connect, connection_options
 from cqrskit.adapters.postgres._errors import first_line, unavailable
-from cqrskit.errors import ServiceUnavailable
+from cqrskit.adapters.postgres.migrations import LOCK_TIMEOUT
+from cqrskit.adapters.postgres.schema import PostgresSchema
+from cqrskit.errors import ConfigurationError, ServiceUnavailable
 from cqrskit.eventstore._idempotency import IdempotencyRecord
+from cqrskit.schema import Part
 from cqrskit.settings import Settings
 
 __all__ = ["PostgresEventRecorder", "PostgresEventStoreFactory"]
@@ -454,7 +457,9 @@ class PostgresEventStoreFactory(PostgresFactory):
             "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(settings.connect_timeout))),
             "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
             "POSTGRES_MAX_OVERFLOW": "0",
-            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_LOCK_TIMEOUT": str(LOCK_TIMEOUT),
+            # The tables are created by 'cqrskit db init', never at run time.
+            "CREATE_TABLE": "false",
         }
 
     @classmethod
@@ -473,17 +478,27 @@ class PostgresEventStoreFactory(PostgresFactory):
         return unavailable(settings.postgres_address(), first_line(exc))
 
     def prepare(self, settings: Settings) -> None:
-        """Give the pool's connections cqrskit's libpq options; create the schema if asked."""
+        """Give the pool's connections cqrskit's libpq options; check the schema is ready.
+
+        Creates nothing: ``cqrskit db init`` does (decision 0021).
+
+        Raises:
+            ConfigurationError: ``CREATE_TABLE`` was asked for.
+            SchemaNotReady: the tables are missing, behind or newer than the code.
+            ServiceUnavailable: PostgreSQL cannot be reached.
+        """
         # The library's pool takes no libpq parameters beyond the login;
         # it opens lazily, so its connections all get these.
         login = self.datastore.pool.kwargs
         assert isinstance(login, dict), "eventsourcing passes its pool a dict of parameters"
         login.update(connection_options(settings))
         if self.env_create_table():
-            self.create_schema()
-
-    def create_schema(self) -> None:
-        """Create the schema the tables live in; idempotent."""
-        schema = Identifier(self.datastore.schema)
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(schema))
+            raise ConfigurationError(
+                "CREATE_TABLE",
+                self.env.get(self.CREATE_TABLE),
+                "cqrskit applications create no table; run 'cqrskit db init' once instead",
+            )
+        parts: tuple[Part, ...] = (
+            ("store", "snapshots") if self.is_snapshotting_enabled() else ("store",)
+        )
+        PostgresSchema(settings, self.env.name, parts).require()

@@ -16,18 +16,16 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.adapters.postgres.schema import PostgresSchema
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.relay import BEFORE_FIRST, LayoutStatus, TopicLayout
 from cqrskit.settings import Settings
-from cqrskit.topology import LAYOUT_TABLE, MOVES_TABLE
+from cqrskit.topology import LAYOUT_TABLE, MOVES_TABLE, Topology
 
-__all__ = ["DDL_LOCK", "PostgresTopicLayouts", "layout_status", "request_repartition"]
+__all__ = ["PostgresTopicLayouts", "layout_status", "request_repartition"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-#: Serialises cqrskit's own DDL between sessions (see ``PostgresOutbox.ensure_table``).
-DDL_LOCK = 0x6371_726B_6974  # "cqrkit"
 
 
 def _translating(
@@ -64,30 +62,6 @@ class PostgresTopicLayouts:
         self.translated = translated
         self.table = Identifier(schema, LAYOUT_TABLE)
         self.moves = Identifier(schema, MOVES_TABLE)
-
-    @_translating
-    def ensure_table(self) -> None:
-        """Create the table if missing; idempotent, also when run concurrently."""
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [DDL_LOCK])
-            self.conn.execute(
-                SQL(
-                    "CREATE TABLE IF NOT EXISTS {table} ("
-                    "topic text NOT NULL, "
-                    "after_position bigint NOT NULL, "
-                    "partitions integer NOT NULL CHECK (partitions > 0), "
-                    "recorded_at timestamptz NOT NULL DEFAULT now(), "
-                    "PRIMARY KEY (topic, after_position))"
-                ).format(table=self.table)
-            )
-            self.conn.execute(
-                SQL(
-                    "CREATE TABLE IF NOT EXISTS {moves} ("
-                    "topic text PRIMARY KEY, "
-                    "partitions integer NOT NULL CHECK (partitions > 0), "
-                    "requested_at timestamptz NOT NULL DEFAULT now())"
-                ).format(moves=self.moves)
-            )
 
     @_translating
     def load_all(self, start: str) -> dict[str, TopicLayout]:
@@ -204,20 +178,22 @@ class PostgresTopicLayouts:
 
 
 def layout_status(
-    settings: Settings, start: str, in_kafka: Callable[[], dict[str, int]]
+    settings: Settings, application_name: str, in_kafka: Callable[[], dict[str, int]]
 ) -> list[LayoutStatus]:
-    """The pinned layout of every topic beginning with ``start``, beside its partitions in Kafka.
+    """The pinned layout of every topic of the application, beside its partitions in Kafka.
 
     ``in_kafka`` gives the partitions of each topic in the cluster now; it
     is asked only when there is a layout to compare.
 
     Raises:
+        SchemaNotReady: the application's schema is not up to date.
         ServiceUnavailable: PostgreSQL cannot be reached (Kafka being away
             only leaves ``in_kafka`` unknown).
     """
+    start = Topology.of(settings, application_name).topic_start
     with pg_backend.connect(settings) as conn:
+        PostgresSchema(settings, application_name, ("store",)).require(conn)
         layouts = PostgresTopicLayouts(conn, settings.postgres_schema)
-        layouts.ensure_table()
         rows = conn.execute(
             SQL(
                 "SELECT DISTINCT ON (topic) topic, partitions FROM {table} "
@@ -243,14 +219,14 @@ def layout_status(
 
 def request_repartition(
     settings: Settings,
-    start: str,
+    application_name: str,
     topics: Sequence[str] = (),
     *,
     in_kafka: Callable[[], dict[str, int]],
 ) -> list[tuple[str, int, int]]:
     """Ask the leading relay to move topics onto every partition they have in Kafka.
 
-    ``topics`` defaults to every topic beginning with ``start`` the relay publishes to.
+    ``topics`` defaults to every topic of the application the relay publishes to.
     Returns (topic, partitions used now, partitions moved to) for each move
     requested; topics that use all their partitions already are left alone.
     Idempotent. The relay takes a move up once it has caught up with the
@@ -259,12 +235,14 @@ def request_repartition(
     Raises:
         ServiceUnavailable: PostgreSQL or Kafka cannot be reached.
         PermanentError: a named topic has no recorded layout.
+        SchemaNotReady: the application's schema is not up to date.
     """
+    start = Topology.of(settings, application_name).topic_start
     counts = in_kafka()
     requested: list[tuple[str, int, int]] = []
     with pg_backend.connect(settings) as conn:
+        PostgresSchema(settings, application_name, ("store",)).require(conn)
         layouts = PostgresTopicLayouts(conn, settings.postgres_schema)
-        layouts.ensure_table()
         known = layouts.load_all(start)
         unknown = sorted(set(topics) - known.keys())
         if unknown:

@@ -32,7 +32,8 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from cqrskit.adapters import postgres as pg_backend
-from cqrskit.adapters.postgres.layouts import DDL_LOCK, PostgresTopicLayouts
+from cqrskit.adapters.postgres.layouts import PostgresTopicLayouts
+from cqrskit.adapters.postgres.schema import PostgresSchema
 from cqrskit.errors import AmbiguousRelayPosition, LostSession, PermanentError
 from cqrskit.relay import BEFORE_FIRST, OutboxRow, RelayStatus
 from cqrskit.settings import Settings
@@ -134,7 +135,7 @@ class PostgresOutbox:
         # A partitioned leader's calls must fail within its lease, so that it
         # notices it lost the lead instead of hanging for the kernel's 15 min.
         self._conn = pg_backend.connect(self.settings, tcp_user_timeout=self.settings.relay_lease)
-        self.ensure_table()
+        self.prepare()
 
     @property
     def conn(self) -> psycopg.Connection[tuple[Any, ...]]:
@@ -149,85 +150,22 @@ class PostgresOutbox:
             self._conn = None
 
     @_on_session
-    def ensure_table(self) -> None:
-        """Create (or migrate) the relay table and this relay's row; idempotent.
+    def prepare(self) -> None:
+        """Check that the schema is ready, and make sure this relay's row exists.
 
-        Safe when run concurrently. A row from before positions were kept
-        per application is adopted when the schema holds one application's
-        events (it can only be theirs).
+        Creates no table (``cqrskit db init`` does). A row from before
+        positions were kept per application is adopted when the schema
+        holds one application's events (it can only be theirs). Safe when
+        run concurrently.
 
         Raises:
+            SchemaNotReady: the schema is missing, behind, or newer than the code.
             AmbiguousRelayPosition: such a row exists and the schema holds
                 several applications' events; no row is changed.
         """
-        # CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions
-        # racing both pass the check and one fails on the catalog's unique
-        # index. A transaction-scoped advisory lock makes them take turns.
-        # The migration commits on its own: a refused claim leaves the table
-        # in the form the error's statements are written for.
-        for step in (self._create_table, self._claim_row):
-            with self.conn.transaction():
-                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [DDL_LOCK])
-                step()
-
-    def _create_table(self) -> None:
-        self.conn.execute(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {table} ("
-                "application text NOT NULL, "
-                "name text NOT NULL, "
-                "position bigint NOT NULL DEFAULT 0, "
-                "instance text, "
-                "heartbeat_at timestamptz, "
-                "last_error text, "
-                "last_error_at timestamptz, "
-                "updated_at timestamptz NOT NULL DEFAULT now(), "
-                "PRIMARY KEY (application, name))"
-            ).format(table=self.table)
-        )
-        migrated = self.conn.execute(
-            "SELECT 1 FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = 'cqrskit_relay' "
-            "AND column_name = 'application'",
-            [self.settings.postgres_schema],
-        ).fetchone()
-        if not migrated:
-            self._migrate_table()
-        # The backend that holds the lease: a standby ends this one, and only
-        # while it still holds the lock (a pid may be reused by another session).
-        self.conn.execute(
-            SQL("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS leader_pid integer").format(
-                table=self.table
-            )
-        )
-
-    def _migrate_table(self) -> None:
-        """Key a table of the old form by (application, name); its rows become legacy rows."""
-        table = self.table.as_string(self.conn)
-        (pkey,) = self.conn.execute(
-            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
-            [table],
-        ).fetchone() or ("",)
-        self.conn.execute(
-            SQL("ALTER TABLE {table} ADD COLUMN application text NOT NULL DEFAULT ''").format(
-                table=self.table
-            )
-        )
-        self.conn.execute(
-            SQL("ALTER TABLE {table} ALTER COLUMN application DROP DEFAULT").format(
-                table=self.table
-            )
-        )
-        if pkey:
-            self.conn.execute(
-                SQL("ALTER TABLE {table} DROP CONSTRAINT {pkey}").format(
-                    table=self.table, pkey=Identifier(pkey)
-                )
-            )
-        self.conn.execute(
-            SQL("ALTER TABLE {table} ADD PRIMARY KEY (application, name)").format(table=self.table)
-        )
-        log.info("relay table %s now keeps one position per application and relay", table)
+        PostgresSchema(self.settings, self.application_name, ("store",)).require(self.conn)
+        with self.conn.transaction():
+            self._claim_row()
 
     def _claim_row(self) -> None:
         """Make sure this relay's row exists: new, or adopted from a legacy row."""
@@ -447,7 +385,7 @@ def read_status(
     outbox = PostgresOutbox(settings, application_name, relay_name)
     with pg_backend.connect(settings) as conn:
         outbox._conn = conn
-        outbox.ensure_table()
+        outbox.prepare()
         row = conn.execute(
             SQL(
                 "SELECT position, instance, heartbeat_at, last_error, last_error_at "

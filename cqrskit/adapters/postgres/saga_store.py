@@ -1,5 +1,8 @@
 """Process-manager instances in PostgreSQL: six tables of the event store's schema.
 
+The tables are the schema's ``sagas`` part, created by ``cqrskit db init``
+(cqrskit.adapters.postgres.migrations), never by the store.
+
 Every reaction is recorded in one transaction: the instance's new state
 (guarded by its version), the history entry, the deadlines it set or
 cancelled, the id of the event it handled (unique: a second delivery finds
@@ -43,8 +46,6 @@ class PostgresSagaStore:
         self.handled_table = Identifier(schema, topology.saga_table("handled"))
         self.positions_table = Identifier(schema, topology.saga_table("positions"))
         self.pending_table = Identifier(schema, topology.saga_table("pending"))
-        self._instances_name = topology.saga_table("instances")
-        self._deadlines_name = topology.saga_table("deadlines")
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
@@ -53,46 +54,6 @@ class PostgresSagaStore:
             connect(self.settings, autocommit=False) as conn,
         ):
             yield conn
-
-    def create_tables(self) -> None:
-        """Create the tables if they are missing; idempotent."""
-        statements = [
-            "CREATE SCHEMA IF NOT EXISTS {schema}",
-            "CREATE TABLE IF NOT EXISTS {instances} (saga text NOT NULL, instance_id text "
-            "NOT NULL, status text NOT NULL, state jsonb NOT NULL, compensations jsonb NOT "
-            "NULL, version integer NOT NULL, started_at timestamptz NOT NULL DEFAULT now(), "
-            "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (saga, instance_id))",
-            "CREATE INDEX IF NOT EXISTS {instances_status} ON {instances} (saga, status, "
-            "started_at DESC)",
-            "CREATE TABLE IF NOT EXISTS {history} (saga text NOT NULL, instance_id text NOT "
-            "NULL, seq bigserial, at timestamptz NOT NULL, kind text NOT NULL, trigger text NOT "
-            "NULL, detail jsonb NOT NULL, PRIMARY KEY (saga, instance_id, seq))",
-            "CREATE TABLE IF NOT EXISTS {deadlines} (saga text NOT NULL, instance_id text NOT "
-            "NULL, name text NOT NULL, due_at timestamptz NOT NULL, PRIMARY KEY (saga, "
-            "instance_id, name))",
-            "CREATE INDEX IF NOT EXISTS {deadlines_due} ON {deadlines} (saga, due_at)",
-            "CREATE TABLE IF NOT EXISTS {handled} (saga text NOT NULL, event_id text NOT NULL, "
-            "PRIMARY KEY (saga, event_id))",
-            "CREATE TABLE IF NOT EXISTS {positions} (saga text NOT NULL, stream text NOT NULL, "
-            "next_offset bigint NOT NULL, PRIMARY KEY (saga, stream))",
-            "CREATE TABLE IF NOT EXISTS {pending} (saga text NOT NULL, instance_id text NOT "
-            "NULL, plan jsonb NOT NULL, planned_at timestamptz NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (saga, instance_id))",
-        ]
-        names = {
-            "schema": Identifier(self.settings.postgres_schema),
-            "instances": self.instances_table,
-            "instances_status": Identifier(f"{self._instances_name}_status"),
-            "history": self.history_table,
-            "deadlines": self.deadlines_table,
-            "deadlines_due": Identifier(f"{self._deadlines_name}_due"),
-            "handled": self.handled_table,
-            "positions": self.positions_table,
-            "pending": self.pending_table,
-        }
-        with self._transaction() as conn:
-            for statement in statements:
-                conn.execute(SQL(statement).format(**names))
 
     def load(self, saga: str, instance_id: str) -> SagaInstance | None:
         with self._transaction() as conn:

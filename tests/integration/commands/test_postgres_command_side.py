@@ -22,12 +22,15 @@ from cqrskit import (
     CommandBus,
     CommandResult,
     ConcurrencyError,
+    ConfigurationError,
     IdempotencyKeyReused,
+    SchemaNotReady,
     ServiceUnavailable,
     Settings,
     Upcasters,
 )
 from cqrskit.adapters import postgres as pg_backend
+from cqrskit.runtime import Runtime
 from examples.shop import (
     InventoryItem,
     Order,
@@ -232,18 +235,42 @@ def test_an_unreachable_database_is_named_after_bounded_retries() -> None:
 def test_db_init_is_idempotent_and_keeps_data(schema_settings: Settings) -> None:
     with ShopApp(schema_settings) as app:
         result = CommandBus(app, handlers).dispatch(ORDER)
-        app.create_tables()
-        app.create_tables()
+        assert Runtime(schema_settings).init_schema(ShopApp, sagas=True) == []
+        assert Runtime(schema_settings).init_schema(ShopApp, sagas=True) == []
         assert app.repository.get(result.aggregate_id).total == Decimal("2.00")
 
 
-def test_cli_db_init_creates_then_keeps_tables_and_data(schema_settings: Settings) -> None:
+def test_the_command_side_refuses_a_schema_never_initialised_and_creates_nothing(
+    empty_schema_settings: Settings,
+) -> None:
+    with pytest.raises(SchemaNotReady) as refused:
+        ShopApp(empty_schema_settings)
+    message = str(refused.value)
+    assert empty_schema_settings.postgres_schema in message
+    assert "cqrskit db init" in message
+    assert "\n" not in message
+    with pg_backend.connect(empty_schema_settings) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s",
+            [empty_schema_settings.postgres_schema],
+        ).fetchone()
+    assert found is None, "the command side created the schema"
+
+
+def test_the_command_side_refuses_to_create_tables_when_asked(schema_settings: Settings) -> None:
+    with pytest.raises(ConfigurationError, match="cqrskit db init"):
+        ShopApp(schema_settings, env={"CREATE_TABLE": "true"})
+
+
+def test_cli_db_init_creates_then_keeps_tables_and_data(empty_schema_settings: Settings) -> None:
+    schema_settings = empty_schema_settings
     env = {**os.environ, "CQRSKIT_POSTGRES_SCHEMA": schema_settings.postgres_schema}
     command = [sys.executable, "-m", "cqrskit.cli", "db", "init", "--app", "examples.shop:ShopApp"]
     first = subprocess.run(
         command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert first.returncode == 0, first.stderr
+    assert "applied migration 1 (initial schema) to part store" in first.stdout
     with ShopApp(schema_settings, env={"CREATE_TABLE": "false"}) as app:
         result = CommandBus(app, handlers).dispatch(ORDER)
     second = subprocess.run(
@@ -251,6 +278,7 @@ def test_cli_db_init_creates_then_keeps_tables_and_data(schema_settings: Setting
     )
     assert second.returncode == 0, second.stderr
     assert "is ready in schema" in second.stdout
+    assert "applied" not in second.stdout
     with ShopApp(schema_settings, env={"CREATE_TABLE": "false"}) as app:
         assert app.repository.get(result.aggregate_id).customer_id == "ada"
 

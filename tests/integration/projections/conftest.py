@@ -24,7 +24,6 @@ from cqrskit.projections._mapping import METADATA_FIELD
 from cqrskit.relay import OutboxRelay
 from cqrskit.runtime import Runtime
 from cqrskit.topology import IndexNames
-from examples.shop import ShopApp
 from tests.integration.conftest import REPO_ROOT, failed
 from tests.integration.relay.conftest import wait_until
 
@@ -194,8 +193,6 @@ def pipeline(
             "projection_batch_size": 500,
         }
     )
-    with ShopApp(settings):
-        pass  # the event store's tables
     line = Pipeline(settings, tmp_path)
     try:
         yield line

@@ -158,10 +158,7 @@ class RelayHarness:
 
 @pytest.fixture
 def relay_settings(schema_settings: Settings) -> Settings:
-    settings = schema_settings.model_copy(update={"relay_page_size": 500})
-    with ShopApp(settings):
-        pass  # creates the schema and tables, as 'cqrskit db init' would
-    return settings
+    return schema_settings.model_copy(update={"relay_page_size": 500})
 
 
 @pytest.fixture

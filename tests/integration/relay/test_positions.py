@@ -13,10 +13,12 @@ from cqrskit import CommandBus, Settings
 from cqrskit.adapters import postgres as pg_backend
 from cqrskit.adapters.postgres.outbox import read_status
 from cqrskit.errors import AmbiguousRelayPosition
+from cqrskit.eventstore import Application
 from cqrskit.runtime import Runtime
 from examples.library.app import AddBook, LibraryApp
 from examples.library.app import handlers as library_handlers
 from examples.shop import Order, ShopApp
+from tests.integration.conftest import init_schema
 from tests.integration.relay.conftest import (
     LINE,
     RelayHarness,
@@ -47,6 +49,7 @@ def _store_orders(settings: Settings, count: int) -> None:
 
 
 def _store_books(settings: Settings, count: int) -> set[int]:
+    init_schema(settings, LibraryApp)
     with LibraryApp(settings) as app:
         bus = CommandBus(app, library_handlers)
         results = [bus.dispatch(AddBook(title=f"book {n}", author="ada")) for n in range(count)]
@@ -60,14 +63,18 @@ def _shop_and_library(relays: RelayHarness) -> tuple[Settings, Settings, set[int
     return shop, library, _store_books(library, 5)
 
 
-def _legacy_position(settings: Settings, position: int) -> None:
+def _legacy_position(settings: Settings, position: int, *applications: type[Application]) -> None:
+    """The schema as a cqrskit from before migrations left it, then brought up by 'db init'."""
     schema = settings.postgres_schema
     with pg_backend.connect(settings) as conn:
+        conn.execute(f'DROP TABLE "{schema}".cqrskit_relay, "{schema}".cqrskit_migrations')
         conn.execute(LEGACY_TABLE.format(schema=schema))
         conn.execute(
             f"INSERT INTO \"{schema}\".cqrskit_relay (name, position) VALUES ('default', %s)",
             [position],
         )
+    for application in applications:
+        init_schema(settings, application)
 
 
 def test_two_applications_in_one_schema_keep_their_own_relay_positions(
@@ -93,7 +100,7 @@ def test_a_legacy_relay_position_is_adopted_by_the_only_application_in_the_schem
 ) -> None:
     shop, _ = _apps(relays)
     _store_orders(shop, 20)
-    _legacy_position(shop, 12)
+    _legacy_position(shop, 12, ShopApp)
     with relay_thread(shop, "shop"):
         status = wait_until(
             lambda: (s := read_status(shop, "shop")).position == 20 and s, 60, "the relay"
@@ -107,7 +114,7 @@ def test_a_legacy_relay_position_two_applications_could_own_is_refused_not_guess
     relays: RelayHarness,
 ) -> None:
     shop, library, books = _shop_and_library(relays)
-    _legacy_position(shop, 20)
+    _legacy_position(shop, 20, ShopApp, LibraryApp)
     with pytest.raises(AmbiguousRelayPosition) as refused:
         Runtime(library).relay("library").run()
     assert refused.value.position == 20

@@ -40,7 +40,6 @@ def shop(pipeline: Pipeline) -> Iterator[tuple[Pipeline, Runner, CommandBus, Pos
     pipeline.start_relay()
     runner = Runner(pipeline)
     store = PostgresSagaStore(pipeline.settings, "shop")
-    store.create_tables()
     with ShopApp(pipeline.settings) as app:
         try:
             yield pipeline, runner, CommandBus(app, handlers), store

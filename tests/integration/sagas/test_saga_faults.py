@@ -32,7 +32,6 @@ from tests.integration.sagas.gifts import GiftHold
 @pytest.fixture
 def bus(pipeline: Pipeline) -> Iterator[CommandBus]:
     pipeline.start_relay()
-    PostgresSagaStore(pipeline.settings, "shop").create_tables()
     with ShopApp(pipeline.settings) as app:
         yield CommandBus(app, handlers)
 
