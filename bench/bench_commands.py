@@ -26,7 +26,7 @@ from uuid import UUID, uuid4
 import psycopg
 from _kit import cli, report
 from _kit.measure import BenchmarkError, Measurement, Ratio, StepTimer, interleaved, ratios, split
-from _kit.product import PostgresEventRecorder, pg_backend
+from _kit.product import PostgresEventRecorder, Runtime, pg_backend
 from _kit.stack import eventsourcing_env, fresh_schemas
 from eventsourcing.application import Application as PlainApplication
 from eventsourcing.domain import Aggregate as PlainAggregate
@@ -189,10 +189,11 @@ class Opened:
 
 
 def open_cqrskit(settings: Settings, schema: str, pool_size: int, *, keyed: bool) -> Opened:
-    """The shop in ``schema`` and a sender of RegisterItem commands."""
-    app = ShopApp(
-        settings.model_copy(update={"postgres_schema": schema, "postgres_pool_size": pool_size})
-    )
+    """The shop in ``schema`` (initialised as 'cqrskit db init' does) and a sender of
+    RegisterItem commands."""
+    shop = settings.model_copy(update={"postgres_schema": schema, "postgres_pool_size": pool_size})
+    Runtime(shop).init_schema(ShopApp)
+    app = ShopApp(shop)
     bus = CommandBus(app, handlers)
 
     def send(token: str) -> None:

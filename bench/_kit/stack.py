@@ -68,9 +68,9 @@ def order_line(i: int) -> OrderLine:
 def fill_store(
     settings: Settings, events: int, customers: int, chunk: int, console: Console
 ) -> tuple[float, int]:
-    """Append ``events`` new orders for ``customer-0``, ``customer-1``, ... in turn to a fresh
-    store (one ``Order.Placed`` event each, ``chunk`` per transaction); the seconds it took,
-    and the store's head.
+    """Initialise the shop's schema, then append ``events`` new orders for ``customer-0``,
+    ``customer-1``, ... in turn to a fresh store (one ``Order.Placed`` event each, ``chunk``
+    per transaction); the seconds it took, and the store's head.
 
     Raises:
         BenchmarkError: the store does not hold exactly ``events`` events.
@@ -79,6 +79,7 @@ def fill_store(
         f"filling schema {settings.postgres_schema} with {events:,} Order.Placed events for "
         f"{customers:,} customers ({chunk} per transaction)"
     )
+    Runtime(settings).init_schema(ShopApp)  # what 'cqrskit db init' runs; idempotent
     started, next_report = time.perf_counter(), events // 4
     with ShopApp(settings) as app:
         for start in range(0, events, chunk):

@@ -71,3 +71,32 @@ def test_a_partition_key_reads_back_in_both_forms_it_was_ever_kept_in() -> None:
     assert parse_partition_key(key) == ("shopapp.order", 5)
     # Rebuild progress kept before partition keys had one form.
     assert parse_partition_key("shopapp.order|5") == ("shopapp.order", 5)
+
+
+def test_the_topics_and_groups_an_application_owns_are_its_names_only(topology: Topology) -> None:
+    """What ``cqrskit teardown`` removes in Kafka: never a topic of a longer prefix."""
+    for topic in ("shopapp.order", "shopapp.events", "shopapp.order_summaries.dlq"):
+        assert topology.owns_topic(topic), topic
+    for topic in ("shopapp.eu.order", "shopappx.order", "other.order", "shopapp."):
+        assert not topology.owns_topic(topic), topic
+    for group in (
+        "shopapp.projection.orders",
+        "shopapp.projection.orders.rebuild",
+        "shopapp.orders.dlq.replay",
+        "shopapp.saga.checkout",
+    ):
+        assert topology.owns_group(group), group
+    for group in ("shopapp.eu.projection.orders", "shopapp.checker-1", "other.saga.checkout"):
+        assert not topology.owns_group(group), group
+
+
+def test_the_tables_of_one_application_are_pinned(topology: Topology) -> None:
+    assert topology.own_tables == [
+        "shopapp_events",
+        "shopapp_idempotency",
+        "shopapp_snapshots",
+        *(
+            f"shopapp_saga_{p}"
+            for p in ("instances", "history", "deadlines", "handled", "positions", "pending")
+        ),
+    ]
