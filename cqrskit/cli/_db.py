@@ -182,10 +182,11 @@ def teardown(
     if dry_run:
         click.echo("dry run: nothing was removed")
         return
-    confirm(f"remove these {len(plan.removals)} things of {app_name!r} for good", yes=yes)
+    count = len(plan.removals)
+    confirm(f"remove everything listed above ({count}) of {app_name!r} for good", yes=yes)
     with errors_as_messages():
         runtime.teardown(plan)
-    click.echo(f"removed {len(plan.removals)} things of {app_name!r}")
+    click.echo(f"removed everything listed ({count}) of {app_name!r}")
 
 
 def _where(settings: Settings, plan: TeardownPlan) -> str:

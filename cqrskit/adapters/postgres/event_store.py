@@ -4,7 +4,9 @@ The events table of eventsourcing's ``PostgresApplicationRecorder`` is also
 the outbox: its ``notification_id`` is assigned under a table lock, so ids
 follow commit order with no gaps a reader could pass over (see the library's
 ``_lock_table`` and docs/decisions/0001-outbox.md). We add one table, the
-idempotency keys, written in the same transaction as the events.
+idempotency keys, written in the same transaction as the events. The tables
+are migration 1's (cqrskit.adapters.postgres.migrations); the recorder
+creates none.
 
 Concurrent appends of one process are committed in groups (docs/decisions/
 0006-group-commit.md): while one transaction holds the table lock, the
@@ -65,18 +67,6 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         self.idempotency_table_name = f"{base}_idempotency"
         self.check_identifier_length(self.idempotency_table_name)
         table = Identifier(self.datastore.schema, self.idempotency_table_name)
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {table} ("
-                "key text PRIMARY KEY, "
-                "request_hash text NOT NULL, "
-                "command_type text NOT NULL, "
-                "aggregate_id uuid NOT NULL, "
-                "aggregate_version bigint NOT NULL, "
-                "position bigint, "
-                "recorded_at timestamptz NOT NULL DEFAULT now())"
-            ).format(table=table)
-        )
         self._insert_keys = SQL(
             "INSERT INTO {table} (key, request_hash, command_type, aggregate_id, "
             "aggregate_version) "
@@ -103,44 +93,10 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
             events=events
         )
         self._group = _GroupCommit(self._commit_group, self.max_group_size)
-        self._lock_the_insert_function()
         self._select_key = SQL(
             "SELECT key, request_hash, command_type, aggregate_id, aggregate_version, position "
             "FROM {table} WHERE key = %s"
         ).format(table=table)
-
-    def _lock_the_insert_function(self) -> None:
-        """Make eventsourcing's insert function take the table lock too.
-
-        The library creates ``es_insert_events_<type>`` in every schema and,
-        with ``POSTGRES_ENABLE_DB_FUNCTIONS``, appends through it without the
-        table lock: a later position then commits, and is read by the relay,
-        while an earlier one is still open, and the relay passes over the
-        earlier for good. This recorder never calls it, but another process
-        (an older cqrskit, the library's own recorder) may; the function
-        created here locks the table as ``_lock_table`` does, so its appends
-        also commit in position order.
-        """
-        schema = Identifier(self.datastore.schema)
-        self.sql_create_statements[self.create_insert_function_statement_index] = SQL(
-            "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{event}[]) "
-            "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ BEGIN "
-            "SET LOCAL lock_timeout = '{lock_timeout}s'; "
-            "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-            "NOTIFY {channel}; "
-            "RETURN QUERY INSERT INTO {schema}.{table} "
-            "(originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM unnest(events) "
-            "RETURNING notification_id; "
-            "END; $BODY$"
-        ).format(
-            schema=schema,
-            function=Identifier(self.pg_function_name_insert_events),
-            event=Identifier(self.stored_event_type_name),
-            lock_timeout=self.datastore.lock_timeout,
-            table=Identifier(self.events_table_name),
-            channel=Identifier(self.channel_name),
-        )
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -159,7 +115,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         record: IdempotencyRecord | None = kwargs.get("idempotency")
         # Also with POSTGRES_ENABLE_DB_FUNCTIONS: every append takes the table
         # lock here, so no setting can make positions visible out of commit
-        # order (see _lock_the_insert_function for other callers).
+        # order (the insert function of migration 1 locks too, for other callers).
         if not stored_events and record is None:
             return None
         return self._group.submit(_Append(stored_events, record))

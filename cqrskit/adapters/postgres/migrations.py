@@ -103,7 +103,13 @@ def _store(t: Topology) -> list[Composed]:
             index=Identifier(f"{t.events_table}_notification_id_idx"), events=events
         ),
         # eventsourcing's insert function, taking the table lock as every
-        # append must (see PostgresEventRecorder._lock_the_insert_function).
+        # append must. With POSTGRES_ENABLE_DB_FUNCTIONS the library appends
+        # through it without the lock: a later position then commits, and is
+        # read by the relay, while an earlier one is still open, and the relay
+        # passes over the earlier for good. cqrskit's recorder never calls it,
+        # but another process (an older cqrskit, the library's own recorder)
+        # may; this one locks the table as ``_lock_table`` does, so its
+        # appends also commit in position order.
         SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{type}[]) "
             "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ BEGIN "

@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from cqrskit import Settings
 from cqrskit.adapters import postgres as pg_backend
 from cqrskit.adapters.postgres.event_store import PostgresEventRecorder
+from cqrskit.adapters.postgres.schema import PostgresSchema
 
 pytestmark = pytest.mark.usefixtures("postgres_up")
 
@@ -53,9 +54,10 @@ class _OnFreshSchema:
             conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
 
     def create_recorder(self) -> PostgresEventRecorder:
-        recorder = PostgresEventRecorder(self.datastore, events_table_name="stored_events")
-        recorder.create_table()
-        return recorder
+        # The tables of application "stored" as 'cqrskit db init' creates them.
+        settings = Settings.load(postgres_schema=self.schema)
+        PostgresSchema(settings, "stored", ("store",)).apply()
+        return PostgresEventRecorder(self.datastore, events_table_name="stored_events")
 
 
 class TestPostgresEventRecorderIsAnApplicationRecorder(
