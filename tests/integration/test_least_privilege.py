@@ -144,6 +144,18 @@ def test_the_pipeline_runs_as_a_role_that_can_create_nothing(
     assert codes == [0, 0, 0], logs
     assert "permission denied" not in logs.lower(), logs
 
+    # db init on every deployment, as the role: a no-op while up to date...
+    assert "it was up to date" in run_cli(["db", "init"], env)
+    # ... and one line naming what was refused when something is pending.
+    with pg_backend.connect(owner) as conn:
+        conn.execute(f'DELETE FROM "{schema}".cqrskit_migrations WHERE part = %s', ["sagas"])
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        run_cli(["db", "init"], env)
+    error = refused.value.stderr
+    assert "Traceback" not in error
+    assert f"schema {schema!r} of application 'shop': creating its tables was refused" in error
+    assert "permission denied" in error
+
 
 def _alive(processes: list[CliProcess]) -> None:
     for process in processes:

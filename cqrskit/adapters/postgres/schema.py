@@ -121,7 +121,8 @@ class PostgresSchema:
         """Apply every pending migration of the needed parts, in one transaction; what it applied.
 
         Idempotent, and safe to run concurrently: an advisory lock makes
-        two runs take turns, and the second applies nothing. Never drops
+        two runs take turns, and the second applies nothing. When nothing is
+        pending it only reads, so it needs no CREATE right. Never drops
         anything.
 
         Raises:
@@ -132,10 +133,17 @@ class PostgresSchema:
             ServiceUnavailable: PostgreSQL cannot be reached.
         """
         with self._refusals("creating its tables"), connect(self.settings) as conn:
+            # Up to date: nothing to lock or create, so a role without CREATE
+            # (the application's own) may run it on every deployment.
+            status = self._status(conn)
+            if status.newer:
+                raise self._not_ready(status)
+            if not status.pending:
+                return []
             with conn.transaction():
                 for statement in self._prologue():
                     conn.execute(statement)
-                status = self._status(conn)
+                status = self._status(conn)  # again, under the lock
                 if status.newer:
                     raise self._not_ready(status)
                 for pending in status.pending:
