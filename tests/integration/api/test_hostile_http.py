@@ -23,6 +23,7 @@ from tests.hostile import (
     nothing_where_something_is_meant,
     payloads,
 )
+from tests.integration.conftest import init_schema
 
 
 def _body(command: str, *path_fields: str) -> Example:
@@ -48,6 +49,7 @@ def client(
 ) -> Iterator[tuple[TestClient, Settings]]:
     schema = f"t_hostile_{tmp_path_factory.getbasetemp().name.replace('-', '_')}"
     settings = Settings.load(postgres_schema=schema[:60])
+    init_schema(settings)
     with TestClient(create_app(settings), raise_server_exceptions=False) as http:
         yield http, settings
     with pg_backend.connect(settings) as conn:
