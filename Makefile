@@ -50,7 +50,7 @@ typecheck: venv
 
 # Strict: a broken link, a missing snippet or a stale CLI page fails the build.
 docs: venv
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	@! grep -rl "Sentinel\.UNSET" site || { echo "a sentinel repr reached the site"; exit 1; }
 
 unit: venv
