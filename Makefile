@@ -48,7 +48,8 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict cqrskit
 
-# Strict: a broken link, a missing snippet or a stale CLI page fails the build.
+# Strict: a broken link, a missing snippet, a stale CLI page or a public name
+# without its entry in the API reference fails the build.
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	@! grep -rl "Sentinel\.UNSET" site || { echo "a sentinel repr reached the site"; exit 1; }
