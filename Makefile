@@ -53,6 +53,7 @@ typecheck: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	@! grep -rl "Sentinel\.UNSET" site || { echo "a sentinel repr reached the site"; exit 1; }
+	@! grep -rl --include='*.html' -e '─' -e '│' site || { echo "a box drawing reached the site: draw it in Mermaid"; exit 1; }
 
 unit: venv
 	$(BIN)/pytest -m 'not integration'
