@@ -47,9 +47,14 @@ __all__ = [
     "message_size",
 ]
 
+#: The Kafka header that repeats the envelope's ``event_type``.
 HEADER_EVENT_TYPE = "event_type"
+#: The Kafka header that repeats the event's global ``position`` in the store.
 HEADER_POSITION = "position"
+#: The Kafka header that carries the event's W3C trace context.
 HEADER_TRACEPARENT = "traceparent"
+#: The Kafka header that carries the relay's :class:`Seal`: a worker applies
+#: no message without a valid one, and believes no position it carries.
 HEADER_SEAL = "cqrskit.seal"
 #: On events published after a topic moved to more partitions:
 #: ``<boundary position>:<previous partition count>``. A consumer applies
