@@ -3,7 +3,7 @@
 Running processes never create or alter a table: ``cqrskit db init`` applies
 the migrations (or prints them, ``--sql``, for a DBA or an Alembic
 migration), and every process checks at start that the parts it uses are
-up to date (docs/decisions/0021-schema-migrations.md).
+up to date (docs/decisions/0022-schema-migrations.md).
 
 A schema has parts, each installed when the application needs it:
 

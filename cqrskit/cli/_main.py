@@ -15,9 +15,11 @@ from rich.table import Table
 from cqrskit._version import __version__
 from cqrskit.cli._common import load_settings
 from cqrskit.cli._db import db, teardown
+from cqrskit.cli._new import new
 from cqrskit.cli._projections import projections
 from cqrskit.cli._relay import relay
 from cqrskit.cli._sagas import sagas
+from cqrskit.cli._services import services
 from cqrskit.cli._status import status
 from cqrskit.doctor import check_services
 from cqrskit.settings import variable_for
@@ -72,6 +74,8 @@ main.add_command(relay)
 main.add_command(projections)
 main.add_command(status)
 main.add_command(sagas)
+main.add_command(services)
+main.add_command(new)
 
 
 @main.command("config")

@@ -436,7 +436,7 @@ class PostgresEventStoreFactory(PostgresFactory):
     def prepare(self, settings: Settings) -> None:
         """Give the pool's connections cqrskit's libpq options; check the schema is ready.
 
-        Creates nothing: ``cqrskit db init`` does (decision 0021).
+        Creates nothing: ``cqrskit db init`` does (decision 0022).
 
         Raises:
             ConfigurationError: ``CREATE_TABLE`` was asked for.

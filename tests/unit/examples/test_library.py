@@ -1,4 +1,4 @@
-"""The tutorial's library (docs/tutorial.md), without services."""
+"""The commands and the read model, without services."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from examples.library.domain import Book
 from examples.library.views import BookView, Catalogue
 
 
-# --8<-- [start:scenarios]
 def test_a_book_on_the_shelf_can_be_lent() -> None:
     book = Book(title="Dune", author="Frank Herbert")
     (
@@ -34,9 +33,6 @@ def test_a_lent_book_cannot_be_lent_again() -> None:
         .when(LendBook(book_id=book.id, member_id="grace"))
         .then_raises(RuleViolated, match="already lent to ada")
     )
-
-
-# --8<-- [end:scenarios]
 
 
 def test_returning_a_book_on_the_shelf_is_refused() -> None:
@@ -61,7 +57,6 @@ def test_a_command_with_a_blank_title_is_rejected_with_its_field() -> None:
     assert [e.path for e in caught.value.errors] == ["title"]
 
 
-# --8<-- [start:fold]
 def test_the_catalogue_counts_loans_and_knows_what_is_on_the_shelf() -> None:
     app = LibraryApp(persistence="memory")
     bus = CommandBus(app, handlers)
@@ -75,9 +70,6 @@ def test_the_catalogue_counts_loans_and_knows_what_is_on_the_shelf() -> None:
     assert docs[str(dune)] == BookView(
         book_id=str(dune), title="Dune", author="Frank Herbert", available=False, times_lent=2
     )
-
-
-# --8<-- [end:fold]
 
 
 def test_the_catalogue_applies_a_redelivered_event_once() -> None:
