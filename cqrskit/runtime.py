@@ -469,6 +469,6 @@ class Runtime:
                 run it again).
             PermanentError: a service refused.
         """
-        es_teardown.remove(self.settings, plan.projections, plan.of(es_backend.SERVICE))
+        es_teardown.remove(self.settings, plan.projections, plan.of("Elasticsearch"))
         kafka_teardown.remove(self.settings, plan.of("Kafka"))
         pg_teardown.remove(self.settings, plan.application, plan.of("PostgreSQL"))

@@ -175,6 +175,13 @@ def test_in_a_schema_it_shares_teardown_removes_only_the_application_s_tables_an
     shop = _settings(tag)
     Runtime(shop).init_schema(ShopApp)
     Runtime(shop).init_schema(LibraryApp)
+    layouts = f'"{shop.postgres_schema}".cqrskit_topic_layout'
+    with pg_backend.connect(shop) as conn:
+        for topic in (f"{tag}.book", f"{tag}.eu.book"):  # the second: a longer prefix's
+            conn.execute(
+                f"INSERT INTO {layouts} (topic, after_position, partitions) VALUES (%s, 0, 3)",
+                [topic],
+            )
     done = _teardown(cli_env(tag, app="examples.library.app:LibraryApp"), "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"kept: schema {shop.postgres_schema!r}" in done.stdout
@@ -188,8 +195,10 @@ def test_in_a_schema_it_shares_teardown_removes_only_the_application_s_tables_an
         apps = conn.execute(
             f'SELECT DISTINCT application FROM "{shop.postgres_schema}".cqrskit_migrations'
         ).fetchall()
+        kept_layouts = conn.execute(f"SELECT topic FROM {layouts}").fetchall()
     assert "library_events" not in tables
     assert {"shop_events", "cqrskit_relay", "cqrskit_migrations"} <= tables
     assert apps == [("shop",)]
+    assert kept_layouts == [(f"{tag}.eu.book",)]
     with ShopApp(shop):
         pass  # the shop's schema is still ready

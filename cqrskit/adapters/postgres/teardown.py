@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Identifier
 
 from cqrskit.adapters.postgres._client import connect
 from cqrskit.adapters.postgres._errors import SERVICE, first_line, translated
@@ -51,11 +51,13 @@ def removals(settings: Settings, application_name: str) -> tuple[list[Removal], 
             held = ", ".join(sorted(tables)) or "nothing"
             return [Removal(SERVICE, "schema", schema, f"and all it holds: {held}")], []
         found = [Removal(SERVICE, "table", f"{schema}.{t}") for t in own]
-        for table, detail, _ in _own_rows(topology):
+        for table, detail in _ROWS.items():
             count = _count(conn, topology, table) if table in tables else 0
             if count:
                 found.append(Removal(SERVICE, "rows", f"{schema}.{table}", f"{count} {detail}"))
-    why = "public" if schema == "public" else f"it also holds {', '.join([*foreign, *others])}"
+    why = (
+        "it is public" if schema == "public" else f"it also holds {', '.join([*foreign, *others])}"
+    )
     kept = [f"schema {schema!r} and cqrskit's shared tables in it are kept: {why}"]
     return found, kept
 
@@ -68,7 +70,6 @@ def remove(settings: Settings, application_name: str, planned: Sequence[Removal]
         PermanentError: PostgreSQL refused (a role that does not own the tables).
     """
     topology = Topology.of(settings, application_name)
-    deletes = {table: where for table, _, where in _own_rows(topology)}
     with _refusals(settings), connect(settings) as conn, conn.transaction():
         for removal in planned:
             if removal.kind == "schema":
@@ -82,7 +83,7 @@ def remove(settings: Settings, application_name: str, planned: Sequence[Removal]
                 )
             elif removal.kind == "rows":
                 schema, _, table = removal.name.partition(".")
-                where, values = deletes[table]
+                where, values = _mine(conn, topology, table)
                 conn.execute(
                     SQL("DELETE FROM {0} WHERE ").format(Identifier(schema, table)) + where, values
                 )
@@ -115,22 +116,31 @@ def _other_applications(conn: Connection, topology: Topology, tables: list[str])
     return sorted(found)
 
 
-def _own_rows(topology: Topology) -> list[tuple[str, str, tuple[Composable, list[str]]]]:
-    """(shared table, what its rows are, (WHERE clause, values)) of the application's rows."""
-    app = [topology.application]
-    mine = SQL("application = %s")
-    topics = SQL("starts_with(topic, %s)")
-    start = [topology.topic_start]
-    return [
-        (MIGRATIONS_TABLE, f"migrations of application {topology.application!r}", (mine, app)),
-        (RELAY_TABLE, f"relay positions of application {topology.application!r}", (mine, app)),
-        (LAYOUT_TABLE, f"topic layouts of {topology.topic_start}*", (topics, start)),
-        (MOVES_TABLE, f"repartitions asked for {topology.topic_start}*", (topics, start)),
-    ]
+#: The shared tables the application has rows in, and what its rows are.
+_ROWS = {
+    MIGRATIONS_TABLE: "migrations of the application",
+    RELAY_TABLE: "relay positions of the application",
+    LAYOUT_TABLE: "layouts of the application's topics",
+    MOVES_TABLE: "repartitions asked for its topics",
+}
+
+
+def _mine(conn: Connection, topology: Topology, table: str) -> tuple[SQL, list[Any]]:
+    """The WHERE clause (and its values) of the application's rows in a shared ``table``.
+
+    Topics are the application's by :meth:`Topology.owns_topic`, decided
+    here and not by a prefix match: ``shop.eu.order`` is not ``shop``'s.
+    """
+    if table in (MIGRATIONS_TABLE, RELAY_TABLE):
+        return SQL("application = %s"), [topology.application]
+    rows = conn.execute(
+        SQL("SELECT DISTINCT topic FROM {0}").format(Identifier(topology.schema, table))
+    ).fetchall()
+    return SQL("topic = ANY(%s)"), [[t for (t,) in rows if topology.owns_topic(str(t))]]
 
 
 def _count(conn: Connection, topology: Topology, table: str) -> int:
-    where, values = next(w for t, _, w in _own_rows(topology) if t == table)
+    where, values = _mine(conn, topology, table)
     query = SQL("SELECT count(*) FROM {0} WHERE ").format(Identifier(topology.schema, table))
     row = conn.execute(query + where, values).fetchone()
     return int(row[0]) if row else 0
