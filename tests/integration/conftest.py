@@ -6,6 +6,7 @@ index, so tests never see each other's data.
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +137,18 @@ def empty_schema_settings(
     yield settings.model_copy(update={"postgres_schema": unique_name})
     with pg_backend.connect(settings) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
+
+
+def psql(settings: Settings, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` applied by psql alone on ``settings``' database, stopping at the first error."""
+    return subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", settings.postgres_dsn, "-f", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def init_schema(settings: Settings, application: type[Application] = ShopApp) -> None:

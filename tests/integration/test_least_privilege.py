@@ -31,6 +31,7 @@ from cqrskit.adapters.postgres.saga_store import PostgresSagaStore
 from cqrskit.topology import IndexNames
 from examples.shop import OrderLine, PlaceOrder, RegisterItem, ShopApp, handlers
 from examples.shop.demo import clean_up
+from tests.integration.conftest import psql
 from tests.processes import CliProcess, cli_env, run_cli, wait_until
 
 GRANTS = (
@@ -76,14 +77,7 @@ def restricted(
 
 
 def _psql(settings: Settings, script: str) -> None:
-    done = subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", settings.postgres_dsn, "-f", "-"],
-        input=script,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = psql(settings, script)
     assert done.returncode == 0, done.stderr
 
 

@@ -21,10 +21,8 @@ from cqrskit.adapters.postgres.schema import DDL_LOCK
 from cqrskit.runtime import Runtime
 from examples.shop import ShopApp
 from examples.shop.workflow import OrderWorkflow
-from tests.integration.conftest import REPO_ROOT, init_schema
-from tests.processes import wait_until
-
-PSQL = "psql"
+from tests.integration.conftest import REPO_ROOT, init_schema, psql
+from tests.processes import cli_result, wait_until
 
 
 def cli(settings: Settings, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -35,27 +33,7 @@ def cli(settings: Settings, *args: str, **variables: str) -> subprocess.Complete
         "CQRSKIT_POSTGRES_SCHEMA": settings.postgres_schema,
         **variables,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "cqrskit.cli", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def psql(settings: Settings, script: str) -> subprocess.CompletedProcess[str]:
-    """The script applied by psql alone, stopping at the first error."""
-    return subprocess.run(
-        [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", settings.postgres_dsn, "-f", "-"],
-        input=script,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli_result(args, env, timeout=120)
 
 
 def migration_rows(settings: Settings) -> list[tuple[Any, ...]]:
