@@ -479,19 +479,25 @@ class ProjectionWorker:
         would show a lag of one forever. When a poll returned nothing, every
         message before the consumer's position has been processed (or was
         no message), so the position may be committed, and the index's
-        checkpoint run extended over it.
+        checkpoint run extended over it. A partition that delivered nothing
+        since it was assigned counts from the offset it resumed from: a
+        worker that takes over partitions whose last batch was committed just
+        before its marker has nothing else to move them on.
         """
         try:
-            ahead = {
-                (p.topic, p.partition): offset
-                for p, offset in self.subscription.positions().items()
-                if (p.topic, p.partition) in self._next
-                and offset > self._next[(p.topic, p.partition)]
-            }
+            starts: dict[tuple[str, int], int] = {}
+            ahead: dict[tuple[str, int], int] = {}
+            for p, offset in self.subscription.positions().items():
+                key = (p.topic, p.partition)
+                start = self._next.get(key)
+                if start is None:
+                    start = self._start(key, offset)
+                if offset > start:
+                    starts[key], ahead[key] = start, offset
             if not ahead:
                 return
             index = self.read_model.serving() or self.read_model.alias
-            spans = [Span(t, p, self._next[(t, p)], offset, 0) for (t, p), offset in ahead.items()]
+            spans = [Span(t, p, starts[(t, p)], offset, 0) for (t, p), offset in ahead.items()]
             self.read_model.save_checkpoints(
                 self._checkpoints.record(index, spans, self._partitions)
             )
