@@ -106,8 +106,10 @@ class PermanentError(CqrskitError):
 class ServiceUnavailable(TransientError):
     """A service (PostgreSQL, Kafka, Elasticsearch) could not be reached.
 
-    Carries the service name, the address tried and, when the address came
-    from a setting, the environment variable that sets it.
+    Carries the service name, the address tried, the reason and, when the
+    address came from a setting, the environment variable that sets it:
+    "Kafka is unreachable at 127.0.0.1:9 (connection refused); check
+    CQRSKIT_KAFKA_BOOTSTRAP".
     """
 
     def __init__(self, service: str, address: str, reason: str, variable: str | None = None):
@@ -115,8 +117,8 @@ class ServiceUnavailable(TransientError):
         self.address = address
         self.reason = reason
         self.variable = variable
-        where = f"{address} (set by {variable})" if variable else address
-        super().__init__(f"{service} at {where} is unreachable: {reason}")
+        check = f"; check {variable}" if variable else ""
+        super().__init__(f"{service} is unreachable at {address} ({reason}){check}")
 
 
 class ConcurrencyError(TransientError):

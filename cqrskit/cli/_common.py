@@ -6,7 +6,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "confirm",
     "echo_json",
     "errors_as_messages",
+    "fail_with_first",
     "load_settings",
     "on_stop_signals",
     "print_table",
@@ -102,6 +103,17 @@ def errors_as_messages() -> Iterator[None]:
         yield
     except CqrskitError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def fail_with_first(errors: Iterable[str]) -> None:
+    """After a report printed in full: exit 1 with the first of ``errors`` (one line each).
+
+    A status that could read only part of the pipeline still shows that
+    part, then says which service did not answer and the setting to check.
+    """
+    for error in errors:
+        if error:
+            raise click.ClickException(error)
 
 
 def application_name(settings: Settings) -> str:

@@ -29,6 +29,7 @@ from cqrskit.cli._common import (
     confirm,
     echo_json,
     errors_as_messages,
+    fail_with_first,
     load_settings,
     on_stop_signals,
     print_table,
@@ -37,6 +38,7 @@ from cqrskit.cli._common import (
 )
 from cqrskit.projections import (
     Projection,
+    ProjectionStatus,
     ProjectionWorker,
     RebuildPlan,
     RebuildResult,
@@ -163,7 +165,12 @@ def projections_status(
         ]
     if as_json:
         echo_json(statuses)
-        return
+    else:
+        _print_statuses(statuses)
+    fail_with_first(s.lag_error for s in statuses)
+
+
+def _print_statuses(statuses: list[ProjectionStatus]) -> None:
     print_table(
         "projections",
         ("projection", "alias", "documents", "position", "partitions", "lag (events)", "note"),

@@ -14,12 +14,13 @@ from cqrskit.cli._common import (
     configure_logging,
     echo_json,
     errors_as_messages,
+    fail_with_first,
     load_settings,
     on_stop_signals,
     print_table,
     start_metrics,
 )
-from cqrskit.relay import LayoutStatus
+from cqrskit.relay import LayoutStatus, RelayStatus
 from cqrskit.runtime import Runtime
 
 __all__ = ["relay"]
@@ -69,10 +70,15 @@ def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
     if as_json:
         topics = [{**asdict(layout), "unused": layout.unused} for layout in layouts]
         echo_json({**asdict(status), "topics": topics})
-        return
+    else:
+        _print_status(f"relay {name!r} of {app_name!r}", status, layouts)
+    fail_with_first(layout.kafka_error for layout in layouts)
+
+
+def _print_status(title: str, status: RelayStatus, layouts: list[LayoutStatus]) -> None:
     last_error = f"{status.last_error} ({status.last_error_at})" if status.last_error else "none"
     print_table(
-        f"relay {name!r} of {app_name!r}",
+        title,
         ("", ""),
         [
             ("position", status.position),

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
+from elasticsearch import Elasticsearch
+
 from cqrskit import Settings
+from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters import postgres as pg_backend
+from cqrskit.adapters.postgres.layouts import PostgresTopicLayouts
+from cqrskit.topology import Topology
+from examples.shop import ShopApp
 from tests.integration.conftest import REPO_ROOT
 
 
@@ -46,3 +56,91 @@ def test_a_misspelt_variable_is_one_line_naming_the_setting_meant() -> None:
         "Error: CQRSKIT_RELAY_PAGESIZE='5' is invalid: no such setting; "
         "did you mean CQRSKIT_RELAY_PAGE_SIZE?"
     ]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def app_env(unique_name: str, settings: Settings, es: Elasticsearch) -> Iterator[dict[str, str]]:
+    """The variables of an application of its own: schema (with its tables), topics, indices."""
+    own = settings.model_copy(
+        update={
+            "postgres_schema": unique_name,
+            "topic_prefix": unique_name,
+            "index_prefix": f"{unique_name}-",
+        }
+    )
+    with ShopApp(own):
+        pass  # the event store's tables
+    with pg_backend.connect(own) as conn:
+        layouts = PostgresTopicLayouts(conn, unique_name)
+        layouts.ensure_table()
+        layouts.pin(Topology.of(own, "shop").topic("Order"), 6)  # relay status compares it
+    try:
+        yield {
+            "CQRSKIT_POSTGRES_SCHEMA": unique_name,
+            "CQRSKIT_TOPIC_PREFIX": unique_name,
+            "CQRSKIT_INDEX_PREFIX": f"{unique_name}-",
+        }
+    finally:
+        es.options(ignore_status=404).indices.delete(index=f"{unique_name}-*")
+        with pg_backend.connect(settings) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
+        admin = kafka_backend.admin(settings)
+        topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(unique_name)]
+        for future in admin.delete_topics(topics).values() if topics else ():
+            future.result(timeout=30)
+
+
+KAFKA_COMMANDS = [
+    ("relay", "status"),
+    ("relay", "repartition"),
+    ("status",),
+    ("projections", "status"),
+    ("projections", "dlq", "list", "products"),
+    ("projections", "dlq", "replay", "products"),
+    ("projections", "rebuild", "products"),
+]
+
+
+@pytest.mark.parametrize("command", KAFKA_COMMANDS, ids=" ".join)
+def test_a_command_that_cannot_reach_kafka_ends_with_one_line_naming_broker_cause_and_setting(
+    command: tuple[str, ...], app_env: dict[str, str]
+) -> None:
+    """Regression: librdkafka printed every retry of every client (97 lines in 5 s)."""
+    port = _closed_port()
+    done = cqrskit(
+        *command,
+        CQRSKIT_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}",
+        CQRSKIT_CONNECT_TIMEOUT="2",
+        **app_env,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = done.stderr.strip().splitlines()
+    assert len(said) <= 2, done.stderr  # what happened to the broker, then the error
+    assert said[-1] == (
+        f"Error: Kafka is unreachable at 127.0.0.1:{port} (connection refused"
+        + said[-1].split("(connection refused", 1)[1]
+    )
+    assert said[-1].endswith("; check CQRSKIT_KAFKA_BOOTSTRAP"), said[-1]
+    output = done.stdout + done.stderr
+    assert "rdkafka" not in output
+    assert "Traceback" not in output
+
+
+def test_the_health_check_names_the_broker_and_the_cause_on_one_line() -> None:
+    port = _closed_port()
+    done = cqrskit(
+        "doctor", CQRSKIT_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}", CQRSKIT_CONNECT_TIMEOUT="2"
+    )
+    assert done.returncode == 1
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"Kafka is unreachable at 127.0.0.1:{port} (connection refused): start the local "
+        "services with 'make services', or set CQRSKIT_KAFKA_BOOTSTRAP to a reachable server."
+    )
+    assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
+    assert "rdkafka" not in done.stdout + done.stderr
