@@ -144,3 +144,25 @@ def test_the_health_check_names_the_broker_and_the_cause_on_one_line() -> None:
     )
     assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
     assert "rdkafka" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("relay", "status"), ("status",), ("projections", "verify", "products")],
+    ids=" ".join,
+)
+def test_a_schema_without_the_event_store_is_one_line_saying_to_run_db_init(
+    command: tuple[str, ...], unique_name: str, postgres_up: None
+) -> None:
+    """Regression: 'relay status' said only '^', and verify printed psycopg's traceback."""
+    done = cqrskit(
+        *command,
+        CQRSKIT_POSTGRES_SCHEMA=unique_name,
+        CQRSKIT_TOPIC_PREFIX=unique_name,
+        CQRSKIT_INDEX_PREFIX=f"{unique_name}-",
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"Error: the event store of 'shop' does not exist in schema '{unique_name}'; "
+        "run 'cqrskit db init' first, or check CQRSKIT_POSTGRES_SCHEMA"
+    ]
