@@ -33,6 +33,7 @@ __all__ = [
     "configure_logging",
     "confirm",
     "echo_json",
+    "errors_as_log_lines",
     "errors_as_messages",
     "fail_with_first",
     "load_settings",
@@ -103,6 +104,23 @@ def errors_as_messages() -> Iterator[None]:
         yield
     except CqrskitError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+#: What an error of cqrskit says about itself that a JSON log line keeps as keys.
+_ERROR_FIELDS = ("projection", "index", "fields", "service", "address", "variable")
+
+
+@contextmanager
+def errors_as_log_lines(logger: str) -> Iterator[None]:
+    """For a command that runs until stopped, with logging configured: a cqrskit
+    error ends it with one log line (JSON or text, like its other lines) and exit
+    status 1, not a message of another format after them."""
+    try:
+        yield
+    except CqrskitError as exc:
+        fields = {name: getattr(exc, name) for name in _ERROR_FIELDS if hasattr(exc, name)}
+        logging.getLogger(logger).error("%s", exc, extra={**fields, "error": type(exc).__name__})
+        raise SystemExit(1) from None
 
 
 def fail_with_first(errors: Iterable[str]) -> None:

@@ -28,6 +28,7 @@ from cqrskit.cli._common import (
     configure_logging,
     confirm,
     echo_json,
+    errors_as_log_lines,
     errors_as_messages,
     fail_with_first,
     load_settings,
@@ -142,7 +143,7 @@ def projections_run(
         while thread.is_alive():
             thread.join(timeout=0.5)  # wake for signals
     if errors:
-        with errors_as_messages():
+        with errors_as_log_lines("cqrskit.projections"):
             raise errors[0]
 
 

@@ -13,6 +13,7 @@ from cqrskit.cli._common import (
     application_name,
     configure_logging,
     echo_json,
+    errors_as_log_lines,
     errors_as_messages,
     fail_with_first,
     load_settings,
@@ -50,7 +51,7 @@ def relay_run(app_spec: str | None, name: str, metrics_port: int | None) -> None
     configure_logging(settings)
     start_metrics(settings)
     on_stop_signals(outbox_relay.stop, "cqrskit.relay")
-    with errors_as_messages():
+    with errors_as_log_lines("cqrskit.relay"):
         outbox_relay.run()
 
 

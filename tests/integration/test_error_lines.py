@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from cqrskit.adapters.postgres.layouts import PostgresTopicLayouts
 from cqrskit.topology import Topology
 from examples.shop import ShopApp
 from tests.integration.conftest import REPO_ROOT
+from tests.processes import wait_until
 
 
 def cqrskit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -144,6 +147,57 @@ def test_the_health_check_names_the_broker_and_the_cause_on_one_line() -> None:
     )
     assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
     assert "rdkafka" not in done.stdout + done.stderr
+
+
+def test_a_worker_on_a_view_that_gained_a_field_exits_with_one_log_line_saying_to_rebuild(
+    app_env: dict[str, str], es: Elasticsearch, kafka_up: None
+) -> None:
+    """Regression: every event of such a view was dead-lettered, one warning each."""
+    env = {**os.environ, "CQRSKIT_APP": "examples.shop:ShopApp", **app_env}
+    env["CQRSKIT_PROJECTIONS"] = "tests.integration.projections.refused"
+    index = f"{app_env['CQRSKIT_INDEX_PREFIX']}tabs-v1"
+    before = subprocess.Popen(
+        [sys.executable, "-m", "cqrskit", "projections", "run", "tabs"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: bool(es.indices.exists(index=index)), 120, f"the worker to make {index}")
+    finally:
+        before.send_signal(signal.SIGTERM)
+        assert before.wait(timeout=120) == 0
+    for log_format in ("json", "text"):
+        done = cqrskit(
+            "projections",
+            "run",
+            "tabs",
+            **app_env,
+            CQRSKIT_PROJECTIONS=env["CQRSKIT_PROJECTIONS"],
+            VIEW_GAINED_A_FIELD="yes",
+            CQRSKIT_LOG_FORMAT=log_format,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stdout == ""
+        (line,) = done.stderr.strip().splitlines()
+        said = (
+            f"projection tabs: the view has fields that the mapping of index {index} lacks "
+            "(note), so Elasticsearch would refuse its documents; run 'cqrskit projections "
+            "rebuild tabs' to index it"
+        )
+        if log_format == "json":
+            record = json.loads(line)
+            assert record["level"] == "ERROR"
+            assert record["message"].startswith(said), record
+            assert (record["projection"], record["index"], record["fields"]) == (
+                "tabs",
+                index,
+                ["note"],
+            )
+        else:
+            assert " ERROR cqrskit.projections: " + said in line, line
+            assert line.endswith("[projection=tabs]"), line
 
 
 @pytest.mark.parametrize(
