@@ -46,7 +46,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 typecheck: venv
-	$(BIN)/mypy --strict cqrskit
+	$(BIN)/mypy --strict cqrskit cqrskit_pytest
 
 # Strict: a broken link, a missing snippet or a stale CLI page fails the build.
 docs: venv
