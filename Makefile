@@ -48,10 +48,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict cqrskit cqrskit_pytest
 
-# Strict: a broken link, a missing snippet or a stale CLI page fails the build.
+# Strict: a broken link, a missing snippet, a stale CLI page or a public name
+# without its entry in the API reference fails the build.
 docs: venv
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	@! grep -rl "Sentinel\.UNSET" site || { echo "a sentinel repr reached the site"; exit 1; }
+	@! grep -rl --include='*.html' -e '─' -e '│' site || { echo "a box drawing reached the site: draw it in Mermaid"; exit 1; }
 
 unit: venv
 	$(BIN)/pytest -m 'not integration'

@@ -1,1 +1,2 @@
+#: The version of cqrskit.
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ from cqrskit.settings import Settings
 
 __all__ = ["ServiceCheck", "check_services"]
 
-_START_HINT = "start the local services with 'make services'"
+_START_HINT = "start the local services with 'cqrskit services up'"
 
 
 @dataclass(frozen=True)

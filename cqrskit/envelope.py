@@ -4,7 +4,7 @@
 
     {
       "event_id": "7d1c…", "event_type": "Order.Placed", "schema_version": 1,
-      "event_class": "examples.shop.domain:Order.Placed",
+      "event_class": "Order.Placed",
       "aggregate_id": "5b4d…", "aggregate_type": "Order", "aggregate_version": 1,
       "position": 1234, "occurred_at": "2026-11-23T18:49:08.304975Z",
       "payload": {"customer_id": "ada", "lines": […]},
@@ -12,11 +12,17 @@
     }
 
 ``position`` is the event's global position in the store (its notification
-id), increasing in commit order. Kafka messages carry the aggregate id as
-key and repeat ``event_type``, ``position`` and ``traceparent`` as headers,
-so a consumer can route or skip a message without decoding it. The relay
-seals each message it produces (header ``cqrskit.seal``, see :class:`Seal`),
-so a consumer believes a message's position only when the relay wrote it.
+id), increasing in commit order. ``event_class`` is the name the event is
+stored under, as stored: its registered name, the same as ``event_type``,
+or for events stored before names the module path of their class then
+(``examples.shop.domain:Order.Placed``), whose ``event_type`` is the same
+(decision 0021). Route by ``event_type``; never import ``event_class``.
+
+Kafka messages carry the aggregate id as key and repeat ``event_type``,
+``position`` and ``traceparent`` as headers, so a consumer can route or
+skip a message without decoding it. The relay seals each message it
+produces (header ``cqrskit.seal``, see :class:`Seal`), so a consumer
+believes a message's position only when the relay wrote it.
 
 This module imports no driver: the relay encodes with it, projection
 workers decode with it.
@@ -47,9 +53,14 @@ __all__ = [
     "message_size",
 ]
 
+#: The Kafka header that repeats the envelope's ``event_type``.
 HEADER_EVENT_TYPE = "event_type"
+#: The Kafka header that repeats the event's global ``position`` in the store.
 HEADER_POSITION = "position"
+#: The Kafka header that carries the event's W3C trace context.
 HEADER_TRACEPARENT = "traceparent"
+#: The Kafka header that carries the relay's :class:`Seal`: a worker applies
+#: no message without a valid one, and believes no position it carries.
 HEADER_SEAL = "cqrskit.seal"
 #: On events published after a topic moved to more partitions:
 #: ``<boundary position>:<previous partition count>``. A consumer applies
@@ -105,7 +116,7 @@ class Envelope(BaseModel):
 
 @lru_cache(maxsize=4096)
 def event_type_of(topic: str) -> tuple[str, str]:
-    """(event type, aggregate type) from an event class topic ``module:Agg.Event``."""
+    """(event type, aggregate type) of a stored name ``Agg.Event`` (or old ``module:Agg.Event``)."""
     qualname = topic.rpartition(":")[2]
     aggregate_type, _, _ = qualname.rpartition(".")
     return qualname, aggregate_type or qualname

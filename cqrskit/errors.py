@@ -30,6 +30,9 @@ whether trying again can help::
         ├── UnknownCommand            no handler is registered for a command type
         ├── AggregateNotFound         no aggregate with that id
         ├── IdempotencyKeyReused      a key came back with a different command
+        ├── InvalidEventName          an aggregate's or event's stored name is malformed
+        │   └── DuplicateEventName    two classes claim one stored name
+        ├── UnknownEventName          a stored event names no class the code registers
         ├── PositionBeyondHead        a position past the event store's last event
         ├── AmbiguousRelayPosition    an old relay position could be several apps'
         ├── QueryRejected             a query failed validation (field paths)
@@ -61,9 +64,11 @@ __all__ = [
     "DeadLetterRefused",
     "DeliveryFailed",
     "DocumentsKeptConflicting",
+    "DuplicateEventName",
     "EventTooLarge",
     "FieldError",
     "IdempotencyKeyReused",
+    "InvalidEventName",
     "KafkaTrouble",
     "LeaseLost",
     "LostSession",
@@ -81,6 +86,7 @@ __all__ = [
     "StaleRead",
     "TransientError",
     "UnknownCommand",
+    "UnknownEventName",
     "UnknownQuery",
     "VersionConflict",
 ]
@@ -384,6 +390,45 @@ class IdempotencyKeyReused(PermanentError):
         super().__init__(
             f"idempotency key {key!r} was already used for a different {command_type} "
             "command; use a new key for a new command"
+        )
+
+
+class InvalidEventName(PermanentError):
+    """An aggregate's or event's stored name is malformed or cannot be used.
+
+    Raised when the class is defined, so a bad name never reaches the store.
+    """
+
+
+class DuplicateEventName(InvalidEventName):
+    """Two classes claim one stored name; raised when the second is defined."""
+
+    def __init__(self, name: str, first: str, second: str):
+        self.name = name
+        self.first = first
+        self.second = second
+        super().__init__(
+            f"two classes claim the stored name {name!r}: {first} and {second}; give one of "
+            "them another name: TOPIC = '...' on an aggregate, @event('...', topic='...') "
+            "on an event"
+        )
+
+
+class UnknownEventName(PermanentError):
+    """A stored event (or the aggregate its first event names) matches no class.
+
+    The class was moved or renamed since the event was stored, or the
+    module that defines it has not been imported.
+    """
+
+    def __init__(self, name: str, aggregate_id: UUID | str):
+        self.name = name
+        self.aggregate_id = aggregate_id
+        guess = name.rpartition(":")[2]
+        super().__init__(
+            f"stored name {name!r} of aggregate {aggregate_id} matches no class: import the "
+            "module that defines it, or map the old name to the class that reads it now in "
+            f"the application's old_names = {{{name!r}: {guess}}}"
         )
 
 

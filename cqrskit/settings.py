@@ -1,7 +1,7 @@
 """Settings: the only code in cqrskit that reads the environment.
 
 Values come from the defaults below (the local services that
-``make services`` starts), then from the ``[tool.cqrskit]`` table of the
+``cqrskit services up`` starts), then from the ``[tool.cqrskit]`` table of the
 nearest ``pyproject.toml`` (the current directory or one above it), then from ``CQRSKIT_*``
 environment variables, then from explicit arguments, each overriding the
 one before. A malformed
@@ -36,7 +36,7 @@ ENV_PREFIX = "CQRSKIT_"
 #: How many folders above the current one the settings look for a pyproject.toml.
 _PYPROJECT_DEPTH = 8
 #: ``CQRSKIT_*`` variables that are not settings: the secrets folder, and those of
-#: the local services' scripts (``scripts/*.sh``).
+#: the local services' scripts (``cqrskit/_services/*.sh``).
 _OTHER_VARIABLES = {
     f"{ENV_PREFIX}{name}"
     for name in (

@@ -15,9 +15,11 @@ from rich.table import Table
 from cqrskit._loading import load_application_class
 from cqrskit._version import __version__
 from cqrskit.cli._common import APP_OPTION, errors_as_messages, load_settings
+from cqrskit.cli._new import new
 from cqrskit.cli._projections import projections
 from cqrskit.cli._relay import relay
 from cqrskit.cli._sagas import sagas
+from cqrskit.cli._services import services
 from cqrskit.cli._status import status
 from cqrskit.doctor import check_services
 from cqrskit.settings import variable_for
@@ -97,6 +99,8 @@ main.add_command(relay)
 main.add_command(projections)
 main.add_command(status)
 main.add_command(sagas)
+main.add_command(services)
+main.add_command(new)
 
 
 @main.command("config")

@@ -21,13 +21,15 @@ CommandHandler = Callable[[C, UnitOfWork], Aggregate | None]
 
 
 class CommandHandlers:
-    """A registry of one handler per command type::
+    """A registry of one handler per command type.
 
-    handlers = CommandHandlers()
+    Each handler registers with the decorator::
 
-    @handlers.handles(PlaceOrder)
-    def place_order(command: PlaceOrder, uow: UnitOfWork) -> Order:
-        return uow.add(Order(command.customer_id, command.lines))
+        handlers = CommandHandlers()
+
+        @handlers.handles(PlaceOrder)
+        def place_order(command: PlaceOrder, uow: UnitOfWork) -> Order:
+            return uow.add(Order(command.customer_id, command.lines))
     """
 
     def __init__(self) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from eventsourcing.application import Application as _LibraryApplication
@@ -38,11 +39,17 @@ class Application(_LibraryApplication[UUID]):
 
     Subclass it as you would eventsourcing's ``Application``: set ``name``
     (it prefixes the tables), ``snapshotting_intervals`` (snapshot every N
-    events, per aggregate class) and ``upcasters``. ``persistence="memory"``
-    keeps everything in process memory, for unit tests.
+    events, per aggregate class), ``upcasters`` and ``old_names``.
+    ``persistence="memory"`` keeps everything in process memory, for unit
+    tests.
     """
 
     upcasters: ClassVar[Upcasters] = Upcasters()
+    #: Names that events and aggregates were stored under and that no class
+    #: holds now (module paths from before stored names, names given up),
+    #: each mapped to the class that reads them:
+    #: ``{"examples.library.domain:Book.Lent": Book.Lent}``.
+    old_names: ClassVar[Mapping[str, type[Any]]] = {}
 
     def __init__(
         self,
@@ -70,8 +77,10 @@ class Application(_LibraryApplication[UUID]):
         return factory
 
     def construct_mapper(self) -> Mapper[UUID]:
-        """A mapper for pydantic events that applies this app's upcasters."""
-        return PydanticMapper(OrjsonTranscoder(), upcasters=type(self).upcasters)
+        """A mapper for pydantic events that applies this app's upcasters and old names."""
+        return PydanticMapper(
+            OrjsonTranscoder(), upcasters=type(self).upcasters, old_names=type(self).old_names
+        )
 
     @property
     def event_recorder(self) -> EventRecorder:

@@ -4,20 +4,28 @@ The stored state of an event is the JSON of its fields except the
 originator id and version (which have columns of their own): its payload,
 ``timestamp`` and ``metadata``. JSON that any consumer can read, with no
 library-specific type tags, is what the relay later puts on the wire.
+
+The topic column holds the event's stored name (``Book.Lent``), and a
+created event's ``originator_topic`` its aggregate's (``Book``). Rows
+written before names hold module paths (``examples.library.domain:Book.Lent``)
+in both; they are read through the application's ``old_names``, else the
+module while it imports, else the class registered under the path's
+qualified name (docs/decisions/0021-stored-event-names.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import orjson
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.domain import CanInitAggregate, CanSnapshotAggregate, DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder, Transcoding
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
-from cqrskit.errors import PermanentError
+from cqrskit.domain import _names
+from cqrskit.errors import InvalidEventName, PermanentError
 
 __all__ = ["OrjsonTranscoder", "PydanticMapper", "Upcaster", "Upcasters"]
 
@@ -26,7 +34,7 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Upcasters:
-    """Registered upcasters, per event class and schema version.
+    """Registered upcasters, per event name and schema version.
 
     An event class whose payload changed shape raises its ``schema_version``;
     events stored under an older version are upcast one version at a time
@@ -39,7 +47,9 @@ class Upcasters:
             return {**state, "currency": "EUR"}
 
     An upcaster receives the stored state (payload fields, ``timestamp``,
-    ``metadata``) and returns the state of the next version.
+    ``metadata``) and returns the state of the next version. Upcasters are
+    keyed by the class's stored name, so they also lift the events stored
+    under its old names.
     """
 
     def __init__(self) -> None:
@@ -60,7 +70,7 @@ class Upcasters:
         return decorate
 
     def upcast(self, topic: str, state: dict[str, Any], to_version: int) -> dict[str, Any]:
-        """Lift ``state`` to ``to_version``; unchanged if it is already there.
+        """Lift ``state`` of the event named ``topic`` to ``to_version``; unchanged if it is there.
 
         Raises:
             PermanentError: a step from some version has no upcaster.
@@ -101,12 +111,42 @@ class OrjsonTranscoder(Transcoder):
 _COLUMNS = {"originator_id", "originator_version"}
 
 
-class PydanticMapper(Mapper[Any]):
-    """Maps pydantic domain events to stored events, upcasting old ones."""
+def _aggregate_field(cls: type[Any]) -> str:
+    """The field of a created event or a snapshot that names its aggregate's class."""
+    if issubclass(cls, CanInitAggregate):
+        return "originator_topic"
+    if issubclass(cls, CanSnapshotAggregate):
+        return "topic"
+    return ""
 
-    def __init__(self, transcoder: Transcoder, upcasters: Upcasters | None = None, **kwargs: Any):
+
+class PydanticMapper(Mapper[Any]):
+    """Maps pydantic domain events to stored events, upcasting old ones.
+
+    ``old_names`` maps names that rows were stored under (module paths, or
+    names given up) to the class that reads them now.
+
+    Raises:
+        InvalidEventName: ``old_names`` maps a name that another class holds.
+    """
+
+    def __init__(
+        self,
+        transcoder: Transcoder,
+        upcasters: Upcasters | None = None,
+        old_names: Mapping[str, type[Any]] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(transcoder, **kwargs)
         self.upcasters = upcasters or Upcasters()
+        self.old_names = dict(old_names or {})
+        for name, cls in self.old_names.items():
+            holder = _names.registered(name)
+            if holder not in (None, cls):
+                raise InvalidEventName(
+                    f"old_names maps {name!r} to {_names.path_of(cls)}, but {name!r} is the "
+                    f"name of {_names.path_of(holder)}: map only names that no class holds now"
+                )
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
         """Serialise the event's fields (not id and version) to JSON bytes."""
@@ -124,15 +164,27 @@ class PydanticMapper(Mapper[Any]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
-        """Parse, upcast to the class's schema version, and validate."""
+        """Parse, upcast to the class's schema version, and validate.
+
+        Raises:
+            UnknownEventName: no class answers to the stored name.
+            PermanentError: an older schema version has no upcaster.
+        """
         data = stored_event.state
         if self.cipher:
             data = self.cipher.decrypt(data)
         if self.compressor:
             data = self.compressor.decompress(data)
         state: dict[str, Any] = self.transcoder.decode(data)
-        cls = resolve_topic(stored_event.topic)
-        state = self.upcasters.upcast(stored_event.topic, state, getattr(cls, "schema_version", 1))
+        aggregate_id = stored_event.originator_id
+        cls = _names.resolve(stored_event.topic, aggregate_id, self.old_names)
+        state = self.upcasters.upcast(get_topic(cls), state, getattr(cls, "schema_version", 1))
+        field = _aggregate_field(cls)
+        if field in state:
+            # Stored as a module path before names: eventsourcing finds the
+            # aggregate class by this field, so it gets the current name.
+            aggregate_class = _names.resolve(state[field], aggregate_id, self.old_names)
+            state[field] = get_topic(aggregate_class)
         state["originator_id"] = stored_event.originator_id
         state["originator_version"] = stored_event.originator_version
         return cast(DomainEventProtocol[Any], cls.model_validate(state))

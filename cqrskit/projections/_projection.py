@@ -56,6 +56,8 @@ DELETE = _Marker.DELETE
 #: Returned by a handler: leave the document as it is.
 UNCHANGED = _Marker.UNCHANGED
 
+#: What a handler returns: the new document, :data:`DELETE`, :data:`UNCHANGED`,
+#: or ``None`` (the same as :data:`UNCHANGED`).
 Outcome = BaseModel | _Marker | None
 DocIdRule = Callable[[Envelope], str]
 
@@ -131,7 +133,7 @@ class IndexSettings:
 class Projection(Generic[V]):
     """Base class of projections: subclass, set ``name`` and ``view``, add handlers.
 
-    Class attributes:
+    Attributes:
         name: the read model's name; its alias is ``<index_prefix><name>``.
         view: the pydantic model of one document; the mapping derives from it.
         mapping_overrides: field name -> explicit Elasticsearch mapping.

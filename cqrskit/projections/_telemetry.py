@@ -43,6 +43,9 @@ class WorkerTelemetry:
         self._state = metrics.projection_state.labels(self.name)
         self._state.state("starting")
         self._applied = metrics.projection_applied.labels(self.name)
+        # Exposed at 0 from the start: an alert on its increase then sees the
+        # first dead letter too, not only those after it.
+        self._dead_letters = metrics.projection_dead_letters.labels(self.name)
         self._batch = metrics.projection_batch_events.labels(self.name)
         self._lag_seconds = metrics.projection_lag_seconds.labels(self.name)
         self._lag_events = metrics.projection_lag_events.labels(self.name)
@@ -74,7 +77,7 @@ class WorkerTelemetry:
     def dead_lettered(self, count: int) -> None:
         """Events sent to the dead-letter topic."""
         if count:
-            metrics.projection_dead_letters.labels(self.name).inc(count)
+            self._dead_letters.inc(count)
 
     def batch(
         self,

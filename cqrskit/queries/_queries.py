@@ -92,13 +92,17 @@ class _Registration:
 
 
 class QueryHandlers:
-    """A registry of one handler per query type, each bound to one read model::
+    """A registry of one handler per query type, each bound to one read model.
 
-    queries = QueryHandlers()
+    Each handler registers with the decorator, naming its read model::
 
-    @queries.handles(OrderById, view="order_summaries", model=OrderSummary)
-    def order_by_id(query: OrderById, search: Search[OrderSummary]) -> Read[OrderSummary | None]:
-        return search.get(str(query.order_id))
+        queries = QueryHandlers()
+
+        @queries.handles(OrderById, view="order_summaries", model=OrderSummary)
+        def order_by_id(
+            query: OrderById, search: Search[OrderSummary]
+        ) -> Read[OrderSummary | None]:
+            return search.get(str(query.order_id))
     """
 
     def __init__(self) -> None:

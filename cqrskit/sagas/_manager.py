@@ -123,7 +123,7 @@ class Step:
 class ProcessManager(Generic[S]):
     """Base class of process managers: set ``name``, ``state``, ``handlers``; add reactions.
 
-    Class attributes:
+    Attributes:
         name: the saga's name (its consumer group and its rows in PostgreSQL).
         state: the pydantic model of one instance's state (defaults for a new one).
         handlers: the command handlers of the commands it sends.

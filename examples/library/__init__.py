@@ -1,4 +1,4 @@
-"""The tutorial's library: books lent to members, from aggregate to queried view.
+"""library: books lent to members, from aggregate to queried view.
 
-Built step by step in ``docs/tutorial.md``; each file here is one step.
+A sample to make your own: cqrskit's tutorial walks through it, one module a step.
 """

@@ -1,4 +1,4 @@
-"""Step 5: the library over HTTP, on ``cqrskit.fastapi``.
+"""Step 5: the application over HTTP, on ``cqrskit.fastapi``.
 
 Run it with ``uvicorn examples.library.api:app``; its OpenAPI is at ``/docs``.
 """

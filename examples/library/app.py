@@ -31,7 +31,7 @@ class ReturnBook(Command):
 
 
 class LibraryApp(Application):
-    """The library's event store: tables ``library_*``, topics ``library.*``."""
+    """The event store: tables ``library_*``, topics ``library.*``."""
 
     name = "library"
 

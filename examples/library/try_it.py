@@ -1,6 +1,6 @@
 """Step 5: commands in, a queried view out, on the real services.
 
-Run with the relay and the catalogue's worker running (see docs/tutorial.md):
+Run with the relay and the catalogue's worker running (see README.md):
 ``python -m examples.library.try_it``.
 """
 

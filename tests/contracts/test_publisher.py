@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Protocol
 
+import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -199,6 +200,31 @@ class PublisherContract:
         seen = broker.committed(topic, until=b"end", count=broker.partitions)
         marked = {partition for partition, key, _ in seen if key is None}
         assert marked == set(range(broker.partitions))
+        publisher.abandon(1.0)
+
+    def test_a_position_already_marked_is_not_marked_again(
+        self, broker: Broker, topic: str
+    ) -> None:
+        publisher = broker.publisher(f"tx-{uuid.uuid4().hex}")
+        self._fence(publisher)
+        deadline = time.monotonic() + WAIT
+        while publisher.known_partitions().get(topic) != broker.partitions:
+            assert time.monotonic() < deadline, "the topic never showed its partitions"
+            publisher.publish_watermark(broker.topology, 5)
+            time.sleep(0.1)
+        self._commit(publisher)
+        for _ in range(3):  # an idle relay's turns: nothing to say, no transaction
+            publisher.publish_watermark(broker.topology, 5)
+            assert not publisher.in_transaction
+        publisher.publish_watermark(broker.topology, 7)
+        for partition in range(broker.partitions):
+            publisher.produce(topic, b"k", b"end", [], partition=partition)
+        self._commit(publisher)
+        seen = broker.committed(topic, until=b"end", count=broker.partitions)
+        marks = [value for _, key, value in seen if key is None]
+        assert sorted(orjson.loads(v)["watermark"] for v in marks) == (
+            [5] * broker.partitions + [7] * broker.partitions
+        )
         publisher.abandon(1.0)
 
     def test_a_refusal_as_too_large_is_recognised(self, broker: Broker, topic: str) -> None:

@@ -54,7 +54,7 @@ def _require(settings: Settings, service: str) -> None:
     if not check.ok:
         pytest.fail(
             f"this test needs the real {service} at {check.address} ({check.detail}); "
-            "start the services with 'make services'"
+            "start the services with 'make services' (or 'cqrskit services up')"
         )
 
 

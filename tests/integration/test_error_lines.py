@@ -141,10 +141,9 @@ def test_the_health_check_names_the_broker_and_the_cause_on_one_line() -> None:
         "doctor", CQRSKIT_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}", CQRSKIT_CONNECT_TIMEOUT="2"
     )
     assert done.returncode == 1
-    assert done.stdout.strip().splitlines()[-1] == (
-        f"Kafka is unreachable at 127.0.0.1:{port} (connection refused): start the local "
-        "services with 'make services', or set CQRSKIT_KAFKA_BOOTSTRAP to a reachable server."
-    )
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"Kafka is unreachable at 127.0.0.1:{port} (connection refused): "), last
+    assert last.endswith("or set CQRSKIT_KAFKA_BOOTSTRAP to a reachable server."), last
     assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
     assert "rdkafka" not in done.stdout + done.stderr
 

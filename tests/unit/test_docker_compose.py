@@ -7,9 +7,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pinned(script: str, variable: str) -> str:
-    text = (ROOT / "scripts" / script).read_text()
+    text = (ROOT / "cqrskit" / "_services" / script).read_text()
     match = re.search(rf'^{variable}="?([0-9.]+)"?', text, re.MULTILINE)
-    assert match, f"{variable} is not pinned in scripts/{script}"
+    assert match, f"{variable} is not pinned in cqrskit/_services/{script}"
     return match.group(1)
 
 

@@ -64,33 +64,64 @@ class GroupWatch:
     Fed by the consumer's ``stats_cb`` (served from ``poll``, on the worker's
     own thread). A group is steady when its coordinator is up and no join or
     rebalance is in progress, whether or not it holds partitions: a member
-    with nothing assigned (more workers than partitions) is steady too.
+    with nothing assigned (more workers than partitions) is steady too. And
+    a steady member heartbeats: when the group coordinator's connection has
+    sent no request since the last report, librdkafka's "up, steady" is not
+    believed (after a broker restart its heartbeat may sit in that queue,
+    never sent, while the state still reads steady).
     """
 
-    def __init__(self, patience: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        patience: float,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat_seconds: float = 3.0,
+    ):
         self.patience = patience
         self._clock = clock
+        #: How long the coordinator may send nothing: three missed heartbeats.
+        self._silence = 3 * heartbeat_seconds
         self._steady_at = clock()
         #: The last group state reported, as ``state/join_state``.
         self.state = "starting"
+        #: Requests the group coordinator's connection had sent, and since when.
+        self._sent: int | None = None
+        self._sent_at = self._steady_at
 
     def restart(self) -> None:
         """A new consumer: its patience starts now."""
         self._steady_at = self._clock()
         self.state = "starting"
+        self._sent = None
+        self._sent_at = self._steady_at
 
     def on_stats(self, raw: str) -> None:
         """librdkafka's statistics callback."""
         try:
-            group = orjson.loads(raw).get("cgrp") or {}
+            report = orjson.loads(raw)
+            group = report.get("cgrp") or {}
+            coordinator = (report.get("brokers") or {}).get("GroupCoordinator") or {}
         except (orjson.JSONDecodeError, AttributeError):
             return
         state, join = group.get("state"), group.get("join_state")
         if state is None:
             return
         self.state = f"{state}/{join}"
-        if state == "up" and join == "steady":
+        if state != "up" or join != "steady":
+            return
+        sent = coordinator.get("tx")
+        if not isinstance(sent, int):  # no coordinator reported: the state alone
             self._steady_at = self._clock()
+            return
+        now = self._clock()
+        if self._sent is None or sent > self._sent:
+            self._sent, self._sent_at = sent, now
+        silent = now - self._sent_at
+        if silent <= self._silence:
+            self._steady_at = now
+        else:
+            queued = coordinator.get("outbuf_cnt", 0)
+            self.state += f", coordinator sent nothing for {silent:.0f} s ({queued} queued)"
 
     def unsteady_for(self) -> float:
         """Seconds since the group was last reported steady."""
@@ -144,7 +175,8 @@ class GroupMember:
     ):
         self.name = name
         self.topics = topics
-        self.watch = GroupWatch(timeouts.patience)
+        heartbeat_ms = config.get("heartbeat.interval.ms", 3000)
+        self.watch = GroupWatch(timeouts.patience, heartbeat_seconds=heartbeat_ms / 1000)
         passed_on = config.get("stats_cb")
 
         def on_stats(raw: str) -> None:

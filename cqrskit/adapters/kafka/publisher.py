@@ -129,6 +129,8 @@ class KafkaPublisher:
         self._topics: set[str] = set()
         self._partitions: dict[str, list[int]] = {}
         self._partitions_at = float("-inf")
+        #: (topic, partition) -> the (position, partition count) last marked there.
+        self._marked: dict[tuple[str, int], tuple[int, int]] = {}
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -288,6 +290,13 @@ class KafkaPublisher:
         nothing older that it has not seen (see docs/decisions/0004). A full
         queue drops the mark (a later one covers it), unless ``wait``: then
         delivery reports are served until there is room.
+
+        A partition already marked at ``position``, with the same partition
+        count, is not marked again: an idle relay sends nothing, and only a
+        new topic or partition gets a mark of its own. The marks of a
+        transaction that aborts are lost with it, and so is this publisher
+        (the relay starts again with a new one), so what it remembers was
+        committed or is still in the open transaction.
         """
         with self._translated():
             now = time.monotonic()
@@ -307,7 +316,6 @@ class KafkaPublisher:
                         for name, topic in metadata.topics.items()
                         if topology.is_event_topic(name)
                     }
-            self.begin()  # a watermark is fenced like the events before it
             said: list[tuple[str, str | bytes | None]] = [
                 (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
                 (HEADER_POSITION, b"%d" % position),
@@ -315,6 +323,10 @@ class KafkaPublisher:
             for topic, partitions in self._partitions.items():
                 value = orjson.dumps({"watermark": position, "partitions": len(partitions)})
                 for partition in partitions:
+                    at, count = self._marked.get((topic, partition), (-1, 0))
+                    if at >= position and count == len(partitions):
+                        continue
+                    self.begin()  # a watermark is fenced like the events before it
                     seal = self._seal.watermark(topic, partition, position, value)
                     sealed = [*said, (HEADER_SEAL, seal)]
                     while True:
@@ -322,6 +334,7 @@ class KafkaPublisher:
                             self._producer.produce(
                                 topic, value, None, partition=partition, headers=sealed
                             )
+                            self._marked[(topic, partition)] = (position, len(partitions))
                             break
                         except BufferError:
                             if not wait:
@@ -357,6 +370,7 @@ class KafkaPublisher:
         every call, and there is nothing left to save in it.
         """
         opened, self._open = self._open, False
+        self._marked.clear()  # the marks of the aborted transaction are gone
         with contextlib.suppress(KafkaException, SystemError):
             if opened and self.fatal is None:
                 self._producer.abort_transaction(timeout)

@@ -108,6 +108,8 @@ class MemoryPublisher:
         self._open = False
         self._pending: list[Message] = []
         self._known: dict[str, int] = {}
+        #: (topic, partition) -> the (position, partition count) last marked there.
+        self._marked: dict[tuple[str, int], tuple[int, int]] = {}
 
     def _check(self) -> None:
         if self._epoch is not None and self.broker.epochs.get(self.transactional_id) != self._epoch:
@@ -185,14 +187,13 @@ class MemoryPublisher:
         return TOO_LARGE in str(error) or TOO_LARGE in str(error.__cause__ or "")
 
     def publish_watermark(self, topology: Topology, position: int, *, wait: bool = False) -> None:
-        """Mark every partition of every event topic with ``position``."""
+        """Mark every partition of every event topic with ``position``, once."""
         with self.broker.lock:
             self._known = {
                 name: len(partitions)
                 for name, partitions in self.broker.topics.items()
                 if topology.is_event_topic(name)
             }
-        self.begin()
         said: list[tuple[str, str | bytes | None]] = [
             (HEADER_EVENT_TYPE, WATERMARK_EVENT_TYPE.encode()),
             (HEADER_POSITION, b"%d" % position),
@@ -200,9 +201,14 @@ class MemoryPublisher:
         for topic, count in self._known.items():
             value = orjson.dumps({"watermark": position, "partitions": count})
             for partition in range(count):
+                at, marked_count = self._marked.get((topic, partition), (-1, 0))
+                if at >= position and marked_count == count:
+                    continue
+                self.begin()
                 seal = self._seal.watermark(topic, partition, position, value)
                 sealed = (*said, (HEADER_SEAL, seal))
                 self._pending.append(Message(topic, partition, None, value, sealed))
+                self._marked[(topic, partition)] = (position, count)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Nothing to serve: messages are delivered on commit."""
@@ -211,3 +217,4 @@ class MemoryPublisher:
         """Drop the open transaction; never raises."""
         self._open = False
         self._pending.clear()
+        self._marked.clear()

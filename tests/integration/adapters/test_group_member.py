@@ -115,3 +115,32 @@ def test_a_member_whose_cluster_is_away_waits_instead_of_joining_again() -> None
         assert member.consumer is first
     finally:
         member.close()
+
+
+def test_a_steady_member_heartbeats_and_is_never_replaced(
+    settings: Settings, kafka_topic: str
+) -> None:
+    # The watch believes "up, steady" only while the coordinator's connection
+    # sends requests: a real member in a steady group must keep that true.
+    assigned: list[TopicPartition] = []
+    member = GroupMember(
+        "test member",
+        config(settings, f"{kafka_topic}.steady"),
+        [kafka_topic],
+        TIMEOUTS,
+        Rebalancing(lambda _c, p: assigned.extend(p)),
+    )
+    first = member.consumer
+    try:
+        wait_until(
+            lambda: len(assigned) == 3, 30, "the assignment", lambda: member.check().poll(0.2)
+        )
+        # Four times the patience, three heartbeats each: never judged stuck.
+        deadline = time.monotonic() + 4 * TIMEOUTS.patience + 3 * 10 / 3
+        while time.monotonic() < deadline:
+            member.check().poll(0.2)
+            assert not member.watch.stuck(), member.watch.state
+        assert member.consumer is first
+        assert member.watch.state == "up/steady"
+    finally:
+        member.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -110,10 +111,12 @@ def partitions_of(settings: Settings, topic: str) -> set[int]:
             if not end:
                 continue
             consumer.assign([TopicPartition(topic, partition, 0)])
-            read = 0
-            while read < end:
-                for message in consumer.consume(1000, timeout=5):
-                    read = int(message.offset() or 0) + 1
+            # The position, not the last message's offset: it passes the
+            # transactions' commit markers, which are never delivered.
+            deadline = time.monotonic() + 60
+            while consumer.position([TopicPartition(topic, partition)])[0].offset < end:
+                assert time.monotonic() < deadline, f"{topic}/{partition} not read to {end}"
+                for message in consumer.consume(1000, timeout=1):
                     headers = kafka_backend.headers_of(message)
                     if headers.get("event_type") != WATERMARK:
                         found.add(partition)

@@ -74,3 +74,46 @@ def test_a_close_that_never_returns_is_left_behind_in_bounded_time() -> None:
     assert time.monotonic() - started < 5
     release.set()
     assert close_within(lambda: None, 5, "test")
+
+
+def coordinated(state: str, join: str, sent: int, queued: int = 0) -> str:
+    """Statistics whose group coordinator has sent ``sent`` requests, ``queued`` unsent."""
+    coordinator = {"source": "logical", "tx": sent, "outbuf_cnt": queued}
+    return json.dumps(
+        {
+            "cgrp": {"state": state, "join_state": join},
+            "brokers": {"127.0.0.1:9092/1": {"tx": 999}, "GroupCoordinator": coordinator},
+        }
+    )
+
+
+def test_a_steady_member_whose_coordinator_sends_nothing_is_stuck() -> None:
+    # After a broker restart librdkafka may report the group up and steady
+    # while its heartbeat sits in the coordinator's queue, never sent.
+    clock = Clock()
+    watch = GroupWatch(patience=60, clock=clock)
+    for _ in range(20):
+        clock.now += 1
+        watch.on_stats(coordinated("up", "steady", sent=40, queued=1))
+    assert not watch.stuck()
+    for _ in range(50):
+        clock.now += 1
+        watch.on_stats(coordinated("up", "steady", sent=40, queued=1))
+    # Three missed heartbeats (9 s), then the patience (60 s).
+    assert not watch.stuck()
+    for _ in range(5):
+        clock.now += 1
+        watch.on_stats(coordinated("up", "steady", sent=40, queued=1))
+    assert watch.stuck()
+    assert watch.state == "up/steady, coordinator sent nothing for 74 s (1 queued)"
+
+
+def test_a_steady_member_that_heartbeats_is_never_stuck() -> None:
+    clock = Clock()
+    watch = GroupWatch(patience=60, clock=clock)
+    for second in range(200):
+        clock.now += 1
+        # A heartbeat every three seconds; statistics every second.
+        watch.on_stats(coordinated("up", "steady", sent=second // 3))
+        assert not watch.stuck()
+    assert watch.state == "up/steady"

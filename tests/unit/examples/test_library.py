@@ -1,8 +1,7 @@
-"""The tutorial's library (docs/tutorial.md), without services."""
+"""The commands and the read model, without services."""
 
 from __future__ import annotations
 
-import asyncio
 from uuid import uuid4
 
 import pytest
@@ -10,10 +9,8 @@ import pytest
 from cqrskit import AggregateNotFound, CommandBus, CommandRejected, RuleViolated
 from cqrskit.projections import fold
 from cqrskit.testing import Scenario, expect, stored_envelopes
-from cqrskit_pytest import BusesFactory, ScenarioFactory
 from examples.library.app import AddBook, LendBook, LibraryApp, ReturnBook, handlers
 from examples.library.domain import Book
-from examples.library.queries import BooksBy, queries
 from examples.library.views import BookView, Catalogue
 
 
@@ -40,8 +37,6 @@ def test_a_lent_book_cannot_be_lent_again() -> None:
 
 
 # --8<-- [end:scenarios]
-
-
 def test_returning_a_book_on_the_shelf_is_refused() -> None:
     book = Book(title="Dune", author="Frank Herbert")
     scenario = Scenario(handlers, LibraryApp).given(*book.collect_events())
@@ -81,8 +76,6 @@ def test_the_catalogue_counts_loans_and_knows_what_is_on_the_shelf() -> None:
 
 
 # --8<-- [end:fold]
-
-
 def test_the_catalogue_applies_a_redelivered_event_once() -> None:
     app = LibraryApp(persistence="memory")
     bus = CommandBus(app, handlers)
@@ -91,28 +84,3 @@ def test_the_catalogue_applies_a_redelivered_event_once() -> None:
     events = stored_envelopes(app)
     docs = fold(Catalogue(), events + events)
     assert docs[str(dune)].times_lent == 1  # type: ignore[attr-defined]
-
-
-# --8<-- [start:plugin]
-def test_a_returned_book_is_on_the_shelf_again(cqrskit_scenario: ScenarioFactory) -> None:
-    book = Book(title="Dune", author="Frank Herbert")
-    book.lend("ada")
-    scenario = cqrskit_scenario(handlers, LibraryApp).given(*book.collect_events())
-    scenario.when(ReturnBook(book_id=book.id)).then(Book.Returned)
-
-
-def test_the_api_finds_a_book_added(cqrskit_buses: BusesFactory) -> None:
-    buses = cqrskit_buses(LibraryApp, handlers, queries, Catalogue())  # closed after the test
-
-    async def add_then_find() -> list[str]:
-        added = await buses.commands.dispatch(AddBook(title="Dune", author="Frank Herbert"))
-        buses.project()  # what the relay and the workers do
-        found = await buses.queries.ask(
-            BooksBy(author="Frank Herbert"), min_position=added.position
-        )
-        return [book.title for book in found.value.items]
-
-    assert asyncio.run(add_then_find()) == ["Dune"]
-
-
-# --8<-- [end:plugin]

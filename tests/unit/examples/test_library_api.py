@@ -1,4 +1,4 @@
-"""The library's HTTP API in a test of its own: no service, the buses overridden."""
+"""The HTTP API in a test of its own: no service, the buses overridden."""
 
 from __future__ import annotations
 

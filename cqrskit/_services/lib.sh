@@ -1,17 +1,23 @@
 # Shared shell functions for the local service scripts. Source, do not run.
 #
+# These scripts ship inside the cqrskit package: `cqrskit services up|down|status`
+# runs them for a project, and the repository's scripts/*.sh run them for it.
+#
 # Layout:
-#   $SERVICES_DIR (default <repo>/.services, git-ignored): data, logs, pid files
+#   $SERVICES_DIR (CQRSKIT_SERVICES_DIR; default ./.services): data, logs, pid files
 #   $CACHE_DIR    (default ~/.cache/cqrskit): downloads and unpacked servers,
 #                 kept between runs and between clones
 #   ~/.m2         Maven's own repository, where Maven Central artifacts land
 
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SERVICES_DIR="${CQRSKIT_SERVICES_DIR:-$REPO_ROOT/.services}"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_DIR="${CQRSKIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cqrskit}"
+SERVICES_DIR="${CQRSKIT_SERVICES_DIR:-$PWD/.services}"
 mkdir -p "$SERVICES_DIR" "$CACHE_DIR"
+SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd)"
+# The project the services belong to: the folder holding its .services.
+PROJECT_DIR="$(dirname "$SERVICES_DIR")"
 
 say() { printf '[%s] %s\n' "${SERVICE_NAME:-services}" "$*"; }
 
