@@ -79,7 +79,7 @@ from examples.shop import OrderLine, PlaceOrder, RegisterItem, RestockItem, Shop
 from examples.shop.demo import clean_up
 from projections import CustomerOrdersProjection, StockLevels
 from tests.chaos.evolved import EvolvedStockLevels
-from tests.processes import REPO_ROOT, CliProcess, cli_env, run_cli, wait_until
+from tests.processes import CliProcess, cli_env, cli_run, run_cli, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -373,15 +373,7 @@ class Chaos:
         """
         self.worker.stop()
         env = {**self.env, "CQRSKIT_PROJECTIONS": "tests.chaos.evolved"}
-        refused = subprocess.run(
-            [sys.executable, "-m", "cqrskit.cli", "projections", "run", *PROJECTIONS],
-            env=env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        refused = cli_run(["projections", "run", *PROJECTIONS], env, timeout=120)
         said = refused.stderr.strip().splitlines()
         if refused.returncode != 1 or len(said) != 1 or "projections rebuild" not in said[0]:
             raise AssertionError(f"the evolved worker did not refuse in one line: {said}")
