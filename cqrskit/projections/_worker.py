@@ -39,7 +39,7 @@ from cqrskit.envelope import (
     Envelope,
     Seal,
 )
-from cqrskit.errors import PermanentError, ServiceUnavailable, TransientError
+from cqrskit.errors import MappingOutdated, PermanentError, ServiceUnavailable, TransientError
 from cqrskit.observability import instance_name
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
@@ -197,6 +197,8 @@ class ProjectionWorker:
         """Consume, apply and commit until :meth:`stop`.
 
         Raises:
+            MappingOutdated: the view has fields the index in service does
+                not map (rebuild it first).
             PermanentError: the read model cannot be set up (e.g. a bad mapping).
         """
         self.telemetry = WorkerTelemetry(self.projection.name, self.stats, instance_name())
@@ -252,6 +254,10 @@ class ProjectionWorker:
 
     def _prepare(self) -> None:
         self.read_model.ensure()
+        unmapped = self.read_model.unmapped_fields()
+        if unmapped:
+            index = self.read_model.serving() or self.read_model.alias
+            raise MappingOutdated(self.projection.name, index, unmapped)
         self.subscription.subscribe(self._assigned, self._revoked, self._forget_assignment)
 
     def _process(self, messages: Sequence[Message]) -> None:
