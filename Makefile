@@ -46,7 +46,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 typecheck: venv
-	$(BIN)/mypy --strict cqrskit
+	$(BIN)/mypy --strict cqrskit cqrskit_pytest
 
 # Strict: a broken link, a missing snippet, a stale CLI page or a public name
 # without its entry in the API reference fails the build.

@@ -23,6 +23,7 @@ whether trying again can help::
     │       └── LeaseLost             the lease expired or another relay leads
     └── PermanentError                retrying the same thing fails the same way
         ├── ConfigurationError        a setting is malformed (names the variable)
+        ├── MappingOutdated           a view has fields its index's mapping lacks
         ├── CommandRejected           a command failed validation (field paths)
         │   └── EventTooLarge         an event would exceed Kafka's message limit
         ├── RuleViolated              the aggregate's state forbids the command
@@ -72,6 +73,7 @@ __all__ = [
     "KafkaTrouble",
     "LeaseLost",
     "LostSession",
+    "MappingOutdated",
     "MessageTooLarge",
     "NotFound",
     "Overloaded",
@@ -114,8 +116,10 @@ class PermanentError(CqrskitError):
 class ServiceUnavailable(TransientError):
     """A service (PostgreSQL, Kafka, Elasticsearch) could not be reached.
 
-    Carries the service name, the address tried and, when the address came
-    from a setting, the environment variable that sets it.
+    Carries the service name, the address tried, the reason and, when the
+    address came from a setting, the environment variable that sets it:
+    "Kafka is unreachable at 127.0.0.1:9 (connection refused); check
+    CQRSKIT_KAFKA_BOOTSTRAP".
     """
 
     def __init__(self, service: str, address: str, reason: str, variable: str | None = None):
@@ -123,8 +127,8 @@ class ServiceUnavailable(TransientError):
         self.address = address
         self.reason = reason
         self.variable = variable
-        where = f"{address} (set by {variable})" if variable else address
-        super().__init__(f"{service} at {where} is unreachable: {reason}")
+        check = f"; check {variable}" if variable else ""
+        super().__init__(f"{service} is unreachable at {address} ({reason}){check}")
 
 
 class ConcurrencyError(TransientError):
@@ -288,6 +292,28 @@ class ConfigurationError(PermanentError):
         self.reason = reason
         shown = variable if value is None else f"{variable}={value!r}"
         super().__init__(f"{shown} is invalid: {reason}")
+
+
+class MappingOutdated(PermanentError):
+    """A projection's view has fields the mapping of the index in service lacks.
+
+    The index's strict mapping would refuse every document with them, so a
+    worker refuses to start; rebuilding builds a new index with the view's
+    mapping and swaps it in. Carries the projection, the index and the fields.
+    """
+
+    def __init__(self, projection: str, index: str, fields: Sequence[str]):
+        self.projection = projection
+        self.index = index
+        self.fields = list(fields)
+        named = ", ".join(self.fields)
+        super().__init__(
+            f"projection {projection}: the view has fields that the mapping of index "
+            f"{index} lacks ({named}), so Elasticsearch would refuse its documents; "
+            f"run 'cqrskit projections rebuild {projection}' to index it with the view's "
+            "mapping (the index in service answers queries until the swap), then start "
+            "the worker again"
+        )
 
 
 @dataclass(frozen=True)

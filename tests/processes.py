@@ -61,7 +61,7 @@ def cli_env(tag: str, app: str = "examples.shop:ShopApp", **settings: Any) -> di
     }
 
 
-def cli_result(
+def cli_run(
     args: Sequence[str], env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cqrskit <args>`` to its end, whatever its exit status; what it printed."""
@@ -71,8 +71,8 @@ def cli_result(
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=timeout,
         check=False,
+        timeout=timeout,
     )
 
 
@@ -82,7 +82,7 @@ def run_cli(args: Sequence[str], env: dict[str, str], timeout: float = 300) -> s
     Raises:
         subprocess.CalledProcessError: it exited with an error.
     """
-    done = cli_result(args, env, timeout)
+    done = cli_run(args, env, timeout)
     done.check_returncode()
     return done.stdout
 

@@ -6,7 +6,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -34,7 +34,9 @@ __all__ = [
     "configure_logging",
     "confirm",
     "echo_json",
+    "errors_as_log_lines",
     "errors_as_messages",
+    "fail_with_first",
     "load_settings",
     "on_stop_signals",
     "print_table",
@@ -109,6 +111,34 @@ def errors_as_messages() -> Iterator[None]:
         yield
     except CqrskitError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+#: What an error of cqrskit says about itself that a JSON log line keeps as keys.
+_ERROR_FIELDS = ("projection", "index", "fields", "service", "address", "variable")
+
+
+@contextmanager
+def errors_as_log_lines(logger: str) -> Iterator[None]:
+    """For a command that runs until stopped, with logging configured: a cqrskit
+    error ends it with one log line (JSON or text, like its other lines) and exit
+    status 1, not a message of another format after them."""
+    try:
+        yield
+    except CqrskitError as exc:
+        fields = {name: getattr(exc, name) for name in _ERROR_FIELDS if hasattr(exc, name)}
+        logging.getLogger(logger).error("%s", exc, extra={**fields, "error": type(exc).__name__})
+        raise SystemExit(1) from None
+
+
+def fail_with_first(errors: Iterable[str]) -> None:
+    """After a report printed in full: exit 1 with the first of ``errors`` (one line each).
+
+    A status that could read only part of the pipeline still shows that
+    part, then says which service did not answer and the setting to check.
+    """
+    for error in errors:
+        if error:
+            raise click.ClickException(error)
 
 
 def application_name(settings: Settings) -> str:

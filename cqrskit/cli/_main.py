@@ -59,11 +59,15 @@ def doctor(as_json: bool) -> None:
         for c in checks:
             status = "[green]up[/green]" if c.ok else "[red]DOWN[/red]"
             table.add_row(c.service, escape(c.address), status, escape(c.version), escape(c.detail))
-        console = Console()
+        # A pipe or a log file is not 80 columns wide: one line per service.
+        console = Console(width=None if sys.stdout.isatty() else 200)
         console.print(table)
         for c in checks:
             if not c.ok:
-                console.print(f"[red]{c.service} is unreachable[/red]: {escape(c.hint)}.")
+                console.print(
+                    f"[red]{c.service} is unreachable[/red] at {escape(c.address)} "
+                    f"({escape(c.detail)}): {escape(c.hint)}."
+                )
     if not all(c.ok for c in checks):
         sys.exit(1)
 

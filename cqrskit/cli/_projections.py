@@ -28,7 +28,9 @@ from cqrskit.cli._common import (
     configure_logging,
     confirm,
     echo_json,
+    errors_as_log_lines,
     errors_as_messages,
+    fail_with_first,
     load_settings,
     on_stop_signals,
     print_table,
@@ -37,6 +39,7 @@ from cqrskit.cli._common import (
 )
 from cqrskit.projections import (
     Projection,
+    ProjectionStatus,
     ProjectionWorker,
     RebuildPlan,
     RebuildResult,
@@ -142,7 +145,7 @@ def projections_run(
         while thread.is_alive():
             thread.join(timeout=0.5)  # wake for signals
     if errors:
-        with errors_as_messages():
+        with errors_as_log_lines("cqrskit.projections"):
             raise errors[0]
 
 
@@ -165,7 +168,12 @@ def projections_status(
         ]
     if as_json:
         echo_json(statuses)
-        return
+    else:
+        _print_statuses(statuses)
+    fail_with_first(s.lag_error for s in statuses)
+
+
+def _print_statuses(statuses: list[ProjectionStatus]) -> None:
     print_table(
         "projections",
         ("projection", "alias", "documents", "position", "partitions", "lag (events)", "note"),

@@ -13,13 +13,15 @@ from cqrskit.cli._common import (
     application_name,
     configure_logging,
     echo_json,
+    errors_as_log_lines,
     errors_as_messages,
+    fail_with_first,
     load_settings,
     on_stop_signals,
     print_table,
     start_metrics,
 )
-from cqrskit.relay import LayoutStatus
+from cqrskit.relay import LayoutStatus, RelayStatus
 from cqrskit.runtime import Runtime
 
 __all__ = ["relay"]
@@ -49,7 +51,7 @@ def relay_run(app_spec: str | None, name: str, metrics_port: int | None) -> None
     configure_logging(settings)
     start_metrics(settings)
     on_stop_signals(outbox_relay.stop, "cqrskit.relay")
-    with errors_as_messages():
+    with errors_as_log_lines("cqrskit.relay"):
         outbox_relay.run()
 
 
@@ -69,10 +71,15 @@ def relay_status(app_spec: str | None, name: str, as_json: bool) -> None:
     if as_json:
         topics = [{**asdict(layout), "unused": layout.unused} for layout in layouts]
         echo_json({**asdict(status), "topics": topics})
-        return
+    else:
+        _print_status(f"relay {name!r} of {app_name!r}", status, layouts)
+    fail_with_first(layout.kafka_error for layout in layouts)
+
+
+def _print_status(title: str, status: RelayStatus, layouts: list[LayoutStatus]) -> None:
     last_error = f"{status.last_error} ({status.last_error_at})" if status.last_error else "none"
     print_table(
-        f"relay {name!r} of {app_name!r}",
+        title,
         ("", ""),
         [
             ("position", status.position),

@@ -13,11 +13,14 @@ from cqrskit.cli._common import (
     application_name,
     echo_json,
     errors_as_messages,
+    fail_with_first,
     load_settings,
     print_table,
     projection_classes,
 )
 from cqrskit.observability import STAGES
+from cqrskit.projections import ProjectionStatus, StageLatency
+from cqrskit.relay import RelayStatus
 from cqrskit.runtime import Runtime
 
 
@@ -59,7 +62,14 @@ def status(
                 ],
             }
         )
-        return
+    else:
+        _print_tables(app_name, relay, rows)
+    fail_with_first(state.lag_error for state, _ in rows)
+
+
+def _print_tables(
+    app_name: str, relay: RelayStatus, rows: list[tuple[ProjectionStatus, list[StageLatency]]]
+) -> None:
     print_table(
         f"relay of {app_name}",
         ("position", "store head", "lag (events)", "lag (s)", "active instance", "last error"),

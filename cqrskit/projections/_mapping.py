@@ -20,7 +20,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-__all__ = ["METADATA_FIELD", "EsType", "Keyword", "Text", "mapping_for"]
+__all__ = ["METADATA_FIELD", "EsType", "Keyword", "Text", "mapping_for", "unmapped_fields"]
 
 #: The field every read-model document keeps cqrskit's bookkeeping in.
 METADATA_FIELD = "cqrskit"
@@ -121,3 +121,19 @@ def _class_field(annotation: object, where: str) -> dict[str, Any]:
             if issubclass(annotation, scalar):  # bool before int, datetime before date
                 return mapping
     raise TypeError(f"{where}: no Elasticsearch mapping for {annotation!r}; use EsType")
+
+
+def unmapped_fields(wanted: dict[str, Any], have: dict[str, Any], prefix: str = "") -> list[str]:
+    """The fields (dotted paths) of mapping ``wanted`` that mapping ``have`` lacks.
+
+    An index's strict mapping refuses every document with such a field: a
+    view that gained one needs an index built with its mapping.
+    """
+    present = have.get("properties") or {}
+    missing: list[str] = []
+    for name, spec in (wanted.get("properties") or {}).items():
+        if name not in present:
+            missing.append(f"{prefix}{name}")
+        elif isinstance(spec, dict) and "properties" in spec:
+            missing += unmapped_fields(spec, present[name], f"{prefix}{name}.")
+    return missing

@@ -308,6 +308,15 @@ class ReadModel(DocumentStore, Protocol):
         """The checkpoints with these ids that exist, read in real time."""
         ...
 
+    def unmapped_fields(self) -> list[str]:
+        """The view's fields (dotted paths) that the serving index's mapping lacks.
+
+        Empty when the mapping fits, or when no index serves yet. A worker
+        refuses to start on a view that gained a field its index does not
+        map: every document with it would be refused.
+        """
+        ...
+
 
 class RebuildStateStore(Protocol):
     """Where rebuilds keep their progress, one JSON record per projection.

@@ -54,6 +54,8 @@ class ProjectionStatus:
     partitions: int
     lag: int | None
     note: str = ""
+    #: Why the lag is unknown: the error's one line, naming the service and the setting.
+    lag_error: str = ""
 
 
 def projection_status(read_model: ReadModel, offsets: TopicOffsets) -> ProjectionStatus:
@@ -67,11 +69,11 @@ def projection_status(read_model: ReadModel, offsets: TopicOffsets) -> Projectio
     covered = coverage(read_model.checkpoints(serving)) if serving else {}
     documents = read_model.count()
     lag: int | None = None
-    note = ""
+    note = lag_error = ""
     try:
         lag = offsets.lag()
     except CqrskitError as exc:
-        note = f"lag unknown: Kafka did not answer ({exc})"
+        note, lag_error = "lag unknown: Kafka did not answer", str(exc)
     return ProjectionStatus(
         name=read_model.name,
         alias=read_model.alias,
@@ -80,4 +82,5 @@ def projection_status(read_model: ReadModel, offsets: TopicOffsets) -> Projectio
         partitions=len(covered),
         lag=lag,
         note=note,
+        lag_error=lag_error,
     )

@@ -39,7 +39,7 @@ from cqrskit.envelope import (
     Envelope,
     Seal,
 )
-from cqrskit.errors import PermanentError, ServiceUnavailable, TransientError
+from cqrskit.errors import MappingOutdated, PermanentError, ServiceUnavailable, TransientError
 from cqrskit.observability import instance_name
 from cqrskit.projections._applier import Applier, Failure
 from cqrskit.projections._barrier import LayoutBarrier
@@ -197,6 +197,8 @@ class ProjectionWorker:
         """Consume, apply and commit until :meth:`stop`.
 
         Raises:
+            MappingOutdated: the view has fields the index in service does
+                not map (rebuild it first).
             PermanentError: the read model cannot be set up (e.g. a bad mapping).
         """
         self.telemetry = WorkerTelemetry(self.projection.name, self.stats, instance_name())
@@ -252,6 +254,10 @@ class ProjectionWorker:
 
     def _prepare(self) -> None:
         self.read_model.ensure()
+        unmapped = self.read_model.unmapped_fields()
+        if unmapped:
+            index = self.read_model.serving() or self.read_model.alias
+            raise MappingOutdated(self.projection.name, index, unmapped)
         self.subscription.subscribe(self._assigned, self._revoked, self._forget_assignment)
 
     def _process(self, messages: Sequence[Message]) -> None:
@@ -479,19 +485,25 @@ class ProjectionWorker:
         would show a lag of one forever. When a poll returned nothing, every
         message before the consumer's position has been processed (or was
         no message), so the position may be committed, and the index's
-        checkpoint run extended over it.
+        checkpoint run extended over it. A partition that delivered nothing
+        since it was assigned counts from the offset it resumed from: a
+        worker that takes over partitions whose last batch was committed just
+        before its marker has nothing else to move them on.
         """
         try:
-            ahead = {
-                (p.topic, p.partition): offset
-                for p, offset in self.subscription.positions().items()
-                if (p.topic, p.partition) in self._next
-                and offset > self._next[(p.topic, p.partition)]
-            }
+            starts: dict[tuple[str, int], int] = {}
+            ahead: dict[tuple[str, int], int] = {}
+            for p, offset in self.subscription.positions().items():
+                key = (p.topic, p.partition)
+                start = self._next.get(key)
+                if start is None:
+                    start = self._start(key, offset)
+                if offset > start:
+                    starts[key], ahead[key] = start, offset
             if not ahead:
                 return
             index = self.read_model.serving() or self.read_model.alias
-            spans = [Span(t, p, self._next[(t, p)], offset, 0) for (t, p), offset in ahead.items()]
+            spans = [Span(t, p, starts[(t, p)], offset, 0) for (t, p), offset in ahead.items()]
             self.read_model.save_checkpoints(
                 self._checkpoints.record(index, spans, self._partitions)
             )

@@ -80,6 +80,8 @@ class LayoutStatus:
     in_kafka: int | None
     #: Partitions of a requested move the relay has not taken up yet.
     moving_to: int | None = None
+    #: Why ``in_kafka`` is None: the error's one line, naming the setting.
+    kafka_error: str = ""
 
     @property
     def unused(self) -> int:

@@ -22,6 +22,7 @@ docs/decisions/0008-relay-lease-and-fencing.md.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from cqrskit.envelope import (
     message_size,
 )
 from cqrskit.errors import (
+    CqrskitError,
     DeliveryFailed,
     KafkaTrouble,
     LeaseLost,
@@ -57,6 +59,20 @@ from cqrskit.topology import LAYOUT_TABLE, Topology
 __all__ = ["OutboxRelay", "RelayOptions"]
 
 log = logging.getLogger("cqrskit.relay")
+
+#: What varies between two retries of one failure: counts, positions, times.
+_NUMBERS = re.compile(r"\d+")
+
+
+def _root_cause(error: BaseException | None) -> str:
+    """The innermost of cqrskit's errors that ``error`` was raised from, as text.
+
+    A commit that failed (DeliveryFailed) and the fencing after it
+    (KafkaTrouble) fail for one cause: the broker's words under both.
+    """
+    while isinstance(error, CqrskitError) and isinstance(error.__cause__, CqrskitError):
+        error = error.__cause__
+    return str(error)
 
 
 #: Seconds one wait for Kafka (fencing, a commit) may last before the
@@ -136,6 +152,8 @@ class OutboxRelay:
         self._renewed_at = float("-inf")
         self._stopping = threading.Event()
         self._state = ""
+        #: The cause of the failures since the relay last published, as last said.
+        self._trouble: str | None = None
         #: aggregate type -> (topic, its pinned layout), filled per session.
         self._topics: dict[str, tuple[str, TopicLayout]] = {}
         self._layouts: TopicLayouts | None = None
@@ -211,11 +229,8 @@ class OutboxRelay:
             self._refused = error.position
             self._set_state(f"message-refused:{error.position}", text, logging.ERROR)
         else:
-            self._set_state(
-                f"failing:{type(error).__name__}",
-                f"relay error, backing off: {text}",
-                logging.WARNING,
-            )
+            self._set_state("failing", "")
+            self._troubled(_root_cause(error), f"relay error, backing off: {text}")
         try:
             self.outbox.connect()
             self.outbox.record_error(text)
@@ -226,11 +241,36 @@ class OutboxRelay:
 
     def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
         if state == "leading" and self._refused is not None:
-            return  # still refused: leading again once past it (see _retire)
+            return  # still refused: leading again once past it (see _recovered)
         if state != self._state:
             self._state = state
-            log.log(level, message, extra={"instance": self.instance})
+            if state == "standby":
+                self._trouble = None  # the store answers: standing by is the news
+            if message and not (self._trouble and state == "leading"):
+                log.log(level, message, extra={"instance": self.instance})
             self._state_metric.state(state.partition(":")[0])
+
+    def _troubled(self, cause: str, message: str) -> None:
+        """A failure: one WARNING per change of its cause, however often it is retried.
+
+        Counts and positions in ``cause`` do not make it a new one. Between
+        two retries the relay leads again without saying so; once it
+        publishes again, :meth:`_recovered` says that once.
+        """
+        key = _NUMBERS.sub("N", cause)
+        if key != self._trouble:
+            self._trouble = key
+            log.warning(message, extra={"instance": self.instance})
+
+    def _recovered(self) -> None:
+        """A transaction was committed: say once that the relay publishes again, if it
+        had failed, or had stopped at a refused event it is now past."""
+        if self._refused is not None or (self._trouble is None and self._state == "leading"):
+            return
+        self._trouble = None
+        self._state = "leading"
+        self._state_metric.state("leading")
+        log.info("relay %s is publishing again", self.instance, extra={"instance": self.instance})
 
     # -- one session: connect, lead, publish -------------------------------------
 
@@ -281,9 +321,8 @@ class OutboxRelay:
             self.outbox.close()
 
     def _kafka_unreachable(self, reason: str) -> None:
-        self._set_state(
-            "kafka-unreachable", f"Kafka unreachable, holding messages: {reason}", logging.WARNING
-        )
+        self._set_state("kafka-unreachable", "")
+        self._troubled(f"Kafka: {reason}", f"Kafka unreachable, holding messages: {reason}")
 
     # -- the lease -----------------------------------------------------------------
 
@@ -400,19 +439,17 @@ class OutboxRelay:
                 raise  # another relay leads: _session says so
             covered = f"positions {self.position} to {pages[-1].last}" if pages else "watermarks"
             raise DeliveryFailed(f"transaction of {covered} not committed: {exc}") from exc
-        if not pages:
-            return True
-        self._renew(pages[-1].last)
-        committed_at = time.monotonic()
-        for page in pages:
-            self._published.inc(page.size)
-            self._ack_seconds.observe(committed_at - page.sent_at)
-        self.position = pages[-1].last
-        if self._refused is not None and self.position >= self._refused:
-            self._refused = None
-        pages.clear()
-        if self._state != "leading":
-            self._set_state("leading", f"relay {self.instance} is publishing again")
+        if pages:
+            self._renew(pages[-1].last)
+            committed_at = time.monotonic()
+            for page in pages:
+                self._published.inc(page.size)
+                self._ack_seconds.observe(committed_at - page.sent_at)
+            self.position = pages[-1].last
+            if self._refused is not None and self.position >= self._refused:
+                self._refused = None
+            pages.clear()
+        self._recovered()
         return True
 
     def _boundaries(self, start: str, after: int) -> list[int]:

@@ -1,11 +1,12 @@
 """The shop's projections after a change that a strict mapping refuses.
 
-``StockLevel`` gains a field. Documents written with it fail with
-``strict_dynamic_mapping_exception`` until the index's mapping has the field,
-as happens when a view is changed and deployed before its read model is
-migrated. The fault suite runs the worker on this module to show that such
-events are dead-lettered (not lost, not a crash loop) and come back with
-``dlq replay`` once the mapping is fixed.
+``StockLevel`` gains a field. Elasticsearch would refuse every document
+written with it (``strict_dynamic_mapping_exception``) until the index's
+mapping has the field, as happens when a view is changed and deployed before
+its read model is migrated. The fault suite runs the worker on this module to
+show that the worker then refuses to start, saying so in one line, while the
+events wait in Kafka (nothing lost), and applies them once the mapping is
+fixed.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from examples.library.app import LibraryApp
 from examples.shop import OrderLine, PlaceOrder, ShopApp, handlers
 from examples.shop.demo import clean_up
 from tests.integration.conftest import REPO_ROOT
-from tests.processes import CliProcess, cli_env, cli_result, wait_until
+from tests.processes import CliProcess, cli_env, cli_run, wait_until
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def _settings(tag: str) -> Settings:
 
 
 def _teardown(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return cli_result(["teardown", *args], env)
+    return cli_run(["teardown", *args], env)
 
 
 def _answered(env: dict[str, str], answer: str) -> tuple[int, str]:

@@ -30,7 +30,7 @@ from cqrskit.adapters.elasticsearch.checkpoints import (
 from cqrskit.checkpoints import Checkpoint
 from cqrskit.errors import PermanentError, ServiceUnavailable
 from cqrskit.observability import _metrics as metrics
-from cqrskit.projections._mapping import METADATA_FIELD
+from cqrskit.projections._mapping import METADATA_FIELD, unmapped_fields
 from cqrskit.projections._ports import DocState, Written
 from cqrskit.projections._projection import IndexSettings, Projection
 from cqrskit.settings import Settings
@@ -336,6 +336,16 @@ class ElasticsearchReadModel:
     def stored_checkpoints(self, ids: Iterable[str]) -> list[Checkpoint]:
         """The checkpoint documents with these ids that exist, read in real time."""
         return self.checkpoint_store.read_ids(ids)
+
+    def unmapped_fields(self) -> list[str]:
+        """The view's fields that the serving index's mapping lacks ([] if none serves)."""
+        serving = self.serving()
+        if serving is None:
+            return []
+        with self._translated("read the mapping"):
+            found = self.es.indices.get_mapping(index=serving)
+        have = found.body.get(serving, {}).get("mappings", {})
+        return unmapped_fields(self.mapping, have)
 
     # -- errors ------------------------------------------------------------------
 

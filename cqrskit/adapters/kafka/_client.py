@@ -13,7 +13,8 @@ from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
 
 from cqrskit.adapters._probe import ServiceInfo
-from cqrskit.adapters.kafka._errors import SERVICE, not_yet, translated, unavailable
+from cqrskit.adapters.kafka._brokers import BROKERS
+from cqrskit.adapters.kafka._errors import SERVICE, not_yet, serve_logs, translated, unavailable
 from cqrskit.adapters.kafka._group import MemberTimeouts
 from cqrskit.adapters.kafka._protocol import metadata_version
 from cqrskit.errors import PermanentError
@@ -30,9 +31,9 @@ __all__ = [
 ]
 
 
-# librdkafka prints connection failures to stderr by itself; routing them
-# through logging keeps a command-line tool's output to what we say.
-_librdkafka_log = logging.getLogger("cqrskit.kafka.librdkafka")
+#: How often every client reports its statistics, in which :data:`BROKERS`
+#: sees a broker that was down come back (milliseconds).
+STATISTICS_INTERVAL_MS = 5000
 
 
 class _KnownWarnings(logging.Filter):
@@ -52,16 +53,26 @@ class _KnownWarnings(logging.Filter):
         return not (refused and ("FATAL" in message or "TXNERR" in message))
 
 
-_librdkafka_log.addFilter(_KnownWarnings())
+# librdkafka prints connection failures to stderr by itself, on every retry
+# of every client: BROKERS folds them into one line per change of state,
+# and hands its other lines to this logger.
+logging.getLogger("cqrskit.kafka.librdkafka").addFilter(_KnownWarnings())
 
 
 def base_config(settings: Settings) -> dict[str, Any]:
-    """Client settings shared by every producer, consumer and admin client."""
+    """Client settings shared by every producer, consumer and admin client.
+
+    Its log lines, errors and statistics go to :data:`BROKERS`; a client
+    that needs its own ``error_cb`` or ``stats_cb`` passes them on to it.
+    """
     timeout_ms = int(settings.connect_timeout * 1000)
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "socket.connection.setup.timeout.ms": max(1000, timeout_ms),
-        "logger": _librdkafka_log,
+        "logger": BROKERS,
+        "error_cb": BROKERS.error,
+        "statistics.interval.ms": STATISTICS_INTERVAL_MS,
+        "stats_cb": BROKERS.stats,
         "security.protocol": settings.kafka_security_protocol,
     }
     optional = {
@@ -155,10 +166,12 @@ def create_topic(
         if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return False
         if not_yet(error):
-            raise unavailable(settings.kafka_bootstrap, error.str()) from exc
+            serve_logs(client)
+            raise unavailable(settings.kafka_bootstrap, error.str(), f"creating {topic}") from exc
         raise PermanentError(f"cannot create topic {topic!r}: {error.str()}") from exc
     except TimeoutError as exc:
-        raise unavailable(settings.kafka_bootstrap, f"no answer creating topic {topic!r}") from exc
+        serve_logs(client)
+        raise unavailable(settings.kafka_bootstrap, "no answer", f"creating {topic}") from exc
     return True
 
 
@@ -174,11 +187,13 @@ def wait_for_topics(client: AdminClient, settings: Settings, topics: Sequence[st
     deadline = time.monotonic() + settings.connect_timeout * 6
     missing = list(topics)
     while missing:
-        with translated(settings.kafka_bootstrap):
+        with translated(settings.kafka_bootstrap, client=client):
             known = client.list_topics(timeout=settings.connect_timeout).topics
         missing = [t for t in missing if t not in known or not known[t].partitions]
         if missing and time.monotonic() > deadline:
-            raise unavailable(settings.kafka_bootstrap, f"topics not yet in metadata: {missing}")
+            raise unavailable(
+                settings.kafka_bootstrap, "not yet in the metadata", f"waiting for topics {missing}"
+            )
         if missing:
             time.sleep(0.2)  # polling the cluster's metadata for the topics to appear
 
@@ -190,7 +205,7 @@ def partition_count(client: AdminClient, settings: Settings, topic: str) -> int:
         ServiceUnavailable: as :func:`wait_for_topics`.
     """
     wait_for_topics(client, settings, [topic])
-    with translated(settings.kafka_bootstrap):
+    with translated(settings.kafka_bootstrap, client=client):
         metadata = client.list_topics(topic, timeout=settings.connect_timeout)
     return len(metadata.topics[topic].partitions)
 
@@ -203,7 +218,7 @@ def probe(settings: Settings) -> ServiceInfo:
             names the bootstrap list and ``CQRSKIT_KAFKA_BOOTSTRAP``.
     """
     client = admin(settings)
-    with translated(settings.kafka_bootstrap):
+    with translated(settings.kafka_bootstrap, client=client):
         cluster = client.describe_cluster(request_timeout=settings.connect_timeout).result(
             timeout=settings.connect_timeout
         )

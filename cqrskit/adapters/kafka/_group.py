@@ -177,10 +177,17 @@ class GroupMember:
         self.topics = topics
         heartbeat_ms = config.get("heartbeat.interval.ms", 3000)
         self.watch = GroupWatch(timeouts.patience, heartbeat_seconds=heartbeat_ms / 1000)
+        passed_on = config.get("stats_cb")
+
+        def on_stats(raw: str) -> None:
+            self.watch.on_stats(raw)
+            if passed_on is not None:
+                passed_on(raw)
+
         self._config = {
             **config,
             "statistics.interval.ms": STATISTICS_INTERVAL_MS,
-            "stats_cb": self.watch.on_stats,
+            "stats_cb": on_stats,
         }
         self._close_seconds = timeouts.close_seconds
         self._probe_seconds = timeouts.probe_seconds

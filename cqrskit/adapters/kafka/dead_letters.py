@@ -121,7 +121,8 @@ class KafkaDeadLetters:
             self._producer = None  # a new producer sends them again, cleanly
             raise kafka_backend.unavailable(
                 self.settings.kafka_bootstrap,
-                f"{left} dead letters to {self.topic} not acknowledged",
+                "not acknowledged",
+                f"writing {left} dead letters to {self.topic}",
             )
         if refused:
             if any(error.fatal() for _, _, error in refused):
@@ -152,7 +153,9 @@ class KafkaDeadLetters:
         consumer = self._consumer()
         timeout = self.settings.connect_timeout
         try:
-            with kafka_backend.translated(self.settings.kafka_bootstrap, f"reading {self.topic}"):
+            with kafka_backend.translated(
+                self.settings.kafka_bootstrap, f"reading {self.topic}", client=consumer
+            ):
                 metadata = consumer.list_topics(self.topic, timeout=timeout)
                 if metadata.topics[self.topic].error is not None:
                     return [], 0  # no dead letter was ever written
@@ -184,7 +187,7 @@ class KafkaDeadLetters:
             message = consumer.poll(self.settings.connect_timeout)
             if message is None:
                 raise kafka_backend.unavailable(
-                    self.settings.kafka_bootstrap, f"no answer reading {self.topic}"
+                    self.settings.kafka_bootstrap, "no answer", f"reading {self.topic}"
                 )
             if message.error() is not None:
                 continue

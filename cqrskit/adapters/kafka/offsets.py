@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.kafka._brokers import BROKERS
 from cqrskit.adapters.kafka.subscription import delivered
 from cqrskit.settings import Settings
 from cqrskit.subscription import Message
@@ -54,7 +55,9 @@ class KafkaOffsets:
             kafka_backend.create_topic(admin, self.settings, topic)
         consumer = self._consumer(self.live_group)
         try:
-            with kafka_backend.translated(self.settings.kafka_bootstrap, "reading partitions"):
+            with kafka_backend.translated(
+                self.settings.kafka_bootstrap, "reading partitions", client=consumer
+            ):
                 metadata = consumer.list_topics(timeout=self.settings.connect_timeout)
             return [
                 TopicPartition(topic, p)
@@ -69,7 +72,9 @@ class KafkaOffsets:
         consumer = self._consumer(self.live_group)
         try:
             partitions = self.partitions()
-            with kafka_backend.translated(self.settings.kafka_bootstrap, "reading offsets"):
+            with kafka_backend.translated(
+                self.settings.kafka_bootstrap, "reading offsets", client=consumer
+            ):
                 committed = consumer.committed(partitions, timeout=self.settings.connect_timeout)
             return {_key(tp): tp.offset if tp.offset >= 0 else OFFSET_BEGINNING for tp in committed}
         finally:
@@ -81,7 +86,9 @@ class KafkaOffsets:
         try:
             ends = {}
             for tp in self.partitions():
-                with kafka_backend.translated(self.settings.kafka_bootstrap, "reading offsets"):
+                with kafka_backend.translated(
+                    self.settings.kafka_bootstrap, "reading offsets", client=consumer
+                ):
                     _, high = consumer.get_watermark_offsets(
                         tp, timeout=self.settings.connect_timeout
                     )
@@ -93,12 +100,19 @@ class KafkaOffsets:
     def lag(self) -> int:
         """Messages of the existing topics the live group has not committed past.
 
-        Creates nothing: a topic not there yet has no lag.
+        Creates nothing: a topic not there yet has no lag. Answers at once
+        when another client of the process has just found every broker down
+        (a status of several projections waits once, not once each).
         """
         timeout = self.settings.connect_timeout
+        down = BROKERS.down_since(self.settings.kafka_bootstrap, timeout)
+        if down is not None:
+            raise kafka_backend.unavailable(self.settings.kafka_bootstrap, down, "reading the lag")
         consumer = self._consumer(self.live_group)
         try:
-            with kafka_backend.translated(self.settings.kafka_bootstrap, "reading the lag"):
+            with kafka_backend.translated(
+                self.settings.kafka_bootstrap, "reading the lag", client=consumer
+            ):
                 metadata = consumer.list_topics(timeout=timeout)
                 partitions = [
                     TopicPartition(topic, p)

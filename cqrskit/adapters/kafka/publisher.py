@@ -23,6 +23,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from cqrskit.adapters import kafka as kafka_backend
+from cqrskit.adapters.kafka._brokers import BROKERS
 from cqrskit.envelope import (
     HEADER_EVENT_TYPE,
     HEADER_POSITION,
@@ -154,8 +155,10 @@ class KafkaPublisher:
         if error.code() in FENCED:
             # Later calls raise a bare "fatal error"; remember why.
             self.fenced = True
+        if not error.fatal():
+            BROKERS.error(error)
         if error.code() in _UNREACHABLE and self._on_unreachable is not None:
-            self._on_unreachable(error.str())
+            self._on_unreachable(BROKERS.cause(self.settings.kafka_bootstrap) or error.str())
         elif error.fatal() and TOO_LARGE not in error.str():
             # A refusal as too large is named, with its event, by the relay.
             log.error("Kafka producer fatal error: %s", error.str())
@@ -196,7 +199,12 @@ class KafkaPublisher:
                 use the transactional id).
         """
         with self._translated():
-            return _finished(self._producer.init_transactions, timeout)
+            if _finished(self._producer.init_transactions, timeout):
+                return True
+            # Waiting serves nothing: serve the errors and log lines that
+            # say why the coordinator does not answer.
+            self._producer.poll(0)
+            return False
 
     @property
     def in_transaction(self) -> bool:
@@ -300,7 +308,8 @@ class KafkaPublisher:
                     # The broker is away: keep marking the partitions we know;
                     # the marks wait in the queue with the events before them.
                     if self._on_unreachable is not None:
-                        self._on_unreachable(kafka_backend.describe_error(exc))
+                        reason = BROKERS.cause(self.settings.kafka_bootstrap)
+                        self._on_unreachable(reason or kafka_backend.describe_error(exc))
                 else:
                     self._partitions = {
                         name: sorted(topic.partitions)

@@ -15,6 +15,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     Raises:
         ServiceUnavailable: the cluster did not answer.
     """
-    with translated(settings.kafka_bootstrap):
-        metadata = admin(settings).list_topics(timeout=settings.connect_timeout)
+    client = admin(settings)
+    with translated(settings.kafka_bootstrap, client=client):
+        metadata = client.list_topics(timeout=settings.connect_timeout)
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

@@ -4,7 +4,8 @@
 partitions; transactions whose messages become visible only once committed;
 one epoch per transactional id, so that :meth:`MemoryPublisher.fence` by a
 newer publisher makes every later call of an older one fail (and its open
-transaction never lands); and a largest message size per topic.
+transaction never lands); a largest message size per topic; and outages,
+during which fencing and committing fail with the outage's reason.
 """
 
 from __future__ import annotations
@@ -52,6 +53,24 @@ class MemoryBroker:
     topics: dict[str, list[list[Message]]] = field(default_factory=dict)
     epochs: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: While set, the broker is away: fencing and committing raise
+    #: KafkaTrouble with this reason (a transaction it held is lost).
+    outage: str | None = None
+    #: How many calls failed for an outage.
+    refused_calls: int = 0
+
+    def check_reachable(self) -> None:
+        """Raise the outage, if there is one.
+
+        Raises:
+            KafkaTrouble: the broker is away, for :attr:`outage`.
+        """
+        with self.lock:
+            outage = self.outage
+            if outage is not None:
+                self.refused_calls += 1
+        if outage is not None:
+            raise KafkaTrouble(outage)
 
     def create(self, topic: str, partitions: int | None = None) -> bool:
         """Create ``topic`` if missing; True if it was."""
@@ -100,6 +119,7 @@ class MemoryPublisher:
 
     def fence(self, timeout: float) -> bool:
         """Take over the transactional id: every older publisher of it fails from now on."""
+        self.broker.check_reachable()
         with self.broker.lock:
             self._epoch = self.broker.epochs.get(self.transactional_id, 0) + 1
             self.broker.epochs[self.transactional_id] = self._epoch
@@ -119,6 +139,7 @@ class MemoryPublisher:
         """Make the transaction's messages visible, all or none."""
         if not self._open:
             return True
+        self.broker.check_reachable()
         with self.broker.lock:
             self._check()
             if any(len(m.value) > self.broker.max_message_bytes for m in self._pending):

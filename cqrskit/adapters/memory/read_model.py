@@ -51,6 +51,8 @@ class MemoryIndexedReadModel:
         self._checkpoints = MemoryCheckpointStore(self.log, name)
         #: index -> doc id -> (sequence number, stored JSON).
         self.indices: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+        #: index -> the view's fields when it was created: its "mapping".
+        self.mapped: dict[str, set[str]] = {}
         self._seq = 0
         self.last_written: tuple[str, str, int] | None = None
 
@@ -68,6 +70,7 @@ class MemoryIndexedReadModel:
         replicas or refresh; a test sees whether a rebuild restored them).
         """
         self.indices.setdefault(index, {})
+        self.mapped.setdefault(index, _fields(self.view))
         if loading:
             self.loading.add(index)
         if alias:
@@ -180,3 +183,14 @@ class MemoryIndexedReadModel:
     def stored_checkpoints(self, ids: Iterable[str]) -> list[Checkpoint]:
         """The checkpoints with these ids that exist."""
         return self._checkpoints.read_ids(ids)
+
+    def unmapped_fields(self) -> list[str]:
+        """The view's top-level fields that it lacked when the serving index was created."""
+        serving = self.serving()
+        if serving is None or serving not in self.mapped:
+            return []
+        return sorted(_fields(self.view) - self.mapped[serving])
+
+
+def _fields(view: type[BaseModel]) -> set[str]:
+    return {info.alias or name for name, info in view.model_fields.items()}

@@ -15,9 +15,17 @@ from contextlib import contextmanager
 import psycopg
 import psycopg_pool
 
-from cqrskit.errors import ServiceUnavailable
+from cqrskit.errors import PermanentError, ServiceUnavailable
 
-__all__ = ["SERVICE", "VARIABLE", "first_line", "translated", "unavailable"]
+__all__ = [
+    "MISSING",
+    "SERVICE",
+    "VARIABLE",
+    "first_line",
+    "not_set_up",
+    "translated",
+    "unavailable",
+]
 
 SERVICE = "PostgreSQL"
 VARIABLE = "CQRSKIT_POSTGRES_DSN"
@@ -30,10 +38,31 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+#: A schema or table that is not there: the event store was never set up in it.
+MISSING = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)
+
+
 def first_line(exc: BaseException) -> str:
-    """The last line of a driver error's text: libpq puts its reason there."""
+    """The reason of a driver error in one line.
+
+    The server's primary message when it sent one (a statement's error,
+    whose text goes on with the statement and a caret); otherwise the last
+    line of the text, where libpq puts why a connection failed.
+    """
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return str(primary)
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[-1].strip()
+
+
+def not_set_up(application_name: str, settings_schema: str) -> PermanentError:
+    """The event store of ``application_name`` is not in ``settings_schema``."""
+    return PermanentError(
+        f"the event store of {application_name!r} does not exist in schema "
+        f"{settings_schema!r}; run 'cqrskit db init' first, or check CQRSKIT_POSTGRES_SCHEMA"
+    )
 
 
 def unavailable(address: str, reason: str) -> ServiceUnavailable:

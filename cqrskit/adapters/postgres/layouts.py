@@ -203,15 +203,20 @@ def layout_status(
         ).fetchall()
         moves = layouts.pending_moves()
     counts: dict[str, int] = {}
+    away = ""
     try:
         if rows:
             counts = in_kafka()
-    except ServiceUnavailable:
-        counts = {}
+    except ServiceUnavailable as exc:
+        counts, away = {}, str(exc)
     known = bool(counts)
     return [
         LayoutStatus(
-            str(topic), int(used), counts.get(str(topic)) if known else None, moves.get(topic)
+            str(topic),
+            int(used),
+            counts.get(str(topic)) if known else None,
+            moves.get(topic),
+            away,
         )
         for topic, used in rows
     ]

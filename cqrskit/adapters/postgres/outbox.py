@@ -109,10 +109,9 @@ class PostgresOutbox:
         """
         try:
             yield
-        except psycopg.errors.UndefinedTable as exc:
-            raise PermanentError(
-                f"the events table of {self.application_name!r} does not exist in schema "
-                f"{self.settings.postgres_schema!r}; run 'cqrskit db init' first"
+        except pg_backend.MISSING as exc:
+            raise pg_backend.not_set_up(
+                self.application_name, self.settings.postgres_schema
             ) from exc
         except psycopg.OperationalError as exc:
             raise LostSession(str(exc).strip().splitlines()[-1]) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from psycopg.sql import SQL, Identifier
 
@@ -29,6 +30,7 @@ def read_envelopes(
 
     Raises:
         ServiceUnavailable: PostgreSQL cannot be reached.
+        PermanentError: the event store is not in the schema (``cqrskit db init``).
     """
     events = Identifier(
         settings.postgres_schema, Topology.of(settings, application_name).events_table
@@ -40,7 +42,8 @@ def read_envelopes(
     ceiling = upto if upto is not None else 2**63 - 1
     with pg_backend.connect(settings) as conn:
         while True:
-            rows = conn.execute(query, [after, ceiling, page_size], prepare=True).fetchall()
+            with _store_of(settings, application_name):
+                rows = conn.execute(query, [after, ceiling, page_size], prepare=True).fetchall()
             for position, aggregate_id, version, topic, state in rows:
                 value, *_ = encode(
                     position=position,
@@ -56,15 +59,28 @@ def read_envelopes(
 
 
 def store_head(settings: Settings, application_name: str) -> int:
-    """The position of the last stored event (0 if none)."""
+    """The position of the last stored event (0 if none).
+
+    Raises:
+        PermanentError: the event store is not in the schema (``cqrskit db init``).
+    """
     events = Identifier(
         settings.postgres_schema, Topology.of(settings, application_name).events_table
     )
-    with pg_backend.connect(settings) as conn:
+    with pg_backend.connect(settings) as conn, _store_of(settings, application_name):
         row = conn.execute(
             SQL("SELECT coalesce(max(notification_id), 0) FROM {events}").format(events=events)
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+@contextmanager
+def _store_of(settings: Settings, application_name: str) -> Iterator[None]:
+    """A store that was never set up is named, with what to run."""
+    try:
+        yield
+    except pg_backend.MISSING as exc:
+        raise pg_backend.not_set_up(application_name, settings.postgres_schema) from exc
 
 
 class PostgresStoredEvents:

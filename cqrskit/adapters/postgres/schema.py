@@ -20,7 +20,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from cqrskit._version import __version__
 from cqrskit.adapters.postgres._client import connect
-from cqrskit.adapters.postgres._errors import first_line, translated
+from cqrskit.adapters.postgres._errors import MISSING, first_line, translated
 from cqrskit.adapters.postgres.migrations import MIGRATIONS, migrations_table
 from cqrskit.errors import PermanentError, SchemaNotReady
 from cqrskit.schema import PARTS, AppliedMigration, Part, PendingMigration, SchemaStatus
@@ -190,7 +190,7 @@ class PostgresSchema:
         try:
             with _savepoint(conn):
                 rows = conn.execute(query, [self.application]).fetchall()
-        except psycopg.errors.UndefinedTable:
+        except MISSING:  # no schema, or no migrations table: nothing was applied
             rows = []
         rank: dict[str, int] = {part: n for n, part in enumerate(PARTS)}
         history = tuple(

@@ -22,7 +22,7 @@ from cqrskit.runtime import Runtime
 from examples.shop import ShopApp
 from examples.shop.workflow import OrderWorkflow
 from tests.integration.conftest import REPO_ROOT, init_schema, psql
-from tests.processes import cli_result, wait_until
+from tests.processes import cli_run, wait_until
 
 
 def cli(settings: Settings, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -33,7 +33,7 @@ def cli(settings: Settings, *args: str, **variables: str) -> subprocess.Complete
         "CQRSKIT_POSTGRES_SCHEMA": settings.postgres_schema,
         **variables,
     }
-    return cli_result(args, env, timeout=120)
+    return cli_run(args, env, timeout=120)
 
 
 def migration_rows(settings: Settings) -> list[tuple[Any, ...]]:

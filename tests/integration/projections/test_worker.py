@@ -17,7 +17,6 @@ from elasticsearch import Elasticsearch
 from cqrskit import CommandBus, Envelope, Settings
 from cqrskit.adapters import kafka as kafka_backend
 from cqrskit.adapters.elasticsearch.checkpoints import ElasticsearchCheckpointReader
-from cqrskit.adapters.elasticsearch.read_model import read_model_for
 from cqrskit.adapters.kafka.dead_letters import KafkaDeadLetters as DeadLetterTopic
 from cqrskit.adapters.postgres.reader import store_head
 from cqrskit.queries import applied_position
@@ -41,7 +40,7 @@ from tests.integration.conftest import REPO_ROOT
 from tests.integration.projections.conftest import Pipeline, Worker
 from tests.integration.projections.poison import PoisonNotes
 from tests.integration.projections.poison_ids import VisitsByCustomer
-from tests.integration.projections.refused import LastSkus, Tabs
+from tests.integration.projections.refused import LastSkus
 from tests.integration.relay.conftest import wait_until
 
 ELASTICSEARCH = ["bash", str(REPO_ROOT / "scripts" / "elasticsearch.sh")]
@@ -341,19 +340,6 @@ def test_a_document_elasticsearch_refuses_is_dead_lettered_and_the_rest_is_appli
     assert "document_parsing_exception" in letters[0].error
     assert "'mixed'" in letters[0].error
     assert "rebuild" in letters[0].error
-
-
-def test_a_view_that_gained_a_field_under_a_strict_mapping_is_dead_lettered_with_a_rebuild_hint(
-    pipeline: Pipeline, es: Elasticsearch
-) -> None:
-    read_model_for(pipeline.settings, Tabs()).ensure()  # made by the code before the field
-    pipeline.extra_env["VIEW_GAINED_A_FIELD"] = "yes"
-    module = "tests.integration.projections.refused"
-    worker_after(pipeline, module, Tabs(), ("ada", "tea"), ("bob", "tea"))
-    letters, _ = DeadLetterTopic(pipeline.settings, "shop", Tabs.name).pending()
-    assert len(letters) == 2, [letter.error for letter in letters]
-    assert all("strict_dynamic_mapping_exception" in letter.error for letter in letters)
-    assert all("cqrskit projections rebuild tabs" in letter.error for letter in letters)
 
 
 def poison_behind_a_refusing_dead_letter_topic(pipeline: Pipeline) -> tuple[Any, Any, list[Any]]:

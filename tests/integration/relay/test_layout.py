@@ -93,6 +93,7 @@ def test_partitions_added_to_a_topic_get_no_events_and_the_relay_says_so(
         "used": 6,
         "in_kafka": 9,
         "moving_to": None,
+        "kafka_error": "",
         "unused": 3,
     }
 

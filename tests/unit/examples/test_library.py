@@ -14,6 +14,7 @@ from examples.library.domain import Book
 from examples.library.views import BookView, Catalogue
 
 
+# --8<-- [start:scenarios]
 def test_a_book_on_the_shelf_can_be_lent() -> None:
     book = Book(title="Dune", author="Frank Herbert")
     (
@@ -35,6 +36,7 @@ def test_a_lent_book_cannot_be_lent_again() -> None:
     )
 
 
+# --8<-- [end:scenarios]
 def test_returning_a_book_on_the_shelf_is_refused() -> None:
     book = Book(title="Dune", author="Frank Herbert")
     scenario = Scenario(handlers, LibraryApp).given(*book.collect_events())
@@ -57,6 +59,7 @@ def test_a_command_with_a_blank_title_is_rejected_with_its_field() -> None:
     assert [e.path for e in caught.value.errors] == ["title"]
 
 
+# --8<-- [start:fold]
 def test_the_catalogue_counts_loans_and_knows_what_is_on_the_shelf() -> None:
     app = LibraryApp(persistence="memory")
     bus = CommandBus(app, handlers)
@@ -72,6 +75,7 @@ def test_the_catalogue_counts_loans_and_knows_what_is_on_the_shelf() -> None:
     )
 
 
+# --8<-- [end:fold]
 def test_the_catalogue_applies_a_redelivered_event_once() -> None:
     app = LibraryApp(persistence="memory")
     bus = CommandBus(app, handlers)

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from cqrskit import Settings
+from cqrskit import MappingOutdated, Settings
 from cqrskit.adapters.memory.dead_letters import MemoryDeadLetters
 from cqrskit.adapters.memory.read_model import MemoryIndexedReadModel
 from cqrskit.adapters.memory.subscription import MemorySubscription, MemoryTopics
@@ -285,3 +285,23 @@ def test_an_index_deleted_with_writes_not_yet_refreshed_does_not_stop_the_worker
     run.relay.watermark()
     worker._process(worker.subscription.poll(100, 0.1))
     assert {c.index for c in model.checkpoints()} >= {new}
+
+
+class CustomerOrdersWithNote(CustomerOrders):
+    """The view after a deploy that gave it a field."""
+
+    note: str = ""
+
+
+def test_a_worker_refuses_to_start_on_a_view_its_index_does_not_map() -> None:
+    run = Running()  # not started
+    run.read_model.ensure()  # made by the code before the field
+    run.read_model.view = CustomerOrdersWithNote
+    run.relay.order_placed("c0")
+    with pytest.raises(MappingOutdated) as refused:
+        run.worker.run()
+    assert refused.value.fields == ["note"]
+    assert refused.value.index == run.read_model.serving()
+    assert f"cqrskit projections rebuild {run.projection.name}" in str(refused.value)
+    assert run.views() == {}  # nothing applied, nothing dead-lettered
+    assert run.dead_letters.letters == []

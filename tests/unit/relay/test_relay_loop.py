@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -10,6 +11,8 @@ from functools import partial
 from typing import TypeVar
 
 import orjson
+import pytest
+from tenacity import wait_fixed
 
 from cqrskit import CommandBus, Settings
 from cqrskit.adapters.memory.outbox import MemoryEvents, MemoryOutbox
@@ -209,4 +212,38 @@ def test_pages_read_when_the_lease_falls_due_are_committed_before_a_renewal_that
         finally:
             outbox.row_free.set()
         wait_until(lambda: events.positions.get("default") == 5)
+    assert sorted(e.position for e in event_messages(broker)) == [1, 2, 3, 4, 5]
+
+
+def test_an_outage_is_one_warning_per_cause_then_one_info_when_the_relay_publishes_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: every retry of an outage logged the error again, and 'is leading'."""
+    events, broker = stored_events(3), MemoryBroker()
+    relay = relay_on(events, broker)
+    # Retry at once: the test counts retries, it does not wait out the back-off.
+    relay._exponential = wait_fixed(0.02)
+    more = stored_events(2).rows
+    with caplog.at_level(logging.INFO, logger="cqrskit.relay"), running(relay):
+        wait_until(lambda: events.positions.get("default") == 3)
+        broker.outage = "Local: Broker transport failure"
+        for _, aggregate_id, version, topic, state in more:
+            events.append(aggregate_id, version, topic, state)
+        wait_until(lambda: broker.refused_calls >= 5)
+        broker.outage = "Local: Timed out"
+        calls = broker.refused_calls
+        wait_until(lambda: broker.refused_calls >= calls + 5)
+        broker.outage = None
+        wait_until(lambda: events.positions.get("default") == 5)
+    lines = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "cqrskit.relay" and "stopp" not in r.getMessage()
+    ]
+    assert [level for level, _ in lines] == ["INFO", "WARNING", "WARNING", "INFO"], lines
+    assert lines[0][1] == f"relay {relay.instance} is leading"
+    assert "relay error, backing off" in lines[1][1]
+    assert "Broker transport failure" in lines[1][1]
+    assert "Timed out" in lines[2][1]
+    assert lines[3][1] == f"relay {relay.instance} is publishing again"
     assert sorted(e.position for e in event_messages(broker)) == [1, 2, 3, 4, 5]
