@@ -314,7 +314,7 @@ cmd_start() {
         up_message
         return 0
     fi
-    if [[ -f "$PIDFILE" ]]; then
+    if [[ -f "$PIDFILE" ]] && ! pid_alive "$PIDFILE"; then
         say "removing stale pid file $PIDFILE"
         rm -f "$PIDFILE"
     fi
@@ -336,8 +336,10 @@ cmd_start() {
 cmd_stop() {
     take_lock
     if ! ours_running; then
-        [[ -f "$PIDFILE" ]] && say "removing stale pid file $PIDFILE"
-        rm -f "$PIDFILE"
+        if [[ -f "$PIDFILE" ]] && ! pid_alive "$PIDFILE"; then
+            say "removing stale pid file $PIDFILE"
+            rm -f "$PIDFILE"
+        fi
         say "kafka is not running"
         return 0
     fi

@@ -15,7 +15,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_DIR="${CQRSKIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cqrskit}"
 SERVICES_DIR="${CQRSKIT_SERVICES_DIR:-$PWD/.services}"
 mkdir -p "$SERVICES_DIR" "$CACHE_DIR"
-SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd)"
+SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd -P)"
 # The project the services belong to: the folder holding its .services.
 PROJECT_DIR="$(dirname "$SERVICES_DIR")"
 
