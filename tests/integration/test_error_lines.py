@@ -212,7 +212,8 @@ def test_a_schema_without_the_event_store_is_one_line_saying_to_run_db_init(
         CQRSKIT_INDEX_PREFIX=f"{unique_name}-",
     )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        f"Error: the event store of 'shop' does not exist in schema '{unique_name}'; "
-        "run 'cqrskit db init' first, or check CQRSKIT_POSTGRES_SCHEMA"
-    ]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("Error: "), line
+    assert f"'{unique_name}'" in line, line
+    assert "run 'cqrskit db init'" in line, line
+    assert "CQRSKIT_POSTGRES_SCHEMA" in line, line

@@ -227,7 +227,12 @@ class PostgresSchema:
                 f"run a cqrskit as new as the one that applied it ({', '.join(by)})",
             )
         if not status.history:
-            return SchemaNotReady(schema, app, "no migration was applied to it", INIT_HINT)
+            return SchemaNotReady(
+                schema,
+                app,
+                "no migration was applied to it",
+                f"{INIT_HINT}, or check CQRSKIT_POSTGRES_SCHEMA if it is the wrong schema",
+            )
         first = status.pending[0]
         more = len(status.pending) - 1
         return SchemaNotReady(
