@@ -143,8 +143,15 @@ class PostgresOutbox:
         return self._conn
 
     def close(self) -> None:
-        """End the session, and with it any leadership."""
+        """End the session, and with it any leadership.
+
+        The lock is released before the connection closes: the server frees a
+        closed session's locks only once it notices, so a standby asking at
+        once could still find it held.
+        """
         if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("SELECT pg_advisory_unlock_all()")
             self._conn.close()
             self._conn = None
 
