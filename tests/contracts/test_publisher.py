@@ -120,6 +120,17 @@ class PublisherContract:
         while not publisher.commit(1.0):
             assert time.monotonic() < deadline, "the commit did not finish"
 
+    def _marking(self, broker: Broker, topic: str, position: int) -> Publisher:
+        """A fenced publisher that has marked every partition of ``topic`` at ``position``."""
+        publisher = broker.publisher(f"tx-{uuid.uuid4().hex}")
+        self._fence(publisher)
+        deadline = time.monotonic() + WAIT
+        while publisher.known_partitions().get(topic) != broker.partitions:
+            assert time.monotonic() < deadline, "the topic never showed its partitions"
+            publisher.publish_watermark(broker.topology, position)
+            time.sleep(0.1)  # the publisher looks for new partitions every 2 s
+        return publisher
+
     @staticmethod
     def _fence(publisher: Publisher) -> None:
         deadline = time.monotonic() + WAIT
@@ -187,13 +198,7 @@ class PublisherContract:
     def test_a_watermark_reaches_every_partition_of_every_event_topic(
         self, broker: Broker, topic: str
     ) -> None:
-        publisher = broker.publisher(f"tx-{uuid.uuid4().hex}")
-        self._fence(publisher)
-        deadline = time.monotonic() + WAIT
-        while publisher.known_partitions().get(topic) != broker.partitions:
-            assert time.monotonic() < deadline, "the topic never showed its partitions"
-            publisher.publish_watermark(broker.topology, 5)
-            time.sleep(0.1)
+        publisher = self._marking(broker, topic, position=5)
         for partition in range(broker.partitions):  # after the marks in each partition
             publisher.produce(topic, b"k", b"end", [], partition=partition)
         self._commit(publisher)
@@ -205,13 +210,7 @@ class PublisherContract:
     def test_a_position_already_marked_is_not_marked_again(
         self, broker: Broker, topic: str
     ) -> None:
-        publisher = broker.publisher(f"tx-{uuid.uuid4().hex}")
-        self._fence(publisher)
-        deadline = time.monotonic() + WAIT
-        while publisher.known_partitions().get(topic) != broker.partitions:
-            assert time.monotonic() < deadline, "the topic never showed its partitions"
-            publisher.publish_watermark(broker.topology, 5)
-            time.sleep(0.1)
+        publisher = self._marking(broker, topic, position=5)
         self._commit(publisher)
         for _ in range(3):  # an idle relay's turns: nothing to say, no transaction
             publisher.publish_watermark(broker.topology, 5)
